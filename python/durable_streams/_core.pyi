@@ -1,0 +1,61 @@
+"""Stubs of the native core. ``durable_streams._pure`` implements the same names in Python."""
+
+from typing import Any, Final, Literal, final
+
+__version__: Final[str]
+
+DataMode = Literal["json", "json-raw", "text", "base64"]
+
+@final
+class Control:
+    """A Durable Streams SSE ``control`` event."""
+
+    next_offset: Final[str]
+    cursor: Final[str | None]
+    up_to_date: Final[bool]
+    closed: Final[bool]
+    def __init__(
+        self, next_offset: str, cursor: str | None = None, up_to_date: bool = False, closed: bool = False
+    ) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class SseDecoder:
+    """Incremental SSE decoder that interprets Durable Streams ``data`` and ``control`` events.
+
+    ``feed`` returns, in order, one entry per complete event in the bytes so far: a
+    :class:`Control` for a control event, and for a data event its payload, whose type follows
+    ``data_mode``: ``"json"`` a list of decoded messages, ``"json-raw"`` a list of each message's
+    raw bytes, ``"text"`` a str, ``"base64"`` the decoded bytes. Other event types are skipped.
+    """
+
+    max_event_bytes: Final[int]
+    last_event_id: Final[str]
+    retry_ms: Final[int | None]
+    def __init__(self, data_mode: DataMode, max_event_bytes: int = 16_777_216) -> None: ...
+    def feed(self, chunk: bytes) -> list[Any]: ...
+    def flush(self) -> list[Any]: ...
+
+def parse_json_array(body: bytes) -> list[Any]:
+    """The messages of a JSON-mode read body (a JSON array), as Python objects."""
+
+def split_json_array(body: bytes) -> list[bytes]:
+    """The raw bytes of each message of a JSON-mode read body."""
+
+def encode_json(value: Any) -> bytes:
+    """``value`` as compact JSON (``json.dumps`` with separators ``,`` and ``:``, UTF-8)."""
+
+@final
+class BatchBuilder:
+    """Assembles append bodies: a JSON array for JSON streams, concatenation otherwise."""
+
+    json_mode: Final[bool]
+    max_batch_bytes: Final[int]
+    def __init__(self, json_mode: bool, max_batch_bytes: int) -> None: ...
+    def push(self, item: Any) -> bool: ...
+    def push_many(self, items: list[Any]) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def take(self) -> bytes: ...

@@ -1,0 +1,261 @@
+"""The exceptions durable_streams raises.
+
+Every error is a :class:`DurableStreamError`; catch that to catch them all::
+
+    DurableStreamError
+    ├── TransportError                  network failure; httpx's exception is the __cause__
+    │   └── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
+    ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
+    │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
+    │   ├── SSEParseError               a malformed SSE stream or control event
+    │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
+    │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
+    ├── ProtocolError                   a response breaks the protocol (missing header, ...)
+    └── ResponseError                   the server answered with an error status
+        ├── BadRequestError             400
+        │   └── InvalidOffsetError      400 for a read at a malformed offset
+        ├── StaleEpochError             403 from an idempotent producer's stale epoch
+        ├── StreamNotFoundError         404
+        ├── ConflictError               409
+        │   ├── StreamExistsError       409 on create: exists with another configuration
+        │   ├── StreamClosedError       409 + Stream-Closed: the stream takes no more appends
+        │   ├── SeqConflictError        409 for a Stream-Seq regression
+        │   ├── ContentTypeMismatchError 409 for an append of another content type
+        │   └── SequenceGapError        409 for a producer sequence gap
+        ├── RetentionGoneError          410: data before the retained range, or soft-deleted
+        ├── PayloadTooLargeError        413
+        ├── RateLimitedError            429
+        └── ServerError                 5xx
+
+Messages name the stream and the offset involved. URLs in messages and reprs never carry the
+query string, so tokens passed as params do not leak into logs.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "Base64DecodeError",
+    "BadRequestError",
+    "ConflictError",
+    "ContentTypeMismatchError",
+    "DeadlineExceededError",
+    "DurableStreamError",
+    "EventTooLargeError",
+    "InvalidOffsetError",
+    "JSONParseError",
+    "ParseError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RateLimitedError",
+    "ResponseError",
+    "RetentionGoneError",
+    "SSEParseError",
+    "SeqConflictError",
+    "SequenceGapError",
+    "ServerError",
+    "StaleEpochError",
+    "StreamClosedError",
+    "StreamExistsError",
+    "StreamNotFoundError",
+    "TransportError",
+]
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without query string, fragment or user info: safe to print."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class DurableStreamError(Exception):
+    """Base class of every error raised by durable_streams."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        offset: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = redact_url(url)
+        self.status = status
+        self.offset = offset
+
+    def __str__(self) -> str:
+        context = []
+        if self.url is not None:
+            context.append(f"stream {self.url}")
+        if self.offset is not None:
+            context.append(f"offset {self.offset}")
+        if self.status is not None:
+            context.append(f"status {self.status}")
+        if not context:
+            return self.message
+        return f"{self.message} ({', '.join(context)})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def with_context(self, *, url: str | None = None, offset: str | None = None) -> DurableStreamError:
+        """Fill in the stream and offset where the raiser did not know them; returns self."""
+        if self.url is None and url is not None:
+            self.url = redact_url(url)
+        if self.offset is None and offset is not None:
+            self.offset = offset
+        return self
+
+
+class TransportError(DurableStreamError):
+    """The request did not complete: connection refused, reset, or cut mid-body."""
+
+
+class DeadlineExceededError(TransportError, TimeoutError):
+    """A request or read ran past its deadline."""
+
+
+class ParseError(DurableStreamError, ValueError):
+    """The server's bytes could not be decoded. ``position`` is the byte offset in the input."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        position: int | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        offset: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, offset=offset)
+        self.position = position
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.position is None:
+            return text
+        return f"{text} [at byte {self.position}]"
+
+
+class JSONParseError(ParseError):
+    """A JSON body, or the JSON of an SSE data event, is malformed."""
+
+
+class SSEParseError(ParseError):
+    """The SSE stream, or a control event in it, is malformed."""
+
+
+class EventTooLargeError(SSEParseError):
+    """One SSE event or line is larger than the decoder's ``max_event_bytes``."""
+
+
+class Base64DecodeError(ParseError):
+    """An SSE data event of a binary stream is not valid base64."""
+
+
+class ProtocolError(DurableStreamError):
+    """A response violates the protocol, e.g. a read without ``Stream-Next-Offset``."""
+
+
+class ResponseError(DurableStreamError):
+    """The server answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        offset: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, offset=offset)
+        self.body = body
+
+
+class BadRequestError(ResponseError):
+    """400: the server rejected the request as malformed."""
+
+
+class InvalidOffsetError(BadRequestError):
+    """400 for a read: the offset is malformed or unknown to the server."""
+
+
+class StaleEpochError(ResponseError):
+    """403: an idempotent producer's epoch is older than the server's (it was fenced)."""
+
+    def __init__(self, message: str, *, current_epoch: int | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.current_epoch = current_epoch
+
+
+class StreamNotFoundError(ResponseError):
+    """404: the stream does not exist (or was deleted)."""
+
+
+class ConflictError(ResponseError):
+    """409: the request conflicts with the stream's state."""
+
+
+class StreamExistsError(ConflictError):
+    """409 on create: a stream exists at that URL with a different configuration."""
+
+
+class StreamClosedError(ConflictError):
+    """The stream is closed and takes no more appends. ``final_offset`` is its tail."""
+
+    def __init__(self, message: str, *, final_offset: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.final_offset = final_offset
+
+
+class SeqConflictError(ConflictError):
+    """409: the ``Stream-Seq`` of the append is not greater than the last one."""
+
+
+class ContentTypeMismatchError(ConflictError):
+    """409: the append's content type differs from the stream's."""
+
+
+class SequenceGapError(ConflictError):
+    """409: an idempotent producer skipped a sequence number."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_seq: int | None = None,
+        received_seq: int | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.expected_seq = expected_seq
+        self.received_seq = received_seq
+
+
+class RetentionGoneError(ResponseError):
+    """410: the offset is before the retained data, or the stream was soft-deleted."""
+
+
+class PayloadTooLargeError(ResponseError):
+    """413: the request body exceeds the server's limit."""
+
+
+class RateLimitedError(ResponseError):
+    """429: the server asks us to slow down; ``retry_after`` is in seconds, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(ResponseError):
+    """5xx: the server failed."""
