@@ -1,9 +1,97 @@
-"""durable_streams: a fast, dependable client for the Durable Streams protocol."""
+"""durable_streams: a fast, dependable client for the Durable Streams protocol.
+
+Read with :func:`stream` / :func:`astream`; create, append, close, delete and fork with
+:class:`DurableStream` / :class:`AsyncDurableStream`. Errors are :class:`DurableStreamError`
+subclasses (see ``durable_streams._errors`` for the tree).
+"""
 
 from __future__ import annotations
 
-from ._errors import *  # noqa: F403
-from ._errors import __all__ as _error_names
+from ._async import AsyncDurableStream, AsyncStreamResponse, astream
+from ._errors import (
+    Base64DecodeError,
+    BadRequestError,
+    ConflictError,
+    ContentTypeError,
+    ContentTypeMismatchError,
+    DeadlineExceededError,
+    DurableStreamError,
+    EventTooLargeError,
+    InvalidOffsetError,
+    JSONParseError,
+    ParseError,
+    PayloadTooLargeError,
+    ProtocolError,
+    RateLimitedError,
+    ResponseError,
+    RetentionGoneError,
+    SeqConflictError,
+    SequenceGapError,
+    ServerError,
+    SSEParseError,
+    StaleEpochError,
+    StreamClosedError,
+    StreamExistsError,
+    StreamNotFoundError,
+    TransportError,
+)
 from ._impl import IMPLEMENTATION
+from ._protocol import OFFSET_BEGINNING, OFFSET_NOW, AppendResult, HeadResult, LiveMode
+from ._retry import RetryPolicy
+from ._shared import StreamEvent
+from ._sync import DurableStream, StreamResponse, stream
 
-__all__ = sorted(["IMPLEMENTATION", *_error_names])
+__all__ = [
+    "IMPLEMENTATION",
+    "OFFSET_BEGINNING",
+    "OFFSET_NOW",
+    "AppendResult",
+    "AsyncDurableStream",
+    "AsyncStreamResponse",
+    "Base64DecodeError",
+    "BadRequestError",
+    "ConflictError",
+    "ContentTypeError",
+    "ContentTypeMismatchError",
+    "DeadlineExceededError",
+    "DurableStream",
+    "DurableStreamError",
+    "EventTooLargeError",
+    "HeadResult",
+    "InvalidOffsetError",
+    "JSONParseError",
+    "LiveMode",
+    "ParseError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RateLimitedError",
+    "ResponseError",
+    "RetentionGoneError",
+    "RetryPolicy",
+    "SSEParseError",
+    "SeqConflictError",
+    "SequenceGapError",
+    "ServerError",
+    "StaleEpochError",
+    "StreamClosedError",
+    "StreamEvent",
+    "StreamExistsError",
+    "StreamNotFoundError",
+    "StreamResponse",
+    "TransportError",
+    "__version__",
+    "astream",
+    "stream",
+]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("durable-streams-rs")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()

@@ -11,6 +11,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
     ├── ProtocolError                   a response breaks the protocol (missing header, ...)
+    ├── ContentTypeError                the stream's content type does not fit the call (also TypeError)
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 for a read at a malformed offset
@@ -39,6 +40,7 @@ __all__ = [
     "Base64DecodeError",
     "BadRequestError",
     "ConflictError",
+    "ContentTypeError",
     "ContentTypeMismatchError",
     "DeadlineExceededError",
     "DurableStreamError",
@@ -163,6 +165,10 @@ class Base64DecodeError(ParseError):
 
 class ProtocolError(DurableStreamError):
     """A response violates the protocol, e.g. a read without ``Stream-Next-Offset``."""
+
+
+class ContentTypeError(DurableStreamError, TypeError):
+    """The stream's content type does not fit the call, e.g. ``iter_json`` on a binary stream."""
 
 
 class ResponseError(DurableStreamError):

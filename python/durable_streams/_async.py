@@ -1,0 +1,649 @@
+"""The asynchronous API: ``astream()``, :class:`AsyncStreamResponse` and
+:class:`AsyncDurableStream`, for asyncio and trio alike (through anyio)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from . import _errors as errors
+from . import _protocol as proto
+from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
+from ._read import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_EVENT_BYTES,
+    Batch,
+    ConsumerKind,
+    ReadSession,
+)
+from ._retry import RetryPolicy, RetryState
+from ._shared import (
+    CLIENT_LIMITS,
+    DEFAULT_LIVE_READ_TIMEOUT,
+    Delivery,
+    Headers,
+    ResponseMetadata,
+    StreamEvent,
+    build_httpx_request,
+    delay_after_status,
+    delay_after_transport_error,
+    lower_headers,
+    make_timeout,
+    merge,
+    request_timeout,
+    resolve_async,
+    transport_error,
+    with_dynamic,
+)
+
+__all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream"]
+
+
+async def _read_limited(response: httpx.Response, limit: int, *, url: str, offset: str | None) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise errors.ProtocolError(
+                f"response body exceeds the limit of {limit} bytes", url=url, offset=offset
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class AsyncStreamResponse(ResponseMetadata):
+    """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
+    ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
+
+    Use it as a context manager; leaving the block closes the connection (and the HTTP client
+    when ``stream()`` made one)."""
+
+    def __init__(
+        self,
+        session: ReadSession,
+        client: httpx.AsyncClient,
+        *,
+        owns_client: bool,
+        headers: Headers | None,
+        params: Headers | None,
+        timeout: httpx.Timeout,
+        live_read_timeout: float,
+    ) -> None:
+        self._session = session
+        self._client = client
+        self._owns_client = owns_client
+        self._headers = headers
+        self._params = params
+        self._timeout = timeout
+        self._live_read_timeout = live_read_timeout
+        self._delivery = Delivery(session.offset, session.cursor)
+        self._http: httpx.Response | None = None
+        self._kind: str | None = None
+        self._source: AsyncIterator[Batch] | None = None
+        self._consumer: AsyncIterator[Any] | None = None
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncStreamResponse:
+        try:
+            await self._open()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection, and the HTTP client if this response made it."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._drop_source()
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _drop_source(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.aclose()  # type: ignore[attr-defined]
+        source, self._source = self._source, None
+        if source is not None:
+            await source.aclose()  # type: ignore[attr-defined]
+        await self._close_http()
+
+    async def _close_http(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    # -- the loop around the session ----------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Send requests until one is answered with data to read (retrying what may be)."""
+        if self._closed:
+            raise errors.DurableStreamError("the response is closed", url=self.url)
+        session = self._session
+        while True:
+            req = session.request(
+                await resolve_async(self._headers), await resolve_async(self._params)
+            )
+            timeout = request_timeout(self._timeout, self._live_read_timeout, session.live_request)
+            try:
+                http = await self._client.send(
+                    build_httpx_request(self._client, req, timeout), stream=True
+                )
+            except httpx.HTTPError as exc:
+                await self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                continue
+            try:
+                headers = lower_headers(http.headers)
+                kind = session.on_response(http.status_code, headers)
+                if kind == "error":
+                    body = await _read_limited(
+                        http, proto.ERROR_BODY_LIMIT, url=req.url, offset=None
+                    )
+                    await http.aclose()
+                    await self._wait_or_raise(session.error(http.status_code, headers, body))
+                    continue
+            except BaseException:
+                await http.aclose()
+                raise
+            self._http, self._kind = http, kind
+            return
+
+    async def _ensure_open(self) -> None:
+        if self._session.status is None and self._http is None:
+            await self._open()
+
+    async def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
+        delay = self._session.retry_delay(exc)
+        if delay is None:
+            raise exc
+        await anyio.sleep(delay)
+
+    async def _batches(self) -> AsyncIterator[Batch]:
+        session = self._session
+        while not session.done:
+            if self._http is None:
+                await self._open()
+            http = self._http
+            assert http is not None
+            try:
+                if self._kind == "sse":
+                    async for chunk in http.aiter_bytes():
+                        for batch in session.feed(chunk):
+                            yield batch
+                        if session.closed:
+                            break
+                    session.on_sse_end()
+                elif self._kind == "body":
+                    body = await _read_limited(
+                        http, session.max_body_bytes, url=session.url, offset=session.offset
+                    )
+                    await self._close_http()
+                    yield session.on_body(body)
+                else:
+                    await self._close_http()
+                    yield session.on_empty()
+            except httpx.HTTPError as exc:
+                await self._close_http()
+                await self._wait_or_raise(
+                    transport_error(exc, url=session.url, offset=session.offset)
+                )
+            except errors.TransportError as exc:
+                await self._close_http()
+                await self._wait_or_raise(exc)
+            finally:
+                if self._kind == "sse" and self._http is http:
+                    await self._close_http()
+
+    async def _next_batch(self, kind: ConsumerKind) -> Batch | None:
+        pending = self._delivery.take_pending(kind)
+        if pending is not None:
+            return pending
+        session = self._session
+        if session.needs_new_connection(kind):
+            source, self._source = self._source, None
+            if source is not None:
+                await source.aclose()  # type: ignore[attr-defined]
+            await self._close_http()
+        session.consumer = kind
+        if self._source is None:
+            if session.done:
+                return None
+            self._source = self._batches()
+        try:
+            batch = await self._source.__anext__()
+        except StopAsyncIteration:
+            self._source = None
+            return None
+        except BaseException:
+            self._source = None
+            await self._close_http()
+            raise
+        self._delivery.start(batch, kind)
+        return batch
+
+    async def _items(
+        self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
+    ) -> AsyncIterator[Any]:
+        delivery = self._delivery
+        while True:
+            batch = await self._next_batch(kind)
+            if batch is None:
+                return
+            data = batch.data
+            if kind in ("json", "json-raw"):
+                while delivery.index < len(data):
+                    item = data[delivery.index]
+                    delivery.index += 1
+                    yield item if transform is None else transform(item)
+            elif data and delivery.index == 0:
+                delivery.index = 1
+                yield data if transform is None else transform(data)
+            delivery.finish()
+            if batch.closed or (until_up_to_date and batch.up_to_date):
+                return
+
+    async def _iterate(
+        self,
+        kind: ConsumerKind,
+        until_up_to_date: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> AsyncIterator[Any]:
+        previous, self._consumer = self._consumer, None
+        if previous is not None:
+            await previous.aclose()  # type: ignore[attr-defined]
+        await self._ensure_open()
+        gen = self._items(kind, until_up_to_date, transform)
+        self._consumer = gen
+        async for item in gen:
+            yield item
+
+    # -- public iteration ---------------------------------------------------------------------
+
+    def iter_json(self, decode: Callable[[bytes], Any] | None = None) -> AsyncIterator[Any]:
+        """Each message of a JSON stream, decoded by the core, or by ``decode`` from its raw
+        bytes when given (e.g. ``orjson.loads`` or a model's ``model_validate_json``)."""
+        if decode is None:
+            return self._iterate("json")
+        return self._iterate("json-raw", transform=decode)
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """The stream's bytes, chunk by chunk (base64 over SSE is decoded)."""
+        return self._iterate("bytes")
+
+    def iter_text(self) -> AsyncIterator[str]:
+        """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
+        return self._iterate("text")
+
+    async def iter_events(
+        self, decode: Callable[[bytes], Any] | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Items with their offset: messages for JSON streams, byte chunks otherwise."""
+        await self._ensure_open()
+        kind = self._event_kind()
+        if kind == "json" and decode is not None:
+            kind = "json-raw"
+        delivery = self._delivery
+        async for item in self._iterate(kind, transform=decode):
+            batch = delivery.batch
+            assert batch is not None
+            yield StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+
+    async def read_json(self, decode: Callable[[bytes], Any] | None = None) -> list[Any]:
+        """Every message until the reader is up to date (or the stream ended)."""
+        if decode is None:
+            return [item async for item in self._iterate("json", True)]
+        return [item async for item in self._iterate("json-raw", True, decode)]
+
+    async def read_bytes(self) -> bytes:
+        """All bytes until the reader is up to date (or the stream ended)."""
+        return b"".join([chunk async for chunk in self._iterate("bytes", True)])
+
+    async def read_text(self) -> str:
+        """All text until the reader is up to date (or the stream ended)."""
+        return "".join([text async for text in self._iterate("text", True)])
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
+        await self._ensure_open()
+        async for item in self._iterate(self._event_kind()):
+            yield item
+
+
+def astream(
+    url: str,
+    *,
+    offset: str = OFFSET_BEGINNING,
+    live: LiveMode = False,
+    cursor: str | None = None,
+    headers: Headers | None = None,
+    params: Headers | None = None,
+    client: httpx.AsyncClient | None = None,
+    timeout: float | httpx.Timeout | None = None,
+    live_read_timeout: float = DEFAULT_LIVE_READ_TIMEOUT,
+    retry: RetryPolicy | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    verify: bool | str = True,
+) -> AsyncStreamResponse:
+    """Read the stream at ``url`` from ``offset``; the async twin of :func:`stream`.
+    ``headers``/``params`` values may be callables or async callables, run per request."""
+    session = ReadSession(
+        url,
+        offset=offset,
+        live=live,
+        cursor=cursor,
+        retry=retry,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max_body_bytes,
+    )
+    owns = client is None
+    http_client = client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+    return AsyncStreamResponse(
+        session,
+        http_client,
+        owns_client=owns,
+        headers=headers,
+        params=params,
+        timeout=make_timeout(timeout),
+        live_read_timeout=live_read_timeout,
+    )
+
+
+class AsyncDurableStream:
+    """A handle on one stream: create, append, read, close, delete and fork it.
+
+    The handle keeps one HTTP client (connections are reused); close the handle, or use it as a
+    context manager, to release it. A client passed in is the caller's to close.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        content_type: str | None = None,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url = url
+        self.content_type = content_type
+        self._headers = headers
+        self._params = params
+        self._timeout = make_timeout(timeout)
+        self._retry = retry or RetryPolicy()
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+
+    def __repr__(self) -> str:
+        return f"<AsyncDurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
+
+    async def __aenter__(self) -> AsyncDurableStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the HTTP client (if the handle made it). The stream itself stays open."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls,
+        url: str,
+        *,
+        content_type: str = proto.DEFAULT_CONTENT_TYPE,
+        ttl_seconds: int | None = None,
+        expires_at: _dt.datetime | str | None = None,
+        data: Any = None,
+        closed: bool = False,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+    ) -> AsyncDurableStream:
+        """Create the stream (or accept an identical existing one) and return its handle.
+
+        ``data`` is an optional first message (JSON streams) or first bytes; ``closed=True``
+        creates it already closed. A stream with another configuration raises
+        :class:`StreamExistsError`."""
+        handle = cls(
+            url,
+            content_type=content_type,
+            headers=headers,
+            params=params,
+            client=client,
+            timeout=timeout,
+            retry=retry,
+            verify=verify,
+        )
+        try:
+            await handle._create(ttl_seconds, expires_at, data, closed)
+        except BaseException:
+            await handle.aclose()
+            raise
+        return handle
+
+    async def _create(
+        self, ttl_seconds: int | None, expires_at: _dt.datetime | str | None, data: Any, closed: bool
+    ) -> proto.CreateResult:
+        body = None
+        if data is not None:
+            body = proto.encode_append_body(
+                data, json_mode=proto.is_json_content_type(self.content_type)
+            )
+        req = proto.create_request(
+            self.url,
+            content_type=self.content_type,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            body=body,
+            closed=closed,
+            headers=resolve_sync(self._headers),
+        )
+        status, headers, content = await self._send(req)
+        return proto.create_result(status, headers, content, url=self.url)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str = True,
+    ) -> AsyncDurableStream:
+        """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
+        handle = cls(
+            url,
+            headers=headers,
+            params=params,
+            client=client,
+            timeout=timeout,
+            retry=retry,
+            verify=verify,
+        )
+        try:
+            await handle.head()
+        except BaseException:
+            await handle.aclose()
+            raise
+        return handle
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+        """One request, resent after transient failures where that cannot duplicate data."""
+        retry = RetryState(self._retry)
+        while True:
+            fresh = with_dynamic(
+                req, await resolve_async(self._headers), await resolve_async(self._params)
+            )
+            try:
+                http = await self._client.send(build_httpx_request(self._client, fresh, self._timeout))
+            except httpx.HTTPError as exc:
+                delay = delay_after_transport_error(retry, req, exc)
+                if delay is None:
+                    raise transport_error(exc, url=self.url) from exc
+                await anyio.sleep(delay)
+                continue
+            headers = lower_headers(http.headers)
+            delay = delay_after_status(retry, req, http.status_code, headers)
+            if delay is None:
+                return http.status_code, headers, http.content
+            await anyio.sleep(delay)
+
+    async def head(self) -> HeadResult:
+        """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
+        status, headers, _ = await self._send(HttpRequest("HEAD", self.url))
+        result = proto.head_result(status, headers, url=self.url)
+        if result.content_type:
+            self.content_type = result.content_type
+        return result
+
+    async def _json_mode(self) -> bool:
+        if self.content_type is None:
+            await self.head()
+        return proto.is_json_content_type(self.content_type)
+
+    async def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
+        """Append one message (JSON streams: any JSON value, a list stays one message; str or
+        bytes are taken as serialized JSON) or raw bytes/str to other streams."""
+        body = proto.encode_append_body(data, json_mode=await self._json_mode())
+        req = proto.append_request(
+            self.url,
+            body,
+            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
+            headers={},
+            seq=seq,
+        )
+        status, headers, content = await self._send(req)
+        return proto.append_result(status, headers, content, url=self.url, seq=seq is not None)
+
+    async def close_stream(self, data: Any = None) -> AppendResult:
+        """Close the stream, optionally appending ``data`` as its final message, atomically.
+        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
+        body = b""
+        if data is not None:
+            body = proto.encode_append_body(data, json_mode=await self._json_mode())
+        req = proto.append_request(
+            self.url,
+            body,
+            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
+            headers={},
+            close=True,
+        )
+        status, headers, content = await self._send(req)
+        return proto.append_result(status, headers, content, url=self.url, operation="close")
+
+    async def delete(self) -> None:
+        """Delete the stream and its data."""
+        status, headers, content = await self._send(HttpRequest("DELETE", self.url))
+        proto.delete_result(status, headers, content, url=self.url)
+
+    async def fork(
+        self,
+        url: str,
+        *,
+        offset: str | None = None,
+        sub_offset: int | None = None,
+        ttl_seconds: int | None = None,
+        expires_at: _dt.datetime | str | None = None,
+    ) -> AsyncDurableStream:
+        """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
+        the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
+        sharing this handle's HTTP client."""
+        fork = AsyncDurableStream(
+            url,
+            content_type=self.content_type,
+            headers=self._headers,
+            params=self._params,
+            client=self._client,
+            timeout=self._timeout,
+            retry=self._retry,
+        )
+        req = proto.create_request(
+            url,
+            content_type=None,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            body=None,
+            closed=False,
+            headers={},
+            forked_from=urlsplit(self.url).path,
+            fork_offset=offset,
+            fork_sub_offset=sub_offset,
+        )
+        status, headers, content = await fork._send(req)
+        result = proto.create_result(status, headers, content, url=url, operation="fork")
+        if result.content_type:
+            fork.content_type = result.content_type
+        return fork
+
+    def stream(
+        self,
+        *,
+        offset: str = OFFSET_BEGINNING,
+        live: LiveMode = False,
+        cursor: str | None = None,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        live_read_timeout: float = DEFAULT_LIVE_READ_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> AsyncStreamResponse:
+        """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
+        session = ReadSession(
+            self.url,
+            offset=offset,
+            live=live,
+            cursor=cursor,
+            retry=retry,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
+        )
+        return AsyncStreamResponse(
+            session,
+            self._client,
+            owns_client=False,
+            headers=merge(self._headers, headers),
+            params=merge(self._params, params),
+            timeout=make_timeout(timeout) if timeout is not None else self._timeout,
+            live_read_timeout=live_read_timeout,
+        )

@@ -1,0 +1,363 @@
+"""The reader's state machine, free of I/O.
+
+A :class:`ReadSession` says which request to send next, interprets each response's status and
+headers, turns body bytes into :class:`Batch` es through the core (native or pure), and decides
+whether a failure is retried. The sync and async drivers are short loops around it.
+
+Exactly-once delivery rests on one rule: a batch is handed out only together with the offset
+that follows it. For catch-up and long-poll that is the response's ``Stream-Next-Offset``; over
+SSE the data events are held until the ``control`` event after them, and data whose control
+event never arrived is dropped, because the reconnect at the committed offset sends it again.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import _errors as errors
+from . import _impl
+from ._protocol import (
+    H_CLOSED,
+    H_CURSOR,
+    H_NEXT_OFFSET,
+    H_SSE_ENCODING,
+    H_UP_TO_DATE,
+    OFFSET_NOW,
+    HttpRequest,
+    LiveMode,
+    error_for_status,
+    header_true,
+    is_json_content_type,
+    is_transient_status,
+    media_type,
+    sse_data_is_text,
+)
+from ._retry import RetryPolicy, RetryState
+
+__all__ = ["Batch", "ConsumerKind", "ReadSession", "ResponseKind"]
+
+ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
+ResponseKind = Literal["body", "sse", "empty", "error"]
+Mode = Literal["catch-up", "long-poll", "sse"]
+
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one response (or one SSE control event) delivered, and where the stream stands after.
+
+    ``data`` is a list of messages for the ``json``/``json-raw`` consumers, else bytes or str.
+    """
+
+    data: Any
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    closed: bool
+
+
+def _empty_data(kind: ConsumerKind) -> Any:
+    if kind == "bytes":
+        return b""
+    if kind == "text":
+        return ""
+    return []
+
+
+class ReadSession:
+    """Where a reader stands and what it asks next; no I/O."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        offset: str,
+        live: LiveMode,
+        cursor: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if live not in (False, True, "long-poll", "sse"):
+            raise ValueError(f"live must be False, True, 'long-poll' or 'sse', not {live!r}")
+        if not isinstance(offset, str) or not offset:
+            raise ValueError(f"offset must be a non-empty string, not {offset!r}")
+        if max_event_bytes <= 0 or max_body_bytes <= 0:
+            raise ValueError("max_event_bytes and max_body_bytes must be positive")
+        self.url = url
+        self.live: LiveMode = live
+        self.offset = offset
+        self.cursor = cursor
+        self.up_to_date = False
+        self.closed = False
+        self.content_type: str | None = None
+        self.status: int | None = None
+        self.headers: Mapping[str, str] = {}
+        self.max_event_bytes = max_event_bytes
+        self.max_body_bytes = max_body_bytes
+        self.consumer: ConsumerKind = "bytes"
+        self._retry = RetryState(retry or (RetryPolicy.live() if live else RetryPolicy()))
+        self._mode: Mode = self._first_mode()
+        self._current: Mode = self._mode
+        self._decoder: Any = None
+        self._decoder_kind: ConsumerKind | None = None
+        self._pending: list[Any] = []
+        self._controls_seen = 0
+        self._text_decoder: codecs.IncrementalDecoder | None = None
+        self._requested_offset = offset
+
+    # -- what to ask -------------------------------------------------------------------------
+
+    def _first_mode(self) -> Mode:
+        # SSE responses do not say the stream's content type, which decides how data events
+        # decode, so SSE readers start with one catch-up request as well.
+        if self.live == "long-poll" and self.offset == OFFSET_NOW:
+            return "long-poll"
+        return "catch-up"
+
+    @property
+    def done(self) -> bool:
+        """No request is left to make: EOF of a closed stream, or caught up when not live."""
+        return self.closed or (self.live is False and self.up_to_date)
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def request(
+        self,
+        headers: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> HttpRequest:
+        """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
+        query: dict[str, str] = dict(params)
+        query["offset"] = self.offset
+        if self._mode != "catch-up":
+            query["live"] = self._mode
+            if self.cursor is not None:
+                query["cursor"] = self.cursor
+        self._current = self._mode
+        self._requested_offset = self.offset
+        out_headers = dict(headers)
+        if self._mode == "sse":
+            out_headers.setdefault("accept", "text/event-stream")
+        return HttpRequest("GET", self.url, out_headers, sorted(query.items()))
+
+    @property
+    def live_request(self) -> bool:
+        """Whether the request in flight may be held open by the server (long-poll or SSE)."""
+        return self._current != "catch-up"
+
+    # -- what an answer means -----------------------------------------------------------------
+
+    def on_response(self, status: int, headers: Mapping[str, str]) -> ResponseKind:
+        self.status = status
+        self.headers = headers
+        if status == 204 and self._current == "long-poll":
+            return "empty"
+        if status != 200:
+            return "error"
+        ct = headers.get("content-type")
+        if self._current == "sse":
+            if media_type(ct) != "text/event-stream":
+                raise errors.ProtocolError(
+                    f"SSE read answered with content type {ct!r}, not text/event-stream",
+                    url=self.url,
+                    status=status,
+                    offset=self._requested_offset,
+                )
+            self._start_sse(headers)
+            return "sse"
+        self.content_type = ct
+        if H_NEXT_OFFSET not in headers:
+            raise errors.ProtocolError(
+                "read response has no Stream-Next-Offset header",
+                url=self.url,
+                status=status,
+                offset=self._requested_offset,
+            )
+        return "body"
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> errors.ResponseError:
+        return error_for_status(
+            status, headers, body, url=self.url, operation="read", offset=self._requested_offset
+        )
+
+    def _check_consumer_fits(self, binary_sse: bool = False) -> None:
+        if self.consumer in ("json", "json-raw") and (
+            binary_sse or (self.content_type is not None and not is_json_content_type(self.content_type))
+        ):
+            raise errors.ContentTypeError(
+                f"iter_json needs an application/json stream; this one is {self.content_type!r}",
+                url=self.url,
+                offset=self._requested_offset,
+            )
+
+    def on_body(self, body: bytes) -> Batch:
+        """A catch-up or long-poll 200 response's whole body."""
+        self._check_consumer_fits()
+        data = self._decode_body(body)
+        headers = self.headers
+        next_offset = headers[H_NEXT_OFFSET]
+        up_to_date = header_true(headers, H_UP_TO_DATE)
+        closed = header_true(headers, H_CLOSED)
+        if (
+            not body.strip(b" \t\r\n[]")
+            and not up_to_date
+            and not closed
+            and next_offset == self._requested_offset
+        ):
+            raise errors.ProtocolError(
+                "server returned no data, no progress and not up to date",
+                url=self.url,
+                status=self.status,
+                offset=self._requested_offset,
+            )
+        return self._commit(data, next_offset, headers.get(H_CURSOR), up_to_date, closed)
+
+    def on_empty(self) -> Batch:
+        """A long-poll 204: nothing new before the server's timeout, or EOF."""
+        headers = self.headers
+        next_offset = headers.get(H_NEXT_OFFSET, self.offset)
+        return self._commit(
+            _empty_data(self.consumer),
+            next_offset,
+            headers.get(H_CURSOR),
+            True,
+            header_true(headers, H_CLOSED),
+        )
+
+    def _decode_body(self, body: bytes) -> Any:
+        kind = self.consumer
+        core = _impl.core
+        try:
+            if kind == "json":
+                return core.parse_json_array(body)
+            if kind == "json-raw":
+                return core.split_json_array(body)
+            if kind == "text":
+                return self._decode_text(body)
+        except errors.DurableStreamError as exc:
+            raise exc.with_context(url=self.url, offset=self._requested_offset) from None
+        return body
+
+    def _decode_text(self, body: bytes) -> str:
+        if self._text_decoder is None:
+            self._text_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        try:
+            return self._text_decoder.decode(body, final=self.closed)
+        except UnicodeDecodeError as exc:
+            raise errors.ParseError(
+                f"stream data is not valid UTF-8: {exc.reason}",
+                position=exc.start,
+                url=self.url,
+                offset=self._requested_offset,
+            ) from None
+
+    def _start_sse(self, headers: Mapping[str, str]) -> None:
+        base64_data = headers.get(H_SSE_ENCODING, "").strip().lower() == "base64"
+        self._check_consumer_fits(binary_sse=base64_data)
+        kind = self.consumer
+        if base64_data:
+            data_mode = "base64"
+        elif kind in ("json", "json-raw"):
+            data_mode = kind
+        else:
+            data_mode = "text"
+        self._decoder = _impl.core.SseDecoder(data_mode, self.max_event_bytes)
+        self._decoder_kind = kind
+        self._pending = []
+        self._controls_seen = 0
+
+    def needs_new_connection(self, kind: ConsumerKind) -> bool:
+        """Whether the open SSE connection decodes for another consumer than ``kind``."""
+        return self._decoder is not None and self._decoder_kind != kind
+
+    def feed(self, chunk: bytes) -> list[Batch]:
+        """Bytes of an SSE body; returns the batches whose covering control event arrived."""
+        try:
+            events = self._decoder.feed(chunk)
+        except errors.DurableStreamError as exc:
+            self._decoder = None
+            raise exc.with_context(url=self.url, offset=self.offset) from None
+        if not events:
+            return []
+        out: list[Batch] = []
+        control_type = _impl.core.Control
+        for event in events:
+            if type(event) is control_type:
+                out.append(self._on_control(event))
+            else:
+                self._pending.append(event)
+        return out
+
+    def _on_control(self, control: Any) -> Batch:
+        self._controls_seen += 1
+        pending = self._pending
+        self._pending = []
+        kind = self._decoder_kind
+        if kind in ("json", "json-raw"):
+            data: Any = pending[0] if len(pending) == 1 else [m for part in pending for m in part]
+        elif kind == "bytes":
+            data = b"".join(p if isinstance(p, bytes) else p.encode("utf-8") for p in pending)
+        elif kind == "text":
+            if pending and isinstance(pending[0], bytes):
+                data = self._decode_text(b"".join(pending))
+            else:
+                data = "".join(pending)
+        else:  # pragma: no cover - the decoder is only made with a kind
+            data = pending
+        return self._commit(
+            data, control.next_offset, control.cursor, control.up_to_date or control.closed, control.closed
+        )
+
+    def on_sse_end(self) -> None:
+        """The SSE body ended. Uncovered data is dropped: the reconnect sends it again."""
+        self._decoder = None
+        self._pending = []
+        if not self.closed and self._controls_seen == 0:
+            raise errors.TransportError(
+                "SSE connection ended before any control event",
+                url=self.url,
+                offset=self.offset,
+            )
+
+    def _commit(
+        self, data: Any, next_offset: str, cursor: str | None, up_to_date: bool, closed: bool
+    ) -> Batch:
+        self.offset = next_offset
+        if cursor is not None:
+            self.cursor = cursor
+        self.up_to_date = up_to_date
+        self.closed = closed
+        self._retry.reset()
+        if up_to_date and self._mode == "catch-up" and self.live is not False:
+            self._mode = self._live_mode()
+        return Batch(data, next_offset, self.cursor, up_to_date, closed)
+
+    def _live_mode(self) -> Mode:
+        if self.live == "long-poll":
+            return "long-poll"
+        if self.live == "sse":
+            return "sse"
+        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE.
+        return "sse" if sse_data_is_text(self.content_type) else "long-poll"
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def retry_delay(self, exc: errors.DurableStreamError) -> float | None:
+        """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised."""
+        self._decoder = None
+        self._pending = []
+        if isinstance(exc, errors.TransportError):
+            return self._retry.next_delay()
+        if isinstance(exc, errors.ResponseError) and exc.status is not None:
+            if is_transient_status(exc.status):
+                retry_after = exc.retry_after if isinstance(exc, errors.RateLimitedError) else None
+                return self._retry.next_delay(retry_after)
+        return None

@@ -1,0 +1,89 @@
+"""When to retry, and how long to wait: exponential backoff with full jitter, bounded."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+__all__ = ["RetryPolicy", "RetryState"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed requests are retried.
+
+    ``max_retries`` counts retries after the first attempt (``None``: no limit, for live
+    readers); ``deadline`` bounds the whole run of attempts in seconds (``None``: no bound).
+    Each wait is drawn uniformly from ``[0, min(max_delay, initial_delay * multiplier**n)]``
+    (full jitter), or is the server's ``Retry-After`` when that is longer.
+    """
+
+    max_retries: int | None = 8
+    initial_delay: float = 0.1
+    max_delay: float = 10.0
+    multiplier: float = 2.0
+    deadline: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool) or self.max_retries < 0
+        ):
+            raise ValueError(f"max_retries must be >= 0 or None, not {self.max_retries!r}")
+        if not (self.initial_delay > 0 and math.isfinite(self.initial_delay)):
+            raise ValueError(f"initial_delay must be > 0, not {self.initial_delay!r}")
+        if not (self.max_delay >= self.initial_delay and math.isfinite(self.max_delay)):
+            raise ValueError(
+                f"max_delay must be >= initial_delay ({self.initial_delay}), not {self.max_delay!r}"
+            )
+        if not (self.multiplier >= 1 and math.isfinite(self.multiplier)):
+            raise ValueError(f"multiplier must be >= 1, not {self.multiplier!r}")
+        if self.deadline is not None and not self.deadline > 0:
+            raise ValueError(f"deadline must be > 0 or None, not {self.deadline!r}")
+
+    @classmethod
+    def live(cls) -> RetryPolicy:
+        """The default for live readers: keep trying, never more than 30 s apart."""
+        return cls(max_retries=None, max_delay=30.0, deadline=None)
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        return cls(max_retries=0, deadline=None)
+
+
+class RetryState:
+    """One run of attempts under a policy. ``next_delay`` says how long to wait, or ``None``
+    when the policy is exhausted; ``reset`` starts over after a success."""
+
+    __slots__ = ("_attempts", "_policy", "_rng", "_started")
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
+        self._policy = policy
+        self._rng = rng or random.Random()
+        self._attempts = 0
+        self._started: float | None = None
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    def reset(self) -> None:
+        self._attempts = 0
+        self._started = None
+
+    def next_delay(self, retry_after: float | None = None) -> float | None:
+        policy = self._policy
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        if policy.max_retries is not None and self._attempts >= policy.max_retries:
+            return None
+        ceiling = min(policy.max_delay, policy.initial_delay * policy.multiplier**self._attempts)
+        delay = self._rng.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        if policy.deadline is not None and now + delay - self._started > policy.deadline:
+            return None
+        self._attempts += 1
+        return delay

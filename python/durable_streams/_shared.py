@@ -1,0 +1,279 @@
+"""What the sync and async drivers share: options, httpx plumbing, and delivery bookkeeping."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import httpx
+
+from . import _errors as errors
+from ._protocol import HttpRequest, is_transient_status, retry_after_seconds
+from ._read import Batch, ConsumerKind, ReadSession
+from ._retry import RetryState
+
+__all__ = [
+    "CLIENT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "Delivery",
+    "HeaderValue",
+    "Headers",
+    "ResponseMetadata",
+    "StreamEvent",
+    "make_timeout",
+    "transport_error",
+]
+
+HeaderValue = Union[str, Callable[[], str], Callable[[], Awaitable[str]]]
+Headers = Mapping[str, HeaderValue]
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# A live request may be held by the server for its whole long-poll window (30 s on the
+# reference server) or SSE connection lifetime (~60 s); the socket read timeout must outlast it.
+DEFAULT_LIVE_READ_TIMEOUT = 90.0
+
+
+# Servers commonly drop idle keep-alive connections after 5 s (Node's default); closing ours a
+# little sooner keeps a request from racing that close on a connection about to die.
+CLIENT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0)
+
+
+def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(timeout)
+
+
+def request_timeout(base: httpx.Timeout, live_read_timeout: float, live: bool) -> httpx.Timeout:
+    if not live:
+        return base
+    read = max(base.read or 0.0, live_read_timeout)
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
+
+
+def resolve_sync(values: Mapping[str, Any] | None) -> dict[str, str]:
+    """Evaluate callable header/param values, once per request."""
+    if not values:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if callable(value):
+            value = value()
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(f"header/param {name!r} is async; use the async API for it")
+        out[name] = str(value)
+    return out
+
+
+async def resolve_async(values: Mapping[str, Any] | None) -> dict[str, str]:
+    if not values:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if callable(value):
+            value = value()
+            if inspect.isawaitable(value):
+                value = await value
+        out[name] = str(value)
+    return out
+
+
+def merge(base: Headers | None, extra: Headers | None) -> dict[str, HeaderValue]:
+    out: dict[str, HeaderValue] = dict(base or {})
+    out.update(extra or {})
+    return out
+
+
+def transport_error(
+    exc: httpx.HTTPError, *, url: str, offset: str | None = None
+) -> errors.TransportError:
+    """Our error for an httpx failure; the httpx exception stays reachable as ``__cause__``."""
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        err: errors.TransportError = errors.DeadlineExceededError(
+            f"request timed out ({kind})", url=url, offset=offset
+        )
+    else:
+        reason = str(exc) or kind
+        err = errors.TransportError(f"request failed: {kind}: {reason}", url=url, offset=offset)
+    err.__cause__ = exc
+    return err
+
+
+def build_httpx_request(client: httpx.Client | httpx.AsyncClient, req: HttpRequest, timeout: httpx.Timeout) -> httpx.Request:
+    return client.build_request(
+        req.method,
+        req.url,
+        params=req.params or None,
+        headers=req.headers,
+        content=req.content,
+        timeout=timeout,
+    )
+
+
+def delay_after_transport_error(
+    retry: RetryState, req: HttpRequest, exc: httpx.HTTPError
+) -> float | None:
+    """How long to wait before resending ``req`` after ``exc``, or ``None`` to give up.
+
+    A request that never reached the server is always safe to send again; one that may have
+    been processed only when resending it cannot store anything twice."""
+    safe = req.idempotent or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    return retry.next_delay() if safe else None
+
+
+def delay_after_status(
+    retry: RetryState, req: HttpRequest, status: int, headers: Mapping[str, str]
+) -> float | None:
+    """How long to wait before resending ``req`` after a transient status, or ``None``.
+
+    429 and 503 mean the server did not take the request, so even appends are resent."""
+    if not is_transient_status(status):
+        return None
+    if not (req.idempotent or status in (429, 503)):
+        return None
+    return retry.next_delay(retry_after_seconds(headers))
+
+
+def with_dynamic(
+    req: HttpRequest, headers: Mapping[str, str], params: Mapping[str, str]
+) -> HttpRequest:
+    """``req`` with the handle's evaluated headers and params under its own."""
+    return HttpRequest(
+        req.method,
+        req.url,
+        {**headers, **req.headers},
+        sorted({**params, **dict(req.params)}.items()),
+        req.content,
+        req.idempotent,
+    )
+
+
+def lower_headers(headers: httpx.Headers) -> dict[str, str]:
+    """httpx headers as a plain dict with lower-case names; repeated names joined by ``, ``."""
+    out: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One item read from a stream with the offset to resume from after its batch.
+
+    Items of one batch share the offset: the protocol marks positions between batches only.
+    """
+
+    data: Any
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    stream_closed: bool
+
+
+class Delivery:
+    """Hands out a batch's items one by one, so that a consumer who stops or fails part-way
+    (``break``, an exception in a ``decode=`` hook) loses nothing: the rest of the batch is
+    kept and the next iteration starts with it. ``offset`` moves on only once a whole batch
+    has been handed out, so a reader that resumes from it never skips an item."""
+
+    __slots__ = ("batch", "cursor", "index", "kind", "offset", "stream_closed", "up_to_date")
+
+    def __init__(self, offset: str, cursor: str | None) -> None:
+        self.batch: Batch | None = None
+        self.kind: ConsumerKind | None = None
+        self.index = 0
+        self.offset = offset
+        self.cursor = cursor
+        self.up_to_date = False
+        self.stream_closed = False
+
+    def take_pending(self, kind: ConsumerKind) -> Batch | None:
+        batch = self.batch
+        if batch is None:
+            return None
+        if self.kind != kind:
+            raise errors.DurableStreamError(
+                f"a batch read with iter_{self.kind} is only partly consumed; finish it with "
+                f"the same kind of iterator before switching to another (at offset {self.offset})"
+            )
+        return batch
+
+    def start(self, batch: Batch, kind: ConsumerKind) -> None:
+        self.batch = batch
+        self.kind = kind
+        self.index = 0
+
+    def finish(self) -> None:
+        batch = self.batch
+        if batch is None:
+            return
+        self.batch = None
+        self.offset = batch.offset
+        self.cursor = batch.cursor
+        self.up_to_date = batch.up_to_date
+        self.stream_closed = batch.closed
+
+
+class ResponseMetadata:
+    """Read-only facts about a stream read, shared by the sync and async responses."""
+
+    _session: ReadSession
+    _delivery: Delivery
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    @property
+    def offset(self) -> str:
+        """The offset to resume from: after the last batch handed out in full."""
+        return self._delivery.offset
+
+    @property
+    def cursor(self) -> str | None:
+        return self._delivery.cursor
+
+    @property
+    def up_to_date(self) -> bool:
+        return self._delivery.up_to_date
+
+    @property
+    def stream_closed(self) -> bool:
+        """True once the reader has reached the end of a closed stream (EOF)."""
+        return self._delivery.stream_closed
+
+    @property
+    def content_type(self) -> str | None:
+        return self._session.content_type
+
+    @property
+    def status(self) -> int | None:
+        return self._session.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._session.headers
+
+    @property
+    def live(self) -> Any:
+        return self._session.live
+
+    def _event_kind(self) -> ConsumerKind:
+        from ._protocol import is_json_content_type
+
+        return "json" if is_json_content_type(self._session.content_type) else "bytes"
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {errors.redact_url(self.url)} offset={self.offset!r} "
+            f"up_to_date={self.up_to_date} stream_closed={self.stream_closed}>"
+        )
