@@ -1,0 +1,559 @@
+//! The Python binding: the only module that knows PyO3. Every error of the parsing modules is
+//! mapped here, once, to a class of `durable_streams._errors` (imported and cached).
+
+use std::borrow::Cow;
+
+use jiter::{FloatMode, PartialMode, PythonParse, StringCacheMode};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType,
+};
+
+use crate::base64::{self, Base64Error};
+use crate::batch::Batch;
+use crate::control::{self, ControlError};
+use crate::encode;
+use crate::json::{self, JsonError};
+use crate::sse::{self, Event, EventKind, SseError};
+
+/// Deepest container nesting `encode_json` follows (also what stops reference cycles).
+const MAX_ENCODE_DEPTH: usize = 500;
+
+// ---------------------------------------------------------------------------------------------
+// Errors: one mapping from the core's errors to the Python classes.
+
+#[derive(Clone, Copy)]
+enum ErrorClass {
+    Json,
+    Sse,
+    TooLarge,
+    Base64,
+}
+
+/// An error of the core, ready to become a Python exception.
+struct Fault {
+    class: ErrorClass,
+    message: Cow<'static, str>,
+    position: u64,
+}
+
+impl Fault {
+    fn new(class: ErrorClass, message: impl Into<Cow<'static, str>>, position: u64) -> Self {
+        Self {
+            class,
+            message: message.into(),
+            position,
+        }
+    }
+}
+
+static JSON_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static SSE_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EVENT_TOO_LARGE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static BASE64_DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+impl From<Fault> for PyErr {
+    fn from(f: Fault) -> PyErr {
+        Python::attach(|py| {
+            let (cell, name) = match f.class {
+                ErrorClass::Json => (&JSON_PARSE_ERROR, "JSONParseError"),
+                ErrorClass::Sse => (&SSE_PARSE_ERROR, "SSEParseError"),
+                ErrorClass::TooLarge => (&EVENT_TOO_LARGE_ERROR, "EventTooLargeError"),
+                ErrorClass::Base64 => (&BASE64_DECODE_ERROR, "Base64DecodeError"),
+            };
+            let build = || -> PyResult<PyErr> {
+                let cls = cell.import(py, "durable_streams._errors", name)?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("position", f.position)?;
+                Ok(PyErr::from_value(
+                    cls.call((f.message.as_ref(),), Some(&kwargs))?,
+                ))
+            };
+            build().unwrap_or_else(|e| e)
+        })
+    }
+}
+
+impl From<JsonError> for Fault {
+    fn from(e: JsonError) -> Self {
+        Fault::new(ErrorClass::Json, e.kind.message(), e.position as u64)
+    }
+}
+
+impl From<SseError> for PyErr {
+    fn from(e: SseError) -> PyErr {
+        let class = match e {
+            SseError::TooLarge { .. } => ErrorClass::TooLarge,
+            SseError::InvalidUtf8 { .. } => ErrorClass::Sse,
+        };
+        Fault::new(class, e.message(), e.position()).into()
+    }
+}
+
+fn json_err(e: JsonError) -> PyErr {
+    Fault::from(e).into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON bodies.
+
+const PARSER: PythonParse = PythonParse {
+    allow_inf_nan: false,
+    cache_mode: StringCacheMode::Keys,
+    partial_mode: PartialMode::Off,
+    catch_duplicate_keys: false,
+    float_mode: FloatMode::Float,
+};
+
+/// A JSON-mode body as a list of Python objects; errors are at offsets into `body`.
+fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
+    json::check_utf8(body)?;
+    let start = json::skip_ws(body, 0);
+    if start == body.len() {
+        return Ok(PyList::empty(py));
+    }
+    if body[start] != b'[' {
+        return Err(JsonError {
+            kind: json::JsonErrorKind::ExpectedArray,
+            position: start,
+        }
+        .into());
+    }
+    match PARSER.python_parse(py, body) {
+        Ok(v) => v.cast_into::<PyList>().map_err(|_| {
+            Fault::from(JsonError {
+                kind: json::JsonErrorKind::ExpectedArray,
+                position: start,
+            })
+        }),
+        // The scanner names the byte; jiter's own view only if the two ever disagree.
+        Err(e) => Err(match json::array_error(body) {
+            Some(e) => e.into(),
+            None => Fault::new(ErrorClass::Json, e.error_type.to_string(), e.index as u64),
+        }),
+    }
+}
+
+fn split_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
+    let list = PyList::empty(py);
+    let mut err = None;
+    json::scan_array(body, |a, b| {
+        if err.is_none() {
+            if let Err(e) = list.append(PyBytes::new(py, &body[a..b])) {
+                err = Some(e);
+            }
+        }
+    })?;
+    match err {
+        None => Ok(list),
+        Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
+    }
+}
+
+#[pyfunction]
+fn parse_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    Ok(parse_array_py(py, body)?)
+}
+
+#[pyfunction]
+fn split_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    Ok(split_array_py(py, body)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON encoding.
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    if let Ok(s) = v.cast::<PyString>() {
+        encode::push_str(out, s.to_str()?);
+    } else if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if let Ok(i) = v.cast::<PyInt>() {
+        match i.extract::<i64>() {
+            Ok(n) => encode::push_i64(out, n),
+            Err(_) => {
+                let text = v.py().get_type::<PyInt>().call_method1("__repr__", (i,))?;
+                out.extend_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes());
+            }
+        }
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        let x = f.value();
+        if !encode::push_f64(out, x) {
+            let repr = v
+                .py()
+                .get_type::<PyFloat>()
+                .call_method1("__repr__", (f,))?;
+            return Err(PyValueError::new_err(format!(
+                "Out of range float values are not JSON compliant: {repr}"
+            )));
+        }
+    } else if let Ok(d) = v.cast::<PyDict>() {
+        enter(depth)?;
+        out.push(b'{');
+        for (n, (k, val)) in d.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let Ok(k) = k.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "keys must be str, not {}",
+                    type_name(&k)
+                )));
+            };
+            encode::push_str(out, k.to_str()?);
+            out.push(b':');
+            encode_value(out, &val, depth + 1)?;
+        }
+        out.push(b'}');
+    } else if let Ok(l) = v.cast::<PyList>() {
+        enter(depth)?;
+        out.push(b'[');
+        for (n, item) in l.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            encode_value(out, &item, depth + 1)?;
+        }
+        out.push(b']');
+    } else if let Ok(t) = v.cast::<PyTuple>() {
+        enter(depth)?;
+        out.push(b'[');
+        for (n, item) in t.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            encode_value(out, &item, depth + 1)?;
+        }
+        out.push(b']');
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "Object of type {} is not JSON serializable",
+            type_name(v)
+        )));
+    }
+    Ok(())
+}
+
+fn enter(depth: usize) -> PyResult<()> {
+    if depth >= MAX_ENCODE_DEPTH {
+        return Err(PyValueError::new_err(
+            "JSON nesting deeper than 500 levels (or a reference cycle)",
+        ));
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    encode_value(&mut out, value, 0)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSE.
+
+#[pyclass(frozen, eq, hash, module = "durable_streams._core", name = "Control")]
+#[derive(PartialEq, Eq, Hash)]
+struct Control {
+    #[pyo3(get)]
+    next_offset: String,
+    #[pyo3(get)]
+    cursor: Option<String>,
+    #[pyo3(get)]
+    up_to_date: bool,
+    #[pyo3(get)]
+    closed: bool,
+}
+
+#[pymethods]
+impl Control {
+    #[new]
+    #[pyo3(signature = (next_offset, cursor = None, up_to_date = false, closed = false))]
+    fn new(next_offset: String, cursor: Option<String>, up_to_date: bool, closed: bool) -> Self {
+        Self {
+            next_offset,
+            cursor,
+            up_to_date,
+            closed,
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let next_offset = PyString::new(py, &self.next_offset).repr()?;
+        let cursor = match &self.cursor {
+            Some(c) => PyString::new(py, c).repr()?.to_string(),
+            None => "None".to_owned(),
+        };
+        let b = |v: bool| if v { "True" } else { "False" };
+        Ok(format!(
+            "Control(next_offset={next_offset}, cursor={cursor}, up_to_date={}, closed={})",
+            b(self.up_to_date),
+            b(self.closed)
+        ))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DataMode {
+    Json,
+    JsonRaw,
+    Text,
+    Base64,
+}
+
+#[pyclass(module = "durable_streams._core", name = "SseDecoder")]
+struct SseDecoder {
+    core: sse::Decoder,
+    mode: DataMode,
+}
+
+/// The Python value of one dispatched `data` or `control` event.
+fn interpret<'py>(py: Python<'py>, mode: DataMode, ev: &Event<'_>) -> PyResult<Bound<'py, PyAny>> {
+    let at = |off: usize| ev.stream_position(off);
+    match ev.kind {
+        EventKind::Control => match control::parse(ev.data) {
+            Ok(c) => Ok(Bound::new(
+                py,
+                Control {
+                    next_offset: c.next_offset,
+                    cursor: c.cursor,
+                    up_to_date: c.up_to_date,
+                    closed: c.closed,
+                },
+            )?
+            .into_any()),
+            Err(ControlError { message, offset }) => {
+                Err(Fault::new(ErrorClass::Sse, message, at(offset)).into())
+            }
+        },
+        _ => match mode {
+            DataMode::Json => parse_array_py(py, ev.data)
+                .map(Bound::into_any)
+                .map_err(|f| {
+                    let position = at(f.position as usize);
+                    Fault { position, ..f }.into()
+                }),
+            DataMode::JsonRaw => split_array_py(py, ev.data)
+                .map(Bound::into_any)
+                .map_err(|f| {
+                    let position = at(f.position as usize);
+                    Fault { position, ..f }.into()
+                }),
+            DataMode::Text => match std::str::from_utf8(ev.data) {
+                Ok(s) => Ok(PyString::new(py, s).into_any()),
+                Err(e) => Err(Fault::new(
+                    ErrorClass::Sse,
+                    "invalid UTF-8 in SSE data",
+                    at(e.valid_up_to()),
+                )
+                .into()),
+            },
+            DataMode::Base64 => match base64::decode(ev.data) {
+                Ok(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+                Err(Base64Error { kind, position }) => {
+                    Err(Fault::new(ErrorClass::Base64, kind.message(), at(position)).into())
+                }
+            },
+        },
+    }
+}
+
+#[pymethods]
+impl SseDecoder {
+    #[new]
+    #[pyo3(signature = (data_mode, max_event_bytes = 16_777_216))]
+    fn new(data_mode: &Bound<'_, PyAny>, max_event_bytes: i64) -> PyResult<Self> {
+        let Ok(name) = data_mode.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "data_mode must be a str, not {}",
+                type_name(data_mode)
+            )));
+        };
+        let mode = match name.to_str()? {
+            "json" => DataMode::Json,
+            "json-raw" => DataMode::JsonRaw,
+            "text" => DataMode::Text,
+            "base64" => DataMode::Base64,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "data_mode must be 'json', 'json-raw', 'text' or 'base64', not {}",
+                    name.repr()?
+                )))
+            }
+        };
+        if max_event_bytes <= 0 {
+            return Err(PyValueError::new_err("max_event_bytes must be positive"));
+        }
+        let cap = usize::try_from(max_event_bytes).unwrap_or(usize::MAX);
+        Ok(Self {
+            core: sse::Decoder::new(cap),
+            mode,
+        })
+    }
+
+    #[getter]
+    fn max_event_bytes(&self) -> usize {
+        self.core.max_event_bytes()
+    }
+
+    #[getter]
+    fn last_event_id(&self) -> &str {
+        self.core.last_event_id()
+    }
+
+    #[getter]
+    fn retry_ms(&self) -> Option<u64> {
+        self.core.retry_ms()
+    }
+
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        chunk: &Bound<'py, PyBytes>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        let mode = self.mode;
+        self.core
+            .feed(chunk.as_bytes(), |ev: Event<'_>| -> PyResult<()> {
+                out.append(interpret(py, mode, &ev)?)
+            })?;
+        Ok(out)
+    }
+
+    fn flush<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.core.reset();
+        PyList::empty(py)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches.
+
+#[pyclass(module = "durable_streams._core", name = "BatchBuilder")]
+struct BatchBuilder {
+    core: Batch,
+    scratch: Vec<u8>,
+}
+
+impl BatchBuilder {
+    fn push_one(&mut self, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if let Ok(b) = item.cast::<PyBytes>() {
+            return self.push_bytes(b.as_bytes());
+        }
+        if let Ok(s) = item.cast::<PyString>() {
+            return self.push_bytes(s.to_str()?.as_bytes());
+        }
+        if let Ok(b) = item.cast::<PyByteArray>() {
+            return self.push_bytes(&b.to_vec());
+        }
+        if item.is_instance_of::<pyo3::types::PyMemoryView>() {
+            let bytes = item.call_method0("tobytes")?;
+            return self.push_bytes(bytes.cast::<PyBytes>()?.as_bytes());
+        }
+        if !self.core.json_mode() {
+            return Err(PyTypeError::new_err(format!(
+                "BatchBuilder without json_mode takes str or bytes-like items, not {}",
+                type_name(item)
+            )));
+        }
+        self.scratch.clear();
+        encode_value(&mut self.scratch, item, 0)?;
+        Ok(self.core.push_encoded(&self.scratch))
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> PyResult<bool> {
+        if self.core.json_mode() {
+            self.core.push_json_text(b).map_err(json_err)
+        } else {
+            Ok(self.core.push_encoded(b))
+        }
+    }
+}
+
+#[pymethods]
+impl BatchBuilder {
+    #[new]
+    fn new(json_mode: bool, max_batch_bytes: i64) -> PyResult<Self> {
+        if max_batch_bytes <= 0 {
+            return Err(PyValueError::new_err("max_batch_bytes must be positive"));
+        }
+        let cap = usize::try_from(max_batch_bytes).unwrap_or(usize::MAX);
+        Ok(Self {
+            core: Batch::new(json_mode, cap),
+            scratch: Vec::new(),
+        })
+    }
+
+    #[getter]
+    fn json_mode(&self) -> bool {
+        self.core.json_mode()
+    }
+
+    #[getter]
+    fn max_batch_bytes(&self) -> usize {
+        self.core.max_bytes()
+    }
+
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.core.nbytes()
+    }
+
+    fn __len__(&self) -> usize {
+        self.core.len()
+    }
+
+    fn push(&mut self, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.push_one(item)
+    }
+
+    fn push_many(&mut self, items: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut n = 0;
+        if let Ok(list) = items.cast::<PyList>() {
+            for item in list.iter() {
+                if !self.push_one(&item)? {
+                    break;
+                }
+                n += 1;
+            }
+        } else {
+            for item in items.try_iter()? {
+                if !self.push_one(&item?)? {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.core.take())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Control>()?;
+    m.add_class::<SseDecoder>()?;
+    m.add_class::<BatchBuilder>()?;
+    m.add_function(wrap_pyfunction!(parse_json_array, m)?)?;
+    m.add_function(wrap_pyfunction!(split_json_array, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_json, m)?)?;
+    Ok(())
+}
