@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "refserver"))
 
-from launch import ReferenceServer  # noqa: E402
+from launch import ReferenceServer
 
 
 @pytest.fixture(scope="session")

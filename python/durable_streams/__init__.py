@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ._async import AsyncDurableStream, AsyncStreamResponse, astream
 from ._errors import (
-    Base64DecodeError,
     BadRequestError,
+    Base64DecodeError,
     ConflictError,
     ContentTypeError,
     ContentTypeMismatchError,
@@ -48,8 +48,8 @@ __all__ = [
     "AppendResult",
     "AsyncDurableStream",
     "AsyncStreamResponse",
-    "Base64DecodeError",
     "BadRequestError",
+    "Base64DecodeError",
     "ConflictError",
     "ContentTypeError",
     "ContentTypeMismatchError",

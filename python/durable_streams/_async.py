@@ -45,7 +45,9 @@ from ._shared import (
 __all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream"]
 
 
-async def _read_limited(response: httpx.Response, limit: int, *, url: str, offset: str | None) -> bytes:
+async def _read_limited(
+    response: httpx.Response, limit: int, *, url: str, offset: str | None
+) -> bytes:
     parts: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -185,11 +187,20 @@ class AsyncStreamResponse(ResponseMetadata):
             assert http is not None
             try:
                 if self._kind == "sse":
+                    # The batch that reaches EOF waits until the server has ended the body
+                    # (it does so right after streamClosed): an httpx body iterator left
+                    # unfinished is reported as a leak under trio.
+                    final = None
                     async for chunk in http.aiter_bytes():
+                        if final is not None:
+                            continue
                         for batch in session.feed(chunk):
-                            yield batch
-                        if session.closed:
-                            break
+                            if batch.closed:
+                                final = batch
+                            else:
+                                yield batch
+                    if final is not None:
+                        yield final
                     session.on_sse_end()
                 elif self._kind == "body":
                     body = await _read_limited(
@@ -240,8 +251,19 @@ class AsyncStreamResponse(ResponseMetadata):
         return batch
 
     async def _items(
-        self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
+        self,
+        kind: ConsumerKind | None,
+        until_up_to_date: bool,
+        transform: Callable[[Any], Any] | None,
+        previous: AsyncIterator[Any] | None,
     ) -> AsyncIterator[Any]:
+        if previous is not None:
+            await previous.aclose()  # type: ignore[attr-defined]
+        await self._ensure_open()
+        if kind is None:  # iterating the response itself, or iter_events
+            kind = self._event_kind()
+            if kind == "json" and transform is not None:
+                kind = "json-raw"
         delivery = self._delivery
         while True:
             batch = await self._next_batch(kind)
@@ -260,20 +282,16 @@ class AsyncStreamResponse(ResponseMetadata):
             if batch.closed or (until_up_to_date and batch.up_to_date):
                 return
 
-    async def _iterate(
+    def _iterate(
         self,
-        kind: ConsumerKind,
+        kind: ConsumerKind | None,
         until_up_to_date: bool = False,
         transform: Callable[[Any], Any] | None = None,
-    ) -> AsyncIterator[Any]:
-        previous, self._consumer = self._consumer, None
-        if previous is not None:
-            await previous.aclose()  # type: ignore[attr-defined]
-        await self._ensure_open()
-        gen = self._items(kind, until_up_to_date, transform)
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> _Items:
+        gen = self._items(kind, until_up_to_date, transform, self._consumer)
         self._consumer = gen
-        async for item in gen:
-            yield item
+        return _Items(gen, wrap)
 
     # -- public iteration ---------------------------------------------------------------------
 
@@ -292,19 +310,18 @@ class AsyncStreamResponse(ResponseMetadata):
         """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
         return self._iterate("text")
 
-    async def iter_events(
+    def iter_events(
         self, decode: Callable[[bytes], Any] | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Items with their offset: messages for JSON streams, byte chunks otherwise."""
-        await self._ensure_open()
-        kind = self._event_kind()
-        if kind == "json" and decode is not None:
-            kind = "json-raw"
         delivery = self._delivery
-        async for item in self._iterate(kind, transform=decode):
+
+        def event(item: Any) -> StreamEvent:
             batch = delivery.batch
             assert batch is not None
-            yield StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+            return StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+
+        return self._iterate(None, transform=decode, wrap=event)
 
     async def read_json(self, decode: Callable[[bytes], Any] | None = None) -> list[Any]:
         """Every message until the reader is up to date (or the stream ended)."""
@@ -320,11 +337,31 @@ class AsyncStreamResponse(ResponseMetadata):
         """All text until the reader is up to date (or the stream ended)."""
         return "".join([text async for text in self._iterate("text", True)])
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
-        await self._ensure_open()
-        async for item in self._iterate(self._event_kind()):
-            yield item
+        return self._iterate(None)
+
+
+class _Items:
+    """The iterator handed to callers. Not an async generator itself, so one a caller drops
+    half-way is no unfinished generator for the event loop to warn about: the response owns
+    the generator underneath and closes it."""
+
+    __slots__ = ("_gen", "_wrap")
+
+    def __init__(self, gen: AsyncIterator[Any], wrap: Callable[[Any], Any] | None) -> None:
+        self._gen = gen
+        self._wrap = wrap
+
+    def __aiter__(self) -> _Items:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._gen.__anext__()
+        return item if self._wrap is None else self._wrap(item)
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()  # type: ignore[attr-defined]
 
 
 def astream(
@@ -355,7 +392,9 @@ def astream(
         max_body_bytes=max_body_bytes,
     )
     owns = client is None
-    http_client = client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+    http_client = (
+        client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+    )
     return AsyncStreamResponse(
         session,
         http_client,
@@ -393,10 +432,14 @@ class AsyncDurableStream:
         self._timeout = make_timeout(timeout)
         self._retry = retry or RetryPolicy()
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+        self._client = (
+            client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+        )
 
     def __repr__(self) -> str:
-        return f"<AsyncDurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
+        return (
+            f"<AsyncDurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
+        )
 
     async def __aenter__(self) -> AsyncDurableStream:
         return self
@@ -456,7 +499,11 @@ class AsyncDurableStream:
         return handle
 
     async def _create(
-        self, ttl_seconds: int | None, expires_at: _dt.datetime | str | None, data: Any, closed: bool
+        self,
+        ttl_seconds: int | None,
+        expires_at: _dt.datetime | str | None,
+        data: Any,
+        closed: bool,
     ) -> proto.CreateResult:
         body = None
         if data is not None:
@@ -470,7 +517,7 @@ class AsyncDurableStream:
             expires_at=expires_at,
             body=body,
             closed=closed,
-            headers=resolve_sync(self._headers),
+            headers={},
         )
         status, headers, content = await self._send(req)
         return proto.create_result(status, headers, content, url=self.url)
@@ -514,7 +561,9 @@ class AsyncDurableStream:
                 req, await resolve_async(self._headers), await resolve_async(self._params)
             )
             try:
-                http = await self._client.send(build_httpx_request(self._client, fresh, self._timeout))
+                http = await self._client.send(
+                    build_httpx_request(self._client, fresh, self._timeout)
+                )
             except httpx.HTTPError as exc:
                 delay = delay_after_transport_error(retry, req, exc)
                 if delay is None:

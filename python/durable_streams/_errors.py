@@ -11,7 +11,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
     ├── ProtocolError                   a response breaks the protocol (missing header, ...)
-    ├── ContentTypeError                the stream's content type does not fit the call (also TypeError)
+    ├── ContentTypeError                the content type does not fit the call (also TypeError)
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 for a read at a malformed offset
@@ -37,8 +37,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
-    "Base64DecodeError",
     "BadRequestError",
+    "Base64DecodeError",
     "ConflictError",
     "ContentTypeError",
     "ContentTypeMismatchError",
@@ -108,7 +108,9 @@ class DurableStreamError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
-    def with_context(self, *, url: str | None = None, offset: str | None = None) -> DurableStreamError:
+    def with_context(
+        self, *, url: str | None = None, offset: str | None = None
+    ) -> DurableStreamError:
         """Fill in the stream and offset where the raiser did not know them; returns self."""
         if self.url is None and url is not None:
             self.url = redact_url(url)

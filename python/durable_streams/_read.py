@@ -190,7 +190,8 @@ class ReadSession:
 
     def _check_consumer_fits(self, binary_sse: bool = False) -> None:
         if self.consumer in ("json", "json-raw") and (
-            binary_sse or (self.content_type is not None and not is_json_content_type(self.content_type))
+            binary_sse
+            or (self.content_type is not None and not is_json_content_type(self.content_type))
         ):
             raise errors.ContentTypeError(
                 f"iter_json needs an application/json stream; this one is {self.content_type!r}",
@@ -313,7 +314,11 @@ class ReadSession:
         else:  # pragma: no cover - the decoder is only made with a kind
             data = pending
         return self._commit(
-            data, control.next_offset, control.cursor, control.up_to_date or control.closed, control.closed
+            data,
+            control.next_offset,
+            control.cursor,
+            control.up_to_date or control.closed,
+            control.closed,
         )
 
     def on_sse_end(self) -> None:
@@ -356,8 +361,11 @@ class ReadSession:
         self._pending = []
         if isinstance(exc, errors.TransportError):
             return self._retry.next_delay()
-        if isinstance(exc, errors.ResponseError) and exc.status is not None:
-            if is_transient_status(exc.status):
-                retry_after = exc.retry_after if isinstance(exc, errors.RateLimitedError) else None
-                return self._retry.next_delay(retry_after)
+        if (
+            isinstance(exc, errors.ResponseError)
+            and exc.status is not None
+            and is_transient_status(exc.status)
+        ):
+            retry_after = exc.retry_after if isinstance(exc, errors.RateLimitedError) else None
+            return self._retry.next_delay(retry_after)
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import httpx
 
@@ -26,7 +26,7 @@ __all__ = [
     "transport_error",
 ]
 
-HeaderValue = Union[str, Callable[[], str], Callable[[], Awaitable[str]]]
+HeaderValue = str | Callable[[], str] | Callable[[], Awaitable[str]]
 Headers = Mapping[str, HeaderValue]
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -37,7 +37,9 @@ DEFAULT_LIVE_READ_TIMEOUT = 90.0
 
 # Servers commonly drop idle keep-alive connections after 5 s (Node's default); closing ours a
 # little sooner keeps a request from racing that close on a connection about to die.
-CLIENT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0)
+CLIENT_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0
+)
 
 
 def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
@@ -107,7 +109,9 @@ def transport_error(
     return err
 
 
-def build_httpx_request(client: httpx.Client | httpx.AsyncClient, req: HttpRequest, timeout: httpx.Timeout) -> httpx.Request:
+def build_httpx_request(
+    client: httpx.Client | httpx.AsyncClient, req: HttpRequest, timeout: httpx.Timeout
+) -> httpx.Request:
     return client.build_request(
         req.method,
         req.url,

@@ -182,8 +182,6 @@ class StreamResponse(ResponseMetadata):
                 if self._kind == "sse":
                     for chunk in http.iter_bytes():
                         yield from session.feed(chunk)
-                        if session.closed:
-                            break
                     session.on_sse_end()
                 elif self._kind == "body":
                     body = _read_limited(
@@ -353,7 +351,9 @@ def stream(
         max_body_bytes=max_body_bytes,
     )
     owns = client is None
-    http_client = client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
+    http_client = (
+        client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
+    )
     return StreamResponse(
         session,
         http_client,
@@ -391,7 +391,9 @@ class DurableStream:
         self._timeout = make_timeout(timeout)
         self._retry = retry or RetryPolicy()
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
+        self._client = (
+            client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
+        )
 
     def __repr__(self) -> str:
         return f"<DurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
@@ -454,7 +456,11 @@ class DurableStream:
         return handle
 
     def _create(
-        self, ttl_seconds: int | None, expires_at: _dt.datetime | str | None, data: Any, closed: bool
+        self,
+        ttl_seconds: int | None,
+        expires_at: _dt.datetime | str | None,
+        data: Any,
+        closed: bool,
     ) -> proto.CreateResult:
         body = None
         if data is not None:

@@ -1,0 +1,14 @@
+# Sourced by scripts/demo and scripts/test: a virtualenv in .venv with this package built and
+# installed (the Rust extension needs cargo; without it the pure-Python core serves).
+# Usage: . scripts/_venv.sh [EXTRAS]
+set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+python -m pip install --quiet --disable-pip-version-check --upgrade pip
+spec="."
+if [ -n "${1:-}" ]; then spec=".[$1]"; fi
+python -m pip install --quiet --disable-pip-version-check "$spec"
