@@ -372,7 +372,8 @@ def encode_append_body(data: Any, *, json_mode: bool) -> bytes:
     if json_mode:
         builder = core.BatchBuilder(True, 1 << 62)
         builder.push(data)
-        return builder.take()
+        body: bytes = builder.take()
+        return body
     if isinstance(data, bytes):
         return data
     if isinstance(data, (bytearray, memoryview)):

@@ -115,7 +115,7 @@ def build_httpx_request(
     return client.build_request(
         req.method,
         req.url,
-        params=req.params or None,
+        params=tuple(req.params) or None,
         headers=req.headers,
         content=req.content,
         timeout=timeout,
