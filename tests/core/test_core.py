@@ -195,6 +195,7 @@ def test_encode_like_json_dumps(core: ModuleType, value: Any) -> None:
 
 
 def test_encode_errors(core: ModuleType) -> None:
+    bad: Any
     for bad in (float("nan"), float("inf"), [float("-inf")]):
         with pytest.raises(ValueError):
             core.encode_json(bad)
@@ -241,7 +242,10 @@ def test_sse_modes(core: ModuleType) -> None:
 
 
 def test_sse_line_endings_split_everywhere(core: ModuleType) -> None:
-    stream = b'\xef\xbb\xbfevent: data\r\ndata: [1,\rdata:2]\r\n\r\nevent:control\ndata: {"streamNextOffset":"x"}\r\r'
+    stream = (
+        b"\xef\xbb\xbfevent: data\r\ndata: [1,\rdata:2]\r\n\r\n"
+        b'event:control\ndata: {"streamNextOffset":"x"}\r\r'
+    )
     want = [[1, 2], core.Control("x")]
     assert feed_all(core.SseDecoder("json"), stream) == want
     for cut in range(len(stream) + 1):
