@@ -2,6 +2,18 @@
 
 from typing import Any, Final, Literal, final
 
+from typing_extensions import Self
+
+__all__ = [
+    "BatchBuilder",
+    "Control",
+    "SseDecoder",
+    "__version__",
+    "encode_json",
+    "parse_json_array",
+    "split_json_array",
+]
+
 __version__: Final[str]
 
 DataMode = Literal["json", "json-raw", "text", "base64"]
@@ -14,10 +26,14 @@ class Control:
     cursor: Final[str | None]
     up_to_date: Final[bool]
     closed: Final[bool]
-    def __init__(
-        self, next_offset: str, cursor: str | None = None, up_to_date: bool = False, closed: bool = False
-    ) -> None: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __new__(
+        cls,
+        next_offset: str,
+        cursor: str | None = None,
+        up_to_date: bool = False,
+        closed: bool = False,
+    ) -> Self: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -33,7 +49,7 @@ class SseDecoder:
     max_event_bytes: Final[int]
     last_event_id: Final[str]
     retry_ms: Final[int | None]
-    def __init__(self, data_mode: DataMode, max_event_bytes: int = 16_777_216) -> None: ...
+    def __new__(cls, data_mode: DataMode, max_event_bytes: int = 16_777_216) -> Self: ...
     def feed(self, chunk: bytes) -> list[Any]: ...
     def flush(self) -> list[Any]: ...
 
@@ -52,7 +68,7 @@ class BatchBuilder:
 
     json_mode: Final[bool]
     max_batch_bytes: Final[int]
-    def __init__(self, json_mode: bool, max_batch_bytes: int) -> None: ...
+    def __new__(cls, json_mode: bool, max_batch_bytes: int) -> Self: ...
     def push(self, item: Any) -> bool: ...
     def push_many(self, items: list[Any]) -> int: ...
     @property
