@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,13 +51,14 @@ async def _read_limited(
 ) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise errors.ProtocolError(
-                f"response body exceeds the limit of {limit} bytes", url=url, offset=offset
-            )
-        parts.append(chunk)
+    async with aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise errors.ProtocolError(
+                    f"response body exceeds the limit of {limit} bytes", url=url, offset=offset
+                )
+            parts.append(chunk)
     return b"".join(parts)
 
 
@@ -191,14 +193,15 @@ class AsyncStreamResponse(ResponseMetadata):
                     # (it does so right after streamClosed): an httpx body iterator left
                     # unfinished is reported as a leak under trio.
                     final = None
-                    async for chunk in http.aiter_bytes():
-                        if final is not None:
-                            continue
-                        for batch in session.feed(chunk):
-                            if batch.closed:
-                                final = batch
-                            else:
-                                yield batch
+                    async with aclosing(http.aiter_bytes()) as chunks:  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            if final is not None:
+                                continue
+                            for batch in session.feed(chunk):
+                                if batch.closed:
+                                    final = batch
+                                else:
+                                    yield batch
                     if final is not None:
                         yield final
                     session.on_sse_end()
@@ -265,6 +268,9 @@ class AsyncStreamResponse(ResponseMetadata):
             if kind == "json" and transform is not None:
                 kind = "json-raw"
         delivery = self._delivery
+        carried = delivery.take_carried(kind)
+        while carried:
+            yield carried.pop(0)
         while True:
             batch = await self._next_batch(kind)
             if batch is None:
@@ -323,19 +329,33 @@ class AsyncStreamResponse(ResponseMetadata):
 
         return self._iterate(None, transform=decode, wrap=event)
 
+    async def _read_all(
+        self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Everything up to the tail. If a later batch fails, what was read before it is kept
+        for the next read instead of vanishing with the exception."""
+        items: list[Any] = []
+        try:
+            async for item in self._iterate(kind, True, transform):
+                items.append(item)
+        except BaseException:
+            self._delivery.carry(kind, items)
+            raise
+        return items
+
     async def read_json(self, decode: Callable[[bytes], Any] | None = None) -> list[Any]:
         """Every message until the reader is up to date (or the stream ended)."""
         if decode is None:
-            return [item async for item in self._iterate("json", True)]
-        return [item async for item in self._iterate("json-raw", True, decode)]
+            return await self._read_all("json")
+        return await self._read_all("json-raw", decode)
 
     async def read_bytes(self) -> bytes:
         """All bytes until the reader is up to date (or the stream ended)."""
-        return b"".join([chunk async for chunk in self._iterate("bytes", True)])
+        return b"".join(await self._read_all("bytes"))
 
     async def read_text(self) -> str:
         """All text until the reader is up to date (or the stream ended)."""
-        return "".join([text async for text in self._iterate("text", True)])
+        return "".join(await self._read_all("text"))
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""

@@ -202,8 +202,8 @@ class ReadSession:
     def on_body(self, body: bytes) -> Batch:
         """A catch-up or long-poll 200 response's whole body."""
         self._check_consumer_fits()
-        data = self._decode_body(body)
         headers = self.headers
+        data = self._decode_body(body, final=header_true(headers, H_CLOSED))
         next_offset = headers[H_NEXT_OFFSET]
         up_to_date = header_true(headers, H_UP_TO_DATE)
         closed = header_true(headers, H_CLOSED)
@@ -225,15 +225,19 @@ class ReadSession:
         """A long-poll 204: nothing new before the server's timeout, or EOF."""
         headers = self.headers
         next_offset = headers.get(H_NEXT_OFFSET, self.offset)
+        closed = header_true(headers, H_CLOSED)
+        data = _empty_data(self.consumer)
+        if closed and self.consumer == "text":
+            data = self._decode_text(b"", final=True)
         return self._commit(
-            _empty_data(self.consumer),
+            data,
             next_offset,
             headers.get(H_CURSOR),
             True,
-            header_true(headers, H_CLOSED),
+            closed,
         )
 
-    def _decode_body(self, body: bytes) -> Any:
+    def _decode_body(self, body: bytes, *, final: bool) -> Any:
         kind = self.consumer
         core = _impl.core
         try:
@@ -242,16 +246,16 @@ class ReadSession:
             if kind == "json-raw":
                 return core.split_json_array(body)
             if kind == "text":
-                return self._decode_text(body)
+                return self._decode_text(body, final=final)
         except errors.DurableStreamError as exc:
             raise exc.with_context(url=self.url, offset=self._requested_offset) from None
         return body
 
-    def _decode_text(self, body: bytes) -> str:
+    def _decode_text(self, body: bytes, *, final: bool) -> str:
         if self._text_decoder is None:
             self._text_decoder = codecs.getincrementaldecoder("utf-8")("strict")
         try:
-            return self._text_decoder.decode(body, final=self.closed)
+            return self._text_decoder.decode(body, final=final)
         except UnicodeDecodeError as exc:
             raise errors.ParseError(
                 f"stream data is not valid UTF-8: {exc.reason}",
@@ -308,7 +312,7 @@ class ReadSession:
             data = b"".join(p if isinstance(p, bytes) else p.encode("utf-8") for p in pending)
         elif kind == "text":
             if pending and isinstance(pending[0], bytes):
-                data = self._decode_text(b"".join(pending))
+                data = self._decode_text(b"".join(pending), final=control.closed)
             else:
                 data = "".join(pending)
         else:  # pragma: no cover - the decoder is only made with a kind

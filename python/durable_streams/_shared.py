@@ -189,9 +189,21 @@ class Delivery:
     kept and the next iteration starts with it. ``offset`` moves on only once a whole batch
     has been handed out, so a reader that resumes from it never skips an item."""
 
-    __slots__ = ("batch", "cursor", "index", "kind", "offset", "stream_closed", "up_to_date")
+    __slots__ = (
+        "batch",
+        "carried",
+        "carried_kind",
+        "cursor",
+        "index",
+        "kind",
+        "offset",
+        "stream_closed",
+        "up_to_date",
+    )
 
     def __init__(self, offset: str, cursor: str | None) -> None:
+        self.carried: list[Any] = []
+        self.carried_kind: ConsumerKind | None = None
         self.batch: Batch | None = None
         self.kind: ConsumerKind | None = None
         self.index = 0
@@ -199,6 +211,22 @@ class Delivery:
         self.cursor = cursor
         self.up_to_date = False
         self.stream_closed = False
+
+    def carry(self, kind: ConsumerKind, items: list[Any]) -> None:
+        """Keep items a ``read_*`` call had taken when it failed; the next read returns them."""
+        self.carried = items
+        self.carried_kind = kind if items else None
+
+    def take_carried(self, kind: ConsumerKind) -> list[Any]:
+        items = self.carried
+        if items and self.carried_kind != kind:
+            raise errors.DurableStreamError(
+                f"items read with the {self.carried_kind} reader before an error are waiting; "
+                f"read them with the same kind of reader (at offset {self.offset})"
+            )
+        self.carried = []
+        self.carried_kind = None
+        return items
 
     def take_pending(self, kind: ConsumerKind) -> Batch | None:
         batch = self.batch

@@ -233,6 +233,9 @@ class StreamResponse(ResponseMetadata):
         self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
     ) -> Iterator[Any]:
         delivery = self._delivery
+        carried = delivery.take_carried(kind)
+        while carried:
+            yield carried.pop(0)
         while True:
             batch = self._next_batch(kind)
             if batch is None:
@@ -298,19 +301,32 @@ class StreamResponse(ResponseMetadata):
             assert batch is not None
             yield StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
 
+    def _read_all(
+        self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Everything up to the tail. If a later batch fails, what was read before it is kept
+        for the next read instead of vanishing with the exception."""
+        items: list[Any] = []
+        try:
+            items.extend(self._iterate(kind, True, transform))
+        except BaseException:
+            self._delivery.carry(kind, items)
+            raise
+        return items
+
     def read_json(self, decode: Callable[[bytes], Any] | None = None) -> list[Any]:
         """Every message until the reader is up to date (or the stream ended)."""
         if decode is None:
-            return list(self._iterate("json", True))
-        return list(self._iterate("json-raw", True, decode))
+            return self._read_all("json")
+        return self._read_all("json-raw", decode)
 
     def read_bytes(self) -> bytes:
         """All bytes until the reader is up to date (or the stream ended)."""
-        return b"".join(self._iterate("bytes", True))
+        return b"".join(self._read_all("bytes"))
 
     def read_text(self) -> str:
         """All text until the reader is up to date (or the stream ended)."""
-        return "".join(self._iterate("text", True))
+        return "".join(self._read_all("text"))
 
     def __iter__(self) -> Iterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""

@@ -252,16 +252,6 @@ def long_poll_case(
     return Case(id, answers, "iter_json", live="long-poll", error=error, offset="0_1", **kw)
 
 
-# Known client bugs, each an xfail(strict=True) so that the fix shows up as an XPASS.
-TEXT_EOF_BUG = (
-    "ReadSession.on_body decodes text with final=self.closed before _commit sets closed, so "
-    "an incomplete UTF-8 sequence at the end of a closed stream is silently dropped"
-)
-TRIO_LEAK = (
-    "_async.py leaves httpx's aiter_bytes() unfinished when an error is raised mid-body "
-    "(_read_limited, the SSE loop of _batches); trio reports the generator garbage-collected "
-    "unclosed (ResourceWarning, an error under filterwarnings=error)"
-)
 SMALL_EVENTS = {"max_event_bytes": 64}
 DATA_ONLY = event("data", "[1]")
 
@@ -314,7 +304,6 @@ CASES: list[Case] = [
         "read_text",
         error=ds.ParseError,
         requests=1,
-        xfail=TEXT_EOF_BUG,
     ),
     # -- headers and progress ----------------------------------------------------------------------
     Case(
@@ -368,7 +357,6 @@ CASES: list[Case] = [
         requests=1,
         options={"max_body_bytes": 1024},
         in_async=True,
-        trio_xfail=TRIO_LEAK,
     ),
     Case(
         "chunked-body-over-max-body-bytes",
@@ -471,7 +459,6 @@ CASES: list[Case] = [
         event("control", '{"upToDate":true}'),
         ds.SSEParseError,
         in_async=True,
-        trio_xfail=TRIO_LEAK,
     ),
     sse_case(
         "sse-control-next-offset-number",
@@ -521,7 +508,6 @@ CASES: list[Case] = [
         event("data", "5") + CLOSE,
         ds.JSONParseError,
         in_async=True,
-        trio_xfail=TRIO_LEAK,
     ),
     sse_case("sse-json-data-truncated", event("data", "[1,2") + CLOSE, ds.JSONParseError),
     sse_case("sse-json-data-nan", event("data", "[NaN]") + CLOSE, ds.JSONParseError),
@@ -549,9 +535,8 @@ CASES: list[Case] = [
         call="iter_text",
         ct=TEXT,
         in_async=True,
-        trio_xfail=TRIO_LEAK,
     ),
-    base64_case("base64-bad-character", "YW$j", in_async=True, trio_xfail=TRIO_LEAK),
+    base64_case("base64-bad-character", "YW$j", in_async=True),
     base64_case("base64-url-safe-alphabet", "YW-_"),
     base64_case("base64-bad-length", "YWJjZ"),
     base64_case("base64-padding-in-the-middle", "YQ==YWJj"),
@@ -564,7 +549,6 @@ CASES: list[Case] = [
         ds.EventTooLargeError,
         options=SMALL_EVENTS,
         in_async=True,
-        trio_xfail=TRIO_LEAK,
     ),
     sse_case(
         "sse-oversize-from-many-small-lines",
@@ -829,11 +813,6 @@ class Recovery:
     trio_xfail: str | None = None
 
 
-READ_JSON_LOSS = (
-    "read_json() that raises on a later batch drops the items of the batches it already "
-    "consumed: Delivery.finish() committed them, so the next read starts after them and the "
-    "caller never sees them"
-)
 B64 = {"stream-sse-data-encoding": "base64"}
 
 
@@ -916,7 +895,6 @@ RECOVERIES: list[Recovery] = [
         final_offset="0_2",
         error_offset="0_1",
         live="sse",
-        trio_xfail=TRIO_LEAK,
     ),
     Recovery(
         "sse-bad-control-drops-uncovered-data",
@@ -936,7 +914,6 @@ RECOVERIES: list[Recovery] = [
         final_offset="0_2",
         error_offset="0_1",
         live="sse",
-        trio_xfail=TRIO_LEAK,
     ),
     Recovery(
         "sse-base64-bad-padding-after-committed-batch",
@@ -960,7 +937,6 @@ RECOVERIES: list[Recovery] = [
         error_offset="0_3",
         live="sse",
         ct=BINARY,
-        trio_xfail=TRIO_LEAK,
     ),
     Recovery(
         "sse-event-too-large-after-committed-batch",
@@ -979,7 +955,6 @@ RECOVERIES: list[Recovery] = [
         live="sse",
         ct=TEXT,
         options=SMALL_EVENTS,
-        trio_xfail=TRIO_LEAK,
     ),
     Recovery(
         "sse-text-invalid-utf8-after-committed-batch",
@@ -997,7 +972,6 @@ RECOVERIES: list[Recovery] = [
         error_offset="0_2",
         live="sse",
         ct=TEXT,
-        trio_xfail=TRIO_LEAK,
     ),
     Recovery(
         "read-json-keeps-batches-before-the-bad-one",
@@ -1014,7 +988,6 @@ RECOVERIES: list[Recovery] = [
         final_offset="0_4",
         error_offset="0_2",
         first="read",
-        xfail=READ_JSON_LOSS,
     ),
 ]
 
