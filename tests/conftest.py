@@ -1,13 +1,17 @@
-"""Fixtures shared by every test: the reference server, unique stream URLs."""
+"""Fixtures shared by every test: the reference server, unique stream URLs, the core under
+test and the async backends."""
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from durable_streams import _impl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "refserver"))
 
@@ -26,3 +30,22 @@ def server_url() -> Iterator[str]:
 @pytest.fixture
 def stream_url(server_url: str) -> str:
     return f"{server_url}/test/{uuid.uuid4().hex}"
+
+
+# Both cores by default; a pure-only install (the py3-none-any wheel) runs with "pure". A
+# missing native core then fails the "native" runs rather than skipping them.
+IMPLEMENTATIONS = os.environ.get("DURABLE_STREAMS_TEST_IMPLS", "native,pure").split(",")
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def core_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the test with the API on this core (``durable_streams._impl.use``)."""
+    previous = _impl.IMPLEMENTATION
+    _impl.use(request.param)
+    yield request.param
+    _impl.use(previous)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
