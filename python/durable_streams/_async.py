@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
     DEFAULT_MAX_BODY_BYTES,
@@ -39,6 +39,7 @@ from ._shared import (
     merge,
     request_timeout,
     resolve_async,
+    response_args,
     transport_error,
     with_dynamic,
 )
@@ -264,28 +265,16 @@ class AsyncStreamResponse(ResponseMetadata):
             await previous.aclose()  # type: ignore[attr-defined]
         await self._ensure_open()
         if kind is None:  # iterating the response itself, or iter_events
-            kind = self._event_kind()
-            if kind == "json" and transform is not None:
-                kind = "json-raw"
+            kind = self._event_kind(raw_json=transform is not None)
         delivery = self._delivery
-        carried = delivery.take_carried(kind)
-        while carried:
-            yield carried.pop(0)
+        for item in delivery.drain_carried(kind):
+            yield item
         while True:
-            batch = await self._next_batch(kind)
-            if batch is None:
+            if await self._next_batch(kind) is None:
                 return
-            data = batch.data
-            if kind in ("json", "json-raw"):
-                while delivery.index < len(data):
-                    item = data[delivery.index]
-                    delivery.index += 1
-                    yield item if transform is None else transform(item)
-            elif data and delivery.index == 0:
-                delivery.index = 1
-                yield data if transform is None else transform(data)
-            delivery.finish()
-            if batch.closed or (until_up_to_date and batch.up_to_date):
+            for item in delivery.drain(transform):
+                yield item
+            if delivery.finish(until_up_to_date):
                 return
 
     def _iterate(
@@ -320,14 +309,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self, decode: Callable[[bytes], Any] | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Items with their offset: messages for JSON streams, byte chunks otherwise."""
-        delivery = self._delivery
-
-        def event(item: Any) -> StreamEvent:
-            batch = delivery.batch
-            assert batch is not None
-            return StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
-
-        return self._iterate(None, transform=decode, wrap=event)
+        return self._iterate(None, transform=decode, wrap=self._delivery.event)
 
     async def _read_all(
         self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
@@ -402,31 +384,27 @@ def astream(
 ) -> AsyncStreamResponse:
     """Read the stream at ``url`` from ``offset``; the async twin of :func:`stream`.
     ``headers``/``params`` values may be callables or async callables, run per request."""
-    session = ReadSession(
-        url,
-        offset=offset,
-        live=live,
-        cursor=cursor,
-        retry=retry,
-        max_event_bytes=max_event_bytes,
-        max_body_bytes=max_body_bytes,
-    )
     owns = client is None
     http_client = (
         client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
     )
-    return AsyncStreamResponse(
-        session,
-        http_client,
-        owns_client=owns,
+    args = response_args(
+        url,
+        offset=offset,
+        live=live,
+        cursor=cursor,
         headers=headers,
         params=params,
         timeout=make_timeout(timeout),
         live_read_timeout=live_read_timeout,
+        retry=retry,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max_body_bytes,
     )
+    return AsyncStreamResponse(client=http_client, owns_client=owns, **args)
 
 
-class AsyncDurableStream:
+class AsyncDurableStream(HandleBase):
     """A handle on one stream: create, append, read, close, delete and fork it.
 
     The handle keeps one HTTP client (connections are reused); close the handle, or use it as a
@@ -445,20 +423,10 @@ class AsyncDurableStream:
         retry: RetryPolicy | None = None,
         verify: bool | str = True,
     ) -> None:
-        self.url = url
-        self.content_type = content_type
-        self._headers = headers
-        self._params = params
-        self._timeout = make_timeout(timeout)
-        self._retry = retry or RetryPolicy()
+        self._configure(url, content_type, headers, params, timeout, retry)
         self._owns_client = client is None
         self._client = (
             client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"<AsyncDurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
         )
 
     async def __aenter__(self) -> AsyncDurableStream:
@@ -512,35 +480,12 @@ class AsyncDurableStream:
             verify=verify,
         )
         try:
-            await handle._create(ttl_seconds, expires_at, data, closed)
+            req = handle._create_request(ttl_seconds, expires_at, data, closed)
+            proto.create_result(*await handle._send(req), url=url)
         except BaseException:
             await handle.aclose()
             raise
         return handle
-
-    async def _create(
-        self,
-        ttl_seconds: int | None,
-        expires_at: _dt.datetime | str | None,
-        data: Any,
-        closed: bool,
-    ) -> proto.CreateResult:
-        body = None
-        if data is not None:
-            body = proto.encode_append_body(
-                data, json_mode=proto.is_json_content_type(self.content_type)
-            )
-        req = proto.create_request(
-            self.url,
-            content_type=self.content_type,
-            ttl_seconds=ttl_seconds,
-            expires_at=expires_at,
-            body=body,
-            closed=closed,
-            headers={},
-        )
-        status, headers, content = await self._send(req)
-        return proto.create_result(status, headers, content, url=self.url)
 
     @classmethod
     async def connect(
@@ -587,7 +532,7 @@ class AsyncDurableStream:
             except httpx.HTTPError as exc:
                 delay = delay_after_transport_error(retry, req, exc)
                 if delay is None:
-                    raise transport_error(exc, url=self.url) from exc
+                    raise transport_error(exc, url=req.url) from exc
                 await anyio.sleep(delay)
                 continue
             headers = lower_headers(http.headers)
@@ -600,49 +545,31 @@ class AsyncDurableStream:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
         status, headers, _ = await self._send(HttpRequest("HEAD", self.url))
         result = proto.head_result(status, headers, url=self.url)
-        if result.content_type:
-            self.content_type = result.content_type
+        self._learn_content_type(result.content_type)
         return result
 
-    async def _json_mode(self) -> bool:
+    async def _know_content_type(self) -> None:
         if self.content_type is None:
             await self.head()
-        return proto.is_json_content_type(self.content_type)
 
     async def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
         bytes are taken as serialized JSON) or raw bytes/str to other streams."""
-        body = proto.encode_append_body(data, json_mode=await self._json_mode())
-        req = proto.append_request(
-            self.url,
-            body,
-            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
-            seq=seq,
-        )
-        status, headers, content = await self._send(req)
-        return proto.append_result(status, headers, content, url=self.url, seq=seq is not None)
+        await self._know_content_type()
+        answer = await self._send(self._append_request(data, seq=seq))
+        return proto.append_result(*answer, url=self.url, seq=seq is not None)
 
     async def close_stream(self, data: Any = None) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
         Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
-        body = b""
         if data is not None:
-            body = proto.encode_append_body(data, json_mode=await self._json_mode())
-        req = proto.append_request(
-            self.url,
-            body,
-            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
-            close=True,
-        )
-        status, headers, content = await self._send(req)
-        return proto.append_result(status, headers, content, url=self.url, operation="close")
+            await self._know_content_type()
+        answer = await self._send(self._close_request(data))
+        return proto.append_result(*answer, url=self.url, operation="close")
 
     async def delete(self) -> None:
         """Delete the stream and its data."""
-        status, headers, content = await self._send(HttpRequest("DELETE", self.url))
-        proto.delete_result(status, headers, content, url=self.url)
+        proto.delete_result(*await self._send(HttpRequest("DELETE", self.url)), url=self.url)
 
     async def fork(
         self,
@@ -656,31 +583,10 @@ class AsyncDurableStream:
         """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
         the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
         sharing this handle's HTTP client."""
-        fork = AsyncDurableStream(
-            url,
-            content_type=self.content_type,
-            headers=self._headers,
-            params=self._params,
-            client=self._client,
-            timeout=self._timeout,
-            retry=self._retry,
-        )
-        req = proto.create_request(
-            url,
-            content_type=None,
-            ttl_seconds=ttl_seconds,
-            expires_at=expires_at,
-            body=None,
-            closed=False,
-            headers={},
-            forked_from=urlsplit(self.url).path,
-            fork_offset=offset,
-            fork_sub_offset=sub_offset,
-        )
-        status, headers, content = await fork._send(req)
-        result = proto.create_result(status, headers, content, url=url, operation="fork")
-        if result.content_type:
-            fork.content_type = result.content_type
+        fork = AsyncDurableStream(url, client=self._client, **self._fork_settings())
+        req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
+        result = proto.create_result(*await fork._send(req), url=url, operation="fork")
+        fork._learn_content_type(result.content_type)
         return fork
 
     def stream(
@@ -698,21 +604,17 @@ class AsyncDurableStream:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
-        session = ReadSession(
+        args = response_args(
             self.url,
             offset=offset,
             live=live,
             cursor=cursor,
-            retry=retry,
-            max_event_bytes=max_event_bytes,
-            max_body_bytes=max_body_bytes,
-        )
-        return AsyncStreamResponse(
-            session,
-            self._client,
-            owns_client=False,
             headers=merge(self._headers, headers),
             params=merge(self._params, params),
             timeout=make_timeout(timeout) if timeout is not None else self._timeout,
             live_read_timeout=live_read_timeout,
+            retry=retry,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
         )
+        return AsyncStreamResponse(client=self._client, owns_client=False, **args)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from . import _errors as errors
-from ._protocol import HttpRequest, is_transient_status, retry_after_seconds
+from ._protocol import (
+    HttpRequest,
+    is_json_content_type,
+    is_transient_status,
+    retry_after_seconds,
+)
 from ._read import Batch, ConsumerKind, ReadSession
 from ._retry import RetryState
 
@@ -23,6 +29,7 @@ __all__ = [
     "ResponseMetadata",
     "StreamEvent",
     "make_timeout",
+    "response_args",
     "transport_error",
 ]
 
@@ -55,6 +62,39 @@ def request_timeout(base: httpx.Timeout, live_read_timeout: float, live: bool) -
         return base
     read = max(base.read or 0.0, live_read_timeout)
     return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
+
+
+def response_args(
+    url: str,
+    *,
+    offset: str,
+    live: Any,
+    cursor: str | None,
+    headers: Headers | None,
+    params: Headers | None,
+    timeout: httpx.Timeout,
+    live_read_timeout: float,
+    retry: Any,
+    max_event_bytes: int,
+    max_body_bytes: int,
+) -> dict[str, Any]:
+    """The arguments of a stream response, apart from its HTTP client, from read options."""
+    session = ReadSession(
+        url,
+        offset=offset,
+        live=live,
+        cursor=cursor,
+        retry=retry,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max_body_bytes,
+    )
+    return {
+        "session": session,
+        "headers": headers,
+        "params": params,
+        "timeout": timeout,
+        "live_read_timeout": live_read_timeout,
+    }
 
 
 def resolve_sync(values: Mapping[str, Any] | None) -> dict[str, str]:
@@ -202,7 +242,7 @@ class Delivery:
     )
 
     def __init__(self, offset: str, cursor: str | None) -> None:
-        self.carried: list[Any] = []
+        self.carried: deque[Any] = deque()
         self.carried_kind: ConsumerKind | None = None
         self.batch: Batch | None = None
         self.kind: ConsumerKind | None = None
@@ -212,47 +252,68 @@ class Delivery:
         self.up_to_date = False
         self.stream_closed = False
 
+    def _check_kind(self, held: ConsumerKind | None, kind: ConsumerKind) -> None:
+        if held != kind:
+            raise errors.DurableStreamError(
+                f"items read as {held} are only partly handed out; take them with the same "
+                f"kind of reader before switching to {kind} (at offset {self.offset})"
+            )
+
     def carry(self, kind: ConsumerKind, items: list[Any]) -> None:
         """Keep items a ``read_*`` call had taken when it failed; the next read returns them."""
-        self.carried = items
+        self.carried = deque(items)
         self.carried_kind = kind if items else None
 
-    def take_carried(self, kind: ConsumerKind) -> list[Any]:
-        items = self.carried
-        if items and self.carried_kind != kind:
-            raise errors.DurableStreamError(
-                f"items read with the {self.carried_kind} reader before an error are waiting; "
-                f"read them with the same kind of reader (at offset {self.offset})"
-            )
-        self.carried = []
-        self.carried_kind = None
-        return items
+    def drain_carried(self, kind: ConsumerKind) -> Iterator[Any]:
+        """The carried items; each leaves the queue only as it is handed out."""
+        if self.carried:
+            self._check_kind(self.carried_kind, kind)
+        while self.carried:
+            yield self.carried.popleft()
 
     def take_pending(self, kind: ConsumerKind) -> Batch | None:
-        batch = self.batch
-        if batch is None:
-            return None
-        if self.kind != kind:
-            raise errors.DurableStreamError(
-                f"a batch read with iter_{self.kind} is only partly consumed; finish it with "
-                f"the same kind of iterator before switching to another (at offset {self.offset})"
-            )
-        return batch
+        """The batch a previous iteration stopped in the middle of, if any."""
+        if self.batch is not None:
+            self._check_kind(self.kind, kind)
+        return self.batch
 
     def start(self, batch: Batch, kind: ConsumerKind) -> None:
         self.batch = batch
         self.kind = kind
         self.index = 0
 
-    def finish(self) -> None:
+    def drain(self, transform: Callable[[Any], Any] | None) -> Iterator[Any]:
+        """The current batch's items not handed out yet; each counts as handed out when
+        yielded. A batch of bytes or text is one item."""
         batch = self.batch
-        if batch is None:
-            return
+        assert batch is not None
+        data = batch.data
+        if self.kind in ("json", "json-raw"):
+            while self.index < len(data):
+                item = data[self.index]
+                self.index += 1
+                yield item if transform is None else transform(item)
+        elif data and self.index == 0:
+            self.index = 1
+            yield data if transform is None else transform(data)
+
+    def event(self, item: Any) -> StreamEvent:
+        """``item`` of the current batch, with where the stream stands after that batch."""
+        batch = self.batch
+        assert batch is not None
+        return StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+
+    def finish(self, until_up_to_date: bool) -> bool:
+        """The current batch is handed out: move the offset on. Returns whether the reader
+        stops here (end of a closed stream, or up to date when that was asked for)."""
+        batch = self.batch
+        assert batch is not None
         self.batch = None
         self.offset = batch.offset
         self.cursor = batch.cursor
         self.up_to_date = batch.up_to_date
         self.stream_closed = batch.closed
+        return batch.closed or (until_up_to_date and batch.up_to_date)
 
 
 class ResponseMetadata:
@@ -299,10 +360,12 @@ class ResponseMetadata:
     def live(self) -> Any:
         return self._session.live
 
-    def _event_kind(self) -> ConsumerKind:
-        from ._protocol import is_json_content_type
-
-        return "json" if is_json_content_type(self._session.content_type) else "bytes"
+    def _event_kind(self, raw_json: bool = False) -> ConsumerKind:
+        """What items of this stream are: messages (raw bytes each with ``raw_json``) for JSON
+        streams, byte chunks otherwise."""
+        if not is_json_content_type(self._session.content_type):
+            return "bytes"
+        return "json-raw" if raw_json else "json"
 
     def __repr__(self) -> str:
         return (

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
     DEFAULT_MAX_BODY_BYTES,
@@ -37,6 +37,7 @@ from ._shared import (
     merge,
     request_timeout,
     resolve_sync,
+    response_args,
     transport_error,
     with_dynamic,
 )
@@ -233,24 +234,12 @@ class StreamResponse(ResponseMetadata):
         self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
     ) -> Iterator[Any]:
         delivery = self._delivery
-        carried = delivery.take_carried(kind)
-        while carried:
-            yield carried.pop(0)
+        yield from delivery.drain_carried(kind)
         while True:
-            batch = self._next_batch(kind)
-            if batch is None:
+            if self._next_batch(kind) is None:
                 return
-            data = batch.data
-            if kind in ("json", "json-raw"):
-                while delivery.index < len(data):
-                    item = data[delivery.index]
-                    delivery.index += 1
-                    yield item if transform is None else transform(item)
-            elif data and delivery.index == 0:
-                delivery.index = 1
-                yield data if transform is None else transform(data)
-            delivery.finish()
-            if batch.closed or (until_up_to_date and batch.up_to_date):
+            yield from delivery.drain(transform)
+            if delivery.finish(until_up_to_date):
                 return
 
     def _iterate(
@@ -287,19 +276,8 @@ class StreamResponse(ResponseMetadata):
     def iter_events(self, decode: Callable[[bytes], Any] | None = None) -> Iterator[StreamEvent]:
         """Items with their offset: messages for JSON streams, byte chunks otherwise."""
         self._ensure_open()
-        kind = self._event_kind()
-        if kind == "json" and decode is not None:
-            kind = "json-raw"
-        return self._events(kind, decode)
-
-    def _events(
-        self, kind: ConsumerKind, decode: Callable[[bytes], Any] | None
-    ) -> Iterator[StreamEvent]:
-        delivery = self._delivery
-        for item in self._iterate(kind, transform=decode):
-            batch = delivery.batch
-            assert batch is not None
-            yield StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+        kind = self._event_kind(raw_json=decode is not None)
+        return map(self._delivery.event, self._iterate(kind, transform=decode))
 
     def _read_all(
         self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
@@ -357,31 +335,27 @@ def stream(
     binary ones. Iteration ends at the end of a closed stream in every mode. ``headers`` and
     ``params`` values may be callables, evaluated for every request.
     """
-    session = ReadSession(
-        url,
-        offset=offset,
-        live=live,
-        cursor=cursor,
-        retry=retry,
-        max_event_bytes=max_event_bytes,
-        max_body_bytes=max_body_bytes,
-    )
     owns = client is None
     http_client = (
         client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
     )
-    return StreamResponse(
-        session,
-        http_client,
-        owns_client=owns,
+    args = response_args(
+        url,
+        offset=offset,
+        live=live,
+        cursor=cursor,
         headers=headers,
         params=params,
         timeout=make_timeout(timeout),
         live_read_timeout=live_read_timeout,
+        retry=retry,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max_body_bytes,
     )
+    return StreamResponse(client=http_client, owns_client=owns, **args)
 
 
-class DurableStream:
+class DurableStream(HandleBase):
     """A handle on one stream: create, append, read, close, delete and fork it.
 
     The handle keeps one HTTP client (connections are reused); close the handle, or use it as a
@@ -400,19 +374,11 @@ class DurableStream:
         retry: RetryPolicy | None = None,
         verify: bool | str = True,
     ) -> None:
-        self.url = url
-        self.content_type = content_type
-        self._headers = headers
-        self._params = params
-        self._timeout = make_timeout(timeout)
-        self._retry = retry or RetryPolicy()
+        self._configure(url, content_type, headers, params, timeout, retry)
         self._owns_client = client is None
         self._client = (
             client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
         )
-
-    def __repr__(self) -> str:
-        return f"<DurableStream {errors.redact_url(self.url)} content_type={self.content_type!r}>"
 
     def __enter__(self) -> DurableStream:
         return self
@@ -465,35 +431,12 @@ class DurableStream:
             verify=verify,
         )
         try:
-            handle._create(ttl_seconds, expires_at, data, closed)
+            req = handle._create_request(ttl_seconds, expires_at, data, closed)
+            proto.create_result(*handle._send(req), url=url)
         except BaseException:
             handle.close()
             raise
         return handle
-
-    def _create(
-        self,
-        ttl_seconds: int | None,
-        expires_at: _dt.datetime | str | None,
-        data: Any,
-        closed: bool,
-    ) -> proto.CreateResult:
-        body = None
-        if data is not None:
-            body = proto.encode_append_body(
-                data, json_mode=proto.is_json_content_type(self.content_type)
-            )
-        req = proto.create_request(
-            self.url,
-            content_type=self.content_type,
-            ttl_seconds=ttl_seconds,
-            expires_at=expires_at,
-            body=body,
-            closed=closed,
-            headers=resolve_sync(self._headers),
-        )
-        status, headers, content = self._send(req)
-        return proto.create_result(status, headers, content, url=self.url)
 
     @classmethod
     def connect(
@@ -536,7 +479,7 @@ class DurableStream:
             except httpx.HTTPError as exc:
                 delay = delay_after_transport_error(retry, req, exc)
                 if delay is None:
-                    raise transport_error(exc, url=self.url) from exc
+                    raise transport_error(exc, url=req.url) from exc
                 time.sleep(delay)
                 continue
             headers = lower_headers(http.headers)
@@ -549,49 +492,31 @@ class DurableStream:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
         status, headers, _ = self._send(HttpRequest("HEAD", self.url))
         result = proto.head_result(status, headers, url=self.url)
-        if result.content_type:
-            self.content_type = result.content_type
+        self._learn_content_type(result.content_type)
         return result
 
-    def _json_mode(self) -> bool:
+    def _know_content_type(self) -> None:
         if self.content_type is None:
             self.head()
-        return proto.is_json_content_type(self.content_type)
 
     def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
         bytes are taken as serialized JSON) or raw bytes/str to other streams."""
-        body = proto.encode_append_body(data, json_mode=self._json_mode())
-        req = proto.append_request(
-            self.url,
-            body,
-            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
-            seq=seq,
-        )
-        status, headers, content = self._send(req)
-        return proto.append_result(status, headers, content, url=self.url, seq=seq is not None)
+        self._know_content_type()
+        answer = self._send(self._append_request(data, seq=seq))
+        return proto.append_result(*answer, url=self.url, seq=seq is not None)
 
     def close_stream(self, data: Any = None) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
         Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
-        body = b""
         if data is not None:
-            body = proto.encode_append_body(data, json_mode=self._json_mode())
-        req = proto.append_request(
-            self.url,
-            body,
-            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
-            close=True,
-        )
-        status, headers, content = self._send(req)
-        return proto.append_result(status, headers, content, url=self.url, operation="close")
+            self._know_content_type()
+        answer = self._send(self._close_request(data))
+        return proto.append_result(*answer, url=self.url, operation="close")
 
     def delete(self) -> None:
         """Delete the stream and its data."""
-        status, headers, content = self._send(HttpRequest("DELETE", self.url))
-        proto.delete_result(status, headers, content, url=self.url)
+        proto.delete_result(*self._send(HttpRequest("DELETE", self.url)), url=self.url)
 
     def fork(
         self,
@@ -605,31 +530,10 @@ class DurableStream:
         """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
         the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
         sharing this handle's HTTP client."""
-        fork = DurableStream(
-            url,
-            content_type=self.content_type,
-            headers=self._headers,
-            params=self._params,
-            client=self._client,
-            timeout=self._timeout,
-            retry=self._retry,
-        )
-        req = proto.create_request(
-            url,
-            content_type=None,
-            ttl_seconds=ttl_seconds,
-            expires_at=expires_at,
-            body=None,
-            closed=False,
-            headers={},
-            forked_from=urlsplit(self.url).path,
-            fork_offset=offset,
-            fork_sub_offset=sub_offset,
-        )
-        status, headers, content = fork._send(req)
-        result = proto.create_result(status, headers, content, url=url, operation="fork")
-        if result.content_type:
-            fork.content_type = result.content_type
+        fork = DurableStream(url, client=self._client, **self._fork_settings())
+        req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
+        result = proto.create_result(*fork._send(req), url=url, operation="fork")
+        fork._learn_content_type(result.content_type)
         return fork
 
     def stream(
@@ -647,21 +551,17 @@ class DurableStream:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's HTTP client."""
-        session = ReadSession(
+        args = response_args(
             self.url,
             offset=offset,
             live=live,
             cursor=cursor,
-            retry=retry,
-            max_event_bytes=max_event_bytes,
-            max_body_bytes=max_body_bytes,
-        )
-        return StreamResponse(
-            session,
-            self._client,
-            owns_client=False,
             headers=merge(self._headers, headers),
             params=merge(self._params, params),
             timeout=make_timeout(timeout) if timeout is not None else self._timeout,
             live_read_timeout=live_read_timeout,
+            retry=retry,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
         )
+        return StreamResponse(client=self._client, owns_client=False, **args)
