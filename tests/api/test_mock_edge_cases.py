@@ -317,3 +317,24 @@ def test_append_is_resent_when_it_never_reached_the_server() -> None:
         assert handle.append({"n": 1}).offset == "0_1"
     assert len(script.requests) == 2
     assert script.requests[1].content == b'[{"n":1}]'
+
+
+def test_items_kept_after_a_failed_read_survive_a_partial_iteration() -> None:
+    partial = httpx.Response(
+        200,
+        headers={"content-type": "application/json", "stream-next-offset": "0_2"},
+        content=b"[1,2]",
+    )
+    broken = httpx.Response(
+        200,
+        headers={"content-type": "application/json", "stream-next-offset": "0_3"},
+        content=b"[3,",
+    )
+    script = Script([partial, broken, _json_response([3], "0_3")])
+    with stream(URL, client=_client(script)) as res:
+        with pytest.raises(ds.JSONParseError):
+            res.read_json()
+        for item in res.iter_json():
+            assert item == 1
+            break
+        assert res.read_json() == [2, 3]
