@@ -7,10 +7,12 @@ subclasses (see ``durable_streams._errors`` for the tree).
 
 from __future__ import annotations
 
+from ._aproducer import Acknowledgement, IdempotentProducer
 from ._async import AsyncDurableStream, AsyncStreamResponse, astream
 from ._errors import (
     BadRequestError,
     Base64DecodeError,
+    BufferFullError,
     ConflictError,
     ContentTypeError,
     ContentTypeMismatchError,
@@ -21,12 +23,15 @@ from ._errors import (
     JSONParseError,
     ParseError,
     PayloadTooLargeError,
+    ProducerClosedError,
+    ProducerError,
     ProtocolError,
     RateLimitedError,
     ResponseError,
     RetentionGoneError,
     SeqConflictError,
     SequenceGapError,
+    SequenceReusedError,
     ServerError,
     SSEParseError,
     StaleEpochError,
@@ -34,22 +39,27 @@ from ._errors import (
     StreamExistsError,
     StreamNotFoundError,
     TransportError,
+    UndeliveredError,
 )
 from ._impl import IMPLEMENTATION
+from ._producer import FailedBatch
 from ._protocol import OFFSET_BEGINNING, OFFSET_NOW, AppendResult, HeadResult, LiveMode
 from ._retry import RetryPolicy
 from ._shared import StreamEvent
+from ._sproducer import SyncIdempotentProducer
 from ._sync import DurableStream, StreamResponse, stream
 
 __all__ = [
     "IMPLEMENTATION",
     "OFFSET_BEGINNING",
     "OFFSET_NOW",
+    "Acknowledgement",
     "AppendResult",
     "AsyncDurableStream",
     "AsyncStreamResponse",
     "BadRequestError",
     "Base64DecodeError",
+    "BufferFullError",
     "ConflictError",
     "ContentTypeError",
     "ContentTypeMismatchError",
@@ -57,12 +67,16 @@ __all__ = [
     "DurableStream",
     "DurableStreamError",
     "EventTooLargeError",
+    "FailedBatch",
     "HeadResult",
+    "IdempotentProducer",
     "InvalidOffsetError",
     "JSONParseError",
     "LiveMode",
     "ParseError",
     "PayloadTooLargeError",
+    "ProducerClosedError",
+    "ProducerError",
     "ProtocolError",
     "RateLimitedError",
     "ResponseError",
@@ -71,6 +85,7 @@ __all__ = [
     "SSEParseError",
     "SeqConflictError",
     "SequenceGapError",
+    "SequenceReusedError",
     "ServerError",
     "StaleEpochError",
     "StreamClosedError",
@@ -78,7 +93,9 @@ __all__ = [
     "StreamExistsError",
     "StreamNotFoundError",
     "StreamResponse",
+    "SyncIdempotentProducer",
     "TransportError",
+    "UndeliveredError",
     "__version__",
     "astream",
     "stream",

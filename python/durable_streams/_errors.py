@@ -12,6 +12,11 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
     ├── ProtocolError                   a response breaks the protocol (missing header, ...)
     ├── ContentTypeError                the content type does not fit the call (also TypeError)
+    ├── ProducerError                   an idempotent producer cannot take or deliver messages
+    │   ├── BufferFullError             append_nowait with the producer's buffer full
+    │   ├── ProducerClosedError         append after close(), close_stream() or a fatal error
+    │   ├── SequenceReusedError         the server already holds this producer's epoch and seq
+    │   └── UndeliveredError            flush()/close(): some batches failed; see .failures
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 for a read at a malformed offset
@@ -34,11 +39,16 @@ query string, so tokens passed as params do not leak into logs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from ._producer import FailedBatch
 
 __all__ = [
     "BadRequestError",
     "Base64DecodeError",
+    "BufferFullError",
     "ConflictError",
     "ContentTypeError",
     "ContentTypeMismatchError",
@@ -49,6 +59,8 @@ __all__ = [
     "JSONParseError",
     "ParseError",
     "PayloadTooLargeError",
+    "ProducerClosedError",
+    "ProducerError",
     "ProtocolError",
     "RateLimitedError",
     "ResponseError",
@@ -56,12 +68,14 @@ __all__ = [
     "SSEParseError",
     "SeqConflictError",
     "SequenceGapError",
+    "SequenceReusedError",
     "ServerError",
     "StaleEpochError",
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
     "TransportError",
+    "UndeliveredError",
 ]
 
 
@@ -171,6 +185,36 @@ class ProtocolError(DurableStreamError):
 
 class ContentTypeError(DurableStreamError, TypeError):
     """The stream's content type does not fit the call, e.g. ``iter_json`` on a binary stream."""
+
+
+class ProducerError(DurableStreamError):
+    """An idempotent producer cannot take a message, or could not deliver some."""
+
+
+class BufferFullError(ProducerError):
+    """``append_nowait`` found the producer's buffer at ``max_buffered_bytes``; nothing was
+    added. Wait with ``append`` or ``flush``, or raise the limit."""
+
+
+class ProducerClosedError(ProducerError):
+    """The producer takes no more messages: it was closed, closed the stream, or hit a fatal
+    error (fenced by a newer epoch, stream closed or deleted); that error is the ``__cause__``."""
+
+
+class SequenceReusedError(ProducerError):
+    """The server answered "duplicate" to a batch sent for the first time: it already holds
+    this producer id's epoch and sequence number from an earlier session, so the batch was not
+    stored. Start each session at a new epoch (``restart()``, a higher ``epoch=``, or
+    ``auto_claim=True``, which does this by itself)."""
+
+
+class UndeliveredError(ProducerError):
+    """Some batches were not delivered. ``failures`` lists each with its messages' bytes and
+    its own typed error; the first one's error is also the ``__cause__``."""
+
+    def __init__(self, message: str, failures: list[FailedBatch], **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.failures = failures
 
 
 class ResponseError(DurableStreamError):

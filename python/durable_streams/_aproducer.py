@@ -1,0 +1,462 @@
+"""The async idempotent producer: a driver that sends what :class:`ProducerCore` decides."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+from . import _errors as errors
+from ._async import AsyncDurableStream
+from ._handle import HandleBase
+from ._producer import Batch, FailedBatch, ProducerCore, ProducerSettings, settle, undelivered
+from ._protocol import AppendResult
+from ._retry import RetryPolicy, RetryState
+from ._shared import (
+    CLIENT_LIMITS,
+    Headers,
+    build_httpx_request,
+    lower_headers,
+    make_timeout,
+    resolve_async,
+    transport_error,
+    with_dynamic,
+)
+
+__all__ = ["Acknowledgement", "IdempotentProducer"]
+
+ErrorHook = Callable[[errors.DurableStreamError], Any]
+
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class Acknowledgement:
+    """The acknowledgement of one message sent with :meth:`IdempotentProducer.append`.
+
+    ``await`` it for the :class:`AppendResult` of the batch that carried the message (its
+    ``offset`` is the tail after that batch; ``duplicate`` says a resend found it stored), or
+    the typed error that batch failed with."""
+
+    __slots__ = ("_event", "_outcome")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._outcome: AppendResult | BaseException | None = None
+
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    def set_result(self, result: AppendResult) -> None:
+        self._outcome = result
+        self._event.set()
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._outcome = exception
+        self._event.set()
+
+    def result(self) -> AppendResult:
+        """The result, once :meth:`done`; raises the batch's error if it failed."""
+        outcome = self._outcome
+        if outcome is None:
+            raise errors.ProducerError("the message is not acknowledged yet")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def wait(self) -> AppendResult:
+        await self._event.wait()
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, AppendResult]:
+        return self.wait().__await__()
+
+
+def settings_from(
+    stream: HandleBase | str,
+    *,
+    producer_id: str,
+    epoch: int,
+    auto_claim: bool,
+    linger_ms: float,
+    max_batch_bytes: int,
+    max_in_flight: int,
+    max_buffered_bytes: int,
+    content_type: str | None,
+) -> ProducerSettings:
+    url = stream if isinstance(stream, str) else stream.url
+    if content_type is None and not isinstance(stream, str):
+        content_type = stream.content_type
+    if content_type is None:
+        raise ValueError(
+            "the stream's content type is unknown: pass content_type=, or a handle from "
+            "create() or connect()"
+        )
+    if not isinstance(linger_ms, (int, float)) or not math.isfinite(linger_ms):
+        raise ValueError(f"linger_ms must be a finite number, not {linger_ms!r}")
+    return ProducerSettings(
+        url=url,
+        producer_id=producer_id,
+        content_type=content_type,
+        epoch=epoch,
+        auto_claim=auto_claim,
+        linger=linger_ms / 1000,
+        max_batch_bytes=max_batch_bytes,
+        max_in_flight=max_in_flight,
+        max_buffered_bytes=max_buffered_bytes,
+    )
+
+
+class IdempotentProducer:
+    """Exactly-once, batched, pipelined appends to one stream (async: asyncio or trio).
+
+    Messages given to :meth:`append_nowait` (or :meth:`append`) are gathered into batches of
+    up to ``max_batch_bytes``, sent after at most ``linger_ms``, with up to ``max_in_flight``
+    requests on the way at once. Every batch carries ``Producer-Id``, ``Producer-Epoch`` and
+    ``Producer-Seq``, so a batch resent after a network failure is stored once. Failed
+    batches are reported to ``on_error`` as they fail and by :meth:`flush` / :meth:`close`,
+    which raise :class:`UndeliveredError` listing them; nothing is dropped silently.
+
+    ``stream`` is an :class:`AsyncDurableStream` (its HTTP client is shared), a
+    :class:`DurableStream` or a URL (then ``content_type`` is needed unless the handle knows
+    it). With ``auto_claim=True`` a producer fenced by a newer epoch (403), or finding its
+    sequence numbers already used by an earlier session, claims the next epoch and resends;
+    without it those are errors (:class:`StaleEpochError`, :class:`SequenceReusedError`).
+
+    Use it as ``async with IdempotentProducer(...) as producer:`` (required under trio), or
+    call :meth:`close` when done. Under asyncio it also starts on the first append.
+    """
+
+    def __init__(
+        self,
+        stream: HandleBase | str,
+        *,
+        producer_id: str,
+        epoch: int = 0,
+        auto_claim: bool = False,
+        linger_ms: float = 5.0,
+        max_batch_bytes: int = 1 << 20,
+        max_in_flight: int = 5,
+        max_buffered_bytes: int = 64 << 20,
+        retry: RetryPolicy | None = None,
+        on_error: ErrorHook | None = None,
+        content_type: str | None = None,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        settings = settings_from(
+            stream,
+            producer_id=producer_id,
+            epoch=epoch,
+            auto_claim=auto_claim,
+            linger_ms=linger_ms,
+            max_batch_bytes=max_batch_bytes,
+            max_in_flight=max_in_flight,
+            max_buffered_bytes=max_buffered_bytes,
+            content_type=content_type,
+        )
+        self._core = ProducerCore(settings)
+        self._on_error = on_error
+        self._retry = retry or RetryPolicy()
+        handle = stream if isinstance(stream, HandleBase) else None
+        self._headers = headers if headers is not None else getattr(handle, "_headers", None)
+        self._params = params if params is not None else getattr(handle, "_params", None)
+        if timeout is not None:
+            self._timeout = make_timeout(timeout)
+        else:
+            self._timeout = make_timeout(getattr(handle, "_timeout", None))
+        if client is None and isinstance(handle, AsyncDurableStream):
+            client = handle._client
+        self._client = client
+        self._owns_client = client is None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._entered_group: anyio.abc.TaskGroup | None = None
+        self._asyncio_task: asyncio.Task[None] | None = None
+        self._wake: anyio.Event | None = None
+        self._progress: anyio.Event | None = None
+        self._finished = False
+        # How a thread other than the event loop's asks the sender to look again; the sync
+        # producer replaces it.
+        self._notify: Callable[[], None] = self._wake_up
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._core.settings.url
+
+    @property
+    def producer_id(self) -> str:
+        return self._core.settings.producer_id
+
+    @property
+    def epoch(self) -> int:
+        """The epoch batches go out under now (it moves on with restart() or a claim)."""
+        return self._core.epoch
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next sealed batch gets."""
+        return self._core.next_seq
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes taken but not yet acknowledged or failed."""
+        return self._core.buffered_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {errors.redact_url(self.url)} "
+            f"producer_id={self.producer_id!r} epoch={self.epoch} next_seq={self.next_seq}>"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> IdempotentProducer:
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._entered_group = group
+        self._prepare()
+        group.start_soon(self._run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        group = self._entered_group
+        try:
+            await self.close()
+        finally:
+            self._entered_group = None
+            if group is not None:
+                await group.__aexit__(None, None, None)
+
+    def _prepare(self) -> None:
+        if self._wake is None:
+            self._wake = anyio.Event()
+            self._progress = anyio.Event()
+            if self._client is None:
+                self._client = httpx.AsyncClient(limits=CLIENT_LIMITS)
+
+    def _start(self) -> None:
+        """Start sending in the background, when not entered as a context manager."""
+        if self._entered_group is not None or self._asyncio_task is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "IdempotentProducer needs a running event loop; under trio use "
+                "'async with IdempotentProducer(...)', and in threaded code SyncIdempotentProducer"
+            ) from None
+        self._prepare()
+        self._asyncio_task = loop.create_task(self._run())
+
+    def _wake_up(self) -> None:
+        if self._wake is None:
+            self._start()
+        assert self._wake is not None
+        self._wake.set()
+
+    def _progressed(self) -> None:
+        assert self._progress is not None
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    async def _run(self) -> None:
+        async with anyio.create_task_group() as group:
+            self._task_group = group
+            try:
+                while True:
+                    self._wake = anyio.Event()
+                    now = time.monotonic()
+                    batches, wake_at = self._core.due(now)
+                    for batch in batches:
+                        group.start_soon(self._deliver, batch)
+                    if self._finished and self._core.idle():
+                        return
+                    with anyio.move_on_after(None if wake_at is None else wake_at - now):
+                        await self._wake.wait()
+            finally:
+                self._task_group = None
+
+    async def _deliver(self, batch: Batch) -> None:
+        core = self._core
+        client = self._client
+        assert client is not None
+        retry = RetryState(self._retry)
+        try:
+            while True:
+                req = core.request(batch, {})
+                req = with_dynamic(
+                    req, await resolve_async(self._headers), await resolve_async(self._params)
+                )
+                try:
+                    http = await client.send(build_httpx_request(client, req, self._timeout))
+                except httpx.HTTPError as exc:
+                    reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                    core.on_transport_error(batch, reached_server=reached)
+                    delay = retry.next_delay()
+                    if delay is None:
+                        core.give_up(batch, transport_error(exc, url=self.url))
+                        return
+                    await anyio.sleep(delay)
+                    continue
+                answer = core.on_answer(
+                    batch, http.status_code, lower_headers(http.headers), http.content
+                )
+                if answer is None:
+                    return
+                delay = retry.next_delay(answer.retry_after)
+                if delay is None:
+                    core.give_up(batch, answer.error)
+                    return
+                await anyio.sleep(delay)
+        finally:
+            self._after_change()
+
+    def _after_change(self) -> None:
+        settle(*self._core.take_outcomes(), self._on_error)
+        if self._wake is not None:
+            self._wake.set()
+        if self._progress is not None:
+            self._progressed()
+
+    # -- appending ------------------------------------------------------------------------------
+
+    def append_nowait(self, data: Any) -> None:
+        """Buffer one message and return at once. JSON streams take any JSON value (str and
+        bytes are taken as serialized JSON and validated); other streams take str or bytes.
+        Raises :class:`BufferFullError` when ``max_buffered_bytes`` are waiting (nothing is
+        added), :class:`ProducerClosedError` after close or a fatal error."""
+        if self._core.add(data):
+            self._notify()
+
+    async def append(self, data: Any) -> Acknowledgement:
+        """Buffer one message, waiting for room when the buffer is full. Returns its
+        :class:`Acknowledgement`; ``await`` that for the result."""
+        ack = Acknowledgement()
+        while True:
+            self._core.check_open()
+            if not self._core.full():
+                try:
+                    if self._core.add(data, ack):
+                        self._notify()
+                    return ack
+                except errors.BufferFullError:
+                    pass
+            if self._wake is None:
+                self._start()
+            assert self._progress is not None
+            await self._progress.wait()
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    async def _wait_settled(self, below: int, timeout: float | None) -> bool:
+        if self._wake is None and self._core.settled_below(below):
+            return True
+        self._notify()
+        with anyio.move_on_after(timeout):
+            while not self._core.settled_below(below):
+                assert self._progress is not None
+                await self._progress.wait()
+            return True
+        return False
+
+    def _raise_failures(self) -> None:
+        failures = self._core.take_failures()
+        if failures:
+            raise undelivered(failures, self.url)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Send everything buffered and wait for the answers. Raises
+        :class:`UndeliveredError` with the batches that failed since the last flush, and
+        :class:`DeadlineExceededError` if ``timeout`` seconds pass first (nothing is lost:
+        sending goes on)."""
+        below = self._core.seal_all()
+        if not await self._wait_settled(below, timeout):
+            raise errors.DeadlineExceededError(
+                f"flush did not finish within {timeout} s; "
+                f"{self._core.buffered_bytes} bytes are still on their way",
+                url=self.url,
+            )
+        self._raise_failures()
+
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Flush within ``timeout`` seconds, then stop; the stream stays open. Whatever was
+        not delivered by then is reported in the :class:`UndeliveredError` raised, never
+        dropped silently. Closing twice is harmless."""
+        if self._finished:
+            return
+        self._core.close()
+        below = self._core.seal_all()
+        try:
+            if not await self._wait_settled(below, timeout):
+                self._core.fail_unresolved(
+                    errors.DeadlineExceededError(
+                        f"close() gave up after {timeout} s; the batch may or may not be stored",
+                        url=self.url,
+                    )
+                )
+                self._after_change()
+        finally:
+            self._finished = True
+            await self._stop_sending()
+        self._raise_failures()
+
+    async def _stop_sending(self) -> None:
+        group = self._task_group
+        if group is not None:
+            group.cancel_scope.cancel()
+        task = self._asyncio_task
+        if task is not None:
+            self._asyncio_task = None
+            await asyncio.wait([task])
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+
+    async def close_stream(self, data: Any = None, timeout: float | None = None) -> AppendResult:
+        """Deliver everything buffered, then close the stream through the producer (the
+        close carries producer headers, so a resent close cannot close twice), optionally
+        appending ``data`` as the final message. Returns the result with the final offset;
+        the producer takes no more messages."""
+        await self.flush(timeout)
+        from ._protocol import encode_append_body
+
+        body = b"" if data is None else encode_append_body(data, json_mode=self._json_mode())
+        ack = Acknowledgement()
+        self._core.add_close(body, ack)
+        self._notify()
+        with anyio.move_on_after(timeout):
+            try:
+                return await ack
+            finally:
+                self._core.take_failures()  # the awaited error reports them
+        raise errors.DeadlineExceededError(
+            f"closing the stream did not finish within {timeout} s", url=self.url
+        )
+
+    def _json_mode(self) -> bool:
+        return self._core.settings.json_mode
+
+    async def restart(self, timeout: float | None = None) -> None:
+        """Deliver what is buffered, then move to the next epoch (sequence numbers restart
+        at 0). Use it when taking over from an earlier instance with the same producer id."""
+        await self.flush(timeout)
+        self._core.start_new_epoch()
+
+    @property
+    def failures(self) -> list[FailedBatch]:
+        """Failed batches not yet reported by :meth:`flush` or :meth:`close`."""
+        return list(self._core.failures)

@@ -1,0 +1,514 @@
+"""The idempotent producer without I/O: buffering, batching, sequencing, and what answers mean.
+
+:class:`ProducerCore` owns everything a producer decides: which batch a message goes into,
+when a batch is sealed and sent, the epoch and sequence number each batch carries, how many
+are in flight, and what each answer from the server does to that state. The async driver
+(``_aproducer``) only sends the requests it is handed and reports the answers back; the sync
+producer runs that same driver on a background thread.
+
+Sequencing rules, which make delivery exactly-once:
+
+- A batch keeps its (epoch, seq) and its bytes across retries, so a resent batch that the
+  server already stored is answered "duplicate" (204) instead of being stored twice.
+- A batch is resent under a new number only when an answer proves it was not stored (409
+  sequence gap, 403 stale epoch): then every unacknowledged batch moves to a new epoch,
+  numbered from 0, once nothing is in flight under the old one.
+- At an epoch not yet acknowledged, one batch is in flight at a time: a new epoch must start
+  at seq 0, and a later seq arriving first would be rejected outright.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import _errors as errors
+from . import _protocol as proto
+from . import _impl
+from ._protocol import AppendResult, HttpRequest
+
+__all__ = ["Batch", "FailedBatch", "ProducerCore", "ProducerSettings", "Retry", "Waiter"]
+
+
+class Waiter(Protocol):
+    """Something awaiting one message's acknowledgement (a future of either flavour)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: AppendResult) -> None: ...
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    """A producer's configuration, validated on construction."""
+
+    url: str
+    producer_id: str
+    content_type: str
+    epoch: int = 0
+    auto_claim: bool = False
+    linger: float = 0.005
+    max_batch_bytes: int = 1 << 20
+    max_in_flight: int = 5
+    max_buffered_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.producer_id, str) or not self.producer_id:
+            raise ValueError("producer_id must be a non-empty string")
+        if isinstance(self.epoch, bool) or not isinstance(self.epoch, int) or self.epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, not {self.epoch!r}")
+        if not self.linger >= 0:
+            raise ValueError(f"linger_ms must be >= 0, not {self.linger * 1000!r}")
+        for name in ("max_batch_bytes", "max_in_flight", "max_buffered_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+    @property
+    def json_mode(self) -> bool:
+        return proto.is_json_content_type(self.content_type)
+
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    """One append request's worth of messages, with the number it travels under."""
+
+    id: int
+    body: bytes
+    count: int
+    waiters: list[Waiter] | None
+    seq: int
+    epoch: int
+    close: bool = False
+    # Some attempt may have reached the server and been stored, though no answer said so.
+    maybe_stored: bool = False
+    # Resend only once no batch with a lower seq is in flight (it arrived before them).
+    after_predecessors: bool = False
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class FailedBatch:
+    """A batch that was not delivered, with what it held and why it failed.
+
+    ``maybe_delivered`` is True when the outcome is unknown: a request reached the server but
+    no answer came back before the retries ran out (the batch may be stored once)."""
+
+    seq: int
+    epoch: int
+    count: int
+    body: bytes
+    error: errors.DurableStreamError
+    maybe_delivered: bool
+    json: bool = field(default=False, repr=False)
+
+    def messages(self) -> list[Any]:
+        """The batch's messages: decoded JSON values on JSON streams, else its bytes as one item."""
+        if not self.body:
+            return []
+        if self.json:
+            items: list[Any] = _impl.core.parse_json_array(self.body)
+            return items
+        return [self.body]
+
+
+@dataclass(frozen=True)
+class Retry:
+    """An answer worth resending the same batch after: the error, and the server's wait hint."""
+
+    error: errors.DurableStreamError
+    retry_after: float | None
+
+
+class ProducerCore:
+    """The producer's state; every method is safe to call from any thread."""
+
+    def __init__(self, settings: ProducerSettings) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+        self._json = settings.json_mode
+        self._builder = _impl.core.BatchBuilder(self._json, settings.max_batch_bytes)
+        self._open_waiters: list[Waiter] = []
+        self._open_since = 0.0
+        self._open_count = 0
+        self._next_id = 0
+        self.epoch = settings.epoch
+        self.next_seq = 0
+        self._epoch_confirmed = False
+        self._ready: deque[Batch] = deque()
+        self._in_flight: dict[int, Batch] = {}
+        self._unresolved: dict[int, Batch] = {}  # by id; ids only grow, so the first is the oldest
+        self._sealed_bytes = 0
+        self._new_epoch_at_least: int | None = None
+        self._fatal: errors.DurableStreamError | None = None
+        self._closed = False
+        self.failures: list[FailedBatch] = []
+        # Outcomes to hand to user code outside the lock: (waiter, result-or-error) pairs and
+        # failures for the on_error hook.
+        self._settle: list[tuple[Waiter, AppendResult | BaseException]] = []
+        self._report: list[FailedBatch] = []
+
+    # -- taking messages ------------------------------------------------------------------------
+
+    @property
+    def buffered_bytes(self) -> int:
+        open_bytes: int = self._builder.nbytes
+        return self._sealed_bytes + open_bytes
+
+    def full(self) -> bool:
+        return self.buffered_bytes >= self.settings.max_buffered_bytes
+
+    def check_open(self) -> None:
+        if self._fatal is not None:
+            raise errors.ProducerClosedError(
+                f"the producer stopped: {self._fatal}", url=self.settings.url
+            ) from self._fatal
+        if self._closed:
+            raise errors.ProducerClosedError("the producer is closed", url=self.settings.url)
+
+    def add(self, data: Any, waiter: Waiter | None = None) -> bool:
+        """Buffer one message. Returns whether the sender should wake up (a batch was sealed,
+        or a linger period starts). Raises :class:`BufferFullError` and leaves nothing behind
+        when the buffer is full."""
+        with self.lock:
+            self.check_open()
+            builder = self._builder
+            if self._sealed_bytes + builder.nbytes >= self.settings.max_buffered_bytes:
+                raise errors.BufferFullError(
+                    f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
+                    f"{self.settings.max_buffered_bytes} (max_buffered_bytes)",
+                    url=self.settings.url,
+                )
+            wake = False
+            if not builder.push(data):
+                self._seal()
+                builder.push(data)
+                wake = True
+            if self._open_count == 0:
+                self._open_since = time.monotonic()
+                wake = True
+            self._open_count += 1
+            if waiter is not None:
+                self._open_waiters.append(waiter)
+            if builder.nbytes >= self.settings.max_batch_bytes:
+                self._seal()
+                wake = True
+            return wake
+
+    def _seal(self, *, close: bool = False) -> Batch:
+        body = self._builder.take()
+        batch = Batch(
+            id=self._next_id,
+            body=body,
+            count=self._open_count,
+            waiters=self._open_waiters or None,
+            seq=self.next_seq,
+            epoch=self.epoch,
+            close=close,
+        )
+        self._next_id += 1
+        self.next_seq += 1
+        self._open_waiters = []
+        self._open_count = 0
+        self._ready.append(batch)
+        self._unresolved[batch.id] = batch
+        self._sealed_bytes += len(body)
+        return batch
+
+    def seal_all(self) -> int:
+        """Seal the open batch now (flush); returns the id every earlier batch is below."""
+        with self.lock:
+            if self._open_count:
+                self._seal()
+            return self._next_id
+
+    def add_close(self, body: bytes, waiter: Waiter) -> None:
+        """Queue the request that closes the stream, after everything buffered."""
+        with self.lock:
+            self.check_open()
+            if self._open_count:
+                self._seal()
+            batch = self._seal(close=True)
+            batch.body = body
+            batch.count = 1 if body else 0
+            batch.waiters = [waiter]
+            self._sealed_bytes += len(body)
+            self._closed = True
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+
+    # -- what to send -------------------------------------------------------------------------
+
+    def due(self, now: float) -> tuple[list[Batch], float | None]:
+        """The batches to send now, and when to look again if nothing else happens first
+        (``None``: only when woken)."""
+        with self.lock:
+            if self._new_epoch_at_least is not None:
+                if self._in_flight:
+                    return [], None
+                self._start_epoch(self._new_epoch_at_least)
+            window = self.settings.max_in_flight if self._epoch_confirmed else 1
+            out: list[Batch] = []
+            ready = self._ready
+            in_flight = self._in_flight
+            while ready and len(in_flight) < window:
+                batch = ready[0]
+                if batch.after_predecessors and any(seq < batch.seq for seq in in_flight):
+                    break
+                ready.popleft()
+                batch.after_predecessors = False
+                in_flight[batch.seq] = batch
+                out.append(batch)
+            wake_at = None
+            if self._open_count and not ready and len(in_flight) < window:
+                deadline = self._open_since + self.settings.linger
+                if now >= deadline or self._closed:
+                    batch = self._seal()
+                    ready.popleft()
+                    in_flight[batch.seq] = batch
+                    out.append(batch)
+                else:
+                    wake_at = deadline
+            return out, wake_at
+
+    def request(self, batch: Batch, headers: Mapping[str, str]) -> HttpRequest:
+        s = self.settings
+        return proto.append_request(
+            s.url,
+            batch.body,
+            content_type=s.content_type,
+            headers=headers,
+            close=batch.close,
+            producer=(s.producer_id, batch.epoch, batch.seq),
+        )
+
+    # -- what answers mean --------------------------------------------------------------------
+
+    def on_answer(
+        self, batch: Batch, status: int, headers: Mapping[str, str], body: bytes
+    ) -> Retry | None:
+        """Apply the server's answer to ``batch``; a :class:`Retry` means "send it again, same
+        number", ``None`` that the batch is settled (acknowledged, failed or requeued)."""
+        with self.lock:
+            batch.attempts += 1
+            url = self.settings.url
+            if status in (200, 204):
+                result = proto.append_result(status, headers, body, url=url, producer=True)
+                if status == 204 and not batch.maybe_stored:
+                    return self._sequence_reused(batch, result)
+                self._acknowledge(batch, result)
+                return None
+            error = proto.error_for_status(
+                status, headers, body, url=url, operation="append", producer=True
+            )
+            if proto.is_transient_status(status):
+                if status != 503 and status != 429:
+                    batch.maybe_stored = True
+                return Retry(error, proto.retry_after_seconds(headers))
+            if isinstance(error, errors.SequenceGapError):
+                self._requeue(batch, after_predecessors=True)
+                if not any(seq < batch.seq for seq in self._in_flight):
+                    # Nothing before it is on the way: the server lost or never had what came
+                    # before (a failed batch, a restarted server). This batch was not stored.
+                    self._want_new_epoch(self.epoch + 1)
+                return None
+            if isinstance(error, errors.StaleEpochError):
+                if self.settings.auto_claim:
+                    self._requeue(batch, after_predecessors=False)
+                    self._want_new_epoch(max(self.epoch, error.current_epoch or 0) + 1)
+                    return None
+                self._stop(error, batch)
+                return None
+            if isinstance(error, errors.StreamClosedError) and batch.close and not batch.body:
+                self._acknowledge(batch, AppendResult(status, error.final_offset, closed=True))
+                return None
+            if isinstance(
+                error,
+                (errors.StreamClosedError, errors.StreamNotFoundError, errors.RetentionGoneError),
+            ):
+                self._stop(error, batch)
+                return None
+            # This batch is refused (bad JSON, too large, wrong content type...); the ones
+            # after it continue under a new epoch, as the server's sequence did not advance.
+            self._fail(batch, error)
+            self._want_new_epoch(self.epoch + 1)
+            return None
+
+    def on_transport_error(self, batch: Batch, *, reached_server: bool) -> None:
+        with self.lock:
+            batch.attempts += 1
+            if reached_server:
+                batch.maybe_stored = True
+
+    def give_up(self, batch: Batch, error: errors.DurableStreamError) -> None:
+        """Retries for ``batch`` ran out (or were cut short): it fails, and what follows it
+        moves to a new epoch, since its own fate is unknown to the server's sequence."""
+        with self.lock:
+            if batch.id not in self._unresolved:
+                return
+            self._fail(batch, error)
+            if self._fatal is None:
+                self._want_new_epoch(self.epoch + 1)
+
+    def fail_unresolved(self, error: errors.DurableStreamError) -> None:
+        """Fail everything not yet settled (close() ran out of time)."""
+        with self.lock:
+            if self._open_count:
+                self._seal()
+            for batch in list(self._unresolved.values()):
+                self._fail(batch, error)
+            self._ready.clear()
+            self._closed = True
+
+    def _sequence_reused(self, batch: Batch, result: AppendResult) -> Retry | None:
+        if self.settings.auto_claim:
+            self._requeue(batch, after_predecessors=False)
+            self._want_new_epoch(self.epoch + 1)
+            return None
+        error = errors.SequenceReusedError(
+            f"producer {self.settings.producer_id!r} epoch {batch.epoch} seq {batch.seq} is "
+            f"already stored by an earlier session (the server is at seq {result.producer_seq}); "
+            "start at a new epoch or use auto_claim=True",
+            url=self.settings.url,
+        )
+        self._stop(error, batch)
+        return None
+
+    # -- state changes ------------------------------------------------------------------------
+
+    def _resolve(self, batch: Batch) -> None:
+        del self._unresolved[batch.id]
+        self._in_flight.pop(batch.seq, None)
+        self._sealed_bytes -= len(batch.body)
+
+    def _acknowledge(self, batch: Batch, result: AppendResult) -> None:
+        self._resolve(batch)
+        if batch.epoch == self.epoch:
+            self._epoch_confirmed = True
+        for waiter in batch.waiters or ():
+            self._settle.append((waiter, result))
+
+    def _fail(self, batch: Batch, error: errors.DurableStreamError) -> None:
+        if batch.id not in self._unresolved:
+            return
+        self._resolve(batch)
+        failed = FailedBatch(
+            batch.seq,
+            batch.epoch,
+            batch.count,
+            batch.body,
+            error,
+            batch.maybe_stored,
+            self._json,
+        )
+        self.failures.append(failed)
+        self._report.append(failed)
+        for waiter in batch.waiters or ():
+            self._settle.append((waiter, error))
+
+    def _requeue(self, batch: Batch, *, after_predecessors: bool) -> None:
+        del self._in_flight[batch.seq]
+        batch.after_predecessors = after_predecessors
+        ready = self._ready
+        index = 0
+        while index < len(ready) and ready[index].seq < batch.seq:
+            index += 1
+        ready.insert(index, batch)
+
+    def _want_new_epoch(self, at_least: int) -> None:
+        current = self._new_epoch_at_least
+        self._new_epoch_at_least = at_least if current is None else max(current, at_least)
+
+    def _start_epoch(self, at_least: int) -> None:
+        self.epoch = max(self.epoch + 1, at_least)
+        self._new_epoch_at_least = None
+        self._epoch_confirmed = False
+        for seq, batch in enumerate(self._ready):
+            batch.seq = seq
+            batch.epoch = self.epoch
+            batch.maybe_stored = False
+            batch.after_predecessors = False
+        self.next_seq = len(self._ready)
+
+    def _stop(self, error: errors.DurableStreamError, batch: Batch) -> None:
+        """A fatal answer: this batch and everything not yet sent fail with ``error``; batches
+        in flight settle by their own answers."""
+        self._fatal = error
+        self._fail(batch, error)
+        if self._open_count:
+            self._seal()
+        while self._ready:
+            self._fail(self._ready.popleft(), error)
+
+    def start_new_epoch(self) -> None:
+        """``restart()``: what follows goes out under the next epoch, from seq 0."""
+        with self.lock:
+            self._want_new_epoch(self.epoch + 1)
+            if not self._in_flight:
+                self._start_epoch(self.epoch + 1)
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def settled_below(self, batch_id: int) -> bool:
+        """Whether every batch sealed before ``batch_id`` is acknowledged or failed."""
+        with self.lock:
+            oldest = next(iter(self._unresolved), None)
+            return oldest is None or oldest >= batch_id
+
+    def idle(self) -> bool:
+        with self.lock:
+            return not self._unresolved and not self._open_count
+
+    def take_outcomes(
+        self,
+    ) -> tuple[list[tuple[Waiter, AppendResult | BaseException]], list[FailedBatch]]:
+        with self.lock:
+            settle, self._settle = self._settle, []
+            report, self._report = self._report, []
+            return settle, report
+
+    def take_failures(self) -> list[FailedBatch]:
+        with self.lock:
+            failures, self.failures = self.failures, []
+            return failures
+
+
+def settle(
+    outcomes: list[tuple[Waiter, AppendResult | BaseException]],
+    report: list[FailedBatch],
+    on_error: Callable[[errors.DurableStreamError], Any] | None,
+) -> None:
+    """Hand outcomes to user code: futures first, then the ``on_error`` hook per failure."""
+    for waiter, outcome in outcomes:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+    if on_error is not None:
+        for failed in report:
+            try:
+                on_error(failed.error)
+            except Exception:  # a broken hook must not stop delivery of everything else
+                import logging
+
+                logging.getLogger("durable_streams").exception("on_error hook raised")
+
+
+def undelivered(failures: list[FailedBatch], url: str) -> errors.UndeliveredError:
+    count = sum(f.count for f in failures)
+    first = failures[0].error
+    err = errors.UndeliveredError(
+        f"{len(failures)} batch(es) with {count} message(s) were not delivered; first: {first}",
+        failures,
+        url=url,
+    )
+    err.__cause__ = first
+    return err
