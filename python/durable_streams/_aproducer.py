@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import Callable, Generator
 from types import TracebackType
@@ -183,6 +184,8 @@ class IdempotentProducer:
         self._wake: anyio.Event | None = None
         self._progress: anyio.Event | None = None
         self._finished = False
+        self._stopping = False
+        self._runner_done: anyio.Event | None = None
         # How a thread other than the event loop's asks the sender to look again; the sync
         # producer replaces it.
         self._notify: Callable[[], None] = self._wake_up
@@ -243,7 +246,8 @@ class IdempotentProducer:
                 await group.__aexit__(None, None, None)
 
     def _prepare(self) -> None:
-        if self._wake is None:
+        if self._runner_done is None:
+            self._runner_done = anyio.Event()
             self._wake = anyio.Event()
             self._progress = anyio.Event()
             if self._client is None:
@@ -251,21 +255,30 @@ class IdempotentProducer:
 
     def _start(self) -> None:
         """Start sending in the background, when not entered as a context manager."""
-        if self._entered_group is not None or self._asyncio_task is not None:
+        if self._runner_done is not None:
             return
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            try:
+                trio.lowlevel.current_trio_token()
+            except RuntimeError:
+                pass
+            else:
+                self._prepare()
+                trio.lowlevel.spawn_system_task(self._run)
+                return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError(
-                "IdempotentProducer needs a running event loop; under trio use "
-                "'async with IdempotentProducer(...)', and in threaded code SyncIdempotentProducer"
+                "IdempotentProducer needs a running event loop (asyncio or trio); in threaded "
+                "code use SyncIdempotentProducer"
             ) from None
         self._prepare()
         self._asyncio_task = loop.create_task(self._run())
 
     def _wake_up(self) -> None:
-        if self._wake is None:
-            self._start()
+        self._start()
         assert self._wake is not None
         self._wake.set()
 
@@ -275,21 +288,22 @@ class IdempotentProducer:
         self._progress = anyio.Event()
 
     async def _run(self) -> None:
-        async with anyio.create_task_group() as group:
-            self._task_group = group
-            try:
-                while True:
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                while not self._stopping:
                     self._wake = anyio.Event()
                     now = time.monotonic()
                     batches, wake_at = self._core.due(now)
                     for batch in batches:
                         group.start_soon(self._deliver, batch)
-                    if self._finished and self._core.idle():
-                        return
                     with anyio.move_on_after(None if wake_at is None else wake_at - now):
                         await self._wake.wait()
-            finally:
-                self._task_group = None
+                group.cancel_scope.cancel()
+        finally:
+            self._task_group = None
+            assert self._runner_done is not None
+            self._runner_done.set()
 
     async def _deliver(self, batch: Batch) -> None:
         core = self._core
@@ -298,11 +312,11 @@ class IdempotentProducer:
         retry = RetryState(self._retry)
         try:
             while True:
-                req = core.request(batch, {})
-                req = with_dynamic(
-                    req, await resolve_async(self._headers), await resolve_async(self._params)
-                )
                 try:
+                    headers = await resolve_async(self._headers)
+                    req = with_dynamic(
+                        core.request(batch, {}), headers, await resolve_async(self._params)
+                    )
                     http = await client.send(build_httpx_request(client, req, self._timeout))
                 except httpx.HTTPError as exc:
                     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
@@ -313,6 +327,11 @@ class IdempotentProducer:
                         return
                     await anyio.sleep(delay)
                     continue
+                except Exception as exc:  # e.g. a header callable failed: fail this batch only
+                    error = errors.ProducerError(f"sending failed: {exc!r}", url=self.url)
+                    error.__cause__ = exc
+                    core.give_up(batch, error)
+                    return
                 answer = core.on_answer(
                     batch, http.status_code, lower_headers(http.headers), http.content
                 )
@@ -356,15 +375,14 @@ class IdempotentProducer:
                     return ack
                 except errors.BufferFullError:
                     pass
-            if self._wake is None:
-                self._start()
+            self._start()
             assert self._progress is not None
             await self._progress.wait()
 
     # -- waiting --------------------------------------------------------------------------------
 
     async def _wait_settled(self, below: int, timeout: float | None) -> bool:
-        if self._wake is None and self._core.settled_below(below):
+        if self._runner_done is None and self._core.settled_below(below):
             return True
         self._notify()
         with anyio.move_on_after(timeout):
@@ -416,13 +434,15 @@ class IdempotentProducer:
         self._raise_failures()
 
     async def _stop_sending(self) -> None:
-        group = self._task_group
-        if group is not None:
-            group.cancel_scope.cancel()
-        task = self._asyncio_task
-        if task is not None:
-            self._asyncio_task = None
-            await asyncio.wait([task])
+        self._stopping = True
+        if self._runner_done is not None:
+            group = self._task_group
+            if group is not None:
+                group.cancel_scope.cancel()
+            assert self._wake is not None
+            self._wake.set()
+            await self._runner_done.wait()
+        self._asyncio_task = None
         if self._owns_client and self._client is not None:
             await self._client.aclose()
 

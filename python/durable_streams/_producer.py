@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import _errors as errors
-from . import _protocol as proto
 from . import _impl
+from . import _protocol as proto
 from ._protocol import AppendResult, HttpRequest
 
 __all__ = ["Batch", "FailedBatch", "ProducerCore", "ProducerSettings", "Retry", "Waiter"]
@@ -165,7 +165,7 @@ class ProducerCore:
     def check_open(self) -> None:
         if self._fatal is not None:
             raise errors.ProducerClosedError(
-                f"the producer stopped: {self._fatal}", url=self.settings.url
+                f"the producer stopped: {self._fatal.message}", url=self.settings.url
             ) from self._fatal
         if self._closed:
             raise errors.ProducerClosedError("the producer is closed", url=self.settings.url)

@@ -1,0 +1,473 @@
+"""The producers against the reference server: batching, pipelining, epochs, fencing,
+closure, content types, backpressure and server-side faults."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import pytest
+
+from durable_streams import (
+    AsyncDurableStream,
+    BufferFullError,
+    ContentTypeMismatchError,
+    DeadlineExceededError,
+    DurableStream,
+    IdempotentProducer,
+    JSONParseError,
+    ProducerClosedError,
+    RetryPolicy,
+    SequenceReusedError,
+    StaleEpochError,
+    StreamClosedError,
+    SyncIdempotentProducer,
+    UndeliveredError,
+    stream,
+)
+
+FAST_RETRY = RetryPolicy(max_retries=20, initial_delay=0.01, max_delay=0.2, deadline=20)
+
+
+def read_all(url: str) -> list[Any]:
+    with stream(url) as response:
+        return response.read_json()
+
+
+def read_bytes(url: str) -> bytes:
+    with stream(url) as response:
+        return response.read_bytes()
+
+
+def inject(server_url: str, url: str, **fault: Any) -> None:
+    body = {"path": urlsplit(url).path, **fault}
+    httpx.post(f"{server_url}/_test/inject-error", json=body).raise_for_status()
+
+
+@pytest.fixture
+def clear_faults(server_url: str) -> Iterator[None]:
+    yield
+    httpx.delete(f"{server_url}/_test/inject-error").raise_for_status()
+
+
+class Recorder:
+    """Counts requests and how many were on the way at once, through httpx event hooks."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.statuses: list[int] = []
+        self.open = 0
+        self.most_open = 0
+
+    async def on_request(self, request: httpx.Request) -> None:
+        self.bodies.append(request.content)
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+
+    async def on_response(self, response: httpx.Response) -> None:
+        self.open -= 1
+        self.statuses.append(response.status_code)
+
+    def client(self) -> httpx.AsyncClient:
+        hooks = {"request": [self.on_request], "response": [self.on_response]}
+        return httpx.AsyncClient(event_hooks=hooks)  # type: ignore[dict-item]
+
+
+# -- async -----------------------------------------------------------------------------------
+
+
+# The example never closes its stream handle, so the handle's pooled connection is left for
+# the garbage collector; collect it here, where that warning is expected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.anyio
+async def test_the_readme_example_runs_verbatim(stream_url: str) -> None:
+    url = stream_url
+    printed: list[str] = []
+    print = printed.append
+
+    async def main() -> None:
+        stream = await AsyncDurableStream.create(url, content_type="application/json")
+        producer = IdempotentProducer(
+            stream,
+            producer_id="event-processor-1",
+            auto_claim=True,
+            linger_ms=5,
+            max_batch_bytes=65536,
+            on_error=lambda err: print(f"Batch failed: {err}"),
+        )
+        for event in [{"type": "click", "x": 100}, {"type": "scroll", "y": 200}]:
+            producer.append_nowait(json.dumps(event))
+        await producer.flush()
+        await producer.close()
+
+    await main()
+    gc.collect()
+    assert printed == []
+    assert read_all(url) == [{"type": "click", "x": 100}, {"type": "scroll", "y": 200}]
+
+
+@pytest.mark.anyio
+async def test_batches_respect_max_batch_bytes_and_keep_order(stream_url: str) -> None:
+    recorder = Recorder()
+    async with (
+        recorder.client() as client,
+        await AsyncDurableStream.create(stream_url, content_type="application/json") as handle,
+        IdempotentProducer(
+            handle, producer_id="p", max_batch_bytes=2000, linger_ms=50, client=client
+        ) as producer,
+    ):
+        for i in range(3000):
+            producer.append_nowait({"i": i, "pad": "x" * (i % 20)})
+        big = {"big": "y" * 5000}
+        producer.append_nowait(big)
+        producer.append_nowait({"i": "last"})
+        await producer.flush()
+        assert producer.buffered_bytes == 0
+    got = read_all(stream_url)
+    assert got[:3000] == [{"i": i, "pad": "x" * (i % 20)} for i in range(3000)]
+    assert got[3000:] == [big, {"i": "last"}]
+    posts = [b for b in recorder.bodies if b]
+    assert len(posts) < 3000 / 20
+    assert all(len(b) <= 2000 for b in posts if b"big" not in b)
+    assert any(b"big" in b and b.count(b"{") == 1 for b in posts)  # the big one went alone
+
+
+@pytest.mark.anyio
+async def test_pipelining_sends_several_batches_at_once_and_order_holds(stream_url: str) -> None:
+    recorder = Recorder()
+    async with recorder.client() as client:
+        handle = await AsyncDurableStream.create(
+            stream_url, content_type="application/json", client=client
+        )
+        async with IdempotentProducer(
+            handle,
+            producer_id="p",
+            max_batch_bytes=64,
+            max_in_flight=8,
+            linger_ms=0,
+            retry=FAST_RETRY,
+            client=client,
+        ) as producer:
+            for i in range(2000):
+                producer.append_nowait(i)
+            await producer.flush()
+    assert read_all(stream_url) == list(range(2000))
+    assert recorder.most_open > 1
+
+
+@pytest.mark.anyio
+async def test_append_returns_acknowledgements_with_offsets(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="text/plain") as handle,
+        IdempotentProducer(handle, producer_id="p", linger_ms=0) as producer,
+    ):
+        first = await producer.append("a")
+        await producer.flush()
+        second = await producer.append("b")
+        one, two = await first, await second
+    assert one.status == 200 and not one.duplicate and one.producer_seq == 0
+    assert two.producer_seq == 1
+    assert one.offset is not None and two.offset is not None and one.offset < two.offset
+    assert read_bytes(stream_url).decode() == "ab"
+
+
+@pytest.mark.anyio
+async def test_restart_moves_to_a_new_epoch(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="application/json") as handle,
+        IdempotentProducer(handle, producer_id="p") as producer,
+    ):
+        producer.append_nowait(1)
+        await producer.restart()
+        assert (producer.epoch, producer.next_seq) == (1, 0)
+        ack = await producer.append(2)
+        result = await ack
+        assert (result.producer_epoch, result.producer_seq) == (1, 0)
+    assert read_all(stream_url) == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_fenced_producer_reports_stale_epoch_and_stops(stream_url: str) -> None:
+    handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
+    old = IdempotentProducer(handle, producer_id="p", epoch=0)
+    async with old:
+        old.append_nowait("1")
+        await old.flush()
+        async with IdempotentProducer(handle, producer_id="p", epoch=3) as new:
+            new.append_nowait("2")
+            await new.flush()
+        old.append_nowait("3")
+        with pytest.raises(UndeliveredError) as info:
+            await old.flush()
+        assert isinstance(info.value.__cause__, StaleEpochError)
+        assert info.value.failures[0].messages() == [3]
+        with pytest.raises(ProducerClosedError):
+            old.append_nowait("4")
+    await handle.aclose()
+    assert read_all(stream_url) == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_auto_claim_takes_over_from_a_newer_epoch(stream_url: str) -> None:
+    handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
+    async with IdempotentProducer(handle, producer_id="p", epoch=5) as other:
+        other.append_nowait("1")
+    async with IdempotentProducer(handle, producer_id="p", auto_claim=True) as producer:
+        ack = await producer.append("2")
+        result = await ack
+        assert producer.epoch == 6 and result.producer_epoch == 6
+    await handle.aclose()
+    assert read_all(stream_url) == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_a_second_session_at_the_same_epoch_is_told_not_silently_dropped(
+    stream_url: str,
+) -> None:
+    handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
+    async with IdempotentProducer(handle, producer_id="p") as first:
+        first.append_nowait("1")
+    second = IdempotentProducer(handle, producer_id="p")
+    second.append_nowait("2")
+    with pytest.raises(UndeliveredError) as info:
+        await second.close()
+    assert isinstance(info.value.__cause__, SequenceReusedError)
+    assert info.value.failures[0].messages() == [2]
+    async with IdempotentProducer(handle, producer_id="p", auto_claim=True) as third:
+        third.append_nowait("3")
+    await handle.aclose()
+    assert read_all(stream_url) == [1, 3]
+
+
+@pytest.mark.anyio
+async def test_closed_stream_is_a_typed_error_not_a_retry_storm(stream_url: str) -> None:
+    recorder = Recorder()
+    errors: list[Exception] = []
+    async with recorder.client() as client:
+        handle = await AsyncDurableStream.create(
+            stream_url, content_type="application/json", client=client
+        )
+        await handle.close_stream()
+        producer = IdempotentProducer(
+            handle, producer_id="p", client=client, max_batch_bytes=20, on_error=errors.append
+        )
+        for i in range(10):
+            producer.append_nowait({"n": i})
+        with pytest.raises(UndeliveredError) as info:
+            await producer.close()
+    assert isinstance(info.value.__cause__, StreamClosedError)
+    assert sum(f.count for f in info.value.failures) == 10
+    assert len(errors) == len(info.value.failures)
+    assert all(isinstance(e, StreamClosedError) for e in errors)
+    assert recorder.statuses.count(409) == 1
+
+
+@pytest.mark.anyio
+async def test_content_type_mismatch_fails_the_batch(stream_url: str) -> None:
+    await (await AsyncDurableStream.create(stream_url, content_type="application/json")).aclose()
+    producer = IdempotentProducer(stream_url, producer_id="p", content_type="text/plain")
+    producer.append_nowait("hello")
+    with pytest.raises(UndeliveredError) as info:
+        await producer.close()
+    assert isinstance(info.value.__cause__, ContentTypeMismatchError)
+    assert read_all(stream_url) == []
+
+
+@pytest.mark.anyio
+async def test_close_stream_through_the_producer(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="application/json") as handle,
+        IdempotentProducer(handle, producer_id="p") as producer,
+    ):
+        producer.append_nowait(1)
+        result = await producer.close_stream({"bye": True})
+        assert result.closed and result.offset is not None
+        with pytest.raises(ProducerClosedError):
+            producer.append_nowait(2)
+        head = await handle.head()
+    assert head.closed and head.offset == result.offset
+    assert read_all(stream_url) == [1, {"bye": True}]
+
+
+@pytest.mark.anyio
+async def test_invalid_json_is_refused_at_once_and_nothing_is_buffered(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="application/json") as handle,
+        IdempotentProducer(handle, producer_id="p") as producer,
+    ):
+        with pytest.raises(JSONParseError):
+            producer.append_nowait('{"unterminated": ')
+        assert producer.buffered_bytes == 0
+        producer.append_nowait("[1, 2]")
+    assert read_all(stream_url) == [[1, 2]]
+
+
+@pytest.mark.anyio
+async def test_a_full_buffer_refuses_append_nowait_and_append_waits(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="application/octet-stream") as h,
+        IdempotentProducer(h, producer_id="p", max_buffered_bytes=4096, linger_ms=0) as producer,
+    ):
+        accepted = 0
+        with pytest.raises(BufferFullError):
+            for _ in range(10_000):
+                producer.append_nowait(b"x" * 100)
+                accepted += 1
+        assert 4096 / 100 <= accepted < 10_000
+        for _ in range(200):  # each waits for room instead of failing
+            await producer.append(b"y" * 100)
+        await producer.flush()
+    data = read_bytes(stream_url)
+    assert data == b"x" * 100 * accepted + b"y" * 100 * 200
+
+
+@pytest.mark.anyio
+async def test_server_faults_are_retried_and_stored_once(
+    server_url: str, stream_url: str, clear_faults: None
+) -> None:
+    async with await AsyncDurableStream.create(stream_url, content_type="application/json") as h:
+        inject(server_url, stream_url, status=503, retryAfter=0, count=2, method="POST")
+        inject(server_url, stream_url, dropConnection=True, count=2, method="POST")
+        inject(server_url, stream_url, status=500, count=1, method="POST")
+        async with IdempotentProducer(
+            h, producer_id="p", retry=FAST_RETRY, max_batch_bytes=100
+        ) as producer:
+            for i in range(300):
+                producer.append_nowait(i)
+    assert read_all(stream_url) == list(range(300))
+
+
+@pytest.mark.anyio
+async def test_close_gives_up_after_its_timeout_and_reports_what_is_left(
+    server_url: str, stream_url: str, clear_faults: None
+) -> None:
+    handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
+    inject(server_url, stream_url, delayMs=3000, count=1, method="POST")
+    producer = IdempotentProducer(handle, producer_id="p")
+    producer.append_nowait({"late": True})
+    with anyio.fail_after(2.5):
+        with pytest.raises(UndeliveredError) as info:
+            await producer.close(timeout=0.3)
+    (failed,) = info.value.failures
+    assert isinstance(failed.error, DeadlineExceededError)
+    assert failed.messages() == [{"late": True}]
+    await handle.aclose()
+
+
+@pytest.mark.anyio
+async def test_retries_that_run_out_fail_the_batch_through_on_error(stream_url: str) -> None:
+    errors: list[Exception] = []
+    # nothing listens on this port: every attempt is refused
+    dead = f"http://127.0.0.1:9/{uuid.uuid4().hex}"
+    producer = IdempotentProducer(
+        dead,
+        producer_id="p",
+        content_type="application/json",
+        retry=RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.01),
+        on_error=errors.append,
+    )
+    producer.append_nowait(1)
+    with pytest.raises(UndeliveredError) as info:
+        await producer.flush()
+    assert [type(e).__name__ for e in errors] == ["TransportError"]
+    assert not info.value.failures[0].maybe_delivered
+    await producer.close()
+
+
+def test_async_producer_outside_an_event_loop_says_what_to_use(stream_url: str) -> None:
+    producer = IdempotentProducer(stream_url, producer_id="p", content_type="text/plain")
+    with pytest.raises(RuntimeError, match="SyncIdempotentProducer"):
+        producer.append_nowait("x")
+
+
+def test_unknown_content_type_is_refused_up_front(stream_url: str) -> None:
+    with pytest.raises(ValueError, match="content type"):
+        IdempotentProducer(stream_url, producer_id="p")
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+def test_sync_producer_from_many_threads(stream_url: str) -> None:
+    handle = DurableStream.create(stream_url, content_type="application/json")
+    with SyncIdempotentProducer(handle, producer_id="p", max_batch_bytes=4096) as producer:
+
+        def work(worker: int) -> None:
+            for i in range(2000):
+                producer.append_nowait({"w": worker, "i": i})
+
+        threads = [__import__("threading").Thread(target=work, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        producer.flush()
+    handle.close()
+    got = read_all(stream_url)
+    assert len(got) == 8000
+    for worker in range(4):
+        assert [m["i"] for m in got if m["w"] == worker] == list(range(2000))
+
+
+def test_sync_append_futures_close_stream_and_closed_errors(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type="text/plain") as handle:
+        producer = SyncIdempotentProducer(handle, producer_id="p", linger_ms=0)
+    future = producer.append("a")
+    assert future.result(timeout=10).producer_seq == 0
+    result = producer.close_stream("z")
+    assert result.closed
+    with pytest.raises(ProducerClosedError):
+        producer.append_nowait("b")
+    producer.close()
+    producer.close()
+    assert read_bytes(stream_url).decode() == "az"
+    assert not producer._thread.is_alive()
+
+
+def test_sync_flush_reports_failures(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type="application/json") as handle:
+        handle.close_stream()
+    seen: list[Exception] = []
+    with SyncIdempotentProducer(handle, producer_id="p", on_error=seen.append) as producer:
+        producer.append_nowait(1)
+        with pytest.raises(UndeliveredError) as info:
+            producer.flush()
+        assert isinstance(info.value.__cause__, StreamClosedError)
+        with pytest.raises(ProducerClosedError) as stopped:
+            producer.append_nowait(2)
+        assert isinstance(stopped.value.__cause__, StreamClosedError)
+    assert len(seen) == 1
+
+
+def test_sync_flush_timeout_is_a_deadline_error(
+    server_url: str, stream_url: str, clear_faults: None
+) -> None:
+    with DurableStream.create(stream_url, content_type="application/json") as handle:
+        pass
+    inject(server_url, stream_url, delayMs=1500, count=1, method="POST")
+    with SyncIdempotentProducer(handle, producer_id="p") as producer:
+        producer.append_nowait(1)
+        with pytest.raises(DeadlineExceededError):
+            producer.flush(timeout=0.2)
+        producer.flush(timeout=10)  # the batch was not lost: it arrives
+    assert read_all(stream_url) == [1]
+
+
+def test_asyncio_producer_without_context_manager(stream_url: str) -> None:
+    async def main() -> None:
+        handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
+        producer = IdempotentProducer(handle, producer_id="p")
+        for i in range(100):
+            producer.append_nowait(i)
+        await producer.close()
+        await handle.aclose()
+
+    asyncio.run(main())
+    assert read_all(stream_url) == list(range(100))

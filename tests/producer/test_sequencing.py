@@ -1,0 +1,223 @@
+"""The producer's state machine alone: scripted answers, no server, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from durable_streams import (
+    BufferFullError,
+    ProducerClosedError,
+    SequenceReusedError,
+    StaleEpochError,
+    StreamClosedError,
+)
+from durable_streams._producer import Batch, ProducerCore, ProducerSettings
+
+URL = "http://127.0.0.1:1/s"
+OK = (200, {}, b"")
+
+
+def make(**overrides: object) -> ProducerCore:
+    settings: dict[str, object] = {
+        "url": URL,
+        "producer_id": "p",
+        "content_type": "application/json",
+        "linger": 0.0,
+        "max_batch_bytes": 16,
+        "max_in_flight": 3,
+    }
+    settings.update(overrides)
+    return ProducerCore(ProducerSettings(**settings))  # type: ignore[arg-type]
+
+
+def sent(core: ProducerCore) -> list[Batch]:
+    return core.due(now=1e9)[0]
+
+
+def numbers(batches: list[Batch]) -> list[tuple[int, int]]:
+    return [(b.epoch, b.seq) for b in batches]
+
+
+def gap(expected: int, received: int) -> tuple[int, dict[str, str], bytes]:
+    headers = {"producer-expected-seq": str(expected), "producer-received-seq": str(received)}
+    return 409, headers, b"Producer sequence gap"
+
+
+def test_batches_split_at_max_batch_bytes_and_a_big_message_goes_alone() -> None:
+    core = make(max_in_flight=10)
+    for item in [1, 2, 3, 4, 5, "1" * 30, 6]:
+        core.add(item)
+    bodies = [b.body for b in sent(core)]
+    # the first epoch sends one batch until the server acknowledges it
+    assert bodies == [b"[1,2,3,4,5]"]
+    assert core.on_answer(core._in_flight[0], *OK) is None
+    bodies += [b.body for b in sent(core)]
+    assert bodies == [b"[1,2,3,4,5]", b"[" + b"1" * 30 + b"]", b"[6]"]
+    assert all(len(b) <= 16 for b in bodies if b.count(b",") > 0)
+
+
+def test_a_new_epoch_sends_one_batch_until_acknowledged_then_the_window_opens() -> None:
+    core = make()
+    for i in range(8):
+        core.add("1" * 10 + str(i))  # one message per batch
+    first = sent(core)
+    assert numbers(first) == [(0, 0)]
+    assert sent(core) == []
+    core.on_answer(first[0], *OK)
+    assert numbers(sent(core)) == [(0, 1), (0, 2), (0, 3)]
+
+
+def test_gap_waits_for_earlier_batches_then_resends_with_the_same_number() -> None:
+    core = make()
+    for i in range(4):
+        core.add("1" * 10 + str(i))
+    core.on_answer(sent(core)[0], *OK)
+    b1, b2, b3 = sent(core)
+    # seq 2 overtook seq 1 on the way: the server wants 1 first
+    assert core.on_answer(b2, *gap(1, 2)) is None
+    assert sent(core) == []  # seq 1 is still in flight
+    core.on_answer(b1, *OK)
+    resent = sent(core)
+    assert resent == [b2] and (b2.epoch, b2.seq) == (0, 2)
+    assert b3.seq == 3
+
+
+def test_gap_with_nothing_before_it_moves_everything_unacked_to_a_new_epoch() -> None:
+    core = make()
+    for i in range(3):
+        core.add("1" * 10 + str(i))
+    core.on_answer(sent(core)[0], *OK)
+    b1, b2 = sent(core)
+    core.on_answer(b1, *OK)
+    # the server forgot this producer (restarted): it expects seq 0
+    core.on_answer(b2, *gap(0, 2))
+    again = sent(core)
+    assert again == [b2] and (b2.epoch, b2.seq) == (1, 0)
+    assert core.epoch == 1 and core.next_seq == 1
+
+
+def test_stale_epoch_without_auto_claim_stops_the_producer() -> None:
+    core = make()
+    core.add(1)
+    core.add("1" * 20)
+    batch = sent(core)[0]
+    core.on_answer(batch, 403, {"producer-epoch": "4"}, b"Stale producer epoch")
+    failures = core.take_failures()
+    assert [f.seq for f in failures] == [0, 1]
+    assert all(isinstance(f.error, StaleEpochError) for f in failures)
+    assert failures[0].error.current_epoch == 4  # type: ignore[attr-defined]
+    with pytest.raises(ProducerClosedError) as info:
+        core.add(2)
+    assert isinstance(info.value.__cause__, StaleEpochError)
+
+
+def test_stale_epoch_with_auto_claim_resends_at_the_servers_epoch_plus_one() -> None:
+    core = make(auto_claim=True)
+    core.add(1)
+    batch = sent(core)[0]
+    core.on_answer(batch, 403, {"producer-epoch": "4"}, b"")
+    again = sent(core)
+    assert again == [batch] and (batch.epoch, batch.seq) == (5, 0)
+    assert core.take_failures() == []
+
+
+def test_first_attempt_answered_duplicate_is_a_reused_sequence_not_a_success() -> None:
+    core = make()
+    core.add(1)
+    batch = sent(core)[0]
+    headers = {"producer-epoch": "0", "producer-seq": "41"}
+    core.on_answer(batch, 204, headers, b"")
+    (failed,) = core.take_failures()
+    assert isinstance(failed.error, SequenceReusedError)
+    assert failed.messages() == [1]
+
+
+def test_reused_sequence_with_auto_claim_moves_to_the_next_epoch() -> None:
+    core = make(auto_claim=True)
+    core.add(1)
+    batch = sent(core)[0]
+    core.on_answer(batch, 204, {"producer-seq": "41"}, b"")
+    assert sent(core) == [batch] and (batch.epoch, batch.seq) == (1, 0)
+
+
+def test_duplicate_after_an_attempt_that_may_have_been_stored_is_an_acknowledgement() -> None:
+    core = make()
+    core.add(1)
+    batch = sent(core)[0]
+    core.on_transport_error(batch, reached_server=True)
+    assert core.on_answer(batch, 204, {"producer-seq": "0"}, b"") is None
+    assert core.take_failures() == [] and core.idle()
+
+
+def test_transient_statuses_ask_for_a_resend_under_the_same_number() -> None:
+    core = make()
+    core.add(1)
+    batch = sent(core)[0]
+    retry = core.on_answer(batch, 503, {"retry-after": "2"}, b"")
+    assert retry is not None and retry.retry_after == 2.0
+    assert not batch.maybe_stored
+    retry = core.on_answer(batch, 500, {}, b"")
+    assert retry is not None and batch.maybe_stored
+    assert (batch.epoch, batch.seq) == (0, 0)
+
+
+def test_a_refused_batch_fails_alone_and_the_rest_continue_under_a_new_epoch() -> None:
+    core = make()
+    core.add("1" * 14)
+    core.add("2" * 14)
+    first = sent(core)[0]
+    core.on_answer(first, 400, {}, b"Invalid JSON")
+    assert [f.seq for f in core.take_failures()] == [0]
+    second = sent(core)
+    assert numbers(second) == [(1, 0)]
+
+
+def test_closed_stream_fails_everything_buffered_at_once() -> None:
+    core = make()
+    for i in range(5):
+        core.add("1" * 10 + str(i))
+    batch = sent(core)[0]
+    core.on_answer(batch, 409, {"stream-closed": "true", "stream-next-offset": "9"}, b"")
+    failures = core.take_failures()
+    assert sum(f.count for f in failures) == 5
+    assert all(isinstance(f.error, StreamClosedError) for f in failures)
+    assert sent(core) == []
+
+
+def test_buffer_limit_refuses_without_keeping_anything() -> None:
+    core = make(max_buffered_bytes=10, max_batch_bytes=100)
+    core.add("1" * 12)
+    before = core.buffered_bytes
+    with pytest.raises(BufferFullError):
+        core.add(2)
+    assert core.buffered_bytes == before
+    batch = sent(core)[0]
+    core.on_answer(batch, *OK)
+    core.add(2)  # room again
+    assert core.buffered_bytes == 3
+
+
+def test_restart_moves_to_the_next_epoch_at_seq_zero() -> None:
+    core = make()
+    core.add(1)
+    core.on_answer(sent(core)[0], *OK)
+    core.start_new_epoch()
+    assert (core.epoch, core.next_seq) == (1, 0)
+    core.add(2)
+    assert numbers(sent(core)) == [(1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"producer_id": ""}, "producer_id"),
+        ({"epoch": -1}, "epoch"),
+        ({"max_batch_bytes": 0}, "max_batch_bytes"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"max_buffered_bytes": -5}, "max_buffered_bytes"),
+        ({"linger": -1.0}, "linger_ms"),
+    ],
+)
+def test_settings_are_validated(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(**overrides)
