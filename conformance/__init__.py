@@ -1,0 +1,1 @@
+"""The conformance adapter: run it with ``python -m conformance.adapter [--async]``."""
