@@ -13,6 +13,7 @@ import random
 __all__ = [
     "BINARY_EVENT_BYTES",
     "CHUNK",
+    "LIVE_APPEND",
     "MSGS_PER_EVENT",
     "array_body",
     "base64_sse_body",
@@ -28,6 +29,7 @@ __all__ = [
 CHUNK = 64 * 1024  # what an HTTP client typically hands over per read
 MSGS_PER_EVENT = 1000
 BINARY_EVENT_BYTES = 48 * 1024  # raw bytes per base64 data event (64 KiB once encoded)
+LIVE_APPEND = 1000  # messages per append of compare.py's live (SSE) writer
 
 
 def message(i: int) -> bytes:

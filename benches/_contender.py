@@ -1,0 +1,491 @@
+"""One contender running one workload of ``compare.py``, alone in its own process.
+
+    python benches/_contender.py CONTENDER WORKLOAD --url URL [--messages N] [...]
+
+``compare.py`` starts this file once per (contender, workload, repeat), with the interpreter
+of the contender's environment: this repository's ``.venv`` for ``ours`` (the core chosen by
+``DURABLE_STREAMS_PURE_PYTHON``) and the raw limits, ``benches/.venv-official`` for
+``official``. Both environments import ``durable_streams``, meaning a different package in
+each, so nothing here imports it at module level. ``benches/node/bench.mjs`` is the same
+program for the TypeScript client.
+
+Contenders: ``ours``, ``official``, ``httpx`` (raw httpx: the same requests, bytes streamed
+and dropped), ``httpx+orjson`` (raw httpx and ``orjson`` with the least protocol handling a
+client can get away with: the floor) and ``orjson`` (``orjson.loads`` alone on the same
+payload bytes, built locally: no HTTP at all).
+
+What is measured: client CPU (``time.process_time``: user and system time of every thread of
+this process) and wall time (``time.perf_counter``) around the workload only; interpreter
+start-up, imports and one warm-up HEAD request through the contender's own library come
+before the clock starts. Resident memory: the current RSS just before the workload, the peak
+(``VmHWM``) at the end, and the current RSS sampled every ``--sample-every`` messages.
+
+Protocol with the parent: live workloads print ``ready`` once their reader is connected (the
+parent then starts writing); every run ends by printing one JSON line with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _payloads as P
+
+WORKLOADS = (
+    "catch-up",
+    "sse",
+    "produce",
+    "append-1mib",
+    "latency-long-poll",
+    "latency-sse",
+)
+POOL = 10_000  # producers cycle through this many distinct message objects
+BIG_MESSAGE_BYTES = 1 << 20
+JSON_CT = "application/json"
+
+
+# ---- measuring ----------------------------------------------------------------------------
+
+
+def current_rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def peak_rss_kib() -> int:
+    """The peak RSS of this process's own memory (``VmHWM``). Not ``ru_maxrss``: Linux carries
+    the parent's peak over fork and exec into that, so every child would report at least the
+    size of the parent (which holds the writer's bodies)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Meter:
+    """CPU, wall time and memory of one workload run, and the items it counted."""
+
+    def __init__(self, sample_every: int) -> None:
+        self.sample_every = sample_every
+        self.samples: list[tuple[int, int]] = []
+        self.latencies_ns: list[int] = []
+        self.info: dict[str, Any] = {}
+        self.rss_start = current_rss_kib()
+        self.cpu0 = self.wall0 = 0.0
+        self.cpu = self.wall = 0.0
+        self.end_ns = 0
+
+    def start(self) -> None:
+        self.rss_start = current_rss_kib()
+        self.wall0 = time.perf_counter()
+        self.cpu0 = time.process_time()
+
+    def stop(self) -> None:
+        self.cpu = time.process_time() - self.cpu0
+        self.wall = time.perf_counter() - self.wall0
+        self.end_ns = time.monotonic_ns()
+
+    def result(self, n: int) -> dict[str, Any]:
+        return {
+            "messages": n,
+            "cpu_s": self.cpu,
+            "wall_s": self.wall,
+            "end_ns": self.end_ns,
+            "rss_start_kib": self.rss_start,
+            "rss_peak_kib": peak_rss_kib(),
+            "rss_samples_kib": self.samples,
+            "latencies_ns": self.latencies_ns,
+            "info": self.info,
+        }
+
+
+def ready() -> None:
+    """Tells the parent the reader is connected: it may start writing."""
+    print("ready", flush=True)
+
+
+def count_items(items: Iterator[Any], m: Meter, expected: int) -> int:
+    """Counts items, noting the RSS every ``sample_every`` of them, and stops after
+    ``expected`` (a live reader would go on waiting for more)."""
+    n = 0
+    every = m.sample_every
+    mark = min(every, expected)
+    samples = m.samples
+    for _ in items:
+        n += 1
+        if n >= mark:
+            samples.append((n, current_rss_kib()))
+            if n >= expected:
+                break
+            mark = min(n + every, expected)
+    return n
+
+
+def timed_items(items: Iterator[Any], m: Meter, expected: int) -> int:
+    """Latency: each item carries the writer's ``time.monotonic_ns()`` when it sent it."""
+    now = time.monotonic_ns
+    lat = m.latencies_ns
+    for item in items:
+        lat.append(now() - item["t"])
+        if len(lat) >= expected:
+            break
+    return len(lat)
+
+
+def big_message(i: int) -> dict[str, Any]:
+    """A message of about 1 MiB once serialized (the blob is shared: built once)."""
+    return {"i": i, "blob": _BLOB}
+
+
+_BLOB = ("0123456789abcdefghijklmnopqrstuvwxyz" * (BIG_MESSAGE_BYTES // 36 + 1))[
+    : BIG_MESSAGE_BYTES - 32
+]
+
+
+# ---- this project ---------------------------------------------------------------------------
+
+
+def run_ours(args: argparse.Namespace, m: Meter) -> int:
+    import durable_streams as ds
+
+    m.info["implementation"] = ds.IMPLEMENTATION
+    m.info["version"] = ds.__version__
+    if args.expect_impl and args.expect_impl != ds.IMPLEMENTATION:
+        raise SystemExit(f"expected the {args.expect_impl} core, got {ds.IMPLEMENTATION}")
+    with ds.DurableStream(args.url) as warm:
+        warm.head()
+    w = args.workload
+    n = args.messages
+
+    if w == "catch-up":
+        m.start()
+        with ds.stream(args.url) as res:
+            got = count_items(res.iter_json(), m, n)
+        m.stop()
+        return got
+    if w in ("sse", "latency-sse", "latency-long-poll"):
+        live = "long-poll" if w == "latency-long-poll" else "sse"
+        m.start()
+        with ds.stream(args.url, live=live) as res:
+            ready()
+            items = res.iter_json()
+            got = count_items(items, m, n) if w == "sse" else timed_items(items, m, n)
+        m.stop()
+        return got
+    if w == "append-1mib":
+        m.start()
+        with ds.DurableStream(args.url, content_type=JSON_CT) as handle:
+            for i in range(n):
+                handle.append(big_message(i))
+        m.stop()
+        return n
+    if w == "produce":
+        pool = P.message_objects(POOL)
+        if args.sync_producer:
+            return _ours_sync_produce(ds, args, m, pool)
+        return asyncio.run(_ours_produce(ds, args, m, pool))
+    raise SystemExit(f"unknown workload {w}")
+
+
+async def _ours_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[Any]) -> int:
+    """``append_nowait`` for every message, falling back to ``await append`` (which waits for
+    room) when the buffer is full; then ``flush``; leaving the block closes the producer."""
+    n = args.messages
+    full = ds.BufferFullError
+    waited = 0
+    m.start()
+    async with ds.IdempotentProducer(
+        args.url, producer_id="bench", epoch=0, content_type=JSON_CT
+    ) as producer:
+        append_nowait = producer.append_nowait
+        for i in range(n):
+            msg = pool[i % POOL]
+            try:
+                append_nowait(msg)
+            except full:
+                await producer.append(msg)
+                waited += 1
+        await producer.flush()
+    m.stop()
+    m.info["waited_for_room"] = waited
+    return n
+
+
+def _ours_sync_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[Any]) -> int:
+    """The threaded ``SyncIdempotentProducer``: the same calls, blocking."""
+    n = args.messages
+    full = ds.BufferFullError
+    waited = 0
+    m.start()
+    with ds.SyncIdempotentProducer(
+        args.url, producer_id="bench", epoch=0, content_type=JSON_CT
+    ) as producer:
+        append_nowait = producer.append_nowait
+        for i in range(n):
+            msg = pool[i % POOL]
+            try:
+                append_nowait(msg)
+            except full:
+                producer.append(msg)
+                waited += 1
+        producer.flush()
+    m.stop()
+    m.info["waited_for_room"] = waited
+    return n
+
+
+# ---- the official Python client (durable-streams 0.1.0) ------------------------------------
+
+
+def run_official(args: argparse.Namespace, m: Meter) -> int:
+    from importlib.metadata import version
+
+    import durable_streams as ds
+
+    m.info["version"] = version("durable-streams")
+    ds.DurableStream.head_static(args.url)
+    w = args.workload
+    n = args.messages
+
+    if w == "catch-up":
+        m.start()
+        with ds.stream(args.url, live=False) as res:
+            got = count_items(res.iter_json(), m, n)
+        m.stop()
+        return got
+    if w in ("sse", "latency-sse", "latency-long-poll"):
+        live = "long-poll" if w == "latency-long-poll" else "sse"
+        m.start()
+        # The official client's first request goes out in stream() (the SSE request itself).
+        with ds.stream(args.url, offset="-1", live=live) as res:
+            ready()
+            items = res.iter_json()
+            got = count_items(items, m, n) if w == "sse" else timed_items(items, m, n)
+        m.stop()
+        return got
+    if w == "append-1mib":
+        m.start()
+        with ds.DurableStream(args.url, content_type=JSON_CT) as handle:
+            for i in range(n):
+                handle.append(big_message(i))
+        m.stop()
+        return n
+    if w == "produce":
+        pool = P.message_objects(POOL)
+        return asyncio.run(_official_produce(ds, args, m, pool))
+    raise SystemExit(f"unknown workload {w}")
+
+
+async def _official_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[Any]) -> int:
+    """Its batched path: concurrent ``append`` calls on one handle are sent together (the
+    first caller sends, the others queue behind it). It has no fire-and-forget producer, so
+    the messages go in windows of ``--window`` concurrent appends."""
+    n = args.messages
+    window = args.window
+    m.info["window"] = window
+    m.start()
+    async with ds.AsyncDurableStream(args.url, content_type=JSON_CT) as handle:
+        append = handle.append
+        for start in range(0, n, window):
+            stop = min(n, start + window)
+            await asyncio.gather(*[append(pool[i % POOL]) for i in range(start, stop)])
+    m.stop()
+    return n
+
+
+# ---- the raw limits -------------------------------------------------------------------------
+
+
+def _sse_events(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Events of an SSE body, assuming what the reference server sends (``\\n`` line ends,
+    one ``data:`` line per event): the least a client can do."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n\n")
+        rest = parts.pop()
+        yield from parts
+
+
+DATA_PREFIX = b"event: data\ndata:"  # the reference server writes no space after "data:"
+
+
+def run_raw(args: argparse.Namespace, m: Meter) -> int:
+    import httpx
+    import orjson
+
+    m.info["httpx"] = httpx.__version__
+    m.info["orjson"] = orjson.__version__
+    parse = args.contender == "httpx+orjson"
+    w = args.workload
+    n = args.messages
+    with httpx.Client(timeout=30.0) as warm:
+        warm.head(args.url)
+    timeout = httpx.Timeout(30.0, read=120.0)
+
+    if w == "catch-up":
+        m.start()
+        got = 0
+        with httpx.Client(timeout=timeout) as client:
+            offset = "-1"
+            while True:
+                with client.stream("GET", args.url, params={"offset": offset}) as r:
+                    r.raise_for_status()
+                    if parse:
+                        got += len(orjson.loads(r.read()))
+                    else:
+                        got += sum(len(c) for c in r.iter_bytes())
+                offset = r.headers["stream-next-offset"]
+                if r.headers.get("stream-up-to-date") == "true":
+                    break
+        m.stop()
+        if not parse:
+            m.info["bytes"] = got
+            got = n
+        return got
+    if w in ("sse", "latency-sse"):
+        m.start()
+        got = 0
+        with (
+            httpx.Client(timeout=timeout) as client,
+            client.stream("GET", args.url, params={"offset": "-1", "live": "sse"}) as r,
+        ):
+            r.raise_for_status()
+            ready()
+            if w == "latency-sse":
+                got = timed_items(_raw_sse_items(r.iter_bytes(), orjson.loads), m, n)
+            elif parse:
+                got = count_items(_raw_sse_items(r.iter_bytes(), orjson.loads), m, n)
+            else:
+                # bytes only: read to the end of the response (the stream gets closed)
+                m.info["bytes"] = sum(len(c) for c in r.iter_bytes())
+                got = n
+        m.stop()
+        return got
+    if w == "latency-long-poll":
+        m.start()
+        with httpx.Client(timeout=timeout) as client:
+            ready()
+            got = timed_items(_raw_long_poll_items(client, args.url, orjson.loads), m, n)
+        m.stop()
+        return got
+    if w == "append-1mib":
+        bodies = [b"[" + orjson.dumps(big_message(i)) + b"]" for i in range(n)] if not parse else []
+        m.start()
+        with httpx.Client(timeout=timeout) as client:
+            for i in range(n):
+                body = b"[" + orjson.dumps(big_message(i)) + b"]" if parse else bodies[i]
+                client.post(args.url, content=body, headers={"content-type": JSON_CT})
+        m.stop()
+        return n
+    if w == "produce":
+        # Sequential POSTs of ~1 MiB batches (what one producer request carries), serialized
+        # with orjson.dumps in the loop (httpx+orjson) or all before the clock (httpx).
+        pool = P.message_objects(POOL)
+        per = (1 << 20) // (len(orjson.dumps(pool[0])) + 1)
+        m.info["messages_per_request"] = per
+
+        def body(start: int) -> bytes:
+            return orjson.dumps([pool[i % POOL] for i in range(start, min(n, start + per))])
+
+        starts = range(0, n, per)
+        bodies = [] if parse else [body(s) for s in starts]
+        m.start()
+        with httpx.Client(timeout=timeout) as client:
+            for k, s in enumerate(starts):
+                r = client.post(
+                    args.url,
+                    content=body(s) if parse else bodies[k],
+                    headers={"content-type": JSON_CT},
+                )
+                r.raise_for_status()
+        m.stop()
+        return n
+    raise SystemExit(f"unknown workload {w}")
+
+
+def _raw_sse_items(chunks: Iterator[bytes], loads: Callable[[bytes], Any]) -> Iterator[Any]:
+    k = len(DATA_PREFIX)
+    for event in _sse_events(chunks):
+        if event.startswith(DATA_PREFIX):
+            yield from loads(event[k:])
+
+
+def _raw_long_poll_items(client: Any, url: str, loads: Callable[[bytes], Any]) -> Iterator[Any]:
+    offset = "-1"
+    cursor = None
+    while True:
+        params = {"offset": offset, "live": "long-poll"}
+        if cursor:
+            params["cursor"] = cursor
+        r = client.get(url, params=params)
+        r.raise_for_status()
+        offset = r.headers.get("stream-next-offset", offset)
+        cursor = r.headers.get("stream-cursor", cursor)
+        if r.status_code == 200:
+            yield from loads(r.content)
+
+
+def run_orjson(args: argparse.Namespace, m: Meter) -> int:
+    """``orjson.loads`` on the payload bytes the server sends, built here byte for byte: one
+    array of every message for a catch-up read; for SSE, one array per data event, and the
+    reference server sends one data event per append (``_payloads.LIVE_APPEND`` messages)."""
+    import orjson
+
+    m.info["orjson"] = orjson.__version__
+    n = args.messages
+    loads = orjson.loads
+    if args.workload == "catch-up":
+        body = P.array_body(n)
+        m.start()
+        got = len(loads(body))
+        m.stop()
+        return got
+    if args.workload == "sse":
+        per = P.LIVE_APPEND
+        payloads = [P.array_body(min(per, n - s), s) for s in range(0, n, per)]
+        m.start()
+        got = 0
+        for p in payloads:
+            got += len(loads(p))
+        m.stop()
+        return got
+    raise SystemExit(f"orjson has no {args.workload} workload")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("contender", choices=("ours", "official", "httpx", "httpx+orjson", "orjson"))
+    ap.add_argument("workload", choices=WORKLOADS)
+    ap.add_argument("--url", default="")
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--sample-every", type=int, default=100_000)
+    ap.add_argument("--window", type=int, default=10_000, help="official: concurrent appends")
+    ap.add_argument("--expect-impl", choices=("native", "pure"))
+    ap.add_argument("--sync-producer", action="store_true")
+    args = ap.parse_args()
+    m = Meter(args.sample_every)
+    run = {
+        "ours": run_ours,
+        "official": run_official,
+        "httpx": run_raw,
+        "httpx+orjson": run_raw,
+        "orjson": run_orjson,
+    }[args.contender]
+    got = run(args, m)
+    out = m.result(got)
+    out["python"] = sys.version.split()[0]
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

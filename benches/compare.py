@@ -1,0 +1,885 @@
+"""Side by side against the reference server: this project, the official clients, raw limits.
+
+    python benches/compare.py [--quick] [--repeat N] [--messages N] [--only WORKLOAD ...]
+                              [--json OUT] [--markdown]
+
+Starts the pinned reference server (``refserver/``, in-memory, compression off) on 127.0.0.1
+and runs every workload with every contender, each run in a fresh subprocess, so the CPU time
+and peak memory a row reports belong to that client alone:
+
+- ``native`` / ``pure``: this project (``durable_streams``) on its Rust core / on its
+  pure-Python twin (``DURABLE_STREAMS_PURE_PYTHON=1``), in this repository's ``.venv``;
+- ``official``: the official Python client, ``durable-streams`` 0.1.0 from PyPI, in
+  ``benches/.venv-official`` (created here on first use from ``requirements-official.txt``);
+- ``ts``: the TypeScript reference client, ``@durable-streams/client`` from npm, pinned in
+  ``benches/node/package.json`` + ``package-lock.json`` (installed here with ``npm ci``), run
+  by ``benches/node/bench.mjs`` on Node;
+- the raw limits: ``httpx+orjson`` (raw httpx requests and ``orjson``, with the least
+  protocol handling that works: the floor for a Python client), ``httpx`` (the same
+  responses streamed and dropped: transport alone) and ``orjson`` (``orjson.loads`` on the
+  same payload bytes, no HTTP).
+
+Workloads (``--only`` takes these names):
+
+- ``catch-up``: read N small JSON messages (51 bytes each) of a closed stream from the start,
+  not live. The reference server answers with one response of every message.
+- ``sse``: read N messages live over SSE: the reader connects to an empty stream, then this
+  process appends the N messages (1,000 per request, as fast as the server takes them) and
+  closes the stream. Wall time runs from the first append to the reader's N-th message.
+- ``produce``: append N small messages through each client's batching producer
+  (``IdempotentProducer`` here and in TypeScript; the official Python client has none, so
+  concurrent ``append`` calls of its async handle, which it batches) and wait for all.
+- ``append-1mib``: 50 appends of one ~1 MiB JSON message each, one after another.
+- ``latency-long-poll`` / ``latency-sse``: a reader tails the stream; this process appends
+  one message at a time (every 10 ms) carrying ``time.monotonic_ns()``; the reader takes the
+  difference when the message is handed to it. p50 and p99 per run.
+
+Each child measures itself around the workload only (interpreter start-up, imports and one
+warm-up HEAD excluded): client CPU (``time.process_time`` / ``process.cpuUsage``: user and
+system time of every thread of that process), wall time, RSS before, peak RSS (``VmHWM``)
+and RSS every N/10 messages. Each (workload, contender) runs ``--repeat`` times
+(default 3), interleaved; the table shows the median and min-max. Ratios are of medians from
+this same run. The machine is shared and noisy: client CPU is the figure to trust, wall time
+also carries the server's and the writer's work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+OFFICIAL_VENV = HERE / ".venv-official"
+OFFICIAL_REQUIREMENTS = HERE / "requirements-official.txt"
+NODE_DIR = HERE / "node"
+CONTENDER_SCRIPT = HERE / "_contender.py"
+NODE_SCRIPT = NODE_DIR / "bench.mjs"
+
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "refserver"))
+
+try:
+    import httpx
+    import orjson
+except ImportError:  # started with another interpreter: rerun with the repository's .venv
+    if VENV_PYTHON.exists() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+    raise
+
+import _payloads as P  # noqa: E402
+
+from launch import ReferenceServer  # noqa: E402
+
+JSON_CT = {"content-type": "application/json"}
+PREFILL_BATCH = 10_000  # messages per append request when filling the catch-up stream
+READY_GRACE = 0.3  # seconds between a live reader's "ready" and the first append
+CHILD_TIMEOUT = 1800.0
+
+WORKLOAD_TITLES = {
+    "catch-up": "catch-up read of {n:,} small JSON messages (one {mb:.1f} MB response)",
+    "sse": "live SSE read of {n:,} small JSON messages (written 1,000 per append)",
+    "produce": "{n:,} small JSON messages appended through the producer",
+    "append-1mib": "{big} appends of one ~1 MiB JSON message, one after another",
+    "latency-long-poll": "append-to-read latency, long-poll ({lat} messages, one every {ms} ms)",
+    "latency-sse": "append-to-read latency, SSE ({lat} messages, one every {ms} ms)",
+}
+WORKLOADS = list(WORKLOAD_TITLES)
+READS = ("catch-up", "sse")
+LATENCY = ("latency-long-poll", "latency-sse")
+CLIENTS = ("native", "pure", "official", "ts")
+ROWS = {
+    "catch-up": [*CLIENTS, "httpx+orjson", "httpx", "orjson"],
+    "sse": [*CLIENTS, "httpx+orjson", "httpx", "orjson"],
+    "produce": ["native", "native-sync", "pure", "official", "ts", "httpx+orjson", "httpx"],
+    "append-1mib": [*CLIENTS, "httpx+orjson", "httpx"],
+    "latency-long-poll": [*CLIENTS, "httpx+orjson"],
+    "latency-sse": [*CLIENTS, "httpx+orjson"],
+}
+LABELS = {
+    "native": "native (this project)",
+    "native-sync": "native, sync producer",
+    "pure": "pure (this project)",
+    "official": "official Python 0.1.0",
+    "ts": "TypeScript client",
+    "httpx+orjson": "raw httpx+orjson",
+    "httpx": "raw httpx, bytes",
+    "orjson": "orjson.loads alone",
+}
+
+
+# ---- contenders -----------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    name: str
+    argv: list[str]  # the command, before the workload's arguments
+    env: dict[str, str]
+    unavailable: dict[str, str] = field(default_factory=dict)  # workload -> why not
+    tail: list[str] = field(default_factory=list)  # arguments after the workload's
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "DURABLE_STREAMS_PURE_PYTHON", "VIRTUAL_ENV")
+    }
+    env.update(extra)
+    return env
+
+
+def ours_python() -> str:
+    """An interpreter that imports this repository's durable_streams (with its native core)."""
+    probe = "import durable_streams._core"
+    for py in (sys.executable, str(VENV_PYTHON)):
+        if (
+            Path(py).exists()
+            and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0
+        ):
+            return py
+    raise SystemExit("no interpreter here imports durable_streams._core; build it (scripts/test)")
+
+
+def official_python() -> str:
+    """The official client's interpreter, creating its virtualenv from the pinned
+    requirements when it is missing or differs."""
+    py = OFFICIAL_VENV / "bin" / "python"
+    wanted = sorted(
+        line.strip().lower().replace("_", "-")
+        for line in OFFICIAL_REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+
+    def installed() -> list[str] | None:
+        if not py.exists():
+            return None
+        done = subprocess.run(
+            [str(py), "-m", "pip", "freeze", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            return None
+        return sorted(line.strip().lower().replace("_", "-") for line in done.stdout.splitlines())
+
+    have = installed()
+    if have is not None and all(req in have for req in wanted):
+        return str(py)
+    base = shutil.which("python3") or sys.executable
+    print(f"creating {OFFICIAL_VENV} from {OFFICIAL_REQUIREMENTS.name} ...", file=sys.stderr)
+    if not py.exists():
+        subprocess.run([base, "-m", "venv", str(OFFICIAL_VENV)], check=True)
+    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(OFFICIAL_REQUIREMENTS)], check=True)
+    return str(py)
+
+
+def node_command() -> list[str]:
+    """``node bench.mjs``, after installing the pinned client from the lockfile if needed."""
+    node = shutil.which("node")
+    npm = shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("node and npm are not on PATH")
+    installed = NODE_DIR / "node_modules" / "@durable-streams" / "client" / "package.json"
+    pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    want = pinned["@durable-streams/client"]
+    if not installed.exists() or json.loads(installed.read_text())["version"] != want:
+        print(
+            f"installing @durable-streams/client {want} in {NODE_DIR} (npm ci) ...", file=sys.stderr
+        )
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--update-notifier=false"],
+            cwd=NODE_DIR,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return [node, str(NODE_SCRIPT)]
+
+
+def probe_producer(py: str) -> str | None:
+    """Why this project's producer rows cannot run, or None when it exists."""
+    code = "import durable_streams as d; d.IdempotentProducer; d.BufferFullError"
+    done = subprocess.run([py, "-c", code], capture_output=True, text=True, env=child_env())
+    return None if done.returncode == 0 else "n/a (not built yet)"
+
+
+def make_contenders(wanted: set[str]) -> dict[str, Contender]:
+    out: dict[str, Contender] = {}
+    ours = ours_python()
+    script = str(CONTENDER_SCRIPT)
+    no_producer = probe_producer(ours)
+    for name in ("native", "native-sync", "pure"):
+        if name not in wanted:
+            continue
+        impl = "pure" if name == "pure" else "native"
+        env = child_env(DURABLE_STREAMS_PURE_PYTHON="1") if impl == "pure" else child_env()
+        tail = ["--expect-impl", impl]
+        if name == "native-sync":
+            tail.append("--sync-producer")
+        c = Contender(name, [ours, script, "ours"], env, tail=tail)
+        if no_producer:
+            c.unavailable["produce"] = no_producer
+        out[name] = c
+    if "official" in wanted:
+        try:
+            out["official"] = Contender(
+                "official", [official_python(), script, "official"], child_env()
+            )
+        except (subprocess.CalledProcessError, OSError) as exc:
+            out["official"] = Contender(
+                "official", [], {}, dict.fromkeys(WORKLOADS, f"n/a ({exc})")
+            )
+    if "ts" in wanted:
+        try:
+            out["ts"] = Contender("ts", node_command(), child_env())
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
+            out["ts"] = Contender("ts", [], {}, dict.fromkeys(WORKLOADS, f"n/a ({exc})"))
+    for raw in ("httpx+orjson", "httpx", "orjson"):
+        if raw in wanted:
+            out[raw] = Contender(raw, [ours, script, raw], child_env())
+    return out
+
+
+# ---- the server side: streams, writers ------------------------------------------------------
+
+
+class Server:
+    """The reference server and a plain httpx client for setting up and writing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(timeout=httpx.Timeout(60.0))
+
+    def new_stream(self, tag: str) -> str:
+        url = f"{self.url}/bench/{tag}-{uuid.uuid4().hex[:12]}"
+        self.http.put(url, headers=JSON_CT).raise_for_status()
+        return url
+
+    def append(self, url: str, body: bytes) -> None:
+        r = self.http.post(url, content=body, headers=JSON_CT)
+        if r.status_code not in (200, 204):
+            raise RuntimeError(f"append to {url} failed: {r.status_code} {r.text[:200]}")
+
+    def close_stream(self, url: str) -> None:
+        self.http.post(url, headers={**JSON_CT, "Stream-Closed": "true"}).raise_for_status()
+
+    def delete(self, url: str) -> None:
+        self.http.delete(url)
+
+    def count(self, url: str) -> int:
+        r = self.http.get(url, params={"offset": "-1"})
+        r.raise_for_status()
+        return len(orjson.loads(r.content))
+
+    def prefill(self, n: int) -> str:
+        """A closed stream of ``n`` messages (``_payloads.message``), filled in big appends."""
+        url = self.new_stream("catch-up")
+        for start in range(0, n, PREFILL_BATCH):
+            self.append(url, P.array_body(min(PREFILL_BATCH, n - start), start))
+        self.close_stream(url)
+        return url
+
+
+# ---- running one child ----------------------------------------------------------------------
+
+
+class ChildFailed(Exception):
+    pass
+
+
+def run_child(
+    argv: list[str], env: dict[str, str], writer: Callable[[], int] | None, timeout: float
+) -> tuple[dict[str, Any], int | None]:
+    """Runs one contender process. With a ``writer``, waits for the child's ``ready`` line,
+    then runs the writer (which returns when it started, in ``time.monotonic_ns()``)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=HERE, text=True
+        )
+        assert proc.stdout is not None
+        write_start: int | None = None
+        try:
+            if writer is not None:
+                ready, _, _ = select.select([proc.stdout], [], [], 60.0)
+                line = proc.stdout.readline() if ready else ""
+                if line.strip() != "ready":
+                    proc.kill()
+                    proc.wait()
+                    raise ChildFailed(f"no 'ready' from the child (got {line!r}){_tail(err)}")
+                time.sleep(READY_GRACE)
+                write_start = writer()
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise ChildFailed(f"timed out after {timeout:.0f} s{_tail(err)}") from None
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise ChildFailed(f"exit code {proc.returncode}{_tail(err)}")
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            raise ChildFailed(f"no result line{_tail(err)}")
+        return json.loads(lines[-1]), write_start
+
+
+def _tail(err: Any) -> str:
+    err.seek(0)
+    text = err.read().decode("utf-8", "replace").strip()
+    return f"; stderr: {text[-1500:]}" if text else ""
+
+
+# ---- the workloads --------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    messages: int
+    repeat: int
+    latency_messages: int
+    latency_interval: float
+    big_appends: int
+    window: int
+
+
+class Bench:
+    def __init__(self, server: Server, contenders: dict[str, Contender], s: Settings) -> None:
+        self.server = server
+        self.contenders = contenders
+        self.s = s
+        self.catch_up_url: str | None = None
+        self.sse_bodies: list[bytes] = []
+        self.results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.errors: dict[str, dict[str, str]] = {}
+
+    def argv(self, c: Contender, workload: str, url: str, n: int) -> list[str]:
+        every = max(1, n // 10)
+        argv = [*c.argv, workload, "--url", url, "--messages", str(n), "--sample-every", str(every)]
+        argv += c.tail
+        if c.name == "official" and workload == "produce":
+            argv += ["--window", str(self.s.window)]
+        return argv
+
+    def run(self, workload: str, name: str) -> None:
+        c = self.contenders[name]
+        if workload in c.unavailable:
+            self.errors.setdefault(workload, {})[name] = c.unavailable[workload]
+            return
+        try:
+            result = getattr(self, "_" + workload.replace("-", "_"))(c)
+        except ChildFailed as exc:
+            msg = f"failed: {exc}"
+            print(f"  {workload} / {name}: {msg}", file=sys.stderr)
+            self.errors.setdefault(workload, {})[name] = msg.splitlines()[0][:300]
+            return
+        self.results.setdefault(workload, {}).setdefault(name, []).append(result)
+        print(f"  {workload:<18} {name:<13} {_brief(workload, result)}", file=sys.stderr)
+
+    def _catch_up(self, c: Contender) -> dict[str, Any]:
+        n = self.s.messages
+        if self.catch_up_url is None:
+            self.catch_up_url = self.server.prefill(n)
+        r, _ = run_child(self.argv(c, "catch-up", self.catch_up_url, n), c.env, None, CHILD_TIMEOUT)
+        _expect(r, n)
+        return r
+
+    def _sse(self, c: Contender) -> dict[str, Any]:
+        n = self.s.messages
+        if not self.sse_bodies:
+            self.sse_bodies = [
+                P.array_body(min(P.LIVE_APPEND, n - s), s) for s in range(0, n, P.LIVE_APPEND)
+            ]
+        if c.name == "orjson":
+            r, _ = run_child(self.argv(c, "sse", "", n), c.env, None, CHILD_TIMEOUT)
+            return r
+        url = self.server.new_stream("sse")
+
+        def write() -> int:
+            start = time.monotonic_ns()
+            for body in self.sse_bodies:
+                self.server.append(url, body)
+            self.server.close_stream(url)
+            return start
+
+        try:
+            r, start = run_child(self.argv(c, "sse", url, n), c.env, write, CHILD_TIMEOUT)
+        finally:
+            self.server.delete(url)
+        _expect(r, n)
+        assert start is not None
+        r["wall_s"] = (r["end_ns"] - start) / 1e9  # from the first append to the last message
+        return r
+
+    def _produce(self, c: Contender) -> dict[str, Any]:
+        n = self.s.messages
+        url = self.server.new_stream("produce")
+        try:
+            r, _ = run_child(self.argv(c, "produce", url, n), c.env, None, CHILD_TIMEOUT)
+            stored = self.server.count(url)
+        finally:
+            self.server.delete(url)
+        if stored != n:
+            raise ChildFailed(f"the stream holds {stored:,} messages, not {n:,}")
+        return r
+
+    def _append_1mib(self, c: Contender) -> dict[str, Any]:
+        n = self.s.big_appends
+        url = self.server.new_stream("big")
+        try:
+            r, _ = run_child(self.argv(c, "append-1mib", url, n), c.env, None, CHILD_TIMEOUT)
+            stored = self.server.count(url)
+        finally:
+            self.server.delete(url)
+        if stored != n:
+            raise ChildFailed(f"the stream holds {stored} messages, not {n}")
+        return r
+
+    def _latency(self, c: Contender, workload: str) -> dict[str, Any]:
+        n = self.s.latency_messages
+        url = self.server.new_stream("latency")
+        interval = self.s.latency_interval
+
+        def write() -> int:
+            start = time.monotonic_ns()
+            for i in range(n):
+                self.server.append(url, b'[{"t":%d,"i":%d}]' % (time.monotonic_ns(), i))
+                time.sleep(interval)
+            self.server.close_stream(url)
+            return start
+
+        try:
+            r, _ = run_child(self.argv(c, workload, url, n), c.env, write, 300.0)
+        finally:
+            self.server.delete(url)
+        _expect(r, n)
+        return r
+
+    def _latency_long_poll(self, c: Contender) -> dict[str, Any]:
+        return self._latency(c, "latency-long-poll")
+
+    def _latency_sse(self, c: Contender) -> dict[str, Any]:
+        return self._latency(c, "latency-sse")
+
+
+def _expect(r: dict[str, Any], n: int) -> None:
+    if r["messages"] != n:
+        raise ChildFailed(f"counted {r['messages']:,} messages, expected {n:,}")
+
+
+def _brief(workload: str, r: dict[str, Any]) -> str:
+    if workload in LATENCY:
+        lat = sorted(r["latencies_ns"])
+        return f"p50 {_pct(lat, 50) / 1e6:.2f} ms  p99 {_pct(lat, 99) / 1e6:.2f} ms"
+    return (
+        f"wall {r['wall_s']:.2f} s  cpu {r['cpu_s']:.2f} s  peak {r['rss_peak_kib'] / 1024:.0f} MiB"
+    )
+
+
+def _pct(sorted_values: list[int], q: float) -> float:
+    """The q-th percentile (nearest rank)."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return float(sorted_values[k])
+
+
+# ---- the report -----------------------------------------------------------------------------
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def span(values: list[float], fmt: str) -> str:
+    return f"{format(med(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def rate(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.0f}k"
+    return f"{x:.1f}"
+
+
+class Report:
+    def __init__(self, bench: Bench) -> None:
+        self.b = bench
+        self.s = bench.s
+
+    def runs(self, workload: str, name: str) -> list[dict[str, Any]]:
+        return self.b.results.get(workload, {}).get(name, [])
+
+    def cpu(self, workload: str, name: str) -> float | None:
+        runs = self.runs(workload, name)
+        return med([r["cpu_s"] for r in runs]) if runs else None
+
+    def wall(self, workload: str, name: str) -> float | None:
+        runs = self.runs(workload, name)
+        return med([r["wall_s"] for r in runs]) if runs else None
+
+    def latency(self, workload: str, name: str, q: float) -> float | None:
+        runs = self.runs(workload, name)
+        if not runs:
+            return None
+        return med([_pct(sorted(r["latencies_ns"]), q) / 1e6 for r in runs])
+
+    def count(self, workload: str) -> int:
+        return self.s.big_appends if workload == "append-1mib" else self.s.messages
+
+    def title(self, workload: str) -> str:
+        return WORKLOAD_TITLES[workload].format(
+            n=self.s.messages,
+            mb=len(P.array_body(1)) * self.s.messages / 1e6,
+            big=self.s.big_appends,
+            lat=self.s.latency_messages,
+            ms=round(self.s.latency_interval * 1000),
+        )
+
+    def text(self) -> str:
+        out: list[str] = []
+        for workload in WORKLOADS:
+            if workload not in self.b.results and workload not in self.b.errors:
+                continue
+            out += ["", f"== {workload}: {self.title(workload)}"]
+            if workload in LATENCY:
+                out += self._latency_block(workload)
+            else:
+                out += self._throughput_block(workload)
+        return "\n".join(out)
+
+    def _throughput_block(self, workload: str) -> list[str]:
+        n = self.count(workload)
+        off = self.cpu(workload, "official")
+        ts = self.cpu(workload, "ts")
+        floor = None
+        if workload in READS:
+            hx, oj = self.cpu(workload, "httpx"), self.cpu(workload, "orjson")
+            floor = hx + oj if hx is not None and oj is not None else None
+        head = (
+            f"  {'contender':<22} {'wall s':>19} {'msg/s':>7} {'client CPU s':>19} "
+            f"{'CPU µs/msg':>10} {'peak RSS MiB':>12} {'stream +MiB':>11} "
+            f"{'CPU off/x':>9} {'CPU ts/x':>8}"
+        )
+        if floor is not None:
+            head += f" {'x/floor':>7}"
+        lines = [head]
+        for name in ROWS[workload]:
+            if name not in self.b.contenders:
+                continue
+            runs = self.runs(workload, name)
+            if not runs:
+                why = self.b.errors.get(workload, {}).get(name, "no result")
+                lines.append(f"  {LABELS[name]:<22} {why}")
+                continue
+            walls = [r["wall_s"] for r in runs]
+            cpus = [r["cpu_s"] for r in runs]
+            c = med(cpus)
+            no_io = name == "orjson"
+            peak = "-" if no_io else f"{med([r['rss_peak_kib'] for r in runs]) / 1024:.0f}"
+            growth = "-"
+            if not no_io and all(len(r["rss_samples_kib"]) >= 2 for r in runs):
+                growth = "{:+.1f}".format(
+                    med(
+                        [
+                            (r["rss_samples_kib"][-1][1] - r["rss_samples_kib"][0][1]) / 1024
+                            for r in runs
+                        ]
+                    )
+                )
+            line = (
+                f"  {LABELS[name]:<22} {'-' if no_io else span(walls, '.2f'):>19} "
+                f"{'-' if no_io else rate(n / med(walls)):>7} {span(cpus, '.3f'):>19} "
+                f"{c / n * 1e6:>10.2f} {peak:>12} {growth:>11} "
+                f"{_ratio(off, c):>9} {_ratio(ts, c):>8}"
+            )
+            if floor is not None:
+                line += f" {c / floor:>6.2f}x"
+            lines.append(line)
+        return lines
+
+    def _latency_block(self, workload: str) -> list[str]:
+        lines = [
+            f"  {'contender':<22} {'p50 ms':>20} {'p99 ms':>20} {'client CPU s':>19} "
+            f"{'CPU µs/msg':>10} {'peak RSS MiB':>12}"
+        ]
+        n = self.s.latency_messages
+        for name in ROWS[workload]:
+            if name not in self.b.contenders:
+                continue
+            runs = self.runs(workload, name)
+            if not runs:
+                why = self.b.errors.get(workload, {}).get(name, "no result")
+                lines.append(f"  {LABELS[name]:<22} {why}")
+                continue
+            p50 = [_pct(sorted(r["latencies_ns"]), 50) / 1e6 for r in runs]
+            p99 = [_pct(sorted(r["latencies_ns"]), 99) / 1e6 for r in runs]
+            cpus = [r["cpu_s"] for r in runs]
+            lines.append(
+                f"  {LABELS[name]:<22} {span(p50, '.2f'):>20} {span(p99, '.2f'):>20} "
+                f"{span(cpus, '.3f'):>19} {med(cpus) / n * 1e6:>10.0f} "
+                f"{med([r['rss_peak_kib'] for r in runs]) / 1024:>12.0f}"
+            )
+        return lines
+
+    # -- the targets of issue #7 ---------------------------------------------------------
+
+    def targets(self) -> str:
+        out = ["", "== targets (medians of this run)"]
+
+        def verdict(ok: bool | None) -> str:
+            return "n/a " if ok is None else ("MET " if ok else "MISSED")
+
+        for w in ("catch-up", "sse", "produce"):
+            nat, off = self.cpu(w, "native"), self.cpu(w, "official")
+            ok = None if nat is None or off is None else off / nat >= 5
+            detail = "no data" if ok is None else f"official/native CPU = {off / nat:.2f}x"
+            out.append(f"  {verdict(ok)} {w}: >= 5x less client CPU than official ({detail})")
+        for w in READS:
+            nat, oj, hx = self.cpu(w, "native"), self.cpu(w, "orjson"), self.cpu(w, "httpx")
+            if nat is None or oj is None:
+                out.append(f"  n/a    {w}: within 1.5x of orjson.loads (no data)")
+                continue
+            ratio = nat / oj
+            line = (
+                f"  {verdict(ratio <= 1.5)} {w}: within 1.5x of orjson.loads: "
+                f"native CPU / orjson.loads CPU = {ratio:.2f}x"
+            )
+            if hx is not None:
+                line += (
+                    f"; vs httpx bytes + orjson.loads = {nat / (hx + oj):.2f}x; "
+                    f"(native - httpx) / orjson.loads = {(nat - hx) / oj:.2f}x"
+                )
+            out.append(line)
+        nat, ts = self.wall("produce", "native"), self.wall("produce", "ts")
+        if nat is None or ts is None:
+            out.append("  n/a    produce: throughput >= the TypeScript client's (no data)")
+        else:
+            n = self.s.messages
+            out.append(
+                f"  {verdict(nat <= ts)} produce: throughput >= TypeScript: native "
+                f"{rate(n / nat)} msg/s vs ts {rate(n / ts)} msg/s ({ts / nat:.2f}x)"
+            )
+        for w in LATENCY:
+            nat, ts = self.latency(w, "native", 50), self.latency(w, "ts", 50)
+            if nat is None or ts is None:
+                out.append(f"  n/a    {w}: p50 no worse than TypeScript (no data)")
+            else:
+                out.append(
+                    f"  {verdict(nat <= ts)} {w}: p50 no worse than TypeScript: native "
+                    f"{nat:.2f} ms vs ts {ts:.2f} ms"
+                )
+        runs = self.runs("sse", "native")
+        if runs:
+            growth = [
+                (r["rss_samples_kib"][-1][1] - r["rss_samples_kib"][0][1]) / 1024 for r in runs
+            ]
+            first = runs[0]["rss_samples_kib"][0][0]
+            ok = max(growth) <= 16
+            out.append(
+                f"  {verdict(ok)} memory flat while streaming (sse, native): RSS from message "
+                f"{first:,} to {self.s.messages:,} grew {med(growth):+.1f} MiB "
+                f"(max {max(growth):+.1f}; limit +16 MiB)"
+            )
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        """The README table: medians, with the ratios that matter."""
+        cols = [c for c in CLIENTS if c in self.b.contenders]
+        lim = [c for c in ("httpx+orjson", "httpx", "orjson") if c in self.b.contenders]
+        head = "| workload | " + " | ".join(LABELS[c] for c in cols + lim) + " |"
+        lines = [head, "|" + " --- |" * (1 + len(cols) + len(lim))]
+        for w in WORKLOADS:
+            if w not in self.b.results:
+                continue
+            cells = []
+            for c in cols + lim:
+                if c not in ROWS[w]:
+                    cells.append("-")
+                    continue
+                runs = self.runs(w, c)
+                if not runs:
+                    why = self.b.errors.get(w, {}).get(c, "-")
+                    cells.append("n/a" if why.startswith("n/a") else "failed")
+                    continue
+                if w in LATENCY:
+                    p50 = self.latency(w, c, 50)
+                    p99 = self.latency(w, c, 99)
+                    cells.append(f"{p50:.2f} / {p99:.2f} ms")
+                    continue
+                n = self.count(w)
+                cpu = self.cpu(w, c)
+                assert cpu is not None
+                wall = self.wall(w, c)
+                assert wall is not None
+                per = f"{cpu / n * 1e6:.2f} µs" if w != "append-1mib" else f"{cpu / n * 1e3:.1f} ms"
+                if c == "orjson":
+                    cells.append(f"{per} CPU")
+                else:
+                    cells.append(f"{per} CPU, {rate(n / wall)}/s")
+            label = {
+                "catch-up": "catch-up read, per msg",
+                "sse": "SSE live read, per msg",
+                "produce": "producer append, per msg",
+                "append-1mib": "1 MiB append, per append",
+                "latency-long-poll": "latency long-poll p50 / p99",
+                "latency-sse": "latency SSE p50 / p99",
+            }[w]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _ratio(ref: float | None, x: float) -> str:
+    return "-" if ref is None or x <= 0 else f"{ref / x:.2f}x"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kib = 0
+    node = shutil.which("node")
+    node_v = (
+        subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+        if node
+        else "-"
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "node": node_v,
+        "httpx": httpx.__version__,
+        "orjson": orjson.__version__,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="100k messages, 1 repeat, short latency runs"
+    )
+    ap.add_argument("--repeat", type=int, help="runs per workload and contender (default 3)")
+    ap.add_argument(
+        "--messages", type=int, help="messages of the read/produce workloads (default 1,000,000)"
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=WORKLOADS,
+        metavar="WORKLOAD",
+        help=f"run only this workload (repeatable): {', '.join(WORKLOADS)}",
+    )
+    ap.add_argument(
+        "--contenders",
+        default=",".join(LABELS),
+        help="comma-separated subset of: " + ", ".join(LABELS),
+    )
+    ap.add_argument("--latency-messages", type=int, help="messages per latency run (default 300)")
+    ap.add_argument("--latency-interval-ms", type=float, default=10.0)
+    ap.add_argument("--big-appends", type=int, help="1 MiB appends per run (default 50)")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=10_000,
+        help="official producer: concurrent appends per window",
+    )
+    ap.add_argument("--json", type=Path, metavar="OUT", help="write every run's raw results here")
+    ap.add_argument("--markdown", action="store_true", help="also print the README table")
+    args = ap.parse_args()
+
+    s = Settings(
+        messages=args.messages or (100_000 if args.quick else 1_000_000),
+        repeat=args.repeat or (1 if args.quick else 3),
+        latency_messages=args.latency_messages or (50 if args.quick else 300),
+        latency_interval=args.latency_interval_ms / 1000,
+        big_appends=args.big_appends or (10 if args.quick else 50),
+        window=args.window,
+    )
+    workloads = args.only or WORKLOADS
+    wanted = {c.strip() for c in args.contenders.split(",") if c.strip()}
+    unknown = wanted - set(LABELS)
+    if unknown:
+        ap.error(f"unknown contenders: {', '.join(sorted(unknown))}")
+
+    contenders = make_contenders(wanted)
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}; "
+        f"python {info['python']}, node {info['node']}, httpx {info['httpx']}, "
+        f"orjson {info['orjson']}; load average at start {info['loadavg'][0]:.2f}",
+    )
+    print(
+        f"settings: {s.messages:,} messages, {s.repeat} repeats, latency {s.latency_messages} "
+        f"messages every {args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends; "
+        "reference server in-memory, compression off",
+        flush=True,
+    )
+    with ReferenceServer(compression=False) as srv:
+        server = Server(srv.url)
+        bench = Bench(server, contenders, s)
+        for rep in range(s.repeat):
+            print(f"-- repeat {rep + 1}/{s.repeat}", file=sys.stderr, flush=True)
+            for workload in workloads:
+                for name in ROWS[workload]:
+                    if name in contenders:
+                        bench.run(workload, name)
+    report = Report(bench)
+    print(report.text())
+    print(report.targets())
+    print(
+        "\ncolumns: medians (min-max) over the repeats; msg/s = messages / median wall; "
+        "CPU off/x and CPU ts/x = the official / TypeScript client's CPU over this row's "
+        "(>1: this row uses less); x/floor = this row's CPU over raw httpx bytes + "
+        "orjson.loads; stream +MiB = RSS growth from the first to the last sample "
+        "(every N/10 messages: from 10% to 100% of the read)."
+    )
+    if args.markdown:
+        print("\n" + report.markdown())
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "settings": vars(s),
+                    "results": bench.results,
+                    "errors": bench.errors,
+                },
+                indent=1,
+            )
+        )
+        print(f"\nraw results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
