@@ -33,7 +33,7 @@ chosen with the three cut probabilities (their sum must not exceed 1):
   8), one ``send`` each on a TCP_NODELAY socket, each followed by a random pause of up to
   ``max_delay`` seconds. Bytes are never altered, dropped or reordered.
 - ``cut_mid_response``: after a random number of response bytes (log-uniform from 1 byte to
-  1 MiB, counted over the connection's responses: in the headers, mid-body, mid-SSE-event)
+  64 KiB, counted over the connection's responses: in the headers, mid-body, mid-SSE-event)
   both sides are closed. If the connection carries fewer bytes, no cut happens.
 - ``cut_after_request``: the first request is forwarded whole; once the upstream starts to
   answer it (so it was processed), both sides are closed and no answer reaches the client.
@@ -62,7 +62,7 @@ from urllib.parse import urlsplit
 __all__ = ["FaultProxy"]
 
 MAX_FRAGMENT = 512
-MAX_CUT_BYTES = 1 << 20
+MAX_CUT_BYTES = 1 << 16
 RECV_SIZE = 65536
 CONNECT_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0
