@@ -143,6 +143,11 @@ class ProducerCore:
         self._in_flight: dict[int, Batch] = {}
         self._unresolved: dict[int, Batch] = {}  # by id; ids only grow, so the first is the oldest
         self._sealed_bytes = 0
+        self._max_buffered = settings.max_buffered_bytes
+        # The open batch stays under max_batch_bytes (but for one big message), so below this
+        # many sealed bytes the buffer cannot be full and add() skips asking the builder.
+        self._check_room_from = settings.max_buffered_bytes - settings.max_batch_bytes
+        self._refusing = False
         self._new_epoch_at_least: int | None = None
         self._fatal: errors.DurableStreamError | None = None
         self._closed = False
@@ -173,31 +178,39 @@ class ProducerCore:
     def add(self, data: Any, waiter: Waiter | None = None) -> bool:
         """Buffer one message. Returns whether the sender should wake up (a batch was sealed,
         or a linger period starts). Raises :class:`BufferFullError` and leaves nothing behind
-        when the buffer is full."""
-        with self.lock:
+        when the buffer is full (it may exceed ``max_buffered_bytes`` by one message)."""
+        if self._refusing:
             self.check_open()
-            builder = self._builder
-            if self._sealed_bytes + builder.nbytes >= self.settings.max_buffered_bytes:
-                raise errors.BufferFullError(
-                    f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
-                    f"{self.settings.max_buffered_bytes} (max_buffered_bytes)",
-                    url=self.settings.url,
-                )
-            wake = False
-            if not builder.push(data):
-                self._seal()
-                builder.push(data)
-                wake = True
-            if self._open_count == 0:
-                self._open_since = time.monotonic()
-                wake = True
-            self._open_count += 1
-            if waiter is not None:
-                self._open_waiters.append(waiter)
-            if builder.nbytes >= self.settings.max_batch_bytes:
-                self._seal()
-                wake = True
-            return wake
+        builder = self._builder
+        if (
+            self._sealed_bytes >= self._check_room_from
+            and self._sealed_bytes + builder.nbytes >= self._max_buffered
+        ):
+            raise errors.BufferFullError(
+                f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
+                f"{self._max_buffered} (max_buffered_bytes)",
+                url=self.settings.url,
+            )
+        wake = False
+        if not builder.push(data):
+            self._seal()
+            builder.push(data)
+            wake = True
+        if not self._open_count:
+            self._open_since = time.monotonic()
+            wake = True
+        self._open_count += 1
+        if waiter is not None:
+            self._open_waiters.append(waiter)
+        return wake
+
+    def _add_locked(self, data: Any, waiter: Waiter | None = None) -> bool:
+        with self.lock:
+            return ProducerCore.add(self, data, waiter)
+
+    def share_between_threads(self) -> None:
+        """Appends will come from other threads than the sender's: take the lock for them."""
+        self.add = self._add_locked  # type: ignore[method-assign]
 
     def _seal(self, *, close: bool = False) -> Batch:
         body = self._builder.take()
@@ -237,11 +250,11 @@ class ProducerCore:
             batch.count = 1 if body else 0
             batch.waiters = [waiter]
             self._sealed_bytes += len(body)
-            self._closed = True
+            self._closed = self._refusing = True
 
     def close(self) -> None:
         with self.lock:
-            self._closed = True
+            self._closed = self._refusing = True
 
     # -- what to send -------------------------------------------------------------------------
 
@@ -364,7 +377,7 @@ class ProducerCore:
             for batch in list(self._unresolved.values()):
                 self._fail(batch, error)
             self._ready.clear()
-            self._closed = True
+            self._closed = self._refusing = True
 
     def _sequence_reused(self, batch: Batch, result: AppendResult) -> Retry | None:
         if self.settings.auto_claim:
@@ -440,6 +453,7 @@ class ProducerCore:
         """A fatal answer: this batch and everything not yet sent fail with ``error``; batches
         in flight settle by their own answers."""
         self._fatal = error
+        self._refusing = True
         self._fail(batch, error)
         if self._open_count:
             self._seal()

@@ -78,6 +78,7 @@ class SyncIdempotentProducer:
         self._thread.daemon = True
         self._thread.start()
         self._producer._notify = self._notify_from_thread
+        self._producer._core.share_between_threads()
         self._closed = False
         self._call(self._started(), None)
 
