@@ -471,3 +471,18 @@ def test_asyncio_producer_without_context_manager(stream_url: str) -> None:
 
     asyncio.run(main())
     assert read_all(stream_url) == list(range(100))
+
+
+def test_the_readme_sync_example(stream_url: str) -> None:
+    url = stream_url
+    rows = [{"row": n} for n in range(50)]
+
+    with (
+        DurableStream.create(url, content_type="application/json") as handle,
+        SyncIdempotentProducer(handle, producer_id="worker-7", auto_claim=True) as producer,
+    ):
+        for row in rows:
+            producer.append_nowait(row)  # dicts, lists, numbers... or JSON text
+        producer.flush()  # raises UndeliveredError if anything failed
+
+    assert read_all(url) == rows
