@@ -27,11 +27,14 @@ from ._retry import RetryPolicy, RetryState
 from ._shared import (
     CLIENT_LIMITS,
     DEFAULT_LIVE_READ_TIMEOUT,
+    AsyncOnError,
     Delivery,
     Headers,
     ResponseMetadata,
     StreamEvent,
     build_httpx_request,
+    compressed_body_cut_short,
+    decide_async,
     delay_after_status,
     delay_after_transport_error,
     lower_headers,
@@ -80,6 +83,7 @@ class AsyncStreamResponse(ResponseMetadata):
         params: Headers | None,
         timeout: httpx.Timeout,
         live_read_timeout: float,
+        on_error: AsyncOnError | None = None,
     ) -> None:
         self._session = session
         self._client = client
@@ -88,6 +92,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
+        self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
         self._http: httpx.Response | None = None
         self._kind: str | None = None
@@ -162,12 +167,17 @@ class AsyncStreamResponse(ResponseMetadata):
                     body = await _read_limited(
                         http, proto.ERROR_BODY_LIMIT, url=req.url, offset=None
                     )
-                    await http.aclose()
-                    await self._wait_or_raise(session.error(http.status_code, headers, body))
-                    continue
+            except httpx.HTTPError as exc:
+                await http.aclose()
+                await self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                continue
             except BaseException:
                 await http.aclose()
                 raise
+            if kind == "error":
+                await http.aclose()
+                await self._wait_or_raise(session.error(http.status_code, headers, body))
+                continue
             self._http, self._kind = http, kind
             return
 
@@ -176,7 +186,7 @@ class AsyncStreamResponse(ResponseMetadata):
             await self._open()
 
     async def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
-        delay = self._session.retry_delay(exc)
+        delay = self._session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
         await anyio.sleep(delay)
@@ -210,6 +220,10 @@ class AsyncStreamResponse(ResponseMetadata):
                     body = await _read_limited(
                         http, session.max_body_bytes, url=session.url, offset=session.offset
                     )
+                    if compressed_body_cut_short(http):
+                        raise errors.TransportError(
+                            "compressed body ended early", url=session.url, offset=session.offset
+                        )
                     await self._close_http()
                     yield session.on_body(body)
                 else:
@@ -381,9 +395,11 @@ def astream(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verify: bool | str = True,
+    on_error: AsyncOnError | None = None,
 ) -> AsyncStreamResponse:
     """Read the stream at ``url`` from ``offset``; the async twin of :func:`stream`.
-    ``headers``/``params`` values may be callables or async callables, run per request."""
+    ``headers``/``params`` values may be callables or async callables, run per request;
+    ``on_error`` may be a plain or an async function."""
     owns = client is None
     http_client = (
         client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
@@ -400,6 +416,7 @@ def astream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        on_error=on_error,
     )
     return AsyncStreamResponse(client=http_client, owns_client=owns, **args)
 
@@ -602,6 +619,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
         args = response_args(
@@ -616,5 +634,6 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            on_error=on_error,
         )
         return AsyncStreamResponse(client=self._client, owns_client=False, **args)

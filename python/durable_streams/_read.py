@@ -8,14 +8,19 @@ Exactly-once delivery rests on one rule: a batch is handed out only together wit
 that follows it. For catch-up and long-poll that is the response's ``Stream-Next-Offset``; over
 SSE the data events are held until the ``control`` event after them, and data whose control
 event never arrived is dropped, because the reconnect at the committed offset sends it again.
+
+A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
+the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
+:data:`STOP`.
 """
 
 from __future__ import annotations
 
 import codecs
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from . import _errors as errors
 from . import _impl
@@ -33,11 +38,21 @@ from ._protocol import (
     is_json_content_type,
     is_transient_status,
     media_type,
+    retry_after_seconds,
     sse_data_is_text,
 )
 from ._retry import RetryPolicy, RetryState
 
-__all__ = ["Batch", "ConsumerKind", "ReadSession", "ResponseKind"]
+__all__ = [
+    "STOP",
+    "Batch",
+    "ConsumerKind",
+    "ErrorDecision",
+    "ReadSession",
+    "ResponseKind",
+    "RetryAction",
+    "Stop",
+]
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
 ResponseKind = Literal["body", "sse", "empty", "error"]
@@ -59,6 +74,33 @@ class Batch:
     cursor: str | None
     up_to_date: bool
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAction:
+    """What an ``on_error`` hook returns to retry with other headers or query parameters.
+
+    Each name given replaces the reader's own value (header names case-insensitively) for the
+    retry and every later request of the same read, e.g. a refreshed token after a 401. A
+    transient failure is retried as it would be anyway; a 401 or 403 is retried only because
+    of an action that changes something. Other errors are raised all the same. Retries count
+    against the reader's :class:`RetryPolicy`.
+    """
+
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, str] | None = None
+
+
+class Stop(enum.Enum):
+    """The type of :data:`STOP`."""
+
+    STOP = "stop"
+
+
+STOP: Final = Stop.STOP
+"""What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
+
+ErrorDecision = RetryAction | Stop | None
 
 
 def _empty_data(kind: ConsumerKind) -> Any:
@@ -110,6 +152,8 @@ class ReadSession:
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
         self._requested_offset = offset
+        self._override_headers: dict[str, str] = {}
+        self._override_params: dict[str, str] = {}
 
     # -- what to ask -------------------------------------------------------------------------
 
@@ -135,7 +179,7 @@ class ReadSession:
         params: Mapping[str, str],
     ) -> HttpRequest:
         """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
-        query: dict[str, str] = dict(params)
+        query: dict[str, str] = {**params, **self._override_params}
         query["offset"] = self.offset
         if self._mode != "catch-up":
             query["live"] = self._mode
@@ -144,6 +188,10 @@ class ReadSession:
         self._current = self._mode
         self._requested_offset = self.offset
         out_headers = dict(headers)
+        if self._override_headers:
+            replaced = {name.lower() for name in self._override_headers}
+            out_headers = {k: v for k, v in out_headers.items() if k.lower() not in replaced}
+            out_headers.update(self._override_headers)
         if self._mode == "sse":
             out_headers.setdefault("accept", "text/event-stream")
         return HttpRequest("GET", self.url, out_headers, sorted(query.items()))
@@ -203,6 +251,15 @@ class ReadSession:
         """A catch-up or long-poll 200 response's whole body."""
         self._check_consumer_fits()
         headers = self.headers
+        if self.consumer in ("json", "json-raw") and not body.strip(b" \t\r\n"):
+            # A JSON read always answers an array, "[]" when empty; nothing at all is a body
+            # lost on the way (a truncated one decompresses to nothing), not an empty range.
+            raise errors.ProtocolError(
+                "JSON read answered with an empty body, not a JSON array",
+                url=self.url,
+                status=self.status,
+                offset=self._requested_offset,
+            )
         data = self._decode_body(body, final=header_true(headers, H_CLOSED))
         next_offset = headers[H_NEXT_OFFSET]
         up_to_date = header_true(headers, H_UP_TO_DATE)
@@ -359,17 +416,51 @@ class ReadSession:
 
     # -- failures -----------------------------------------------------------------------------
 
-    def retry_delay(self, exc: errors.DurableStreamError) -> float | None:
-        """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised."""
+    def retry_delay(
+        self, exc: errors.DurableStreamError, decision: ErrorDecision = None
+    ) -> float | None:
+        """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
+
+        ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
         self._decoder = None
         self._pending = []
+        if decision is None or decision is STOP:
+            changed = False
+        elif isinstance(decision, RetryAction):
+            changed = self._apply(decision)
+        else:
+            raise TypeError(
+                f"on_error must return None, a RetryAction or STOP, not {decision!r}"
+            ) from exc
+        if decision is STOP:
+            return None
         if isinstance(exc, errors.TransportError):
             return self._retry.next_delay()
-        if (
-            isinstance(exc, errors.ResponseError)
-            and exc.status is not None
-            and is_transient_status(exc.status)
-        ):
-            retry_after = exc.retry_after if isinstance(exc, errors.RateLimitedError) else None
-            return self._retry.next_delay(retry_after)
+        if not isinstance(exc, errors.ResponseError) or exc.status is None:
+            return None
+        if is_transient_status(exc.status):
+            return self._retry.next_delay(self._retry_after(exc))
+        if exc.status in (401, 403) and changed:
+            return self._retry.next_delay()
         return None
+
+    def _retry_after(self, exc: errors.ResponseError) -> float | None:
+        if isinstance(exc, errors.RateLimitedError):
+            return exc.retry_after
+        # Retry-After on a 503 says as much as on a 429; the error types keep it only there.
+        return retry_after_seconds(self.headers) if exc.status == self.status else None
+
+    def _apply(self, action: RetryAction) -> bool:
+        """Take the action's headers and params for every later request; whether it had any."""
+        headers = dict(action.headers or {})
+        params = dict(action.params or {})
+        for name, value in [*headers.items(), *params.items()]:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"RetryAction headers and params are str, not {name!r}: {value!r}")
+        if headers:
+            replaced = {name.lower() for name in headers}
+            kept = self._override_headers.items()
+            self._override_headers = {k: v for k, v in kept if k.lower() not in replaced}
+            self._override_headers.update(headers)
+        self._override_params.update(params)
+        return bool(headers or params)

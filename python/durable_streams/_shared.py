@@ -17,15 +17,17 @@ from ._protocol import (
     is_transient_status,
     retry_after_seconds,
 )
-from ._read import Batch, ConsumerKind, ReadSession
+from ._read import Batch, ConsumerKind, ErrorDecision, ReadSession
 from ._retry import RetryState
 
 __all__ = [
     "CLIENT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "AsyncOnError",
     "Delivery",
     "HeaderValue",
     "Headers",
+    "OnError",
     "ResponseMetadata",
     "StreamEvent",
     "make_timeout",
@@ -35,6 +37,8 @@ __all__ = [
 
 HeaderValue = str | Callable[[], str] | Callable[[], Awaitable[str]]
 Headers = Mapping[str, HeaderValue]
+OnError = Callable[[errors.DurableStreamError], ErrorDecision]
+AsyncOnError = Callable[[errors.DurableStreamError], ErrorDecision | Awaitable[ErrorDecision]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # A live request may be held by the server for its whole long-poll window (30 s on the
@@ -77,6 +81,7 @@ def response_args(
     retry: Any,
     max_event_bytes: int,
     max_body_bytes: int,
+    on_error: Any = None,
 ) -> dict[str, Any]:
     """The arguments of a stream response, apart from its HTTP client, from read options."""
     session = ReadSession(
@@ -94,6 +99,7 @@ def response_args(
         "params": params,
         "timeout": timeout,
         "live_read_timeout": live_read_timeout,
+        "on_error": on_error,
     }
 
 
@@ -125,6 +131,39 @@ async def resolve_async(values: Mapping[str, Any] | None) -> dict[str, str]:
                 value = await value
         out[name] = str(value)
     return out
+
+
+def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
+    """What a reader's ``on_error`` hook says about ``exc`` (``None`` without a hook)."""
+    if hook is None:
+        return None
+    decision = hook(exc)
+    if inspect.isawaitable(decision):
+        close = getattr(decision, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("on_error is async; use the async API (astream) for it") from exc
+    return decision
+
+
+async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
+    if hook is None:
+        return None
+    decision = hook(exc)
+    if inspect.isawaitable(decision):
+        return await decision
+    return decision
+
+
+def compressed_body_cut_short(response: httpx.Response) -> bool:
+    """Whether a gzip or deflate body, read to its end, stopped before its compressed data did.
+
+    httpx's zlib decoders never check for the end, so a body truncated by the server or a
+    middlebox would otherwise read as a shorter, valid one."""
+    if response.num_bytes_downloaded == 0:
+        return False
+    decompressor = getattr(getattr(response, "_decoder", None), "decompressor", None)
+    return getattr(decompressor, "eof", True) is False
 
 
 def merge(base: Headers | None, extra: Headers | None) -> dict[str, HeaderValue]:

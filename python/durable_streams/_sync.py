@@ -27,9 +27,12 @@ from ._shared import (
     DEFAULT_LIVE_READ_TIMEOUT,
     Delivery,
     Headers,
+    OnError,
     ResponseMetadata,
     StreamEvent,
     build_httpx_request,
+    compressed_body_cut_short,
+    decide_sync,
     delay_after_status,
     delay_after_transport_error,
     lower_headers,
@@ -75,6 +78,7 @@ class StreamResponse(ResponseMetadata):
         params: Headers | None,
         timeout: httpx.Timeout,
         live_read_timeout: float,
+        on_error: OnError | None = None,
     ) -> None:
         self._session = session
         self._client = client
@@ -83,6 +87,7 @@ class StreamResponse(ResponseMetadata):
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
+        self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
         self._http: httpx.Response | None = None
         self._kind: str | None = None
@@ -153,12 +158,17 @@ class StreamResponse(ResponseMetadata):
                 kind = session.on_response(http.status_code, headers)
                 if kind == "error":
                     body = _read_limited(http, proto.ERROR_BODY_LIMIT, url=req.url, offset=None)
-                    http.close()
-                    self._wait_or_raise(session.error(http.status_code, headers, body))
-                    continue
+            except httpx.HTTPError as exc:
+                http.close()
+                self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                continue
             except BaseException:
                 http.close()
                 raise
+            if kind == "error":
+                http.close()
+                self._wait_or_raise(session.error(http.status_code, headers, body))
+                continue
             self._http, self._kind = http, kind
             return
 
@@ -167,7 +177,7 @@ class StreamResponse(ResponseMetadata):
             self._open()
 
     def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
-        delay = self._session.retry_delay(exc)
+        delay = self._session.retry_delay(exc, decide_sync(self._on_error, exc))
         if delay is None:
             raise exc
         time.sleep(delay)
@@ -188,6 +198,10 @@ class StreamResponse(ResponseMetadata):
                     body = _read_limited(
                         http, session.max_body_bytes, url=session.url, offset=session.offset
                     )
+                    if compressed_body_cut_short(http):
+                        raise errors.TransportError(
+                            "compressed body ended early", url=session.url, offset=session.offset
+                        )
                     self._close_http()
                     yield session.on_body(body)
                 else:
@@ -327,6 +341,7 @@ def stream(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verify: bool | str = True,
+    on_error: OnError | None = None,
 ) -> StreamResponse:
     """Read the stream at ``url`` from ``offset``.
 
@@ -334,6 +349,14 @@ def stream(
     ``"sse"`` then keep tailing; ``True`` picks SSE for JSON and text streams, long-poll for
     binary ones. Iteration ends at the end of a closed stream in every mode. ``headers`` and
     ``params`` values may be callables, evaluated for every request.
+
+    Failed requests and dropped connections are retried under ``retry`` (default: a bounded
+    policy; unbounded with a 30 s cap between tries for live reads) from the last offset handed
+    out, so no item is lost or repeated. ``on_error(error)`` is called with the typed error
+    before each retry decision, transport errors and error statuses alike. It returns ``None``
+    for the default decision, a :class:`RetryAction` to retry with new headers or params (the
+    only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
+    the error at once; an exception it raises propagates instead.
     """
     owns = client is None
     http_client = (
@@ -351,6 +374,7 @@ def stream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        on_error=on_error,
     )
     return StreamResponse(client=http_client, owns_client=owns, **args)
 
@@ -549,6 +573,7 @@ class DurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's HTTP client."""
         args = response_args(
@@ -563,5 +588,6 @@ class DurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            on_error=on_error,
         )
         return StreamResponse(client=self._client, owns_client=False, **args)
