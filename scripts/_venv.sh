@@ -11,4 +11,6 @@ fi
 python -m pip install --quiet --disable-pip-version-check --upgrade pip
 spec="."
 if [ -n "${1:-}" ]; then spec=".[$1]"; fi
-python -m pip install --quiet --disable-pip-version-check "$spec"
+# Editable: tests and the demo run the source tree as it is (maturin builds the native core
+# into python/durable_streams/ on every install, so Rust changes are picked up too).
+python -m pip install --quiet --disable-pip-version-check --editable "$spec"

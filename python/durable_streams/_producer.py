@@ -88,6 +88,8 @@ class Batch:
     maybe_stored: bool = False
     # Resend only once no batch with a lower seq is in flight (it arrived before them).
     after_predecessors: bool = False
+    # The seq the server expected when it last answered this batch with a gap.
+    gap_expected: int | None = None
     attempts: int = 0
 
 
@@ -325,11 +327,20 @@ class ProducerCore:
                     batch.maybe_stored = True
                 return Retry(error, proto.retry_after_seconds(headers))
             if isinstance(error, errors.SequenceGapError):
-                self._requeue(batch, after_predecessors=True)
-                if not any(seq < batch.seq for seq in self._in_flight):
-                    # Nothing before it is on the way: the server lost or never had what came
-                    # before (a failed batch, a restarted server). This batch was not stored.
-                    self._want_new_epoch(self.epoch + 1)
+                if self._has_predecessors(batch):
+                    self._requeue(batch, after_predecessors=True)
+                    return None
+                if batch.gap_expected != error.expected_seq:
+                    # The server answered before an earlier batch that has been acknowledged
+                    # since; the same number fits now.
+                    batch.gap_expected = error.expected_seq
+                    self._requeue(batch, after_predecessors=False)
+                    return None
+                # The same gap twice with nothing before it on the way: the server lost this
+                # producer's state (or an earlier batch failed). The batch was not stored; it
+                # fails, and what follows goes out under a new epoch.
+                self._fail(batch, error)
+                self._want_new_epoch(self.epoch + 1)
                 return None
             if isinstance(error, errors.StaleEpochError):
                 if self.settings.auto_claim:
@@ -425,6 +436,12 @@ class ProducerCore:
         for waiter in batch.waiters or ():
             self._settle.append((waiter, error))
 
+    def _has_predecessors(self, batch: Batch) -> bool:
+        """Whether a batch numbered before ``batch`` is in flight or waiting to be resent."""
+        if self._ready and self._ready[0].seq < batch.seq:
+            return True
+        return any(seq < batch.seq for seq in self._in_flight)
+
     def _requeue(self, batch: Batch, *, after_predecessors: bool) -> None:
         del self._in_flight[batch.seq]
         batch.after_predecessors = after_predecessors
@@ -447,6 +464,7 @@ class ProducerCore:
             batch.epoch = self.epoch
             batch.maybe_stored = False
             batch.after_predecessors = False
+            batch.gap_expected = None
         self.next_seq = len(self._ready)
 
     def _stop(self, error: errors.DurableStreamError, batch: Batch) -> None:

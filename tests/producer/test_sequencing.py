@@ -7,6 +7,7 @@ import pytest
 from durable_streams import (
     BufferFullError,
     ProducerClosedError,
+    SequenceGapError,
     SequenceReusedError,
     StaleEpochError,
     StreamClosedError,
@@ -67,6 +68,21 @@ def test_a_new_epoch_sends_one_batch_until_acknowledged_then_the_window_opens() 
     assert numbers(sent(core)) == [(0, 1), (0, 2), (0, 3)]
 
 
+def test_gap_answered_before_an_earlier_batch_was_stored_is_resent_at_once() -> None:
+    core = make()
+    for i in range(3):
+        core.add("1" * 10 + str(i))
+    core.on_answer(sent(core)[0], *OK)
+    b1, b2 = sent(core)
+    # the server took b2 before b1, but b1's acknowledgement is processed first
+    core.on_answer(b1, *OK)
+    core.on_answer(b2, *gap(1, 2))
+    assert core.take_failures() == []
+    assert sent(core) == [b2] and (b2.epoch, b2.seq) == (0, 2)
+    core.on_answer(b2, *OK)
+    assert core.idle()
+
+
 def test_gap_waits_for_earlier_batches_then_resends_with_the_same_number() -> None:
     core = make()
     for i in range(4):
@@ -82,18 +98,40 @@ def test_gap_waits_for_earlier_batches_then_resends_with_the_same_number() -> No
     assert b3.seq == 3
 
 
-def test_gap_with_nothing_before_it_moves_everything_unacked_to_a_new_epoch() -> None:
+def test_gap_waits_for_an_earlier_batch_that_is_queued_for_resending() -> None:
     core = make()
-    for i in range(3):
+    for i in range(4):
         core.add("1" * 10 + str(i))
     core.on_answer(sent(core)[0], *OK)
-    b1, b2 = sent(core)
+    b1, b2, b3 = sent(core)
+    core.on_answer(b2, *gap(1, 2))  # b1 is in flight: b2 waits
+    core.on_answer(b1, 403, {"producer-epoch": "0"}, b"")  # pretend: b1 must be resent
+    # b1 now waits in the queue, nothing before b3 is in flight, but b3 must still wait
+    core.on_answer(b3, *gap(1, 3))
+    assert core.take_failures()[0].seq == 1  # only b1 (fenced, no auto_claim) failed
+    assert b3.id in {b.id for b in core._ready} or b3.id not in core._unresolved
+
+
+def test_gap_with_nothing_before_it_fails_the_batch_and_the_rest_move_to_a_new_epoch() -> None:
+    core = make()
+    for i in range(4):
+        core.add("1" * 10 + str(i))
+    core.on_answer(sent(core)[0], *OK)
+    b1, b2, b3 = sent(core)
     core.on_answer(b1, *OK)
-    # the server forgot this producer (restarted): it expects seq 0
+    # the server forgot this producer (restarted): it expects seq 0; once may be a race with
+    # an acknowledgement, so the batch is resent once; the same answer again is a real gap
     core.on_answer(b2, *gap(0, 2))
-    again = sent(core)
-    assert again == [b2] and (b2.epoch, b2.seq) == (1, 0)
-    assert core.epoch == 1 and core.next_seq == 1
+    assert core.take_failures() == []
+    assert sent(core) == [b2]
+    core.on_answer(b2, *gap(0, 2))
+    (failed,) = core.take_failures()
+    assert isinstance(failed.error, SequenceGapError)
+    assert (failed.epoch, failed.seq, failed.messages()) == (0, 2, [int("1" * 10 + "2")])
+    assert sent(core) == []  # b3 is still on the way under the old epoch
+    core.on_answer(b3, *gap(0, 3))  # not stored either: it moves to the new epoch
+    assert numbers(sent(core)) == [(1, 0)]
+    assert core.epoch == 1
 
 
 def test_stale_epoch_without_auto_claim_stops_the_producer() -> None:
