@@ -6,6 +6,7 @@ import asyncio
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
@@ -214,6 +215,16 @@ class IdempotentProducer:
     def buffered_bytes(self) -> int:
         """Bytes taken but not yet acknowledged or failed."""
         return self._core.buffered_bytes
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is not None and not self._finished and not core.idle():
+            warnings.warn(
+                f"{self!r} was garbage-collected with {core.buffered_bytes} bytes not yet "
+                "delivered; flush() or close() it before letting go",
+                ResourceWarning,
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         return (

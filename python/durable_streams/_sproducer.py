@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import logging
 import threading
+import weakref
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
@@ -25,6 +28,23 @@ T = TypeVar("T")
 
 # How long close() waits for the background thread once the producer has stopped.
 _THREAD_JOIN_TIMEOUT = 5.0
+# Producers still open when the interpreter exits get this long to deliver what they hold.
+_EXIT_CLOSE_TIMEOUT = 10.0
+
+_open_producers: weakref.WeakSet[SyncIdempotentProducer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Deliver what unclosed producers hold before the interpreter (and their daemon thread)
+    goes away, and say so: losing buffered messages silently at exit is not an option."""
+    for producer in list(_open_producers):
+        log = logging.getLogger("durable_streams")
+        log.warning("%r was not closed; closing it at exit", producer)
+        try:
+            producer.close(_EXIT_CLOSE_TIMEOUT)
+        except Exception:
+            log.exception("closing %r at exit failed", producer)
 
 
 class SyncIdempotentProducer:
@@ -81,6 +101,7 @@ class SyncIdempotentProducer:
         self._producer._core.share_between_threads()
         self._closed = False
         self._call(self._started(), None)
+        _open_producers.add(self)
 
     async def _started(self) -> None:
         self._producer._start()
@@ -179,6 +200,7 @@ class SyncIdempotentProducer:
         if self._closed:
             return
         self._closed = True
+        _open_producers.discard(self)
         try:
             self._call(self._producer.close(timeout), None)
         finally:

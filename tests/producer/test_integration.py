@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -486,3 +488,34 @@ def test_the_readme_sync_example(stream_url: str) -> None:
         producer.flush()  # raises UndeliveredError if anything failed
 
     assert read_all(url) == rows
+
+
+def test_a_sync_producer_left_open_delivers_at_interpreter_exit(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type="application/json"):
+        pass
+    script = (
+        "import sys\n"
+        "from durable_streams import SyncIdempotentProducer\n"
+        "p = SyncIdempotentProducer(sys.argv[1], producer_id='x',\n"
+        "    content_type='application/json', linger_ms=60_000)\n"
+        "for i in range(10):\n"
+        "    p.append_nowait(i)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, stream_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "was not closed; closing it at exit" in done.stderr
+    assert read_all(stream_url) == list(range(10))
+
+
+# Ending the loop under a running producer also cancels its sends before they start.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_an_async_producer_dropped_with_data_warns(stream_url: str) -> None:
+    async def main() -> None:
+        producer = IdempotentProducer(stream_url, producer_id="p", content_type="text/plain")
+        producer.append_nowait("never sent")  # and no close(): the loop ends with it buffered
+
+    with pytest.warns(ResourceWarning, match="not yet delivered"):
+        asyncio.run(main())
+        gc.collect()
