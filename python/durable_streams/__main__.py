@@ -1,0 +1,102 @@
+"""Command line: ``python -m durable_streams serve`` (also installed as ``durable-streams``).
+
+``serve`` runs the embedded server and prints its URL, alone, on the first line of stdout;
+it stops on Ctrl+C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+_DEFAULT_PORT = 4437  # the protocol's registered port for standalone servers
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="durable-streams", description="Durable Streams tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run a local Durable Streams server",
+        description="Run the embedded Durable Streams server; its URL goes to stdout.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_DEFAULT_PORT,
+        help=f"port to bind; 0 picks a free one (default {_DEFAULT_PORT})",
+    )
+    serve.add_argument(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="SQLite data file that keeps streams across restarts (default: in memory)",
+    )
+    serve.add_argument(
+        "--long-poll-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a long-poll waits; also the SSE keep-alive interval (default 30)",
+    )
+    serve.add_argument(
+        "--sse-reconnect",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="end SSE responses after this long so readers reconnect (default 60)",
+    )
+    serve.add_argument(
+        "--fault-injection",
+        action="store_true",
+        help="enable POST/DELETE /_test/inject-error (for testing clients)",
+    )
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from .server import Server
+
+    server = Server(
+        args.host,
+        args.port,
+        data_path=args.data,
+        long_poll_timeout=args.long_poll_timeout,
+        sse_reconnect_interval=args.sse_reconnect,
+        fault_injection=args.fault_injection,
+    )
+    url = await server.astart()
+    print(url, flush=True)
+    where = f"data file {args.data}" if args.data else "in memory"
+    print(f"durable-streams: serving ({where}); Ctrl+C stops", file=sys.stderr, flush=True)
+    task = asyncio.current_task()
+    if task is not None and sys.platform != "win32":
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await server.serve_forever()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await server.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"durable-streams: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
