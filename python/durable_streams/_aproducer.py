@@ -370,6 +370,8 @@ class IdempotentProducer:
         bytes are taken as serialized JSON and validated); other streams take str or bytes.
         Raises :class:`BufferFullError` when ``max_buffered_bytes`` are waiting (nothing is
         added), :class:`ProducerClosedError` after close or a fatal error."""
+        if self._runner_done is None:
+            self._start()  # before taking the message: without an event loop it is refused
         if self._core.add(data):
             self._notify()
 

@@ -387,6 +387,7 @@ def test_async_producer_outside_an_event_loop_says_what_to_use(stream_url: str) 
     producer = IdempotentProducer(stream_url, producer_id="p", content_type="text/plain")
     with pytest.raises(RuntimeError, match="SyncIdempotentProducer"):
         producer.append_nowait("x")
+    assert producer.buffered_bytes == 0
 
 
 def test_unknown_content_type_is_refused_up_front(stream_url: str) -> None:
