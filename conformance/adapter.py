@@ -473,6 +473,41 @@ class Adapter:
             self.content_types[path] = content_type
 
 
+# The fields a command cannot do without; a command lacking one is answered INVALID_ARGUMENT.
+REQUIRED = {
+    "init": ("serverUrl",),
+    "create": ("path",),
+    "connect": ("path",),
+    "append": ("path", "data"),
+    "read": ("path",),
+    "head": ("path",),
+    "delete": ("path",),
+    "close": ("path",),
+    "idempotent-append": ("path", "data", "producerId"),
+    "idempotent-append-batch": ("path", "items", "producerId"),
+    "idempotent-close": ("path", "producerId"),
+    "idempotent-detach": ("path", "producerId"),
+    "set-dynamic-header": ("name", "valueType"),
+    "set-dynamic-param": ("name", "valueType"),
+    "validate": ("target",),
+    "benchmark": ("operation",),
+}
+
+
+def missing_fields(cmd: Mapping[str, Any]) -> Result | None:
+    kind = str(cmd.get("type"))
+    missing = [name for name in REQUIRED.get(kind, ()) if cmd.get(name) is None]
+    if not missing:
+        return None
+    return {
+        "type": "error",
+        "success": False,
+        "commandType": kind,
+        "errorCode": "INVALID_ARGUMENT",
+        "message": f"{kind} needs {', '.join(missing)}",
+    }
+
+
 def unknown(cmd: Mapping[str, Any]) -> Result:
     return not_supported(str(cmd.get("type")), f"unknown command type {cmd.get('type')!r}")
 
@@ -518,6 +553,9 @@ class SyncAdapter(Adapter):
         method = getattr(self, "cmd_" + kind.replace("-", "_"), None)
         if method is None:
             return unknown(cmd)
+        invalid = missing_fields(cmd)
+        if invalid is not None:
+            return invalid
         try:
             result: Result = method(cmd)
         except NotSupported as exc:
@@ -857,6 +895,9 @@ class AsyncAdapter(Adapter):
         method = getattr(self, "cmd_" + kind.replace("-", "_"), None)
         if method is None:
             return unknown(cmd)
+        invalid = missing_fields(cmd)
+        if invalid is not None:
+            return invalid
         try:
             result: Result = await method(cmd)
         except NotSupported as exc:

@@ -38,7 +38,9 @@ __all__ = [
     "AdapterProcess",
     "Case",
     "CaseFailure",
+    "Execution",
     "Variant",
+    "check",
     "load_cases",
     "run_case",
 ]
