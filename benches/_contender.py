@@ -11,8 +11,9 @@ program for the TypeScript client.
 
 Contenders: ``ours``, ``official``, ``httpx`` (raw httpx: the same requests, bytes streamed
 and dropped), ``httpx+orjson`` (raw httpx and ``orjson`` with the least protocol handling a
-client can get away with: the floor) and ``orjson`` (``orjson.loads`` alone on the same
-payload bytes, built locally: no HTTP at all).
+client can get away with: the floor), ``orjson`` (``orjson.loads`` alone on the same
+payload bytes, built locally: no HTTP at all) and ``core`` (this project's native decoder
+alone on the same bytes).
 
 What is measured: client CPU (``time.process_time``: user and system time of every thread of
 this process) and wall time (``time.perf_counter``) around the workload only; interpreter
@@ -43,6 +44,7 @@ import _payloads as P
 WORKLOADS = (
     "catch-up",
     "sse",
+    "sse-small",
     "produce",
     "append-1mib",
     "latency-long-poll",
@@ -435,36 +437,71 @@ def _raw_long_poll_items(client: Any, url: str, loads: Callable[[bytes], Any]) -
             yield from loads(r.content)
 
 
+def _same_bytes(args: argparse.Namespace) -> tuple[bytes, list[bytes]]:
+    """The payload bytes the server sends for this workload, built here byte for byte, and
+    the JSON payloads within them: the whole body of a catch-up read (one array of every
+    message); for SSE, the reference server's body of one data event per append (an array of
+    ``--per-event`` messages) followed by a control event, and the array of each event."""
+    n = args.messages
+    if args.workload == "catch-up":
+        body = P.array_body(n)
+        return body, [body]
+    per = args.per_event
+    payloads = [P.array_body(min(per, n - s), s) for s in range(0, n, per)]
+    events = [
+        b"event: data\ndata:%s\n\nevent: control\ndata:"
+        b'{"streamNextOffset":"0000000000000000_%016d","streamCursor":"1"}\n\n' % (p, i)
+        for i, p in enumerate(payloads)
+    ]
+    return b"".join(events), payloads
+
+
 def run_orjson(args: argparse.Namespace, m: Meter) -> int:
-    """``orjson.loads`` on the payload bytes the server sends, built here byte for byte: one
-    array of every message for a catch-up read; for SSE, one array per data event, and the
-    reference server sends one data event per append (``_payloads.LIVE_APPEND`` messages)."""
+    """``orjson.loads`` alone on the same payload bytes (no HTTP, no SSE framing)."""
     import orjson
 
     m.info["orjson"] = orjson.__version__
-    n = args.messages
+    _, payloads = _same_bytes(args)
     loads = orjson.loads
+    m.start()
+    got = 0
+    for p in payloads:
+        got += len(loads(p))
+    m.stop()
+    return got
+
+
+def run_core(args: argparse.Namespace, m: Meter) -> int:
+    """This project's native core alone on the same bytes: ``parse_json_array`` of the
+    catch-up body; the SSE body (framing included) through ``SseDecoder("json")`` in 64 KiB
+    chunks. What the client adds to this is HTTP and hand-out."""
+    from durable_streams import _core
+
+    m.info["core"] = _core.__version__
+    body, _ = _same_bytes(args)
     if args.workload == "catch-up":
-        body = P.array_body(n)
         m.start()
-        got = len(loads(body))
+        got = len(_core.parse_json_array(body))
         m.stop()
         return got
-    if args.workload == "sse":
-        per = P.LIVE_APPEND
-        payloads = [P.array_body(min(per, n - s), s) for s in range(0, n, per)]
-        m.start()
-        got = 0
-        for p in payloads:
-            got += len(loads(p))
-        m.stop()
-        return got
-    raise SystemExit(f"orjson has no {args.workload} workload")
+    chunks = P.chunks(body)
+    del body
+    m.start()
+    decoder = _core.SseDecoder("json")
+    got = 0
+    for chunk in chunks:
+        for item in decoder.feed(chunk):
+            if type(item) is list:
+                got += len(item)
+    m.stop()
+    return got
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("contender", choices=("ours", "official", "httpx", "httpx+orjson", "orjson"))
+    ap.add_argument(
+        "contender", choices=("ours", "official", "httpx", "httpx+orjson", "orjson", "core")
+    )
     ap.add_argument("workload", choices=WORKLOADS)
     ap.add_argument("--url", default="")
     ap.add_argument("--messages", type=int, default=1_000_000)
@@ -473,6 +510,10 @@ def main() -> None:
     ap.add_argument("--expect-impl", choices=("native", "pure"))
     ap.add_argument("--sync-producer", action="store_true")
     args = ap.parse_args()
+    # sse-small is the sse workload with one message per append (so per SSE data event)
+    args.per_event = 1 if args.workload == "sse-small" else P.LIVE_APPEND
+    if args.workload == "sse-small":
+        args.workload = "sse"
     m = Meter(args.sample_every)
     run = {
         "ours": run_ours,
@@ -480,6 +521,7 @@ def main() -> None:
         "httpx": run_raw,
         "httpx+orjson": run_raw,
         "orjson": run_orjson,
+        "core": run_core,
     }[args.contender]
     got = run(args, m)
     out = m.result(got)

@@ -94,18 +94,20 @@ CHILD_TIMEOUT = 1800.0
 WORKLOAD_TITLES = {
     "catch-up": "catch-up read of {n:,} small JSON messages (one {mb:.1f} MB response)",
     "sse": "live SSE read of {n:,} small JSON messages (written 1,000 per append)",
+    "sse-small": "live SSE read of {small:,} small JSON messages (written one per append)",
     "produce": "{n:,} small JSON messages appended through the producer",
     "append-1mib": "{big} appends of one ~1 MiB JSON message, one after another",
     "latency-long-poll": "append-to-read latency, long-poll ({lat} messages, one every {ms} ms)",
     "latency-sse": "append-to-read latency, SSE ({lat} messages, one every {ms} ms)",
 }
 WORKLOADS = list(WORKLOAD_TITLES)
-READS = ("catch-up", "sse")
+READS = ("catch-up", "sse", "sse-small")
 LATENCY = ("latency-long-poll", "latency-sse")
 CLIENTS = ("native", "pure", "official", "ts")
 ROWS = {
-    "catch-up": [*CLIENTS, "httpx+orjson", "httpx", "orjson"],
-    "sse": [*CLIENTS, "httpx+orjson", "httpx", "orjson"],
+    "catch-up": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
+    "sse": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
+    "sse-small": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
     "produce": ["native", "native-sync", "pure", "official", "ts", "httpx+orjson", "httpx"],
     "append-1mib": [*CLIENTS, "httpx+orjson", "httpx"],
     "latency-long-poll": [*CLIENTS, "httpx+orjson"],
@@ -120,6 +122,7 @@ LABELS = {
     "httpx+orjson": "raw httpx+orjson",
     "httpx": "raw httpx, bytes",
     "orjson": "orjson.loads alone",
+    "core": "native core alone",
 }
 
 
@@ -251,7 +254,7 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
             out["ts"] = Contender("ts", node_command(), child_env())
         except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
             out["ts"] = Contender("ts", [], {}, dict.fromkeys(WORKLOADS, f"n/a ({exc})"))
-    for raw in ("httpx+orjson", "httpx", "orjson"):
+    for raw in ("httpx+orjson", "httpx", "orjson", "core"):
         if raw in wanted:
             out[raw] = Contender(raw, [ours, script, raw], child_env())
     return out
@@ -355,6 +358,7 @@ def _tail(err: Any) -> str:
 @dataclass
 class Settings:
     messages: int
+    small_messages: int
     repeat: int
     latency_messages: int
     latency_interval: float
@@ -397,6 +401,10 @@ class Bench:
 
     def _catch_up(self, c: Contender) -> dict[str, Any]:
         n = self.s.messages
+        if c.name in ("orjson", "core"):
+            r, _ = run_child(self.argv(c, "catch-up", "", n), c.env, None, CHILD_TIMEOUT)
+            _expect(r, n)
+            return r
         if self.catch_up_url is None:
             self.catch_up_url = self.server.prefill(n)
         r, _ = run_child(self.argv(c, "catch-up", self.catch_up_url, n), c.env, None, CHILD_TIMEOUT)
@@ -409,20 +417,29 @@ class Bench:
             self.sse_bodies = [
                 P.array_body(min(P.LIVE_APPEND, n - s), s) for s in range(0, n, P.LIVE_APPEND)
             ]
-        if c.name == "orjson":
-            r, _ = run_child(self.argv(c, "sse", "", n), c.env, None, CHILD_TIMEOUT)
+        return self._live_read(c, "sse", n, self.sse_bodies)
+
+    def _sse_small(self, c: Contender) -> dict[str, Any]:
+        n = self.s.small_messages
+        return self._live_read(c, "sse-small", n, [P.array_body(1, i) for i in range(n)])
+
+    def _live_read(
+        self, c: Contender, workload: str, n: int, bodies: list[bytes]
+    ) -> dict[str, Any]:
+        if c.name in ("orjson", "core"):
+            r, _ = run_child(self.argv(c, workload, "", n), c.env, None, CHILD_TIMEOUT)
             return r
-        url = self.server.new_stream("sse")
+        url = self.server.new_stream(workload)
 
         def write() -> int:
             start = time.monotonic_ns()
-            for body in self.sse_bodies:
+            for body in bodies:
                 self.server.append(url, body)
             self.server.close_stream(url)
             return start
 
         try:
-            r, start = run_child(self.argv(c, "sse", url, n), c.env, write, CHILD_TIMEOUT)
+            r, start = run_child(self.argv(c, workload, url, n), c.env, write, CHILD_TIMEOUT)
         finally:
             self.server.delete(url)
         _expect(r, n)
@@ -545,11 +562,16 @@ class Report:
         return med([_pct(sorted(r["latencies_ns"]), q) / 1e6 for r in runs])
 
     def count(self, workload: str) -> int:
-        return self.s.big_appends if workload == "append-1mib" else self.s.messages
+        if workload == "append-1mib":
+            return self.s.big_appends
+        if workload == "sse-small":
+            return self.s.small_messages
+        return self.s.messages
 
     def title(self, workload: str) -> str:
         return WORKLOAD_TITLES[workload].format(
             n=self.s.messages,
+            small=self.s.small_messages,
             mb=len(P.array_body(1)) * self.s.messages / 1e6,
             big=self.s.big_appends,
             lat=self.s.latency_messages,
@@ -572,10 +594,7 @@ class Report:
         n = self.count(workload)
         off = self.cpu(workload, "official")
         ts = self.cpu(workload, "ts")
-        floor = None
-        if workload in READS:
-            hx, oj = self.cpu(workload, "httpx"), self.cpu(workload, "orjson")
-            floor = hx + oj if hx is not None and oj is not None else None
+        floor = self.cpu(workload, "httpx+orjson")
         head = (
             f"  {'contender':<22} {'wall s':>19} {'msg/s':>7} {'client CPU s':>19} "
             f"{'CPU µs/msg':>10} {'peak RSS MiB':>12} {'stream +MiB':>11} "
@@ -595,7 +614,7 @@ class Report:
             walls = [r["wall_s"] for r in runs]
             cpus = [r["cpu_s"] for r in runs]
             c = med(cpus)
-            no_io = name == "orjson"
+            no_io = name in ("orjson", "core")
             peak = "-" if no_io else f"{med([r['rss_peak_kib'] for r in runs]) / 1024:.0f}"
             growth = "-"
             if not no_io and all(len(r["rss_samples_kib"]) >= 2 for r in runs):
@@ -611,7 +630,7 @@ class Report:
                 f"  {LABELS[name]:<22} {'-' if no_io else span(walls, '.2f'):>19} "
                 f"{'-' if no_io else rate(n / med(walls)):>7} {span(cpus, '.3f'):>19} "
                 f"{c / n * 1e6:>10.2f} {peak:>12} {growth:>11} "
-                f"{_ratio(off, c):>9} {_ratio(ts, c):>8}"
+                f"{'-' if no_io else _ratio(off, c):>9} {'-' if no_io else _ratio(ts, c):>8}"
             )
             if floor is not None:
                 line += f" {c / floor:>6.2f}x"
@@ -650,27 +669,25 @@ class Report:
         def verdict(ok: bool | None) -> str:
             return "n/a " if ok is None else ("MET " if ok else "MISSED")
 
-        for w in ("catch-up", "sse", "produce"):
+        for w in (*READS, "produce", "append-1mib"):
             nat, off = self.cpu(w, "native"), self.cpu(w, "official")
             ok = None if nat is None or off is None else off / nat >= 5
             detail = "no data" if ok is None else f"official/native CPU = {off / nat:.2f}x"
             out.append(f"  {verdict(ok)} {w}: >= 5x less client CPU than official ({detail})")
         for w in READS:
-            nat, oj, hx = self.cpu(w, "native"), self.cpu(w, "orjson"), self.cpu(w, "httpx")
-            if nat is None or oj is None:
-                out.append(f"  n/a    {w}: within 1.5x of orjson.loads (no data)")
-                continue
-            ratio = nat / oj
-            line = (
-                f"  {verdict(ratio <= 1.5)} {w}: within 1.5x of orjson.loads: "
-                f"native CPU / orjson.loads CPU = {ratio:.2f}x"
-            )
-            if hx is not None:
-                line += (
-                    f"; vs httpx bytes + orjson.loads = {nat / (hx + oj):.2f}x; "
-                    f"(native - httpx) / orjson.loads = {(nat - hx) / oj:.2f}x"
+            core, oj = self.cpu(w, "core"), self.cpu(w, "orjson")
+            nat, floor = self.cpu(w, "native"), self.cpu(w, "httpx+orjson")
+            if core is not None and oj is not None:
+                out.append(
+                    f"  {verdict(core / oj <= 1.5)} {w}: decoding within 1.5x of orjson.loads on "
+                    f"the same bytes (native core / orjson.loads CPU = {core / oj:.2f}x)"
                 )
-            out.append(line)
+            if nat is not None and floor is not None:
+                extra = f"; native client / orjson.loads alone = {nat / oj:.2f}x" if oj else ""
+                out.append(
+                    f"  {verdict(nat / floor <= 1.5)} {w}: whole read within 1.5x of raw "
+                    f"httpx+orjson (native / floor CPU = {nat / floor:.2f}x{extra})"
+                )
         nat, ts = self.wall("produce", "native"), self.wall("produce", "ts")
         if nat is None or ts is None:
             out.append("  n/a    produce: throughput >= the TypeScript client's (no data)")
@@ -706,7 +723,7 @@ class Report:
     def markdown(self) -> str:
         """The README table: medians, with the ratios that matter."""
         cols = [c for c in CLIENTS if c in self.b.contenders]
-        lim = [c for c in ("httpx+orjson", "httpx", "orjson") if c in self.b.contenders]
+        lim = [c for c in ("httpx+orjson", "httpx", "orjson", "core") if c in self.b.contenders]
         head = "| workload | " + " | ".join(LABELS[c] for c in cols + lim) + " |"
         lines = [head, "|" + " --- |" * (1 + len(cols) + len(lim))]
         for w in WORKLOADS:
@@ -739,7 +756,8 @@ class Report:
                     cells.append(f"{per} CPU, {rate(n / wall)}/s")
             label = {
                 "catch-up": "catch-up read, per msg",
-                "sse": "SSE live read, per msg",
+                "sse": "SSE live read (1,000 per event), per msg",
+                "sse-small": "SSE live read (1 per event), per msg",
                 "produce": "producer append, per msg",
                 "append-1mib": "1 MiB append, per append",
                 "latency-long-poll": "latency long-poll p50 / p99",
@@ -805,6 +823,9 @@ def main() -> None:
         default=",".join(LABELS),
         help="comma-separated subset of: " + ", ".join(LABELS),
     )
+    ap.add_argument(
+        "--small-messages", type=int, help="messages of sse-small (default messages / 100)"
+    )
     ap.add_argument("--latency-messages", type=int, help="messages per latency run (default 300)")
     ap.add_argument("--latency-interval-ms", type=float, default=10.0)
     ap.add_argument("--big-appends", type=int, help="1 MiB appends per run (default 50)")
@@ -818,8 +839,10 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="also print the README table")
     args = ap.parse_args()
 
+    messages = args.messages or (100_000 if args.quick else 1_000_000)
     s = Settings(
-        messages=args.messages or (100_000 if args.quick else 1_000_000),
+        messages=messages,
+        small_messages=args.small_messages or max(100, messages // 100),
         repeat=args.repeat or (1 if args.quick else 3),
         latency_messages=args.latency_messages or (50 if args.quick else 300),
         latency_interval=args.latency_interval_ms / 1000,
@@ -840,8 +863,9 @@ def main() -> None:
         f"orjson {info['orjson']}; load average at start {info['loadavg'][0]:.2f}",
     )
     print(
-        f"settings: {s.messages:,} messages, {s.repeat} repeats, latency {s.latency_messages} "
-        f"messages every {args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends; "
+        f"settings: {s.messages:,} messages ({s.small_messages:,} for sse-small), "
+        f"{s.repeat} repeats, latency {s.latency_messages} messages every "
+        f"{args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends; "
         "reference server in-memory, compression off",
         flush=True,
     )
@@ -860,8 +884,8 @@ def main() -> None:
     print(
         "\ncolumns: medians (min-max) over the repeats; msg/s = messages / median wall; "
         "CPU off/x and CPU ts/x = the official / TypeScript client's CPU over this row's "
-        "(>1: this row uses less); x/floor = this row's CPU over raw httpx bytes + "
-        "orjson.loads; stream +MiB = RSS growth from the first to the last sample "
+        "(>1: this row uses less); x/floor = this row's CPU over the raw httpx+orjson "
+        "client's; stream +MiB = RSS growth from the first to the last sample "
         "(every N/10 messages: from 10% to 100% of the read)."
     )
     if args.markdown:

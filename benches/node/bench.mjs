@@ -16,7 +16,15 @@ import { performance } from "node:perf_hooks"
 import { readFileSync } from "node:fs"
 import { DurableStream, IdempotentProducer, stream } from "@durable-streams/client"
 
-const WORKLOADS = ["catch-up", "sse", "produce", "append-1mib", "latency-long-poll", "latency-sse"]
+const WORKLOADS = [
+  "catch-up",
+  "sse",
+  "sse-small",
+  "produce",
+  "append-1mib",
+  "latency-long-poll",
+  "latency-sse",
+]
 const POOL = 10_000
 const BIG_MESSAGE_BYTES = 1 << 20
 const JSON_CT = "application/json"
@@ -166,12 +174,12 @@ async function main() {
     const res = await stream({ url, offset: "-1", live: false })
     got = await consume(res, counter(m))
     m.stop()
-  } else if (workload === "sse" || workload.startsWith("latency-")) {
+  } else if (workload.startsWith("sse") || workload.startsWith("latency-")) {
     const live = workload === "latency-long-poll" ? "long-poll" : "sse"
     m.start()
     const res = await stream({ url, offset: "-1", live })
     ready()
-    got = await consume(res, workload === "sse" ? counter(m) : timer(m))
+    got = await consume(res, workload.startsWith("sse") ? counter(m) : timer(m))
     m.stop()
   } else if (workload === "append-1mib") {
     m.start()
