@@ -699,11 +699,8 @@ class SyncAdapter(Adapter):
         ) as response:
             content_type = state.opened(response, self.content_types.get(path))
             self.remember_type(path, content_type)
-            read: Callable[[], Any] = {
-                "json": response.read_json,
-                "text": response.read_text,
-                "bytes": response.read_bytes,
-            }[state.kind]
+            # read_json / read_text / read_bytes: everything up to the next up-to-date batch
+            read: Callable[[], Any] = getattr(response, f"read_{state.kind}")
             while not state.record(read(), response):
                 pass
 
@@ -719,7 +716,7 @@ class SyncAdapter(Adapter):
         producer = self.producers.get(key)
         if producer is None:
             producer = self.producers[key] = self.producer(cmd)
-        return producer  # type: ignore[no-any-return]
+        return producer
 
     def close_producers(self) -> None:
         producers, self.producers = list(self.producers.values()), {}
@@ -1024,11 +1021,7 @@ class AsyncAdapter(Adapter):
                 )
                 content_type = state.opened(response, self.content_types.get(path))
                 self.remember_type(path, content_type)
-                read: Callable[[], Any] = {
-                    "json": response.read_json,
-                    "text": response.read_text,
-                    "bytes": response.read_bytes,
-                }[state.kind]
+                read: Callable[[], Any] = getattr(response, f"read_{state.kind}")
                 while not state.record(await read(), response):
                     pass
         return state.finish(values, scope.cancelled_caught)
@@ -1045,7 +1038,7 @@ class AsyncAdapter(Adapter):
         producer = self.producers.get(key)
         if producer is None:
             producer = self.producers[key] = self.producer(cmd)
-        return producer  # type: ignore[no-any-return]
+        return producer
 
     async def close_producers(self) -> None:
         producers, self.producers = list(self.producers.values()), {}

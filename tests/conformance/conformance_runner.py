@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "COMMAND_TIMEOUT",
