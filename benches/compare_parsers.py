@@ -4,8 +4,9 @@
 
 The official Python client (PyPI ``durable-streams==0.1.0``) has our import name, so it lives in
 its own virtualenv, ``benches/.venv-official`` (created here on first use with ``python3 -m
-venv`` and pip), and its part runs in a subprocess of that interpreter (this same file with
-``--worker``), which prints its timings as JSON. Both sides build their inputs from
+venv`` and pip, from the pinned ``requirements-official.txt``), and its part runs in a
+subprocess of that interpreter (this same file with ``--worker``), which prints its timings as
+JSON. Both sides build their inputs from
 ``_payloads.py``, so every row of a case parses the same bytes.
 
 What the official client does, read from its 0.1.0 source:
@@ -47,7 +48,8 @@ sys.path.insert(0, str(HERE))
 import _payloads as P  # noqa: E402
 
 OFFICIAL_VENV = HERE / ".venv-official"
-OFFICIAL_SPEC = "durable-streams==0.1.0"
+OFFICIAL_SPEC = "durable-streams==0.1.0"  # with its dependencies in requirements-official.txt
+OFFICIAL_REQUIREMENTS = HERE / "requirements-official.txt"
 CATCH_UP_BODIES = 50  # catch-up cases parse the same 1,000-message body this many times a pass
 BATCH_MESSAGES = 50_000
 
@@ -265,11 +267,10 @@ def official_python() -> Path:
         if ok.returncode == 0 and ok.stdout.strip() == OFFICIAL_SPEC.split("==")[1]:
             return py
     base = shutil.which("python3") or sys.executable
-    print(f"creating {OFFICIAL_VENV} with {OFFICIAL_SPEC} ...", file=sys.stderr)
+    print(f"creating {OFFICIAL_VENV} from {OFFICIAL_REQUIREMENTS.name} ...", file=sys.stderr)
     subprocess.run([base, "-m", "venv", str(OFFICIAL_VENV)], check=True)
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", OFFICIAL_SPEC, "orjson"], check=True
-    )
+    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(OFFICIAL_REQUIREMENTS)], check=True)
     subprocess.run(probe, check=True, capture_output=True)
     return py
 
