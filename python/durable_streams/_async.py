@@ -71,7 +71,10 @@ class AsyncStreamResponse(ResponseMetadata):
     ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
 
     Use it as a context manager; leaving the block closes the connection (and the HTTP client
-    when ``stream()`` made one)."""
+    when ``astream()`` made one), even when the block is left by cancellation. Closing an
+    iterator early (``aclose()``) gives its connection back as well; the next iterator resumes
+    where that one stopped. An async response must be closed: one dropped unclosed is left to
+    the garbage collector and the event loop's warnings."""
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self._kind: str | None = None
         self._source: AsyncIterator[Batch] | None = None
         self._consumer: AsyncIterator[Any] | None = None
+        self._handing_over = False
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -123,14 +127,20 @@ class AsyncStreamResponse(ResponseMetadata):
         if self._closed:
             return
         self._closed = True
-        await self._drop_source()
-        if self._owns_client:
-            await self._client.aclose()
+        # Closing waits for nothing remote, so it may outlive a cancelled scope: a block left by
+        # cancellation must still give its connection back.
+        with anyio.CancelScope(shield=True):
+            await self._drop_source()
+            if self._owns_client:
+                await self._client.aclose()
 
     async def _drop_source(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.aclose()  # type: ignore[attr-defined]
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
         source, self._source = self._source, None
         if source is not None:
             await source.aclose()  # type: ignore[attr-defined]
@@ -247,10 +257,7 @@ class AsyncStreamResponse(ResponseMetadata):
             return pending
         session = self._session
         if session.needs_new_connection(kind):
-            source, self._source = self._source, None
-            if source is not None:
-                await source.aclose()  # type: ignore[attr-defined]
-            await self._close_http()
+            await self._drop_connection()
         session.consumer = kind
         if self._source is None:
             if session.done:
@@ -276,20 +283,31 @@ class AsyncStreamResponse(ResponseMetadata):
         previous: AsyncIterator[Any] | None,
     ) -> AsyncIterator[Any]:
         if previous is not None:
-            await previous.aclose()  # type: ignore[attr-defined]
+            # This iterator goes on where the previous one stopped, on the same connection.
+            self._handing_over = True
+            try:
+                await previous.aclose()  # type: ignore[attr-defined]
+            finally:
+                self._handing_over = False
         await self._ensure_open()
         if kind is None:  # iterating the response itself, or iter_events
             kind = self._event_kind(raw_json=transform is not None)
         delivery = self._delivery
-        for item in delivery.drain_carried(kind):
-            yield item
-        while True:
-            if await self._next_batch(kind) is None:
-                return
-            for item in delivery.drain(transform):
+        try:
+            for item in delivery.drain_carried(kind):
                 yield item
-            if delivery.finish(until_up_to_date):
-                return
+            while True:
+                if await self._next_batch(kind) is None:
+                    return
+                for item in delivery.drain(transform):
+                    yield item
+                if delivery.finish(until_up_to_date):
+                    return
+        except GeneratorExit:
+            if not self._handing_over:
+                with anyio.CancelScope(shield=True):
+                    await self._drop_connection()
+            raise
 
     def _iterate(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -61,12 +62,34 @@ def _read_limited(response: httpx.Response, limit: int, *, url: str, offset: str
     return b"".join(parts)
 
 
+class _Held:
+    """What a response must release even if it is dropped unclosed: the HTTP response in
+    flight and the client it made. Its finalizer holds this, not the response, so the garbage
+    collector closes them cleanly instead of finding their sockets unclosed."""
+
+    __slots__ = ("client", "http")
+
+    def __init__(self, client: httpx.Client | None) -> None:
+        self.http: httpx.Response | None = None
+        self.client = client
+
+    def close(self) -> None:
+        http, self.http = self.http, None
+        if http is not None:
+            http.close()
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+
 class StreamResponse(ResponseMetadata):
     """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
     ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
 
     Use it as a context manager; leaving the block closes the connection (and the HTTP client
-    when ``stream()`` made one)."""
+    when ``stream()`` made one). Closing an iterator early (``close()``) gives its connection
+    back as well; the next iterator resumes where that one stopped. A response dropped without
+    being closed is closed when it is garbage collected."""
 
     def __init__(
         self,
@@ -89,11 +112,21 @@ class StreamResponse(ResponseMetadata):
         self._live_read_timeout = live_read_timeout
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
-        self._http: httpx.Response | None = None
+        self._held = _Held(client if owns_client else None)
+        self._release = weakref.finalize(self, self._held.close)
         self._kind: str | None = None
         self._source: Iterator[Batch] | None = None
         self._consumer: Iterator[Any] | None = None
+        self._handing_over = False
         self._closed = False
+
+    @property
+    def _http(self) -> httpx.Response | None:
+        return self._held.http
+
+    @_http.setter
+    def _http(self, http: httpx.Response | None) -> None:
+        self._held.http = http
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,13 +152,15 @@ class StreamResponse(ResponseMetadata):
             return
         self._closed = True
         self._drop_source()
-        if self._owns_client:
-            self._client.close()
+        self._release()
 
     def _drop_source(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.close()  # type: ignore[attr-defined]
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         source, self._source = self._source, None
         if source is not None:
             source.close()  # type: ignore[attr-defined]
@@ -223,10 +258,7 @@ class StreamResponse(ResponseMetadata):
             return pending
         session = self._session
         if session.needs_new_connection(kind):
-            source, self._source = self._source, None
-            if source is not None:
-                source.close()  # type: ignore[attr-defined]
-            self._close_http()
+            self._drop_connection()
         session.consumer = kind
         if self._source is None:
             if session.done:
@@ -248,13 +280,18 @@ class StreamResponse(ResponseMetadata):
         self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
     ) -> Iterator[Any]:
         delivery = self._delivery
-        yield from delivery.drain_carried(kind)
-        while True:
-            if self._next_batch(kind) is None:
-                return
-            yield from delivery.drain(transform)
-            if delivery.finish(until_up_to_date):
-                return
+        try:
+            yield from delivery.drain_carried(kind)
+            while True:
+                if self._next_batch(kind) is None:
+                    return
+                yield from delivery.drain(transform)
+                if delivery.finish(until_up_to_date):
+                    return
+        except GeneratorExit:
+            if not self._handing_over:
+                self._drop_connection()
+            raise
 
     def _iterate(
         self,
@@ -264,7 +301,12 @@ class StreamResponse(ResponseMetadata):
     ) -> Iterator[Any]:
         previous, self._consumer = self._consumer, None
         if previous is not None:
-            previous.close()  # type: ignore[attr-defined]
+            # The next iterator goes on where this one stopped, on the same connection.
+            self._handing_over = True
+            try:
+                previous.close()  # type: ignore[attr-defined]
+            finally:
+                self._handing_over = False
         self._ensure_open()
         gen = self._items(kind, until_up_to_date, transform)
         self._consumer = gen

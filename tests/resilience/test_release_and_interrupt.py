@@ -1,0 +1,259 @@
+"""Readers give their connections back: when dropped unclosed (sync), when an iterator is
+closed early, when cancelled (async); and Ctrl+C stops a blocked sync reader at once.
+
+Connections are counted at a fault proxy with its faults off; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import durable_streams as ds
+from faultproxy import FaultProxy
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def proxy(server_url: str) -> Iterator[FaultProxy]:
+    with FaultProxy(server_url, fragment=False) as faithful:
+        yield faithful
+
+
+def _json_stream(url: str, *messages: object) -> None:
+    assert httpx.put(url, headers={"content-type": "application/json"}).status_code == 201
+    if messages:
+        _append(url, *messages)
+
+
+def _append(url: str, *messages: object) -> None:
+    assert httpx.post(url, json=list(messages)).status_code == 204
+
+
+def _through(proxy: FaultProxy, server_url: str, url: str) -> str:
+    return proxy.url + url.removeprefix(server_url)
+
+
+def _resource_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+# -- sync: dropped responses, closed iterators -------------------------------------------------
+
+
+@pytest.mark.parametrize("live", [False, "long-poll", "sse"])
+def test_dropped_response_releases_its_connection_sync(
+    proxy: FaultProxy, server_url: str, stream_url: str, live: ds.LiveMode
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    res = ds.stream(_through(proxy, server_url, stream_url), live=live)
+    iterator = res.iter_json()
+    assert next(iterator) == {"n": 1}
+    if live:  # a second item comes over the live connection, which stays open
+        _append(stream_url, {"n": 2})
+        assert next(iterator) == {"n": 2}
+    assert proxy.open_connections == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del iterator, res
+        gc.collect()
+    assert _resource_warnings(caught) == []
+    assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+
+
+def test_closing_an_iterator_early_releases_its_connection_sync(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    with (
+        httpx.Client() as client,
+        ds.stream(_through(proxy, server_url, stream_url), live="sse", client=client) as res,
+    ):
+        first = res.iter_json()
+        assert next(first) == {"n": 1}
+        _append(stream_url, {"n": 2}, {"n": 3})
+        assert next(first) == {"n": 2}  # over SSE; {"n": 3} waits in the same batch
+        assert proxy.open_connections == 1
+        first.close()  # type: ignore[attr-defined]
+        assert proxy.wait_open_connections(0, WAIT)
+        # The next iterator starts where the closed one stopped, on a new connection.
+        second = res.iter_json()
+        assert next(second) == {"n": 3}
+        _append(stream_url, {"n": 4})
+        assert next(second) == {"n": 4}
+        assert proxy.open_connections == 1
+        assert proxy.stats["connections"] == 2
+    assert proxy.wait_open_connections(0, WAIT)
+
+
+def test_a_new_iterator_takes_over_the_connection_sync(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    with ds.stream(_through(proxy, server_url, stream_url), live="sse") as res:
+        for item in res.iter_json():
+            assert item == {"n": 1}
+            break
+        _append(stream_url, {"n": 2})
+        for item in res.iter_json():
+            assert item == {"n": 2}
+            break
+        assert proxy.stats["connections"] == 1
+    assert proxy.wait_open_connections(0, WAIT)
+
+
+# -- async: closed iterators, dropped iterators, cancellation ---------------------------------
+
+
+@pytest.mark.anyio
+async def test_closing_an_iterator_early_releases_its_connection_async(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    async with (
+        httpx.AsyncClient() as client,
+        ds.astream(_through(proxy, server_url, stream_url), live="sse", client=client) as res,
+    ):
+        first = res.iter_json()
+        assert await first.__anext__() == {"n": 1}
+        _append(stream_url, {"n": 2}, {"n": 3})
+        assert await first.__anext__() == {"n": 2}
+        assert proxy.open_connections == 1
+        await first.aclose()  # type: ignore[attr-defined]
+        assert proxy.wait_open_connections(0, WAIT)
+        second = res.iter_json()
+        assert await second.__anext__() == {"n": 3}
+        _append(stream_url, {"n": 4})
+        assert await second.__anext__() == {"n": 4}
+        assert proxy.stats["connections"] == 2
+    assert proxy.wait_open_connections(0, WAIT)
+
+
+@pytest.mark.anyio
+async def test_a_dropped_iterator_neither_warns_nor_loses_items_async(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    async with ds.astream(_through(proxy, server_url, stream_url), live="sse") as res:
+        dropped = res.iter_json()
+        assert await dropped.__anext__() == {"n": 1}
+        _append(stream_url, {"n": 2}, {"n": 3})
+        assert await dropped.__anext__() == {"n": 2}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del dropped
+            gc.collect()
+        assert _resource_warnings(caught) == []
+        # The response still holds the connection; the next iterator goes on with it.
+        assert [item async for item in _take(res, 1)] == [{"n": 3}]
+        assert proxy.stats["connections"] == 1
+    assert proxy.wait_open_connections(0, WAIT)
+
+
+async def _take(res: ds.AsyncStreamResponse, n: int) -> AsyncIterator[Any]:
+    async for item in res.iter_json():
+        yield item
+        n -= 1
+        if n == 0:
+            return
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+async def test_a_waiting_live_reader_is_cancelled_promptly(
+    proxy: FaultProxy, server_url: str, stream_url: str, live: ds.LiveMode
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items = []
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.3):
+            async with ds.astream(_through(proxy, server_url, stream_url), live=live) as res:
+                async for item in res.iter_json():
+                    items.append(item)
+    elapsed = time.monotonic() - started
+    assert items == [{"n": 1}]
+    # The server would answer the long-poll (or send a keep-alive) only after 1 s.
+    assert elapsed < 0.6, elapsed
+    assert proxy.wait_open_connections(0, WAIT)
+
+
+# -- Ctrl+C ------------------------------------------------------------------------------------
+
+TAIL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import durable_streams as ds
+
+    url, live = sys.argv[1], sys.argv[2]
+    print("ready", flush=True)
+    with ds.stream(url, live=live, offset="now") as res:
+        for item in res.iter_json():
+            print("item", item, flush=True)
+    """
+)
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout} s"
+    return proc.stdout.readline()
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+def test_ctrl_c_stops_a_blocked_sync_reader_at_once(
+    proxy: FaultProxy,
+    server_url: str,
+    stream_url: str,
+    tmp_path: Path,
+    core_impl: str,
+    live: str,
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    # The server holds the reader's requests for 20 s: without Ctrl+C it would block that long.
+    fault = {"path": stream_url.removeprefix(server_url), "delayMs": 20_000, "count": 2}
+    assert httpx.post(f"{server_url}/_test/inject-error", json=fault).status_code == 200
+    script = tmp_path / "tail.py"
+    script.write_text(TAIL_SCRIPT)
+    env = {**os.environ, "DURABLE_STREAMS_PURE_PYTHON": "1" if core_impl == "pure" else "0"}
+    with subprocess.Popen(
+        [sys.executable, str(script), _through(proxy, server_url, stream_url), live],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert _readline(proc, 20) == "ready\n"
+            assert proxy.wait_open_connections(1, WAIT)  # its request is on the way
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=WAIT)
+            elapsed = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        _, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == -signal.SIGINT, stderr
+    assert "KeyboardInterrupt" in stderr
+    assert "durable_streams" in stderr  # it was inside the read, waiting for the server
+    assert elapsed < 0.75, elapsed
