@@ -44,7 +44,21 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
 }
 
 pub fn push_i64(out: &mut Vec<u8>, v: i64) {
-    let _ = write!(out, "{v}");
+    let mut digits = [0u8; 20];
+    let mut rest = v.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends a finite float as CPython's `repr(float)` spells it (shortest round-trip digits,
@@ -55,16 +69,35 @@ pub fn push_f64(out: &mut Vec<u8>, v: f64) -> bool {
         return false;
     }
     // Rust's `{:e}` gives the shortest round-trip digits too: "-1.2345e-7", "1e16", "0e0".
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("LowerExp always has an exponent");
-    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
+    // Written to the stack: the longest is 17 digits, a point, a sign and "e-324".
+    let mut sci = [0u8; 32];
+    let len = {
+        let mut cursor = &mut sci[..];
+        let _ = write!(cursor, "{v:e}");
+        32 - cursor.len()
     };
-    let digits: Vec<u8> = mantissa.bytes().filter(|&c| c != b'.').collect();
+    let sci = &sci[..len];
+    let e_at = sci
+        .iter()
+        .position(|&c| c == b'e')
+        .expect("LowerExp always has an exponent");
+    let exp: i32 = std::str::from_utf8(&sci[e_at + 1..])
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .expect("LowerExp exponent is an integer");
+    let (negative, mantissa) = match sci[..e_at].strip_prefix(b"-") {
+        Some(m) => (true, m),
+        None => (false, &sci[..e_at]),
+    };
+    let mut digit_buf = [0u8; 20];
+    let mut n_digits = 0;
+    for &c in mantissa {
+        if c != b'.' {
+            digit_buf[n_digits] = c;
+            n_digits += 1;
+        }
+    }
+    let digits = &digit_buf[..n_digits];
     if negative {
         out.push(b'-');
     }
@@ -73,11 +106,11 @@ pub fn push_f64(out: &mut Vec<u8>, v: f64) -> bool {
         if decpt <= 0 {
             out.extend_from_slice(b"0.");
             out.extend(std::iter::repeat_n(b'0', (-decpt) as usize));
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(digits);
         } else {
             let decpt = decpt as usize;
             if decpt >= digits.len() {
-                out.extend_from_slice(&digits);
+                out.extend_from_slice(digits);
                 out.extend(std::iter::repeat_n(b'0', decpt - digits.len()));
                 out.extend_from_slice(b".0");
             } else {

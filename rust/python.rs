@@ -173,6 +173,29 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 }
 
 fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    // Exact-type checks are one pointer comparison each; the subclass checks below need a
+    // call into the interpreter under the stable ABI, so common values skip them.
+    if let Ok(s) = v.cast_exact::<PyString>() {
+        encode::push_str(out, s.to_str()?);
+        return Ok(());
+    }
+    if let Ok(i) = v.cast_exact::<PyInt>() {
+        if let Ok(n) = i.extract::<i64>() {
+            encode::push_i64(out, n);
+            return Ok(());
+        }
+    }
+    if let Ok(f) = v.cast_exact::<PyFloat>() {
+        if encode::push_f64(out, f.value()) {
+            return Ok(());
+        }
+    }
+    if let Ok(d) = v.cast_exact::<PyDict>() {
+        return encode_dict(out, d, depth);
+    }
+    if let Ok(l) = v.cast_exact::<PyList>() {
+        return encode_list(out, l, depth);
+    }
     if let Ok(s) = v.cast::<PyString>() {
         encode::push_str(out, s.to_str()?);
     } else if v.is_none() {
@@ -199,33 +222,9 @@ fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResu
             )));
         }
     } else if let Ok(d) = v.cast::<PyDict>() {
-        enter(depth)?;
-        out.push(b'{');
-        for (n, (k, val)) in d.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            let Ok(k) = k.cast::<PyString>() else {
-                return Err(PyTypeError::new_err(format!(
-                    "keys must be str, not {}",
-                    type_name(&k)
-                )));
-            };
-            encode::push_str(out, k.to_str()?);
-            out.push(b':');
-            encode_value(out, &val, depth + 1)?;
-        }
-        out.push(b'}');
+        encode_dict(out, d, depth)?;
     } else if let Ok(l) = v.cast::<PyList>() {
-        enter(depth)?;
-        out.push(b'[');
-        for (n, item) in l.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            encode_value(out, &item, depth + 1)?;
-        }
-        out.push(b']');
+        encode_list(out, l, depth)?;
     } else if let Ok(t) = v.cast::<PyTuple>() {
         enter(depth)?;
         out.push(b'[');
@@ -242,6 +241,40 @@ fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResu
             type_name(v)
         )));
     }
+    Ok(())
+}
+
+fn encode_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: usize) -> PyResult<()> {
+    enter(depth)?;
+    out.push(b'{');
+    for (n, (k, val)) in d.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let Ok(k) = k.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "keys must be str, not {}",
+                type_name(&k)
+            )));
+        };
+        encode::push_str(out, k.to_str()?);
+        out.push(b':');
+        encode_value(out, &val, depth + 1)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn encode_list(out: &mut Vec<u8>, l: &Bound<'_, PyList>, depth: usize) -> PyResult<()> {
+    enter(depth)?;
+    out.push(b'[');
+    for (n, item) in l.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        encode_value(out, &item, depth + 1)?;
+    }
+    out.push(b']');
     Ok(())
 }
 
