@@ -354,7 +354,8 @@ class FaultProxy:
     def _spawn(self, target: Any, role: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"faultproxy-{role}", daemon=True)
         with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
+            # Another thread may be between appending and starting its own: keep unstarted ones.
+            self._threads = [t for t in self._threads if t.ident is None or t.is_alive()]
             self._threads.append(thread)
         thread.start()
         return thread
