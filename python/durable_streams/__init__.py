@@ -44,6 +44,7 @@ from ._errors import (
 from ._impl import IMPLEMENTATION
 from ._producer import FailedBatch
 from ._protocol import OFFSET_BEGINNING, OFFSET_NOW, AppendResult, HeadResult, LiveMode
+from ._read import STOP, ErrorDecision, RetryAction
 from ._retry import RetryPolicy
 from ._shared import StreamEvent
 from ._sproducer import SyncIdempotentProducer
@@ -53,6 +54,7 @@ __all__ = [
     "IMPLEMENTATION",
     "OFFSET_BEGINNING",
     "OFFSET_NOW",
+    "STOP",
     "Acknowledgement",
     "AppendResult",
     "AsyncDurableStream",
@@ -66,6 +68,7 @@ __all__ = [
     "DeadlineExceededError",
     "DurableStream",
     "DurableStreamError",
+    "ErrorDecision",
     "EventTooLargeError",
     "FailedBatch",
     "HeadResult",
@@ -81,6 +84,7 @@ __all__ = [
     "RateLimitedError",
     "ResponseError",
     "RetentionGoneError",
+    "RetryAction",
     "RetryPolicy",
     "SSEParseError",
     "SeqConflictError",

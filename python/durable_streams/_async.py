@@ -230,7 +230,7 @@ class AsyncStreamResponse(ResponseMetadata):
                     body = await _read_limited(
                         http, session.max_body_bytes, url=session.url, offset=session.offset
                     )
-                    if compressed_body_cut_short(http):
+                    if compressed_body_cut_short(http, body):
                         raise errors.TransportError(
                             "compressed body ended early", url=session.url, offset=session.offset
                         )

@@ -155,12 +155,14 @@ async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError
     return decision
 
 
-def compressed_body_cut_short(response: httpx.Response) -> bool:
-    """Whether a gzip or deflate body, read to its end, stopped before its compressed data did.
+def compressed_body_cut_short(response: httpx.Response, body: bytes) -> bool:
+    """Whether a gzip or deflate body, read to its end (``body``), stopped before its
+    compressed data did.
 
     httpx's zlib decoders never check for the end, so a body truncated by the server or a
-    middlebox would otherwise read as a shorter, valid one."""
-    if response.num_bytes_downloaded == 0:
+    middlebox would otherwise read as a shorter, valid one. No bytes at all is no body, not a
+    cut one."""
+    if not body and response.num_bytes_downloaded == 0:
         return False
     decompressor = getattr(getattr(response, "_decoder", None), "decompressor", None)
     return getattr(decompressor, "eof", True) is False

@@ -233,7 +233,7 @@ class StreamResponse(ResponseMetadata):
                     body = _read_limited(
                         http, session.max_body_bytes, url=session.url, offset=session.offset
                     )
-                    if compressed_body_cut_short(http):
+                    if compressed_body_cut_short(http, body):
                         raise errors.TransportError(
                             "compressed body ended early", url=session.url, offset=session.offset
                         )

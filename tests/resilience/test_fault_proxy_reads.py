@@ -32,10 +32,14 @@ WINDOW = 2  # batches the live writer may run ahead of the reader
 # Consecutive failures are bounded in time, not in number: under LIVE_CUTS a long-poll
 # answer needs a few attempts on average.
 RETRY = RetryPolicy(max_retries=None, initial_delay=0.002, max_delay=0.02, deadline=10)
-CUTS = {"cut_mid_response": 0.4, "cut_after_request": 0.15, "cut_mid_request": 0.15}
+CUTS: dict[str, Any] = {"cut_mid_response": 0.4, "cut_after_request": 0.15, "cut_mid_request": 0.15}
 # A live reader keeps one connection while it is whole (SSE holds it for the whole tail), so
 # here every connection is cut somewhere.
-LIVE_CUTS = {"cut_mid_response": 0.6, "cut_after_request": 0.2, "cut_mid_request": 0.2}
+LIVE_CUTS: dict[str, Any] = {
+    "cut_mid_response": 0.6,
+    "cut_after_request": 0.2,
+    "cut_mid_request": 0.2,
+}
 MIN_CUTS = 3
 MAX_READS = 12
 
@@ -169,18 +173,19 @@ class Writer(threading.Thread):
             self._stopped = True
             self._changed.notify_all()
 
+    def _wait_for_reader(self, count: int) -> bool:
+        """Wait until the reader has ``count`` items; False once stopped."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._stopped or self._read >= count, 20):
+                raise TimeoutError(f"the reader stalled at {self._read}")
+            return not self._stopped
+
     def run(self) -> None:
         try:
             with httpx.Client(timeout=10) as client:
                 for start in range(0, N_MESSAGES, LIVE_BATCH):
-                    behind = start - WINDOW * LIVE_BATCH
-                    with self._changed:
-                        if not self._changed.wait_for(
-                            lambda b=behind: self._stopped or self._read >= b, timeout=20
-                        ):
-                            raise TimeoutError(f"the reader stalled at {self._read}")
-                        if self._stopped:
-                            return
+                    if not self._wait_for_reader(start - WINDOW * LIVE_BATCH):
+                        return
                     _append(client, self.url, EXPECTED[start : start + LIVE_BATCH])
                 _close(client, self.url)
         except BaseException as exc:
