@@ -1,23 +1,32 @@
 """Side by side against the reference server: this project, the official clients, raw limits.
 
     python benches/compare.py [--quick] [--repeat N] [--messages N] [--only WORKLOAD ...]
-                              [--json OUT] [--markdown]
+                              [--json OUT] [--markdown] [--contenders a,b,...]
+
+``--quick``: 100k messages, 1 repeat, short latency runs (a smoke test, about a minute);
+``--repeat N``: runs per workload and contender (default 3; the table shows median and
+min-max); ``--messages N``: messages of the read and producer workloads (default 1,000,000;
+``sse-small`` uses N/100); ``--only WORKLOAD``: run just that workload (repeatable);
+``--json OUT``: also write every run's raw measurements; ``--markdown``: also print the
+README table. ``--help`` lists the rest.
 
 Starts the pinned reference server (``refserver/``, in-memory, compression off) on 127.0.0.1
 and runs every workload with every contender, each run in a fresh subprocess, so the CPU time
 and peak memory a row reports belong to that client alone:
 
 - ``native`` / ``pure``: this project (``durable_streams``) on its Rust core / on its
-  pure-Python twin (``DURABLE_STREAMS_PURE_PYTHON=1``), in this repository's ``.venv``;
+  pure-Python twin (``DURABLE_STREAMS_PURE_PYTHON=1``), in this repository's ``.venv``
+  (``native-sync``: the threaded ``SyncIdempotentProducer``, producer workload only);
 - ``official``: the official Python client, ``durable-streams`` 0.1.0 from PyPI, in
   ``benches/.venv-official`` (created here on first use from ``requirements-official.txt``);
 - ``ts``: the TypeScript reference client, ``@durable-streams/client`` from npm, pinned in
   ``benches/node/package.json`` + ``package-lock.json`` (installed here with ``npm ci``), run
   by ``benches/node/bench.mjs`` on Node;
 - the raw limits: ``httpx+orjson`` (raw httpx requests and ``orjson``, with the least
-  protocol handling that works: the floor for a Python client), ``httpx`` (the same
-  responses streamed and dropped: transport alone) and ``orjson`` (``orjson.loads`` on the
-  same payload bytes, no HTTP).
+  protocol handling that works: the floor for a Python client, the ``x/floor`` reference),
+  ``httpx`` (the same responses streamed and dropped: transport alone), ``orjson``
+  (``orjson.loads`` on the same payload bytes, no HTTP) and ``core`` (this project's native
+  decoder on the same bytes, no HTTP).
 
 Workloads (``--only`` takes these names):
 
@@ -25,10 +34,14 @@ Workloads (``--only`` takes these names):
   not live. The reference server answers with one response of every message.
 - ``sse``: read N messages live over SSE: the reader connects to an empty stream, then this
   process appends the N messages (1,000 per request, as fast as the server takes them) and
-  closes the stream. Wall time runs from the first append to the reader's N-th message.
+  closes the stream. Wall time runs from the first append to the reader's N-th message. The
+  reference server sends one SSE data event per append, so this is 1,000 messages per event.
+- ``sse-small``: the same with one message per append, so one per SSE data event (N/100
+  messages: the server takes ~1,500 appends a second); per-event costs dominate.
 - ``produce``: append N small messages through each client's batching producer
-  (``IdempotentProducer`` here and in TypeScript; the official Python client has none, so
-  concurrent ``append`` calls of its async handle, which it batches) and wait for all.
+  (``IdempotentProducer`` here and in TypeScript, same settings: linger 5 ms, 1 MiB batches,
+  5 in flight; the official Python client has none, so concurrent ``append`` calls of its
+  async handle, which it batches, in windows of ``--window``) and wait for all.
 - ``append-1mib``: 50 appends of one ~1 MiB JSON message each, one after another.
 - ``latency-long-poll`` / ``latency-sse``: a reader tails the stream; this process appends
   one message at a time (every 10 ms) carrying ``time.monotonic_ns()``; the reader takes the
@@ -802,7 +815,7 @@ def machine() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
         "--quick", action="store_true", help="100k messages, 1 repeat, short latency runs"
@@ -827,7 +840,9 @@ def main() -> None:
         "--small-messages", type=int, help="messages of sse-small (default messages / 100)"
     )
     ap.add_argument("--latency-messages", type=int, help="messages per latency run (default 300)")
-    ap.add_argument("--latency-interval-ms", type=float, default=10.0)
+    ap.add_argument(
+        "--latency-interval-ms", type=float, default=10.0, help="between latency appends"
+    )
     ap.add_argument("--big-appends", type=int, help="1 MiB appends per run (default 50)")
     ap.add_argument(
         "--window",
