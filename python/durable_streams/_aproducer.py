@@ -91,6 +91,8 @@ def settings_from(
     max_in_flight: int,
     max_buffered_bytes: int,
     content_type: str | None,
+    max_batch_items: int | None = None,
+    reject_reused_sequences: bool = False,
 ) -> ProducerSettings:
     url = stream if isinstance(stream, str) else stream.url
     if content_type is None and not isinstance(stream, str):
@@ -112,6 +114,8 @@ def settings_from(
         max_batch_bytes=max_batch_bytes,
         max_in_flight=max_in_flight,
         max_buffered_bytes=max_buffered_bytes,
+        max_batch_items=max_batch_items,
+        reject_reused_sequences=reject_reused_sequences,
     )
 
 
@@ -146,8 +150,10 @@ class IdempotentProducer:
         max_batch_bytes: int = 1 << 20,
         max_in_flight: int = 5,
         max_buffered_bytes: int = 64 << 20,
+        max_batch_items: int | None = None,
         retry: RetryPolicy | None = None,
         on_error: ErrorHook | None = None,
+        reject_reused_sequences: bool = False,
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
@@ -164,8 +170,11 @@ class IdempotentProducer:
             max_in_flight=max_in_flight,
             max_buffered_bytes=max_buffered_bytes,
             content_type=content_type,
+            max_batch_items=max_batch_items,
+            reject_reused_sequences=reject_reused_sequences,
         )
         self._core = ProducerCore(settings)
+        self._close_result: AppendResult | None = None
         self._on_error = on_error
         self._retry = retry or RetryPolicy()
         handle = stream if isinstance(stream, HandleBase) else None
@@ -464,6 +473,8 @@ class IdempotentProducer:
         close carries producer headers, so a resent close cannot close twice), optionally
         appending ``data`` as the final message. Returns the result with the final offset;
         the producer takes no more messages."""
+        if self._close_result is not None:
+            return self._close_result  # closing again is harmless, like any retried close
         await self.flush(timeout)
         from ._protocol import encode_append_body
 
@@ -473,7 +484,8 @@ class IdempotentProducer:
         self._notify()
         with anyio.move_on_after(timeout):
             try:
-                return await ack
+                self._close_result = await ack
+                return self._close_result
             finally:
                 self._core.take_failures()  # the awaited error reports them
         raise errors.DeadlineExceededError(

@@ -202,10 +202,10 @@ class ProducerClosedError(ProducerError):
 
 
 class SequenceReusedError(ProducerError):
-    """The server answered "duplicate" to a batch sent for the first time: it already holds
-    this producer id's epoch and sequence number from an earlier session, so the batch was not
-    stored. Start each session at a new epoch (``restart()``, a higher ``epoch=``, or
-    ``auto_claim=True``, which does this by itself)."""
+    """With ``reject_reused_sequences=True``: the server answered "duplicate" to a batch sent
+    for the first time, so it already holds this producer id's epoch and sequence number from
+    an earlier session and did not store the batch. Start each session at a new epoch
+    (``restart()``, a higher ``epoch=``, or ``auto_claim=True``, which then does it itself)."""
 
 
 class UndeliveredError(ProducerError):

@@ -19,6 +19,7 @@ Sequencing rules, which make delivery exactly-once:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -55,6 +56,8 @@ class ProducerSettings:
     max_batch_bytes: int = 1 << 20
     max_in_flight: int = 5
     max_buffered_bytes: int = 64 << 20
+    max_batch_items: int | None = None
+    reject_reused_sequences: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.producer_id, str) or not self.producer_id:
@@ -67,6 +70,11 @@ class ProducerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        items = self.max_batch_items
+        if items is not None and (
+            isinstance(items, bool) or not isinstance(items, int) or items <= 0
+        ):
+            raise ValueError(f"max_batch_items must be a positive integer or None, not {items!r}")
 
     @property
     def json_mode(self) -> bool:
@@ -150,6 +158,8 @@ class ProducerCore:
         # many sealed bytes the buffer cannot be full and add() skips asking the builder.
         self._check_room_from = settings.max_buffered_bytes - settings.max_batch_bytes
         self._refusing = False
+        self._warned_reused = False
+        self._max_items = settings.max_batch_items or 0
         self._new_epoch_at_least: int | None = None
         self._fatal: errors.DurableStreamError | None = None
         self._closed = False
@@ -204,6 +214,9 @@ class ProducerCore:
         self._open_count += 1
         if waiter is not None:
             self._open_waiters.append(waiter)
+        if self._open_count == self._max_items:
+            self._seal()
+            wake = True
         return wake
 
     def _add_locked(self, data: Any, waiter: Waiter | None = None) -> bool:
@@ -315,8 +328,13 @@ class ProducerCore:
             url = self.settings.url
             if status in (200, 204):
                 result = proto.append_result(status, headers, body, url=url, producer=True)
-                if status == 204 and not batch.maybe_stored:
-                    return self._sequence_reused(batch, result)
+                if status == 204 and not batch.maybe_stored and not batch.close:
+                    # Stored before by someone using this producer id and epoch: a replay of
+                    # the same messages (deduplicated, as intended) or a reuse of the numbers
+                    # for other messages (which are then not stored). Only the caller knows.
+                    if self.settings.reject_reused_sequences:
+                        return self._sequence_reused(batch, result)
+                    self._warn_reused(batch, result)
                 self._acknowledge(batch, result)
                 return None
             error = proto.error_for_status(
@@ -349,7 +367,8 @@ class ProducerCore:
                     return None
                 self._stop(error, batch)
                 return None
-            if isinstance(error, errors.StreamClosedError) and batch.close and not batch.body:
+            if isinstance(error, errors.StreamClosedError) and batch.close and batch.maybe_stored:
+                # Our own earlier attempt closed it; the answer to that attempt was lost.
                 self._acknowledge(batch, AppendResult(status, error.final_offset, closed=True))
                 return None
             if isinstance(
@@ -389,6 +408,20 @@ class ProducerCore:
                 self._fail(batch, error)
             self._ready.clear()
             self._closed = self._refusing = True
+
+    def _warn_reused(self, batch: Batch, result: AppendResult) -> None:
+        if not self._warned_reused:
+            self._warned_reused = True
+            logging.getLogger("durable_streams").warning(
+                "producer %r: epoch %d seq %d was already stored (the server is at seq %s); "
+                "counted as a duplicate. Expected when replaying the same messages; otherwise "
+                "start each session at a new epoch (restart(), epoch=, auto_claim=True) or "
+                "pass reject_reused_sequences=True",
+                self.settings.producer_id,
+                batch.epoch,
+                batch.seq,
+                result.producer_seq,
+            )
 
     def _sequence_reused(self, batch: Batch, result: AppendResult) -> Retry | None:
         if self.settings.auto_claim:

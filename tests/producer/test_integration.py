@@ -236,16 +236,49 @@ async def test_a_second_session_at_the_same_epoch_is_told_not_silently_dropped(
     handle = await AsyncDurableStream.create(stream_url, content_type="application/json")
     async with IdempotentProducer(handle, producer_id="p") as first:
         first.append_nowait("1")
-    second = IdempotentProducer(handle, producer_id="p")
+    second = IdempotentProducer(handle, producer_id="p", reject_reused_sequences=True)
     second.append_nowait("2")
     with pytest.raises(UndeliveredError) as info:
         await second.close()
     assert isinstance(info.value.__cause__, SequenceReusedError)
     assert info.value.failures[0].messages() == [2]
-    async with IdempotentProducer(handle, producer_id="p", auto_claim=True) as third:
+    async with IdempotentProducer(
+        handle, producer_id="p", auto_claim=True, reject_reused_sequences=True
+    ) as third:
         third.append_nowait("3")
     await handle.aclose()
     assert read_all(stream_url) == [1, 3]
+
+
+@pytest.mark.anyio
+async def test_a_replay_at_the_same_epoch_is_deduplicated(
+    stream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await AsyncDurableStream.create(stream_url, content_type="application/json") as h:
+        for _ in range(2):  # the second session replays the first one's messages
+            async with IdempotentProducer(h, producer_id="p", linger_ms=0) as producer:
+                first = await producer.append({"msg": "first"})
+                second = await producer.append({"msg": "second"})
+                results = [await first, await second]
+    assert all(r.duplicate for r in results)
+    assert "already stored" in caplog.text
+    assert read_all(stream_url) == [{"msg": "first"}, {"msg": "second"}]
+
+
+@pytest.mark.anyio
+async def test_closing_through_a_producer_twice_and_by_another_producer(stream_url: str) -> None:
+    async with (
+        await AsyncDurableStream.create(stream_url, content_type="text/plain") as handle,
+        IdempotentProducer(handle, producer_id="one") as producer,
+    ):
+        closed = await producer.close_stream()  # the server answers a close-only with 204
+        assert closed.closed
+        assert await producer.close_stream("ignored") == closed
+        other = IdempotentProducer(handle, producer_id="two")
+        with pytest.raises(StreamClosedError):
+            await other.close_stream()
+        await other.close()
+    assert read_bytes(stream_url) == b""
 
 
 @pytest.mark.anyio

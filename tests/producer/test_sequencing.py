@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import pytest
 
 from durable_streams import (
+    AppendResult,
     BufferFullError,
     ProducerClosedError,
     SequenceGapError,
@@ -159,8 +162,20 @@ def test_stale_epoch_with_auto_claim_resends_at_the_servers_epoch_plus_one() -> 
     assert core.take_failures() == []
 
 
-def test_first_attempt_answered_duplicate_is_a_reused_sequence_not_a_success() -> None:
+def test_first_attempt_answered_duplicate_counts_as_a_replay_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     core = make()
+    core.add(1)
+    batch = sent(core)[0]
+    with caplog.at_level("WARNING", logger="durable_streams"):
+        core.on_answer(batch, 204, {"producer-epoch": "0", "producer-seq": "41"}, b"")
+    assert core.take_failures() == [] and core.idle()
+    assert "already stored" in caplog.text and "reject_reused_sequences" in caplog.text
+
+
+def test_first_attempt_answered_duplicate_is_refused_when_asked() -> None:
+    core = make(reject_reused_sequences=True)
     core.add(1)
     batch = sent(core)[0]
     headers = {"producer-epoch": "0", "producer-seq": "41"}
@@ -171,11 +186,39 @@ def test_first_attempt_answered_duplicate_is_a_reused_sequence_not_a_success() -
 
 
 def test_reused_sequence_with_auto_claim_moves_to_the_next_epoch() -> None:
-    core = make(auto_claim=True)
+    core = make(auto_claim=True, reject_reused_sequences=True)
     core.add(1)
     batch = sent(core)[0]
     core.on_answer(batch, 204, {"producer-seq": "41"}, b"")
     assert sent(core) == [batch] and (batch.epoch, batch.seq) == (1, 0)
+
+
+def test_max_batch_items_seals_a_batch_at_that_many_messages() -> None:
+    core = make(max_batch_items=3, max_batch_bytes=1000, max_in_flight=5)
+    for i in range(7):
+        core.add(i)
+    core.on_answer(sent(core)[0], *OK)
+    assert [b.body for b in sent(core)] == [b"[3,4,5]", b"[6]"]
+
+
+def test_a_close_answered_204_on_its_first_attempt_is_the_close() -> None:
+    core = make()
+    waiter: Future[AppendResult] = Future()
+    core.add_close(b"", waiter)
+    batch = sent(core)[0]
+    core.on_answer(batch, 204, {"stream-closed": "true", "stream-next-offset": "7"}, b"")
+    core_outcomes = core.take_outcomes()[0]
+    assert core_outcomes[0][1].closed  # type: ignore[union-attr]
+    assert core.take_failures() == []
+
+
+def test_a_close_refused_as_already_closed_by_someone_else_is_an_error() -> None:
+    core = make()
+    waiter: Future[AppendResult] = Future()
+    core.add_close(b"", waiter)
+    batch = sent(core)[0]
+    core.on_answer(batch, 409, {"stream-closed": "true", "stream-next-offset": "7"}, b"")
+    assert isinstance(core.take_outcomes()[0][0][1], StreamClosedError)
 
 
 def test_duplicate_after_an_attempt_that_may_have_been_stored_is_an_acknowledgement() -> None:
@@ -254,6 +297,8 @@ def test_restart_moves_to_the_next_epoch_at_seq_zero() -> None:
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"max_buffered_bytes": -5}, "max_buffered_bytes"),
         ({"linger": -1.0}, "linger_ms"),
+        ({"max_batch_items": 0}, "max_batch_items"),
+        ({"max_batch_items": -1}, "max_batch_items"),
     ],
 )
 def test_settings_are_validated(overrides: dict[str, object], message: str) -> None:
