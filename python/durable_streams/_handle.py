@@ -23,6 +23,8 @@ __all__ = ["HandleBase"]
 class HandleBase:
     url: str
     content_type: str | None
+    # After create(): whether the stream was new (201) rather than an identical one (200).
+    created: bool | None = None
 
     def _configure(
         self,

@@ -219,10 +219,11 @@ def delay_after_status(
 ) -> float | None:
     """How long to wait before resending ``req`` after a transient status, or ``None``.
 
-    429 and 503 mean the server did not take the request, so even appends are resent."""
+    An answer from the server itself (429, 500, 503) says the request was not applied, so even
+    appends are resent; a gateway's 502/504 does not (the origin may have stored it)."""
     if not is_transient_status(status):
         return None
-    if not (req.idempotent or status in (429, 503)):
+    if not (req.idempotent or status in (429, 500, 503)):
         return None
     return retry.next_delay(retry_after_seconds(headers))
 

@@ -485,7 +485,7 @@ class DurableStream(HandleBase):
 
         ``data`` is an optional first message (JSON streams) or first bytes; ``closed=True``
         creates it already closed. A stream with another configuration raises
-        :class:`StreamExistsError`."""
+        :class:`StreamExistsError`. ``handle.created`` says whether the stream is new."""
         handle = cls(
             url,
             content_type=content_type,
@@ -498,7 +498,7 @@ class DurableStream(HandleBase):
         )
         try:
             req = handle._create_request(ttl_seconds, expires_at, data, closed)
-            proto.create_result(*handle._send(req), url=url)
+            handle.created = proto.create_result(*handle._send(req), url=url).created
         except BaseException:
             handle.close()
             raise

@@ -319,6 +319,23 @@ def test_append_is_resent_when_it_never_reached_the_server() -> None:
     assert script.requests[1].content == b'[{"n":1}]'
 
 
+@pytest.mark.parametrize(("status", "resent"), [(500, True), (503, True), (502, False)])
+def test_append_after_an_error_status_is_resent_only_when_the_server_said_so(
+    status: int, resent: bool
+) -> None:
+    ok = httpx.Response(204, headers={"stream-next-offset": "0_1"})
+    script = Script([httpx.Response(status), ok])
+    with ds.DurableStream(
+        URL, content_type="application/json", client=_client(script), retry=FAST_RETRY
+    ) as handle:
+        if resent:
+            assert handle.append({"n": 1}).offset == "0_1"
+        else:
+            with pytest.raises(ds.ServerError):
+                handle.append({"n": 1})
+    assert len(script.requests) == (2 if resent else 1)
+
+
 def test_items_kept_after_a_failed_read_survive_a_partial_iteration() -> None:
     partial = httpx.Response(
         200,

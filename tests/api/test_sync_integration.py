@@ -377,3 +377,12 @@ def test_stream_function_with_live_read_after_catch_up(json_stream: DurableStrea
         json_stream.close_stream()
         assert res.read_json() == []
         assert res.stream_closed
+
+
+def test_create_says_whether_the_stream_was_new(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type="text/plain") as first:
+        assert first.created is True
+    with DurableStream.create(stream_url, content_type="text/plain") as again:
+        assert again.created is False
+    with DurableStream(stream_url) as plain:
+        assert plain.created is None
