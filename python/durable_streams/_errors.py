@@ -310,4 +310,8 @@ class RateLimitedError(ResponseError):
 
 
 class ServerError(ResponseError):
-    """5xx: the server failed."""
+    """5xx: the server failed; ``retry_after`` is in seconds, if it said (typically with 503)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after

@@ -228,7 +228,9 @@ def error_for_status(
             f"rate limited{detail}", retry_after=retry_after_seconds(headers), **common
         )
     if status >= 500:
-        return errors.ServerError(f"server error{detail}", **common)
+        return errors.ServerError(
+            f"server error{detail}", retry_after=retry_after_seconds(headers), **common
+        )
     return errors.ResponseError(f"unexpected status {status} for {operation}{detail}", **common)
 
 

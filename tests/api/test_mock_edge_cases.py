@@ -355,3 +355,12 @@ def test_items_kept_after_a_failed_read_survive_a_partial_iteration() -> None:
             assert item == 1
             break
         assert res.read_json() == [2, 3]
+
+
+def test_server_error_carries_the_servers_retry_after() -> None:
+    from durable_streams._protocol import error_for_status
+
+    err = error_for_status(503, {"retry-after": "7"}, b"busy", url=URL, operation="read")
+    assert isinstance(err, ds.ServerError) and err.retry_after == 7.0
+    err = error_for_status(500, {}, b"", url=URL, operation="read")
+    assert isinstance(err, ds.ServerError) and err.retry_after is None
