@@ -147,6 +147,7 @@ OPTION_NAMES = {
     "multiplier": "multiplier",
     "epoch": "epoch",
     "max_batch_bytes": "maxBatchBytes",
+    "max_batch_items": "maxBatchItems",
     "producer_id": "producerId",
 }
 
@@ -376,7 +377,7 @@ class Adapter:
                 "streaming": True,
                 "dynamicHeaders": True,
                 "retryOptions": True,
-                "batchItems": False,
+                "batchItems": True,
                 "strictZeroValidation": True,
             },
         }
@@ -425,8 +426,6 @@ class Adapter:
         return {"type": "validate", "success": True}
 
     def validate_producer(self, target: Mapping[str, Any]) -> None:
-        if "maxBatchItems" in target:
-            raise NotSupported("IdempotentProducer has no maxBatchItems option")
         options: dict[str, Any] = {
             "producer_id": target.get("producerId", "test-producer"),
             "epoch": target.get("epoch", 0),
@@ -434,6 +433,8 @@ class Adapter:
         }
         if "maxBatchBytes" in target:
             options["max_batch_bytes"] = target["maxBatchBytes"]
+        if "maxBatchItems" in target:
+            options["max_batch_items"] = target["maxBatchItems"]
         # The async producer starts nothing until its first append: constructing it is the
         # whole validation, with no thread or event loop involved.
         ds.IdempotentProducer(self.url("/validate"), **options)
@@ -589,20 +590,9 @@ class SyncAdapter(Adapter):
     def cmd_validate(self, cmd: Mapping[str, Any]) -> Result:
         return self.validate(cmd)
 
-    def existed(self, path: str) -> bool:
-        # WORKAROUND: DurableStream.create does not say whether it created the stream (201)
-        # or found an identical one (200); ask HEAD first, as the reference adapters do.
-        with self.handle(path) as probe:
-            try:
-                probe.head()
-            except ds.StreamNotFoundError:
-                return False
-        return True
-
     def cmd_create(self, cmd: Mapping[str, Any]) -> Result:
         path = str(cmd["path"])
         content_type = cmd.get("contentType") or DEFAULT_CONTENT_TYPE
-        existed = self.existed(path)
         values = self.values(cmd)
         handle = ds.DurableStream.create(
             self.url(path),
@@ -618,7 +608,7 @@ class SyncAdapter(Adapter):
         )
         handle.close()
         self.remember_type(path, content_type)
-        return {"type": "create", "success": True, "status": 200 if existed else 201}
+        return {"type": "create", "success": True, "status": 201 if handle.created else 200}
 
     def cmd_connect(self, cmd: Mapping[str, Any]) -> Result:
         path = str(cmd["path"])
@@ -928,20 +918,9 @@ class AsyncAdapter(Adapter):
     async def cmd_validate(self, cmd: Mapping[str, Any]) -> Result:
         return self.validate(cmd)
 
-    async def existed(self, path: str) -> bool:
-        # WORKAROUND: AsyncDurableStream.create does not say whether it created the stream
-        # (201) or found an identical one (200); ask HEAD first, as the reference adapters do.
-        async with self.handle(path) as probe:
-            try:
-                await probe.head()
-            except ds.StreamNotFoundError:
-                return False
-        return True
-
     async def cmd_create(self, cmd: Mapping[str, Any]) -> Result:
         path = str(cmd["path"])
         content_type = cmd.get("contentType") or DEFAULT_CONTENT_TYPE
-        existed = await self.existed(path)
         values = self.values(cmd)
         handle = await ds.AsyncDurableStream.create(
             self.url(path),
@@ -957,7 +936,7 @@ class AsyncAdapter(Adapter):
         )
         await handle.aclose()
         self.remember_type(path, content_type)
-        return {"type": "create", "success": True, "status": 200 if existed else 201}
+        return {"type": "create", "success": True, "status": 201 if handle.created else 200}
 
     async def cmd_connect(self, cmd: Mapping[str, Any]) -> Result:
         path = str(cmd["path"])
