@@ -11,20 +11,51 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        if esc.is_empty() {
+    let mut i = 0;
+    while i < b.len() {
+        // Clean runs are copied whole: skip eight bytes at a time while none needs escaping.
+        if i + 8 <= b.len() && !word_needs_escape(&b[i..i + 8]) {
+            i += 8;
+            continue;
+        }
+        let c = b[i];
+        if needs_escape(c) {
+            out.extend_from_slice(&b[start..i]);
+            push_escape(out, c);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn needs_escape(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
+}
+
+/// Whether any of eight bytes is a control character, `"` or `\` (SWAR: a byte of `x` is
+/// zero exactly where the high bit of `(x - 0x01..) & !x & 0x80..` is set).
+fn word_needs_escape(chunk: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+    (below_space | zero_in(x ^ (ONES * u64::from(b'"'))) | zero_in(x ^ (ONES * u64::from(b'\\'))))
+        != 0
+}
+
+fn push_escape(out: &mut Vec<u8>, c: u8) {
+    let named: &[u8] = match c {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
                 b'\\',
@@ -34,13 +65,10 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(c >> 4)],
                 HEX[usize::from(c & 15)],
             ]);
-        } else {
-            out.extend_from_slice(esc);
+            return;
         }
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
-    out.push(b'"');
+    };
+    out.extend_from_slice(named);
 }
 
 pub fn push_i64(out: &mut Vec<u8>, v: i64) {
@@ -179,5 +207,54 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"a\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u001f\u{7f}é\u{2028}\""
         );
+    }
+}
+
+#[cfg(test)]
+mod string_tests {
+    use super::*;
+
+    fn escaped(s: &str) -> String {
+        let mut out = Vec::new();
+        push_str(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_at_every_position_of_a_word() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+                    let mut s: String = "a".repeat(len);
+                    s.replace_range(at..at + 1, &special.to_string());
+                    let expected = serde_like(&s);
+                    assert_eq!(escaped(&s), expected, "len {len} at {at} {special:?}");
+                }
+            }
+        }
+        assert_eq!(
+            escaped("héllo wörld ✓ 0123456789"),
+            "\"héllo wörld ✓ 0123456789\""
+        );
+        assert_eq!(escaped(" !#~\u{7f}"), "\" !#~\u{7f}\"");
+    }
+
+    fn serde_like(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
     }
 }
