@@ -60,7 +60,10 @@ async def _read_limited(
             size += len(chunk)
             if size > limit:
                 raise errors.ProtocolError(
-                    f"response body exceeds the limit of {limit} bytes", url=url, offset=offset
+                    f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or "
+                    "read with live='sse', which streams)",
+                    url=url,
+                    offset=offset,
                 )
             parts.append(chunk)
     return b"".join(parts)

@@ -56,7 +56,10 @@ def _read_limited(response: httpx.Response, limit: int, *, url: str, offset: str
         size += len(chunk)
         if size > limit:
             raise errors.ProtocolError(
-                f"response body exceeds the limit of {limit} bytes", url=url, offset=offset
+                f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or "
+                "read with live='sse', which streams)",
+                url=url,
+                offset=offset,
             )
         parts.append(chunk)
     return b"".join(parts)
