@@ -17,14 +17,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "refserver"))
 
 from launch import ReferenceServer
 
+# Which server the integration tests talk to: "reference" (the pinned npm server, default)
+# or "embedded" (durable_streams.server, in this process).
+TEST_SERVER = os.environ.get("DURABLE_STREAMS_TEST_SERVER", "reference")
+
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """The pinned reference server on 127.0.0.1 at a random port, for the whole session.
+    """The test server on 127.0.0.1 at a random port, for the whole session.
 
     Its long-poll window is one second, so tests that wait for "no data" stay quick."""
-    with ReferenceServer(long_poll_timeout_ms=1000) as server:
-        yield server.url
+    if TEST_SERVER == "embedded":
+        from durable_streams.testing import local_server
+
+        with local_server(long_poll_timeout=1.0, fault_injection=True) as url:
+            yield url
+    elif TEST_SERVER == "reference":
+        with ReferenceServer(long_poll_timeout_ms=1000) as server:
+            yield server.url
+    else:
+        raise pytest.UsageError(
+            f"DURABLE_STREAMS_TEST_SERVER must be embedded or reference, not {TEST_SERVER!r}"
+        )
 
 
 @pytest.fixture

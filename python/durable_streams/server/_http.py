@@ -30,6 +30,11 @@ _READ_SIZE = 64 * 1024
 # Repeated headers are joined with ", ", as Node does, except these, where the first wins.
 _FIRST_WINS = frozenset({"content-type", "content-length", "host", "authorization"})
 _NO_BODY = frozenset({204, 304})
+# After answering a request whose body was not read (413, 400), how long and how much of what
+# the client still sends is read and dropped: closing with unread input would send a reset,
+# which can destroy the answer before the client reads it.
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,17 @@ class Connection:
         self._limits = limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
         self.busy = False  # a request is being answered
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Close now if idle, else once the answer in flight is sent."""
+        self._stopping = True
+        if not self.busy:
+            self._writer.transport.abort()
 
     async def run(self) -> None:
         try:
-            while await self._cycle():
+            while await self._cycle() and not self._stopping:
                 self._h11.start_next_cycle()
         except (_Hangup, ConnectionError, asyncio.TimeoutError, h11.ProtocolError):
             self._writer.transport.abort()
@@ -110,6 +122,7 @@ class Connection:
         except h11.RemoteProtocolError as exc:
             if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self._send_response(_text(exc.error_status_hint, str(exc)), "GET")
+                await self._linger()
             return False
         if request is None:
             return False
@@ -127,6 +140,10 @@ class Connection:
             return None
         if not isinstance(event, h11.Request):
             raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+        # h11 bounds only a head still arriving; one that came whole in a read is measured here.
+        size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers)
+        if size > self._limits.max_head_bytes:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
         headers: dict[str, str] = {}
         for raw_name, raw_value in event.headers:
             name, value = raw_name.decode("ascii"), raw_value.decode("latin-1")
@@ -160,6 +177,21 @@ class Connection:
     async def _too_large(self, method: str) -> None:
         limit = self._limits.max_body_bytes
         await self._send_response(_text(413, f"request body over {limit} bytes"), method)
+        await self._linger()
+
+    async def _linger(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError, asyncio.TimeoutError, _Hangup):
+            await self._flush()
+            if self._writer.can_write_eof():
+                self._writer.write_eof()
+            deadline = time.monotonic() + _LINGER_SECONDS
+            budget = _LINGER_BYTES
+            while budget > 0:
+                remaining = max(0.0, deadline - time.monotonic())
+                data = await asyncio.wait_for(self._reader.read(_READ_SIZE), remaining)
+                if not data:
+                    break
+                budget -= len(data)
 
     async def _next_event(self, timeout: float, *, head: bool = False) -> Any:
         deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from ._store import Journal, MemoryJournal, Store
 __all__ = ["Server"]
 
 _SWEEP_INTERVAL = 30.0  # how often expired streams are dropped even if nobody asks for them
-_STOP_GRACE = 1.0  # for answers in flight (woken long-polls, ending SSE) before connections drop
+_STOP_GRACE = 2.0  # for answers in flight (woken long-polls, ending SSE) before connections drop
 
 
 class Server:
@@ -139,13 +139,14 @@ class Server:
         self._app.closing = True
         listener.close()
         self._notifier.notify_all()
-        busy = [task for task, connection in self._connections.items() if connection.busy]
-        if busy:
-            await asyncio.wait(busy, timeout=_STOP_GRACE)
+        for connection in self._connections.values():
+            connection.stop()
         tasks = list(self._connections)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=_STOP_GRACE)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,13 +171,21 @@ class Server:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if self._app is None or task is None or len(self._connections) >= self.max_connections:
+        app = self._app
+        if app is None or app.closing or task is None:
             writer.transport.abort()
             return
-        connection = Connection(reader, writer, self._app, self.limits)
+        if len(self._connections) >= self.max_connections:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n")
+            writer.write(b"Connection: close\r\nRetry-After: 1\r\n\r\n")
+            writer.close()
+            return
+        connection = Connection(reader, writer, app, self.limits)
         self._connections[task] = connection
         try:
             await connection.run()
+        except asyncio.CancelledError:
+            pass  # stopped by aclose(); nobody awaits this task's outcome
         finally:
             del self._connections[task]
 
