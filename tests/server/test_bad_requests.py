@@ -4,6 +4,7 @@ the server goes on serving."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import httpx
 import pytest
@@ -221,3 +222,51 @@ async def test_the_server_stops_promptly_with_requests_in_flight(
     assert answered.status_code == 204
     assert answered.headers["stream-up-to-date"] == "true"
     assert body.count(b"event: data") == 0
+
+
+_SEEDS = [
+    b"PUT /f/s HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nStream-TTL: 60\r\n"
+    b"Content-Length: 7\r\n\r\n[1,2,3]",
+    b"POST /f/s HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nProducer-Id: p\r\n"
+    b"Producer-Epoch: 0\r\nProducer-Seq: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\n[4]\r\n0\r\n\r\n",
+    b"GET /f/s?offset=0000000000000000_0000000000000000&live=long-poll&cursor=1 HTTP/1.1\r\n"
+    b'Host: a\r\nIf-None-Match: "x"\r\n\r\n',
+    b"PUT /f/k HTTP/1.1\r\nHost: a\r\nStream-Forked-From: /f/s\r\n"
+    b"Stream-Fork-Offset: 0000000000000000_0000000000000012\r\nStream-Fork-Sub-Offset: 1\r\n\r\n",
+]
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        kind = rng.randrange(4)
+        if kind == 0 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)
+        elif kind == 1:
+            out[at:at] = rng.choice([b"\r\n", b":", b" ", b"\x00", b"9" * 30, b"-1", b"%"])
+        elif kind == 2:
+            del out[at : at + rng.randint(1, 8)]
+        else:
+            out = out[:at]
+    return bytes(out)
+
+
+async def test_mutated_requests_never_break_the_server(
+    server: Server, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = random.Random(20240)
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    for round_ in range(300):
+        request = _mutate(rng, rng.choice(_SEEDS)) if round_ % 10 else rng.choice(_SEEDS)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        writer.write_eof()  # the whole request is sent: nobody waits for more
+        answer = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+        if answer:
+            assert answer.startswith(b"HTTP/1.1 ") and answer[9:12].isdigit(), answer[:80]
+            assert 100 <= status_of(answer) < 600
+    await _still_serving(client)
+    assert not [r for r in caplog.records if r.name == "durable_streams.server"]

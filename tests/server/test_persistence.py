@@ -195,3 +195,13 @@ def test_a_data_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="schema"):
         Server(data_path=data).start()
+
+
+def test_a_data_file_serves_one_server_at_a_time(tmp_path: Path) -> None:
+    data = tmp_path / "one.sqlite3"
+    with Server(data_path=data) as first:
+        with pytest.raises(RuntimeError, match="cannot use it"):
+            Server(data_path=data).start()
+        assert httpx.put(f"{first.url}/s", headers=TEXT).status_code == 201
+    with Server(data_path=data) as second:
+        assert httpx.head(f"{second.url}/s").status_code == 200

@@ -85,17 +85,25 @@ def _stream(path: str, text: str, now: float) -> Stream:
 
 class SqliteJournal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=5.0)
+        name = os.fspath(path)
+        self._conn = sqlite3.connect(name, isolation_level=None, timeout=2.0)
         self._depth = 0
         try:
+            # One server per file: a second one would keep its own copy in memory and the two
+            # would overwrite each other. The exclusive lock is taken here and kept until close.
+            self._conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executescript(_SCHEMA)  # commits
             row = self._conn.execute("SELECT value FROM info WHERE key='schema'").fetchone()
             if row is None:
                 self._conn.execute("INSERT INTO info VALUES ('schema', ?)", (_SCHEMA_VERSION,))
             elif row[0] != _SCHEMA_VERSION:
-                raise RuntimeError(f"{os.fspath(path)}: unknown data file schema {row[0]!r}")
+                raise RuntimeError(f"{name}: unknown data file schema {row[0]!r}")
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise RuntimeError(f"{name}: cannot use it as a data file ({exc})") from exc
         except BaseException:
             self._conn.close()
             raise
