@@ -159,3 +159,29 @@ async def test_sse_responses_end_after_the_reconnect_interval() -> None:
     # It ends on its own, with a control event to resume from, not closed.
     assert body.rstrip().split("\n")[-2] == "event: control"
     assert '"upToDate":true' in body and "streamClosed" not in body
+
+
+async def test_a_slow_but_steady_reader_gets_a_large_body_whole() -> None:
+    limits = Limits(write_timeout=1.0)
+    async with (
+        Server(limits=limits, compression=False) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http,
+    ):
+        payload = os.urandom(16 * 1024 * 1024)  # more than the socket buffers hold
+        await http.put("/large", headers=OCTETS, content=payload)
+        reader = await _raw_request(
+            server, b"GET /large HTTP/1.1\r\nHost: a\r\n\r\n", receive_buffer=64 * 1024
+        )
+        loop = asyncio.get_running_loop()
+        received = b""
+        # A few MB/s: the body takes longer than the 1 s write timeout, yet no single pause
+        # does, so the server must keep going.
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < len(payload):
+            await asyncio.sleep(0.01)  # the reader's own pace
+            piece = await asyncio.wait_for(loop.sock_recv(reader, 64 * 1024), WAIT)
+            assert piece, "the server hung up on a steady reader"
+            received += piece
+        reader.close()
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == payload

@@ -27,6 +27,7 @@ __all__ = ["Connection", "Handler", "Limits", "Request", "Response"]
 _log = logging.getLogger("durable_streams.server")
 
 _READ_SIZE = 64 * 1024
+_WRITE_SLICE = 256 * 1024
 # Repeated headers are joined with ", ", as Node does, except these, where the first wins.
 _FIRST_WINS = frozenset({"content-type", "content-length", "host", "authorization"})
 _NO_BODY = frozenset({204, 304})
@@ -277,7 +278,12 @@ class Connection:
                 )
             )
             if response.body and not bodiless:
-                self._write(self._h11.send(h11.Data(data=response.body)))
+                # In slices, so the write timeout bounds a reader's pauses, not its speed.
+                body = response.body
+                for start in range(0, len(body), _WRITE_SLICE):
+                    self._write(self._h11.send(h11.Data(data=body[start : start + _WRITE_SLICE])))
+                    if start + _WRITE_SLICE < len(body):
+                        await self._flush()
             if response.stream is not None:
                 await self._flush()
                 async for piece in response.stream:
