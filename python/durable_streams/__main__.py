@@ -71,14 +71,14 @@ async def _serve(args: argparse.Namespace) -> None:
         sse_reconnect_interval=args.sse_reconnect,
         fault_injection=args.fault_injection,
     )
-    url = await server.astart()
-    print(url, flush=True)
-    where = f"data file {args.data}" if args.data else "in memory"
-    print(f"durable-streams: serving ({where}); Ctrl+C stops", file=sys.stderr, flush=True)
     task = asyncio.current_task()
-    if task is not None and sys.platform != "win32":
+    if task is not None and sys.platform != "win32":  # before the URL is out: no window left
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
+        url = await server.astart()
+        print(url, flush=True)
+        where = f"data file {args.data}" if args.data else "in memory"
+        print(f"durable-streams: serving ({where}); Ctrl+C stops", file=sys.stderr, flush=True)
         await server.serve_forever()
     except asyncio.CancelledError:
         pass
