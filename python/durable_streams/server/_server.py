@@ -63,7 +63,7 @@ class Server:
         self.host = host
         self.port = port
         self.data_path = None if data_path is None else os.fspath(data_path)
-        self.settings = Settings(
+        self._settings = Settings(
             long_poll_timeout=long_poll_timeout,
             sse_reconnect_interval=sse_reconnect_interval,
             max_read_bytes=max_read_bytes,
@@ -107,7 +107,7 @@ class Server:
         )
         try:
             self._store = Store(journal, on_change=self._notifier.notify)
-            self._app = App(self._store, self._notifier, self.settings)
+            self._app = App(self._store, self._notifier, self._settings)
             self._listener = await asyncio.start_server(self._accept, self.host, self.port)
         except BaseException:
             journal.close()
