@@ -725,8 +725,7 @@ class SyncAdapter(Adapter):
     def cmd_idempotent_append_batch(self, cmd: Mapping[str, Any]) -> Result:
         producer = self.producer(cmd, **self.batch_options(cmd))
         try:
-            for item in cmd["items"]:
-                producer.append_nowait(item)
+            producer.append_many_nowait(cmd["items"])
             producer.flush(timeout=30.0)
         except BaseException:
             with contextlib.suppress(ds.DurableStreamError):
@@ -1036,8 +1035,7 @@ class AsyncAdapter(Adapter):
     async def cmd_idempotent_append_batch(self, cmd: Mapping[str, Any]) -> Result:
         producer = self.producer(cmd, **self.batch_options(cmd))
         try:
-            for item in cmd["items"]:
-                producer.append_nowait(item)
+            producer.append_many_nowait(cmd["items"])
             await producer.flush(timeout=30.0)
         except BaseException:
             with contextlib.suppress(ds.DurableStreamError):

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -382,6 +382,16 @@ class IdempotentProducer:
         if self._runner_done is None:
             self._start()  # before taking the message: without an event loop it is refused
         if self._core.add(data):
+            self._notify()
+
+    def append_many_nowait(self, items: Iterable[Any]) -> None:
+        """Buffer a group of messages at once; their batches do not depend on when the sender
+        runs, so a later session replaying the same group under the same producer id and
+        epoch is deduplicated message for message. Raises like :meth:`append_nowait`; the
+        buffer limit is checked once, before the group."""
+        if self._runner_done is None:
+            self._start()
+        if self._core.add_many(items):
             self._notify()
 
     async def append(self, data: Any) -> Acknowledgement:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -219,13 +219,56 @@ class ProducerCore:
             wake = True
         return wake
 
+    def add_many(self, items: Iterable[Any]) -> bool:
+        """Buffer a group of messages at once: the sender cannot seal a batch part-way through
+        the group, so its batches are the same whatever the threads' timing (what a replay
+        deduplicated by sequence number needs). The buffer limit is checked once, before the
+        group. If a message is refused (e.g. invalid JSON), those before it stay buffered and
+        the error says how many."""
+        if self._refusing:
+            self.check_open()
+        if self.full():
+            raise errors.BufferFullError(
+                f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
+                f"{self._max_buffered} (max_buffered_bytes)",
+                url=self.settings.url,
+            )
+        builder = self._builder
+        wake = False
+        taken = 0
+        try:
+            for item in items:
+                if not builder.push(item):
+                    self._seal()
+                    builder.push(item)
+                    wake = True
+                if not self._open_count:
+                    self._open_since = time.monotonic()
+                    wake = True
+                self._open_count += 1
+                taken += 1
+                if self._open_count == self._max_items:
+                    self._seal()
+                    wake = True
+        except Exception as exc:
+            add_note = getattr(exc, "add_note", None)  # Python 3.11+
+            if add_note is not None:
+                add_note(f"the {taken} message(s) before it in the group were taken")
+            raise
+        return wake
+
     def _add_locked(self, data: Any, waiter: Waiter | None = None) -> bool:
         with self.lock:
             return ProducerCore.add(self, data, waiter)
 
+    def _add_many_locked(self, items: Iterable[Any]) -> bool:
+        with self.lock:
+            return ProducerCore.add_many(self, items)
+
     def share_between_threads(self) -> None:
         """Appends will come from other threads than the sender's: take the lock for them."""
         self.add = self._add_locked  # type: ignore[method-assign]
+        self.add_many = self._add_many_locked  # type: ignore[method-assign]
 
     def _seal(self, *, close: bool = False) -> Batch:
         body = self._builder.take()

@@ -8,7 +8,7 @@ import concurrent.futures
 import logging
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -160,6 +160,10 @@ class SyncIdempotentProducer:
     def append_nowait(self, data: Any) -> None:
         """Buffer one message and return at once; see :meth:`IdempotentProducer.append_nowait`."""
         self._producer.append_nowait(data)
+
+    def append_many_nowait(self, items: Iterable[Any]) -> None:
+        """Buffer a group of messages at once; see :meth:`IdempotentProducer.append_many_nowait`."""
+        self._producer.append_many_nowait(items)
 
     def append(
         self, data: Any, timeout: float | None = None

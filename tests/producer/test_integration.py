@@ -553,3 +553,14 @@ def test_an_async_producer_dropped_with_data_warns(stream_url: str) -> None:
     with pytest.warns(ResourceWarning, match="not yet delivered"):
         asyncio.run(main())
         gc.collect()
+
+
+def test_a_replayed_group_from_a_threaded_producer_is_stored_once(stream_url: str) -> None:
+    items = [{"n": n} for n in range(500)]
+    with DurableStream.create(stream_url, content_type="application/json") as handle:
+        for _ in range(3):  # each session replays the same group under the same numbers
+            with SyncIdempotentProducer(
+                handle, producer_id="replayer", linger_ms=0, max_batch_bytes=1000
+            ) as producer:
+                producer.append_many_nowait(items)
+    assert read_all(stream_url) == items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import Future
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from durable_streams import (
     AppendResult,
     BufferFullError,
+    JSONParseError,
     ProducerClosedError,
     SequenceGapError,
     SequenceReusedError,
@@ -304,3 +306,21 @@ def test_restart_moves_to_the_next_epoch_at_seq_zero() -> None:
 def test_settings_are_validated(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make(**overrides)
+
+
+def test_a_group_is_batched_the_same_whatever_the_timing() -> None:
+    core = make(max_batch_bytes=12, max_in_flight=5)
+    core.add_many([1, 22, 333, 4444, 55555, 6])
+    first = sent(core)[0]
+    core.on_answer(first, *OK)
+    bodies = [first.body] + [b.body for b in sent(core)]
+    assert bodies == [b"[1,22,333]", b"[4444,55555]", b"[6]"]
+
+
+def test_a_group_with_a_bad_message_keeps_those_before_it_and_says_so() -> None:
+    core = make(max_batch_bytes=100)
+    with pytest.raises(JSONParseError) as info:
+        core.add_many(["1", "2", "{bad", "4"])
+    if sys.version_info >= (3, 11):
+        assert "the 2 message(s) before it in the group were taken" in info.value.__notes__
+    assert sent(core)[0].body == b"[1,2]"
