@@ -1,4 +1,4 @@
-"""The main job: a JSON stream written and tailed live against a local reference server.
+"""The main job: a JSON stream written and tailed live against a local Durable Streams server.
 
     python examples/demo.py [--events N] [--bulk N] [--live sse|long-poll] [--url BASE_URL]
 
@@ -6,8 +6,8 @@ It writes ``--events`` events one append at a time (to show append-to-read laten
 ``--bulk`` more through an idempotent producer (batched, pipelined, exactly-once), then closes
 the stream through the producer, while a live reader checks it gets every event once, in order.
 
-Without ``--url`` it starts the pinned reference server on 127.0.0.1 (installing it with npm
-on first use) and stops it at the end.
+Without ``--url`` it starts the package's embedded server on 127.0.0.1 (``--reference``: the
+pinned npm reference server instead, installed with npm on first use) and stops it at the end.
 """
 
 from __future__ import annotations
@@ -29,17 +29,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def server(url: str | None) -> Iterator[str]:
+def server(url: str | None, reference: bool) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    sys.path.insert(0, str(REPO / "refserver"))
-    from launch import ReferenceServer
+    if reference:
+        sys.path.insert(0, str(REPO / "refserver"))
+        from launch import ReferenceServer
 
-    print("starting the reference server (@durable-streams/server) on 127.0.0.1 ...")
-    with ReferenceServer() as running:
-        print(f"  listening at {running.url}")
-        yield running.url
+        print("starting the reference server (@durable-streams/server) on 127.0.0.1 ...")
+        with ReferenceServer() as running:
+            print(f"  listening at {running.url}")
+            yield running.url
+        return
+    from durable_streams.testing import local_server
+
+    print("starting the embedded Durable Streams server (durable_streams.server) on 127.0.0.1 ...")
+    with local_server(long_poll_timeout=30.0) as running_url:
+        print(f"  listening at {running_url}")
+        yield running_url
 
 
 def main() -> int:
@@ -48,10 +56,15 @@ def main() -> int:
     parser.add_argument("--bulk", type=int, default=200_000)
     parser.add_argument("--live", choices=["sse", "long-poll"], default="sse")
     parser.add_argument("--url", help="base URL of a running server (default: start one)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="start the npm reference server (needs Node.js) instead of the embedded one",
+    )
     args = parser.parse_args()
 
     print(f"durable_streams {durable_streams.__version__}, core: {durable_streams.IMPLEMENTATION}")
-    with server(args.url) as base:
+    with server(args.url, args.reference) as base:
         url = f"{base}/demo/{uuid.uuid4().hex}"
         handle = DurableStream.create(url, content_type="application/json", ttl_seconds=3600)
         print(f"created JSON stream {url}")

@@ -11,6 +11,14 @@ fi
 python -m pip install --quiet --disable-pip-version-check --upgrade pip
 spec="."
 if [ -n "${1:-}" ]; then spec=".[$1]"; fi
-# Editable: tests and the demo run the source tree as it is (maturin builds the native core
-# into python/durable_streams/ on every install, so Rust changes are picked up too).
-python -m pip install --quiet --disable-pip-version-check --editable "$spec"
+if command -v cargo >/dev/null 2>&1; then
+    # Editable: tests and the demo run the source tree as it is (maturin builds the native core
+    # into python/durable_streams/ on every install, so Rust changes are picked up too).
+    python -m pip install --quiet --disable-pip-version-check --editable "$spec"
+else
+    echo "no cargo here: installing the pure-Python build (the native core needs Rust)" >&2
+    python scripts/build_pure_wheel.py --out dist/pure >/dev/null
+    wheel=$(ls dist/pure/durable_streams_rs-*-py3-none-any.whl)
+    if [ -n "${1:-}" ]; then wheel="$wheel[$1]"; fi
+    python -m pip install --quiet --disable-pip-version-check --force-reinstall "$wheel"
+fi
