@@ -199,9 +199,14 @@ async def test_a_waiting_live_reader_is_cancelled_promptly(
 
 TAIL_SCRIPT = textwrap.dedent(
     """
+    import faulthandler
+    import signal
     import sys
 
     import durable_streams as ds
+
+    # If Ctrl+C ever fails to stop it, the test asks where it is stuck (SIGUSR1).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     url, live = sys.argv[1], sys.argv[2]
     print("ready", flush=True)
@@ -247,7 +252,14 @@ def test_ctrl_c_stops_a_blocked_sync_reader_at_once(
             assert proxy.wait_open_connections(1, WAIT)  # its request is on the way
             sent = time.monotonic()
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=WAIT)
+            try:
+                proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(0.5)  # only on failure: give faulthandler time to write the stacks
+                proc.kill()
+                _, stuck = proc.communicate(timeout=WAIT)
+                pytest.fail(f"still running {WAIT} s after Ctrl+C; its stacks:\n{stuck}")
             elapsed = time.monotonic() - sent
         finally:
             if proc.poll() is None:
