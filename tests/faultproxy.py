@@ -17,7 +17,9 @@ Attributes and methods:
 
 - ``url``: ``"http://127.0.0.1:<port>"`` plus the upstream URL's path, if it has one.
 - ``stats``: counters, updated live: ``connections`` (accepted), ``fragments`` (response pieces
-  sent separately), ``cuts_mid_response``, ``cuts_after_request``, ``cuts_mid_request``.
+  sent separately), ``cuts_mid_response``, ``cuts_after_request``, ``cuts_mid_request``,
+  ``requests_forwarded`` (client reads passed on upstream whole).
+- ``wait_stat(key, at_least, timeout)``: wait until a counter reaches a value.
 - ``open_connections``: client connections not yet closed by either side.
 - ``wait_open_connections(n, timeout)``: wait until exactly ``n`` are open; returns whether
   that happened in time.
@@ -73,6 +75,7 @@ STAT_KEYS = (
     "cuts_mid_response",
     "cuts_after_request",
     "cuts_mid_request",
+    "requests_forwarded",
 )
 
 
@@ -188,6 +191,7 @@ class _Link:
                     return
                 first = False
                 upstream.sendall(data)
+                self._proxy._count("requests_forwarded")
         except OSError:
             return
         finally:
@@ -285,6 +289,11 @@ class FaultProxy:
         with self._changed:
             return self._changed.wait_for(lambda: len(self._links) == n, timeout)
 
+    def wait_stat(self, key: str, at_least: int, timeout: float) -> bool:
+        """Wait until ``stats[key]`` reaches ``at_least``; returns whether it did in time."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.stats[key] >= at_least, timeout)
+
     def set_faults(self, **faults: Any) -> None:
         unknown = set(faults) - set(_Faults.__dataclass_fields__)
         if unknown:
@@ -348,8 +357,9 @@ class FaultProxy:
     # -- internals --------------------------------------------------------------------------
 
     def _count(self, key: str) -> None:
-        with self._lock:
+        with self._changed:
             self.stats[key] += 1
+            self._changed.notify_all()
 
     def _spawn(self, target: Any, role: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"faultproxy-{role}", daemon=True)
