@@ -131,12 +131,17 @@ class IdempotentProducer:
 
     ``stream`` is an :class:`AsyncDurableStream` (its HTTP client is shared), a
     :class:`DurableStream` or a URL (then ``content_type`` is needed unless the handle knows
-    it). With ``auto_claim=True`` a producer fenced by a newer epoch (403), or finding its
-    sequence numbers already used by an earlier session, claims the next epoch and resends;
-    without it those are errors (:class:`StaleEpochError`, :class:`SequenceReusedError`).
+    it). A handle's headers, params, timeout and retry policy apply unless given here.
 
-    Use it as ``async with IdempotentProducer(...) as producer:`` (required under trio), or
-    call :meth:`close` when done. Under asyncio it also starts on the first append.
+    With ``auto_claim=True`` a producer fenced by a newer epoch (403) claims the next epoch
+    and resends; without it that stops the producer with :class:`StaleEpochError`. A batch
+    answered "duplicate" on its first send (an earlier session used the same id, epoch and
+    seq) counts as deduplicated, with a logged warning; ``reject_reused_sequences=True``
+    fails it with :class:`SequenceReusedError` instead (or, with ``auto_claim``, resends it
+    under the next epoch).
+
+    It starts sending on the first append, under asyncio or trio; ``async with
+    IdempotentProducer(...) as producer:`` also closes it. Call :meth:`close` when done.
     """
 
     def __init__(
@@ -176,8 +181,8 @@ class IdempotentProducer:
         self._core = ProducerCore(settings)
         self._close_result: AppendResult | None = None
         self._on_error = on_error
-        self._retry = retry or RetryPolicy()
         handle = stream if isinstance(stream, HandleBase) else None
+        self._retry = retry or getattr(handle, "_retry", None) or RetryPolicy()
         self._headers = headers if headers is not None else getattr(handle, "_headers", None)
         self._params = params if params is not None else getattr(handle, "_params", None)
         if timeout is not None:

@@ -564,3 +564,20 @@ def test_a_replayed_group_from_a_threaded_producer_is_stored_once(stream_url: st
             ) as producer:
                 producer.append_many_nowait(items)
     assert read_all(stream_url) == items
+
+
+@pytest.mark.anyio
+async def test_the_handles_retry_policy_applies() -> None:
+    recorder = Recorder()
+    policy = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.01)
+    async with recorder.client() as client:
+        # nothing listens on port 9: every attempt is refused
+        handle = AsyncDurableStream(
+            "http://127.0.0.1:9/s", content_type="application/json", client=client, retry=policy
+        )
+        producer = IdempotentProducer(handle, producer_id="p")
+        producer.append_nowait(1)
+        with pytest.raises(UndeliveredError):
+            await producer.flush()
+        await producer.close()
+    assert len(recorder.bodies) == 3  # the first attempt and the policy's two retries
