@@ -19,7 +19,7 @@ from . import _errors as errors
 from ._async import AsyncDurableStream
 from ._handle import HandleBase
 from ._producer import Batch, FailedBatch, ProducerCore, ProducerSettings, settle, undelivered
-from ._protocol import AppendResult
+from ._protocol import AppendResult, encode_append_body
 from ._retry import RetryPolicy, RetryState
 from ._shared import (
     CLIENT_LIMITS,
@@ -340,7 +340,7 @@ class IdempotentProducer:
                 try:
                     headers = await resolve_async(self._headers)
                     req = with_dynamic(
-                        core.request(batch, {}), headers, await resolve_async(self._params)
+                        core.request(batch), headers, await resolve_async(self._params)
                     )
                     http = await client.send(build_httpx_request(client, req, self._timeout))
                 except httpx.HTTPError as exc:
@@ -491,9 +491,8 @@ class IdempotentProducer:
         if self._close_result is not None:
             return self._close_result  # closing again is harmless, like any retried close
         await self.flush(timeout)
-        from ._protocol import encode_append_body
-
-        body = b"" if data is None else encode_append_body(data, json_mode=self._json_mode())
+        json_mode = self._core.settings.json_mode
+        body = b"" if data is None else encode_append_body(data, json_mode=json_mode)
         ack = Acknowledgement()
         self._core.add_close(body, ack)
         self._notify()
@@ -506,9 +505,6 @@ class IdempotentProducer:
         raise errors.DeadlineExceededError(
             f"closing the stream did not finish within {timeout} s", url=self.url
         )
-
-    def _json_mode(self) -> bool:
-        return self._core.settings.json_mode
 
     async def restart(self, timeout: float | None = None) -> None:
         """Deliver what is buffered, then move to the next epoch (sequence numbers restart

@@ -348,13 +348,13 @@ class ProducerCore:
                     wake_at = deadline
             return out, wake_at
 
-    def request(self, batch: Batch, headers: Mapping[str, str]) -> HttpRequest:
+    def request(self, batch: Batch) -> HttpRequest:
         s = self.settings
         return proto.append_request(
             s.url,
             batch.body,
             content_type=s.content_type,
-            headers=headers,
+            headers={},
             close=batch.close,
             producer=(s.producer_id, batch.epoch, batch.seq),
         )
@@ -605,8 +605,6 @@ def settle(
             try:
                 on_error(failed.error)
             except Exception:  # a broken hook must not stop delivery of everything else
-                import logging
-
                 logging.getLogger("durable_streams").exception("on_error hook raised")
 
 
