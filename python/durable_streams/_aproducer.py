@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
 import warnings
@@ -13,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import httpx
 
 from . import _errors as errors
@@ -31,6 +33,7 @@ from ._shared import (
     transport_error,
     with_dynamic,
 )
+from ._state import StateFile
 
 __all__ = ["Acknowledgement", "IdempotentProducer"]
 
@@ -92,7 +95,7 @@ def settings_from(
     max_buffered_bytes: int,
     content_type: str | None,
     max_batch_items: int | None = None,
-    reject_reused_sequences: bool = False,
+    replay: bool = False,
 ) -> ProducerSettings:
     url = stream if isinstance(stream, str) else stream.url
     if content_type is None and not isinstance(stream, str):
@@ -115,8 +118,26 @@ def settings_from(
         max_in_flight=max_in_flight,
         max_buffered_bytes=max_buffered_bytes,
         max_batch_items=max_batch_items,
-        reject_reused_sequences=reject_reused_sequences,
+        replay=replay,
     )
+
+
+def open_state_file(core: ProducerCore, path: str | os.PathLike[str]) -> StateFile:
+    """Open the producer's state file and resume ``core`` where the file's last session
+    stopped (or record a new session's epoch); from then on ``core`` tracks changes."""
+    settings = core.settings
+    state_file = StateFile(
+        path,
+        url=settings.url,
+        producer_id=settings.producer_id,
+        json_mode=settings.json_mode,
+        epoch=core.epoch,
+    )
+    if state_file.state is not None:
+        state = state_file.state
+        core.restore(state.epoch, state.next_seq, state.batches)
+    core.track_changes()
+    return state_file
 
 
 class IdempotentProducer:
@@ -133,12 +154,26 @@ class IdempotentProducer:
     :class:`DurableStream` or a URL (then ``content_type`` is needed unless the handle knows
     it). A handle's headers, params, timeout and retry policy apply unless given here.
 
-    With ``auto_claim=True`` a producer fenced by a newer epoch (403) claims the next epoch
-    and resends; without it that stops the producer with :class:`StaleEpochError`. A batch
-    answered "duplicate" on its first send (an earlier session used the same id, epoch and
-    seq) counts as deduplicated, with a logged warning; ``reject_reused_sequences=True``
-    fails it with :class:`SequenceReusedError` instead (or, with ``auto_claim``, resends it
-    under the next epoch).
+    The server deduplicates by ``producer_id`` (one logical writer), ``epoch`` (one session
+    of it: a newer epoch fences the older ones, whose appends then get 403) and a sequence
+    number per batch within the epoch. A session must not reuse an earlier session's epoch
+    for other messages: the server would answer "duplicate" and store nothing. So:
+
+    - ``auto_claim=True``: each session takes an epoch of its own (the clock in ms, or above
+      the server's epoch when a 403 says it is higher) before its first batch is stored; it
+      fences older sessions, and stops with :class:`StaleEpochError` once a newer one fences
+      it. Exactly-once within a session; a batch in flight when a process dies is not resent.
+    - ``state="worker-7.producer"``: a state file keeps the epoch, the next sequence number
+      and every batch not yet acknowledged; a session started on it resends those under their
+      own numbers and goes on, so the stream holds each message once across crashes and
+      restarts. It costs one fsync per write before sending. A message is in the file once
+      its batch is sealed (within ``linger_ms``, or when full) and the sender has run;
+      after :meth:`flush` returns, everything appended before it is on the server.
+    - Neither: the session runs at ``epoch`` (0 by default); a batch answered "duplicate"
+      on its first send fails with :class:`SequenceReusedError`, and the producer stops.
+    - ``replay=True``: this session re-sends an earlier session's messages under the same
+      epoch and numbers on purpose (e.g. :meth:`append_many_nowait` of the same group), so
+      "duplicate" means "already stored" and counts as delivered.
 
     It starts sending on the first append, under asyncio or trio; ``async with
     IdempotentProducer(...) as producer:`` also closes it. Call :meth:`close` when done.
@@ -158,7 +193,8 @@ class IdempotentProducer:
         max_batch_items: int | None = None,
         retry: RetryPolicy | None = None,
         on_error: ErrorHook | None = None,
-        reject_reused_sequences: bool = False,
+        state: str | os.PathLike[str] | None = None,
+        replay: bool = False,
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
@@ -176,9 +212,11 @@ class IdempotentProducer:
             max_buffered_bytes=max_buffered_bytes,
             content_type=content_type,
             max_batch_items=max_batch_items,
-            reject_reused_sequences=reject_reused_sequences,
+            replay=replay,
         )
         self._core = ProducerCore(settings)
+        self._state_file: StateFile | None = None
+        self._state_broken = False  # a write failed: the producer stopped, sends nothing more
         self._close_result: AppendResult | None = None
         self._on_error = on_error
         handle = stream if isinstance(stream, HandleBase) else None
@@ -204,6 +242,8 @@ class IdempotentProducer:
         # How a thread other than the event loop's asks the sender to look again; the sync
         # producer replaces it.
         self._notify: Callable[[], None] = self._wake_up
+        if state is not None:
+            self._state_file = open_state_file(self._core, state)
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -320,6 +360,8 @@ class IdempotentProducer:
                     self._wake = anyio.Event()
                     now = time.monotonic()
                     batches, wake_at = self._core.due(now)
+                    if self._state_file is not None and not await self._record(batches):
+                        batches = []
                     for batch in batches:
                         group.start_soon(self._deliver, batch)
                     with anyio.move_on_after(None if wake_at is None else wake_at - now):
@@ -329,6 +371,35 @@ class IdempotentProducer:
             self._task_group = None
             assert self._runner_done is not None
             self._runner_done.set()
+
+    async def _record(self, unsent: list[Batch]) -> bool:
+        """Write what changed to the state file before ``unsent`` go out; if that fails,
+        they and everything after them fail with the error, unsent."""
+        assert self._state_file is not None
+        if self._state_broken:
+            return False
+        changes = self._core.take_changes()
+        if changes is None:
+            return True
+        try:
+            await anyio.to_thread.run_sync(self._state_file.write, changes)
+        except errors.ProducerStateError as exc:
+            self._state_broken = True
+            self._core.abort(exc, unsent)
+            self._after_change()
+            return False
+        return True
+
+    def _close_state_file(self) -> None:
+        state_file, self._state_file = self._state_file, None
+        if state_file is None:
+            return
+        try:
+            changes = self._core.take_changes()
+            if changes is not None and not self._state_broken:
+                state_file.write(changes)
+        finally:
+            state_file.close()
 
     async def _deliver(self, batch: Batch) -> None:
         core = self._core
@@ -458,16 +529,28 @@ class IdempotentProducer:
         below = self._core.seal_all()
         try:
             if not await self._wait_settled(below, timeout):
+                kept = self._state_file is not None
+                where = (
+                    f"; it stays in the state file {self._state_file.path!r}, and the next "
+                    "producer opened on it resends it"
+                    if self._state_file is not None
+                    else ""
+                )
                 self._core.fail_unresolved(
                     errors.DeadlineExceededError(
-                        f"close() gave up after {timeout} s; the batch may or may not be stored",
+                        f"close() gave up after {timeout} s; the batch may or may not be "
+                        f"stored{where}",
                         url=self.url,
-                    )
+                    ),
+                    kept=kept,
                 )
                 self._after_change()
         finally:
             self._finished = True
-            await self._stop_sending()
+            try:
+                await self._stop_sending()
+            finally:
+                self._close_state_file()
         self._raise_failures()
 
     async def _stop_sending(self) -> None:

@@ -16,6 +16,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   ├── BufferFullError             append_nowait with the producer's buffer full
     │   ├── ProducerClosedError         append after close(), close_stream() or a fatal error
     │   ├── SequenceReusedError         the server already holds this producer's epoch and seq
+    │   ├── ProducerStateError          the producer's state file cannot be opened or written
+    │   │   └── ProducerStateLockedError another producer has the state file open
     │   └── UndeliveredError            flush()/close(): some batches failed; see .failures
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
@@ -61,6 +63,8 @@ __all__ = [
     "PayloadTooLargeError",
     "ProducerClosedError",
     "ProducerError",
+    "ProducerStateError",
+    "ProducerStateLockedError",
     "ProtocolError",
     "RateLimitedError",
     "ResponseError",
@@ -202,10 +206,22 @@ class ProducerClosedError(ProducerError):
 
 
 class SequenceReusedError(ProducerError):
-    """With ``reject_reused_sequences=True``: the server answered "duplicate" to a batch sent
-    for the first time, so it already holds this producer id's epoch and sequence number from
-    an earlier session and did not store the batch. Start each session at a new epoch
-    (``restart()``, a higher ``epoch=``, or ``auto_claim=True``, which then does it itself)."""
+    """The server answered "duplicate" to a batch sent for the first time: it already holds
+    this producer id's epoch and sequence number from an earlier session, so it did not store
+    the batch. Start each session at an epoch no earlier session used (``auto_claim=True``
+    does it itself; so does a ``state=`` file), or pass ``replay=True`` when re-sending an
+    earlier session's messages under their old numbers on purpose."""
+
+
+class ProducerStateError(ProducerError):
+    """The producer's state file (``state=``) cannot be opened, read or written, or belongs
+    to another producer id or stream. The ``__cause__`` is the underlying error."""
+
+
+class ProducerStateLockedError(ProducerStateError):
+    """Another producer, in this process or another, has the state file open. One file
+    serves one producer at a time: two writers under one producer id would fence each other
+    or store messages twice."""
 
 
 class UndeliveredError(ProducerError):

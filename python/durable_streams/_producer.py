@@ -10,11 +10,23 @@ Sequencing rules, which make delivery exactly-once:
 
 - A batch keeps its (epoch, seq) and its bytes across retries, so a resent batch that the
   server already stored is answered "duplicate" (204) instead of being stored twice.
+- "Duplicate" counts as delivery only for a batch that may have been stored before: an
+  earlier attempt reached the server, the batch was restored from a state file, or the
+  session declared a replay. To a batch sent for the first time it means another session
+  used these numbers and the batch was *not* stored: with ``auto_claim`` it moves to a fresh
+  epoch, otherwise it fails with :class:`SequenceReusedError`.
 - A batch is resent under a new number only when an answer proves it was not stored (409
-  sequence gap, 403 stale epoch): then every unacknowledged batch moves to a new epoch,
-  numbered from 0, once nothing is in flight under the old one.
+  sequence gap, 403 stale epoch to a first attempt, the duplicate above): then every
+  unacknowledged batch moves to a new epoch, numbered from 0, once nothing is in flight under
+  the old one. A batch that may be stored already is never renumbered: it fails with
+  ``maybe_delivered``, as resending it under another number could store it twice.
 - At an epoch not yet acknowledged, one batch is in flight at a time: a new epoch must start
   at seq 0, and a later seq arriving first would be rejected outright.
+- Sessions and fencing: with ``auto_claim`` a session starts at a fresh epoch (the wall clock
+  in milliseconds, or above the server's when told so), so a newer session fences an older
+  one. It claims above the server's epoch (403) only before its first acknowledgement: after
+  that a 403 means a newer session took over, and this one stops, so two sessions never
+  fence each other in turn.
 """
 
 from __future__ import annotations
@@ -32,7 +44,26 @@ from . import _impl
 from . import _protocol as proto
 from ._protocol import AppendResult, HttpRequest
 
-__all__ = ["Batch", "FailedBatch", "ProducerCore", "ProducerSettings", "Retry", "Waiter"]
+__all__ = [
+    "Batch",
+    "FailedBatch",
+    "ProducerCore",
+    "ProducerSettings",
+    "Retry",
+    "StoreChanges",
+    "StoredBatch",
+    "Waiter",
+    "fresh_epoch",
+]
+
+# Producer-Epoch and Producer-Seq must stay within JavaScript's safe integers.
+MAX_PRODUCER_NUMBER = (1 << 53) - 1
+
+
+def fresh_epoch() -> int:
+    """An epoch no earlier session on a clock that did not go back has used: milliseconds
+    since 1970. Sessions that start later get higher epochs, so the newer fences the older."""
+    return time.time_ns() // 1_000_000
 
 
 class Waiter(Protocol):
@@ -57,13 +88,18 @@ class ProducerSettings:
     max_in_flight: int = 5
     max_buffered_bytes: int = 64 << 20
     max_batch_items: int | None = None
-    reject_reused_sequences: bool = False
+    replay: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.producer_id, str) or not self.producer_id:
             raise ValueError("producer_id must be a non-empty string")
-        if isinstance(self.epoch, bool) or not isinstance(self.epoch, int) or self.epoch < 0:
-            raise ValueError(f"epoch must be an integer >= 0, not {self.epoch!r}")
+        epoch = self.epoch
+        if (
+            isinstance(epoch, bool)
+            or not isinstance(epoch, int)
+            or not 0 <= epoch <= MAX_PRODUCER_NUMBER
+        ):
+            raise ValueError(f"epoch must be an integer from 0 to 2**53-1, not {epoch!r}")
         if not self.linger >= 0:
             raise ValueError(f"linger_ms must be >= 0, not {self.linger * 1000!r}")
         for name in ("max_batch_bytes", "max_in_flight", "max_buffered_bytes"):
@@ -102,11 +138,37 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class StoredBatch:
+    """A batch as a state file keeps it: enough to resend it under the same number."""
+
+    id: int
+    epoch: int
+    seq: int
+    count: int
+    close: bool
+    body: bytes
+
+
+@dataclass(frozen=True)
+class StoreChanges:
+    """What a state file must record before the batches now due are sent: the producer's
+    epoch and next seq, batches sealed or renumbered since the last write, and the ids of
+    batches settled since (acknowledged or failed)."""
+
+    epoch: int
+    next_seq: int
+    upserts: list[StoredBatch]
+    deletes: list[int]
+
+
+@dataclass(frozen=True)
 class FailedBatch:
     """A batch that was not delivered, with what it held and why it failed.
 
     ``maybe_delivered`` is True when the outcome is unknown: a request reached the server but
-    no answer came back before the retries ran out (the batch may be stored once)."""
+    no answer came back before the retries ran out (the batch may be stored once).
+    ``kept`` is True when the batch stays in the producer's state file: the next session
+    opened on that file resends it under the same number, so do not resend it yourself."""
 
     seq: int
     epoch: int
@@ -115,6 +177,7 @@ class FailedBatch:
     error: errors.DurableStreamError
     maybe_delivered: bool
     json: bool = field(default=False, repr=False)
+    kept: bool = False
 
     def messages(self) -> list[Any]:
         """The batch's messages: decoded JSON values on JSON streams, else its bytes as one item."""
@@ -146,9 +209,12 @@ class ProducerCore:
         self._open_since = 0.0
         self._open_count = 0
         self._next_id = 0
-        self.epoch = settings.epoch
+        self.epoch = max(settings.epoch, fresh_epoch()) if settings.auto_claim else settings.epoch
         self.next_seq = 0
         self._epoch_confirmed = False
+        # Whether this session has had any batch acknowledged: before that, a 403 may be an
+        # earlier session's epoch, worth claiming above; after it, a newer session's fence.
+        self._acknowledged_any = False
         self._ready: deque[Batch] = deque()
         self._in_flight: dict[int, Batch] = {}
         self._unresolved: dict[int, Batch] = {}  # by id; ids only grow, so the first is the oldest
@@ -158,7 +224,6 @@ class ProducerCore:
         # many sealed bytes the buffer cannot be full and add() skips asking the builder.
         self._check_room_from = settings.max_buffered_bytes - settings.max_batch_bytes
         self._refusing = False
-        self._warned_reused = False
         self._max_items = settings.max_batch_items or 0
         self._new_epoch_at_least: int | None = None
         self._fatal: errors.DurableStreamError | None = None
@@ -168,6 +233,11 @@ class ProducerCore:
         # failures for the on_error hook.
         self._settle: list[tuple[Waiter, AppendResult | BaseException]] = []
         self._report: list[FailedBatch] = []
+        # Changes a state file has yet to record (see track_changes).
+        self._tracking = False
+        self._dirty: dict[int, Batch] = {}
+        self._gone: list[int] = []
+        self._stored_meta: tuple[int, int] | None = None
 
     # -- taking messages ------------------------------------------------------------------------
 
@@ -288,6 +358,8 @@ class ProducerCore:
         self._ready.append(batch)
         self._unresolved[batch.id] = batch
         self._sealed_bytes += len(body)
+        if self._tracking:
+            self._dirty[batch.id] = batch
         return batch
 
     def seal_all(self) -> int:
@@ -371,13 +443,16 @@ class ProducerCore:
             url = self.settings.url
             if status in (200, 204):
                 result = proto.append_result(status, headers, body, url=url, producer=True)
-                if status == 204 and not batch.maybe_stored and not batch.close:
-                    # Stored before by someone using this producer id and epoch: a replay of
-                    # the same messages (deduplicated, as intended) or a reuse of the numbers
-                    # for other messages (which are then not stored). Only the caller knows.
-                    if self.settings.reject_reused_sequences:
-                        return self._sequence_reused(batch, result)
-                    self._warn_reused(batch, result)
+                if (
+                    status == 204
+                    and not batch.maybe_stored
+                    and not batch.close
+                    and not self.settings.replay
+                ):
+                    # Nothing of ours can have stored this batch: another session used these
+                    # numbers, and the server kept its messages, not these.
+                    self._sequence_reused(batch, result)
+                    return None
                 self._acknowledge(batch, result)
                 return None
             error = proto.error_for_status(
@@ -404,8 +479,12 @@ class ProducerCore:
                 self._want_new_epoch(self.epoch + 1)
                 return None
             if isinstance(error, errors.StaleEpochError):
-                if self.settings.auto_claim:
-                    self._requeue(batch, after_predecessors=False)
+                if self.settings.auto_claim and not self._acknowledged_any:
+                    if batch.maybe_stored:
+                        # An earlier attempt (or session) may have stored it before the fence.
+                        self._fail(batch, error)
+                    else:
+                        self._requeue(batch, after_predecessors=False)
                     self._want_new_epoch(max(self.epoch, error.current_epoch or 0) + 1)
                     return None
                 self._stop(error, batch)
@@ -442,62 +521,54 @@ class ProducerCore:
             if self._fatal is None:
                 self._want_new_epoch(self.epoch + 1)
 
-    def fail_unresolved(self, error: errors.DurableStreamError) -> None:
-        """Fail everything not yet settled (close() ran out of time)."""
+    def fail_unresolved(self, error: errors.DurableStreamError, *, kept: bool = False) -> None:
+        """Fail everything not yet settled (close() ran out of time); ``kept``: they stay in
+        the state file, for the next session on it to resend."""
         with self.lock:
             if self._open_count:
                 self._seal()
             for batch in list(self._unresolved.values()):
-                self._fail(batch, error)
+                self._fail(batch, error, kept=kept)
             self._ready.clear()
             self._closed = self._refusing = True
 
-    def _warn_reused(self, batch: Batch, result: AppendResult) -> None:
-        if not self._warned_reused:
-            self._warned_reused = True
-            logging.getLogger("durable_streams").warning(
-                "producer %r: epoch %d seq %d was already stored (the server is at seq %s); "
-                "counted as a duplicate. Expected when replaying the same messages; otherwise "
-                "start each session at a new epoch (restart(), epoch=, auto_claim=True) or "
-                "pass reject_reused_sequences=True",
-                self.settings.producer_id,
-                batch.epoch,
-                batch.seq,
-                result.producer_seq,
-            )
-
-    def _sequence_reused(self, batch: Batch, result: AppendResult) -> Retry | None:
+    def _sequence_reused(self, batch: Batch, result: AppendResult) -> None:
         if self.settings.auto_claim:
             self._requeue(batch, after_predecessors=False)
-            self._want_new_epoch(self.epoch + 1)
-            return None
+            self._want_new_epoch(max(self.epoch + 1, fresh_epoch()))
+            return
         error = errors.SequenceReusedError(
-            f"producer {self.settings.producer_id!r} epoch {batch.epoch} seq {batch.seq} is "
-            f"already stored by an earlier session (the server is at seq {result.producer_seq}); "
-            "start at a new epoch or use auto_claim=True",
+            f"producer {self.settings.producer_id!r}: epoch {batch.epoch} seq {batch.seq} was "
+            f"already used by an earlier session (the server is at seq {result.producer_seq}), "
+            f"so this batch of {batch.count} message(s) was not stored. Start each session at "
+            "an epoch of its own (auto_claim=True, or state= to resume where the last one "
+            "stopped), or pass replay=True if you are re-sending that session's messages",
             url=self.settings.url,
         )
         self._stop(error, batch)
-        return None
 
     # -- state changes ------------------------------------------------------------------------
 
-    def _resolve(self, batch: Batch) -> None:
+    def _resolve(self, batch: Batch, *, kept: bool = False) -> None:
         del self._unresolved[batch.id]
         self._in_flight.pop(batch.seq, None)
         self._sealed_bytes -= len(batch.body)
+        if self._tracking and not kept:
+            self._dirty.pop(batch.id, None)
+            self._gone.append(batch.id)
 
     def _acknowledge(self, batch: Batch, result: AppendResult) -> None:
         self._resolve(batch)
+        self._acknowledged_any = True
         if batch.epoch == self.epoch:
             self._epoch_confirmed = True
         for waiter in batch.waiters or ():
             self._settle.append((waiter, result))
 
-    def _fail(self, batch: Batch, error: errors.DurableStreamError) -> None:
+    def _fail(self, batch: Batch, error: errors.DurableStreamError, *, kept: bool = False) -> None:
         if batch.id not in self._unresolved:
             return
-        self._resolve(batch)
+        self._resolve(batch, kept=kept)
         failed = FailedBatch(
             batch.seq,
             batch.epoch,
@@ -506,6 +577,7 @@ class ProducerCore:
             error,
             batch.maybe_stored,
             self._json,
+            kept,
         )
         self.failures.append(failed)
         self._report.append(failed)
@@ -519,7 +591,9 @@ class ProducerCore:
         return any(seq < batch.seq for seq in self._in_flight)
 
     def _requeue(self, batch: Batch, *, after_predecessors: bool) -> None:
+        """Queue ``batch`` to be sent again: only after an answer proved it is not stored."""
         del self._in_flight[batch.seq]
+        batch.maybe_stored = False
         batch.after_predecessors = after_predecessors
         ready = self._ready
         index = 0
@@ -532,15 +606,39 @@ class ProducerCore:
         self._new_epoch_at_least = at_least if current is None else max(current, at_least)
 
     def _start_epoch(self, at_least: int) -> None:
-        self.epoch = max(self.epoch + 1, at_least)
+        epoch = max(self.epoch + 1, at_least)
+        if epoch > MAX_PRODUCER_NUMBER:
+            error = errors.ProducerError(
+                f"producer {self.settings.producer_id!r} cannot move past epoch {self.epoch}: "
+                "epochs stop at 2**53-1",
+                url=self.settings.url,
+            )
+            self._fatal = error
+            self._refusing = True
+            self._fail_ready(error)
+            return
+        for batch in [b for b in self._ready if b.maybe_stored]:
+            # Restored from a state file and perhaps stored by the session that wrote it.
+            self._ready.remove(batch)
+            self._fail(
+                batch,
+                errors.ProducerError(
+                    f"producer {self.settings.producer_id!r}: epoch {batch.epoch} seq "
+                    f"{batch.seq} may already be stored by an earlier session; it is not "
+                    f"resent under epoch {epoch}, where it could be stored twice",
+                    url=self.settings.url,
+                ),
+            )
+        self.epoch = epoch
         self._new_epoch_at_least = None
         self._epoch_confirmed = False
         for seq, batch in enumerate(self._ready):
             batch.seq = seq
-            batch.epoch = self.epoch
-            batch.maybe_stored = False
+            batch.epoch = epoch
             batch.after_predecessors = False
             batch.gap_expected = None
+            if self._tracking:
+                self._dirty[batch.id] = batch
         self.next_seq = len(self._ready)
 
     def _stop(self, error: errors.DurableStreamError, batch: Batch) -> None:
@@ -549,10 +647,73 @@ class ProducerCore:
         self._fatal = error
         self._refusing = True
         self._fail(batch, error)
+        self._fail_ready(error)
+
+    def _fail_ready(self, error: errors.DurableStreamError) -> None:
         if self._open_count:
             self._seal()
         while self._ready:
             self._fail(self._ready.popleft(), error)
+
+    def abort(self, error: errors.DurableStreamError, unsent: Iterable[Batch]) -> None:
+        """A fatal error before ``unsent`` (taken from :meth:`due`) went out: they, and all
+        not yet taken, fail with it; batches already on the way settle by their answers."""
+        with self.lock:
+            self._fatal = error
+            self._refusing = True
+            for batch in unsent:
+                self._fail(batch, error)
+            self._fail_ready(error)
+
+    # -- a state file ---------------------------------------------------------------------------
+
+    def restore(self, epoch: int, next_seq: int, batches: Iterable[StoredBatch]) -> None:
+        """Resume where a state file says an earlier session stopped: at its epoch and next
+        seq, with its unsettled batches queued first under their own numbers. Each may have
+        been stored already, so "duplicate" counts as its delivery."""
+        with self.lock:
+            self.epoch = epoch
+            self.next_seq = next_seq
+            for stored in sorted(batches, key=lambda b: b.seq):
+                batch = Batch(
+                    id=stored.id,
+                    body=stored.body,
+                    count=stored.count,
+                    waiters=None,
+                    seq=stored.seq,
+                    epoch=stored.epoch,
+                    close=stored.close,
+                    maybe_stored=True,
+                )
+                self._ready.append(batch)
+                self._unresolved[batch.id] = batch
+                self._sealed_bytes += len(batch.body)
+                self._next_id = max(self._next_id, batch.id + 1)
+            if any(b.close for b in self._ready):
+                self._closed = self._refusing = True
+
+    def track_changes(self) -> None:
+        """Keep what :meth:`take_changes` returns, for a state file."""
+        with self.lock:
+            self._tracking = True
+            self._stored_meta = (self.epoch, self.next_seq)
+
+    def take_changes(self) -> StoreChanges | None:
+        """What changed since the last call, or None; call it before sending what
+        :meth:`due` returned, and record it durably first."""
+        with self.lock:
+            meta = (self.epoch, self.next_seq)
+            if not self._dirty and not self._gone and meta == self._stored_meta:
+                return None
+            upserts = [
+                StoredBatch(b.id, b.epoch, b.seq, b.count, b.close, b.body)
+                for b in self._dirty.values()
+            ]
+            changes = StoreChanges(meta[0], meta[1], upserts, self._gone)
+            self._dirty = {}
+            self._gone = []
+            self._stored_meta = meta
+            return changes
 
     def start_new_epoch(self) -> None:
         """``restart()``: what follows goes out under the next epoch, from seq 0."""

@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable
@@ -53,6 +54,8 @@ class SyncIdempotentProducer:
     (an event loop of its own); :meth:`append_nowait` is cheap and thread-safe, so many
     worker threads may share one producer.
 
+    ``auto_claim``, ``state`` (a file that makes exactly-once hold across restarts and
+    crashes) and ``replay`` mean what they mean there; see :class:`IdempotentProducer`.
     ``append`` returns a :class:`concurrent.futures.Future` of the message's
     :class:`AppendResult`. Every blocking call takes a ``timeout`` and can be interrupted
     with Ctrl+C. Use it as a context manager, or call :meth:`close`."""
@@ -71,7 +74,8 @@ class SyncIdempotentProducer:
         max_batch_items: int | None = None,
         retry: RetryPolicy | None = None,
         on_error: ErrorHook | None = None,
-        reject_reused_sequences: bool = False,
+        state: str | os.PathLike[str] | None = None,
+        replay: bool = False,
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
@@ -87,7 +91,8 @@ class SyncIdempotentProducer:
             max_in_flight=max_in_flight,
             max_buffered_bytes=max_buffered_bytes,
             max_batch_items=max_batch_items,
-            reject_reused_sequences=reject_reused_sequences,
+            state=state,
+            replay=replay,
             retry=retry if retry is not None else getattr(stream, "_retry", None),
             on_error=on_error,
             content_type=content_type if content_type is not None else _content_type(stream),

@@ -17,7 +17,15 @@ from durable_streams import (
     StaleEpochError,
     StreamClosedError,
 )
-from durable_streams._producer import Batch, ProducerCore, ProducerSettings
+from durable_streams._producer import (
+    MAX_PRODUCER_NUMBER,
+    Batch,
+    ProducerCore,
+    ProducerSettings,
+    StoredBatch,
+    fresh_epoch,
+    settle,
+)
 
 URL = "http://127.0.0.1:1/s"
 OK = (200, {}, b"")
@@ -158,41 +166,153 @@ def test_stale_epoch_with_auto_claim_resends_at_the_servers_epoch_plus_one() -> 
     core = make(auto_claim=True)
     core.add(1)
     batch = sent(core)[0]
-    core.on_answer(batch, 403, {"producer-epoch": "4"}, b"")
+    server_epoch = core.epoch + 4
+    core.on_answer(batch, 403, {"producer-epoch": str(server_epoch)}, b"")
     again = sent(core)
-    assert again == [batch] and (batch.epoch, batch.seq) == (5, 0)
+    assert again == [batch] and (batch.epoch, batch.seq) == (server_epoch + 1, 0)
     assert core.take_failures() == []
 
 
-def test_first_attempt_answered_duplicate_counts_as_a_replay_and_is_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_auto_claim_starts_at_a_fresh_epoch_not_below_the_given_one() -> None:
+    before = fresh_epoch()
+    assert before <= make(auto_claim=True).epoch <= fresh_epoch()
+    assert make(auto_claim=True, epoch=MAX_PRODUCER_NUMBER).epoch == MAX_PRODUCER_NUMBER
+    assert make().epoch == 0 and make(epoch=7).epoch == 7
+
+
+def test_a_claimed_session_fenced_later_stops_instead_of_claiming_back() -> None:
+    """After its first acknowledgement, a 403 means a newer session took over: claiming above
+    it would fence that newer session in turn, and the two would fence each other forever."""
+    core = make(auto_claim=True)
+    core.add(1)
+    first = sent(core)[0]
+    assert core.on_answer(first, *OK) is None
+    core.add(2)
+    second = sent(core)[0]
+    core.on_answer(second, 403, {"producer-epoch": str(core.epoch + 1)}, b"")
+    (failed,) = core.take_failures()
+    assert isinstance(failed.error, StaleEpochError) and failed.messages() == [2]
+    assert not failed.maybe_delivered
+    with pytest.raises(ProducerClosedError):
+        core.add(3)
+
+
+def test_a_fenced_batch_that_may_be_stored_fails_instead_of_moving_epochs() -> None:
+    core = make(auto_claim=True)
+    core.add(1)
+    batch = sent(core)[0]
+    core.on_transport_error(batch, reached_server=True)  # stored, perhaps, then fenced
+    core.on_answer(batch, 403, {"producer-epoch": str(core.epoch + 1)}, b"")
+    (failed,) = core.take_failures()
+    assert failed.maybe_delivered and isinstance(failed.error, StaleEpochError)
+    core.add(2)  # the producer goes on, under the claimed epoch
+    (next_batch,) = sent(core)
+    assert next_batch.epoch == core.epoch and next_batch.seq == 0
+
+
+def test_first_attempt_answered_duplicate_fails_and_stops_the_producer() -> None:
+    """Nothing of this session can have stored the batch: the server holds another session's
+    messages under these numbers, and these were not stored. That is a failure, not a
+    success and not a log line."""
+    core = make()
+    core.add(1)
+    core.add("1" * 20)
+    batch = sent(core)[0]
+    headers = {"producer-epoch": "0", "producer-seq": "41"}
+    assert core.on_answer(batch, 204, headers, b"") is None
+    failed = core.take_failures()
+    assert [f.seq for f in failed] == [0, 1]
+    assert all(isinstance(f.error, SequenceReusedError) for f in failed)
+    assert failed[0].messages() == [1] and not failed[0].maybe_delivered
+    assert "replay=True" in str(failed[0].error) and "auto_claim" in str(failed[0].error)
+    with pytest.raises(ProducerClosedError) as info:
+        core.add(2)
+    assert isinstance(info.value.__cause__, SequenceReusedError)
+
+
+def test_a_duplicate_after_an_attempt_that_reached_the_server_is_a_delivery() -> None:
     core = make()
     core.add(1)
     batch = sent(core)[0]
-    with caplog.at_level("WARNING", logger="durable_streams"):
-        core.on_answer(batch, 204, {"producer-epoch": "0", "producer-seq": "41"}, b"")
+    core.on_transport_error(batch, reached_server=True)
+    assert core.on_answer(batch, 204, {"producer-seq": "0"}, b"") is None
     assert core.take_failures() == [] and core.idle()
-    assert "already stored" in caplog.text and "reject_reused_sequences" in caplog.text
 
 
-def test_first_attempt_answered_duplicate_is_refused_when_asked() -> None:
-    core = make(reject_reused_sequences=True)
+def test_a_declared_replay_counts_first_attempt_duplicates_as_delivered() -> None:
+    core = make(replay=True)
     core.add(1)
     batch = sent(core)[0]
-    headers = {"producer-epoch": "0", "producer-seq": "41"}
-    core.on_answer(batch, 204, headers, b"")
-    (failed,) = core.take_failures()
-    assert isinstance(failed.error, SequenceReusedError)
-    assert failed.messages() == [1]
+    waiter: Future[AppendResult] = Future()
+    batch.waiters = [waiter]
+    core.on_answer(batch, 204, {"producer-epoch": "0", "producer-seq": "3"}, b"")
+    settle(*core.take_outcomes(), None)
+    assert waiter.result().duplicate and core.take_failures() == [] and core.idle()
 
 
-def test_reused_sequence_with_auto_claim_moves_to_the_next_epoch() -> None:
-    core = make(auto_claim=True, reject_reused_sequences=True)
+def test_reused_sequence_with_auto_claim_moves_to_a_fresh_epoch() -> None:
+    core = make(auto_claim=True)
     core.add(1)
     batch = sent(core)[0]
+    epoch = core.epoch
     core.on_answer(batch, 204, {"producer-seq": "41"}, b"")
-    assert sent(core) == [batch] and (batch.epoch, batch.seq) == (1, 0)
+    assert sent(core) == [batch] and batch.epoch > epoch and batch.seq == 0
+    assert core.take_failures() == []
+
+
+def test_restored_batches_go_first_under_their_numbers_and_duplicates_count() -> None:
+    core = make(max_in_flight=5)
+    stored = [StoredBatch(7, 3, 4, 1, False, b"[4]"), StoredBatch(6, 3, 3, 2, False, b"[2,3]")]
+    core.restore(3, 5, stored)
+    core.track_changes()
+    core.add(5)
+    (first,) = sent(core)  # one at a time until the epoch is acknowledged
+    assert (first.epoch, first.seq, first.body) == (3, 3, b"[2,3]")
+    assert core.on_answer(first, 204, {"producer-seq": "4"}, b"") is None  # stored before
+    batches = sent(core)
+    assert numbers(batches) == [(3, 4), (3, 5)] and batches[1].id == 8
+    changes = core.take_changes()
+    assert changes is not None and (changes.epoch, changes.next_seq) == (3, 6)
+    assert [b.id for b in changes.upserts] == [8] and changes.deletes == [6]
+    assert core.take_changes() is None
+    for batch in batches:
+        core.on_answer(batch, *OK)
+    assert core.take_failures() == [] and core.idle()
+
+
+def test_a_restored_batch_is_never_renumbered() -> None:
+    """An earlier session may have stored it: under a new number it could be stored twice.
+    When the producer must move to a new epoch first, it fails, flagged maybe_delivered."""
+    core = make(auto_claim=True, max_in_flight=5)
+    stored = [StoredBatch(0, 3, 0, 1, False, b"[0]"), StoredBatch(1, 3, 1, 1, False, b"[1]")]
+    core.restore(3, 2, stored)
+    core.add(2)
+    (first,) = sent(core)
+    core.on_answer(first, 403, {"producer-epoch": "9"}, b"")
+    batches = sent(core)
+    failed = core.take_failures()
+    assert [(f.seq, f.maybe_delivered) for f in failed] == [(0, True), (1, True)]
+    assert [b.body for b in batches] == [b"[2]"] and numbers(batches) == [(10, 0)]
+
+
+def test_changes_record_renumbering_before_the_renumbered_batches_go_out() -> None:
+    core = make(max_in_flight=1, max_batch_bytes=4)
+    core.track_changes()
+    for item in [1, 2, 3]:
+        core.add(item)
+    core.seal_all()
+    first = sent(core)[0]
+    assert [(b.seq, b.body) for b in core.take_changes().upserts] == [  # type: ignore[union-attr]
+        (0, b"[1]"),
+        (1, b"[2]"),
+        (2, b"[3]"),
+    ]
+    core.on_answer(first, 400, {}, b"bad")  # refused: what follows moves to epoch 1
+    batch = sent(core)[0]
+    changes = core.take_changes()
+    assert changes is not None and changes.deletes == [first.id] and changes.epoch == 1
+    assert sorted((b.epoch, b.seq) for b in changes.upserts) == [(1, 0), (1, 1)]
+    assert (batch.epoch, batch.seq) == (1, 0)
 
 
 def test_max_batch_items_seals_a_batch_at_that_many_messages() -> None:
