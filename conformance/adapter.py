@@ -441,12 +441,15 @@ class Adapter:
 
     def producer_options(self, cmd: Mapping[str, Any], values: RequestValues) -> dict[str, Any]:
         """The producer of an idempotent-* command, as the reference adapters configure it:
-        no linger, one batch in flight."""
+        no linger, one batch in flight. The cases re-send a batch from a new producer at the
+        same epoch on purpose (client-deduplication-works) and expect success: a declared
+        replay, in this client's terms."""
         path = str(cmd["path"])
         return {
             "producer_id": str(cmd["producerId"]),
             "epoch": int(cmd.get("epoch") or 0),
             "auto_claim": bool(cmd.get("autoClaim", False)),
+            "replay": True,
             "linger_ms": 0,
             "max_in_flight": 1,
             "retry": RETRY,
