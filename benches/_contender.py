@@ -30,8 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -206,8 +209,10 @@ async def _ours_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[
     full = ds.BufferFullError
     waited = 0
     m.start()
+    state_dir = tempfile.mkdtemp() if args.state_file else None
+    state = None if state_dir is None else os.path.join(state_dir, "bench.producer")
     async with ds.IdempotentProducer(
-        args.url, producer_id="bench", epoch=0, content_type=JSON_CT
+        args.url, producer_id="bench", epoch=0, content_type=JSON_CT, state=state
     ) as producer:
         append_nowait = producer.append_nowait
         for i in range(n):
@@ -220,6 +225,8 @@ async def _ours_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[
         await producer.flush()
     m.stop()
     m.info["waited_for_room"] = waited
+    if state_dir is not None:
+        shutil.rmtree(state_dir)
     return n
 
 
@@ -509,6 +516,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=10_000, help="official: concurrent appends")
     ap.add_argument("--expect-impl", choices=("native", "pure"))
     ap.add_argument("--sync-producer", action="store_true")
+    ap.add_argument("--state-file", action="store_true")
     args = ap.parse_args()
     # sse-small is the sse workload with one message per append (so per SSE data event)
     args.per_event = 1 if args.workload == "sse-small" else P.LIVE_APPEND

@@ -16,7 +16,8 @@ and peak memory a row reports belong to that client alone:
 
 - ``native`` / ``pure``: this project (``durable_streams``) on its Rust core / on its
   pure-Python twin (``DURABLE_STREAMS_PURE_PYTHON=1``), in this repository's ``.venv``
-  (``native-sync``: the threaded ``SyncIdempotentProducer``, producer workload only);
+  (``native-sync``: the threaded ``SyncIdempotentProducer``; ``native-state``: the async
+  producer with a ``state=`` file, fsynced before each send; producer workload only);
 - ``official``: the official Python client, ``durable-streams`` 0.1.0 from PyPI, in
   ``benches/.venv-official`` (created here on first use from ``requirements-official.txt``);
 - ``ts``: the TypeScript reference client, ``@durable-streams/client`` from npm, pinned in
@@ -121,7 +122,16 @@ ROWS = {
     "catch-up": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
     "sse": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
     "sse-small": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
-    "produce": ["native", "native-sync", "pure", "official", "ts", "httpx+orjson", "httpx"],
+    "produce": [
+        "native",
+        "native-sync",
+        "native-state",
+        "pure",
+        "official",
+        "ts",
+        "httpx+orjson",
+        "httpx",
+    ],
     "append-1mib": [*CLIENTS, "httpx+orjson", "httpx"],
     "latency-long-poll": [*CLIENTS, "httpx+orjson"],
     "latency-sse": [*CLIENTS, "httpx+orjson"],
@@ -129,6 +139,7 @@ ROWS = {
 LABELS = {
     "native": "native (this project)",
     "native-sync": "native, sync producer",
+    "native-state": "native, with state file",
     "pure": "pure (this project)",
     "official": "official Python 0.1.0",
     "ts": "TypeScript client",
@@ -241,7 +252,7 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
     ours = ours_python()
     script = str(CONTENDER_SCRIPT)
     no_producer = probe_producer(ours)
-    for name in ("native", "native-sync", "pure"):
+    for name in ("native", "native-sync", "native-state", "pure"):
         if name not in wanted:
             continue
         impl = "pure" if name == "pure" else "native"
@@ -249,6 +260,8 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
         tail = ["--expect-impl", impl]
         if name == "native-sync":
             tail.append("--sync-producer")
+        elif name == "native-state":
+            tail.append("--state-file")
         c = Contender(name, [ours, script, "ours"], env, tail=tail)
         if no_producer:
             c.unavailable["produce"] = no_producer
