@@ -360,6 +360,8 @@ class IdempotentProducer:
                     self._wake = anyio.Event()
                     now = time.monotonic()
                     batches, wake_at = self._core.due(now)
+                    if self._core.has_outcomes():  # due() failed batches it could not renumber
+                        self._after_change()
                     if self._state_file is not None and not await self._record(batches):
                         batches = []
                     for batch in batches:

@@ -734,6 +734,9 @@ class ProducerCore:
         with self.lock:
             return not self._unresolved and not self._open_count
 
+    def has_outcomes(self) -> bool:
+        return bool(self._settle or self._report)
+
     def take_outcomes(
         self,
     ) -> tuple[list[tuple[Waiter, AppendResult | BaseException]], list[FailedBatch]]:

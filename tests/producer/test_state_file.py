@@ -23,6 +23,7 @@ from durable_streams import (
     UndeliveredError,
     stream,
 )
+from durable_streams._producer import StoreChanges, StoredBatch
 from durable_streams._state import StateFile
 
 JSON = "application/json"
@@ -171,3 +172,29 @@ async def test_a_failed_write_fails_the_batches_before_they_are_sent(
     await producer.close()  # the error was reported once; close() lets go of the file
     await handle.aclose()
     assert read_all(stream_url) == []  # nothing went out that the file did not record
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.anyio
+async def test_restored_batches_fenced_by_another_writer_fail_and_flush_returns(
+    stream_url: str, state: str
+) -> None:
+    """A dead session left two batches in its file; meanwhile another writer took the
+    producer id at a higher epoch. The first batch gets 403: either may have been stored
+    before the fence, so neither is resent under a new number; both fail, flagged
+    maybe_delivered, and flush() says so instead of waiting forever."""
+    handle = await AsyncDurableStream.create(stream_url, content_type=JSON)
+    dead = StateFile(state, url=stream_url, producer_id="w", json_mode=True, epoch=3)
+    stored = [StoredBatch(0, 3, 0, 1, False, b"[0]"), StoredBatch(1, 3, 1, 1, False, b"[1]")]
+    dead.write(StoreChanges(3, 2, stored, []))
+    dead.close()
+    async with IdempotentProducer(handle, producer_id="w", epoch=50) as other:
+        other.append_nowait({"w": "other"})
+    resumed = IdempotentProducer(handle, producer_id="w", state=state, auto_claim=True)
+    with pytest.raises(UndeliveredError) as info:
+        await resumed.flush()
+    assert [(f.seq, f.maybe_delivered) for f in info.value.failures] == [(0, True), (1, True)]
+    resumed.append_nowait({"w": "after"})  # the session goes on under a claimed epoch
+    await resumed.close()
+    await handle.aclose()
+    assert read_all(stream_url) == [{"w": "other"}, {"w": "after"}]
