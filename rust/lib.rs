@@ -1,6 +1,6 @@
 //! Native core of the `durable_streams` Python client.
 //!
-//! The parsing modules ([`json`], [`sse`], [`base64`], [`encode`], [`batch`]) are plain Rust:
+//! The parsing modules ([`json`], [`sse`], [`http`], [`base64`], [`encode`], [`batch`]) are plain Rust:
 //! no Python types, errors that carry byte positions, testable with
 //! `cargo test --no-default-features`. [`python`] (feature `python`) is the one binding
 //! module: it builds Python objects (with jiter) and maps every error, once, to the classes
@@ -10,6 +10,7 @@ pub mod base64;
 pub mod batch;
 pub mod control;
 pub mod encode;
+pub mod http;
 pub mod json;
 pub mod sse;
 

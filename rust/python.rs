@@ -15,6 +15,7 @@ use crate::base64::{self, Base64Error};
 use crate::batch::Batch;
 use crate::control::{self, ControlError};
 use crate::encode;
+use crate::http::{self, HttpError, Part};
 use crate::json::{self, JsonError};
 use crate::sse::{self, Event, EventKind, SseError};
 
@@ -30,6 +31,7 @@ enum ErrorClass {
     Sse,
     TooLarge,
     Base64,
+    Http,
 }
 
 /// An error of the core, ready to become a Python exception.
@@ -53,6 +55,7 @@ static JSON_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static SSE_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static EVENT_TOO_LARGE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BASE64_DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static HTTP_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 impl From<Fault> for PyErr {
     fn from(f: Fault) -> PyErr {
@@ -62,6 +65,7 @@ impl From<Fault> for PyErr {
                 ErrorClass::Sse => (&SSE_PARSE_ERROR, "SSEParseError"),
                 ErrorClass::TooLarge => (&EVENT_TOO_LARGE_ERROR, "EventTooLargeError"),
                 ErrorClass::Base64 => (&BASE64_DECODE_ERROR, "Base64DecodeError"),
+                ErrorClass::Http => (&HTTP_PARSE_ERROR, "HTTPParseError"),
             };
             let build = || -> PyResult<PyErr> {
                 let cls = cell.import(py, "durable_streams._errors", name)?;
@@ -89,6 +93,12 @@ impl From<SseError> for PyErr {
             SseError::InvalidUtf8 { .. } => ErrorClass::Sse,
         };
         Fault::new(class, e.message(), e.position()).into()
+    }
+}
+
+impl From<HttpError> for PyErr {
+    fn from(e: HttpError) -> PyErr {
+        Fault::new(ErrorClass::Http, e.kind.message(), e.position).into()
     }
 }
 
@@ -578,6 +588,96 @@ impl BatchBuilder {
 }
 
 // ---------------------------------------------------------------------------------------------
+// HTTP/1.1 responses.
+
+#[pyclass(module = "durable_streams._core", name = "HttpResponseDecoder")]
+struct HttpResponseDecoder {
+    core: http::ResponseDecoder,
+}
+
+#[pymethods]
+impl HttpResponseDecoder {
+    #[new]
+    #[pyo3(signature = (max_head_bytes = 65_536))]
+    fn new(max_head_bytes: i64) -> PyResult<Self> {
+        if max_head_bytes <= 0 {
+            return Err(PyValueError::new_err("max_head_bytes must be positive"));
+        }
+        let cap = usize::try_from(max_head_bytes).unwrap_or(usize::MAX);
+        Ok(Self {
+            core: http::ResponseDecoder::new(cap),
+        })
+    }
+
+    #[getter]
+    fn done(&self) -> bool {
+        self.core.done()
+    }
+
+    #[getter]
+    fn close_delimited(&self) -> bool {
+        self.core.close_delimited()
+    }
+
+    /// `(head, body, taken)`: the head `(status, headers)` if it completed in `data`, the
+    /// body bytes in `data`, and how many bytes of `data` belong to this response.
+    #[allow(clippy::type_complexity)]
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyBytes>,
+    ) -> PyResult<(
+        Option<(u16, Bound<'py, PyDict>)>,
+        Bound<'py, PyBytes>,
+        usize,
+    )> {
+        let input = data.as_bytes();
+        let mut head: Option<(u16, Bound<'py, PyDict>)> = None;
+        let mut first: Option<(usize, usize)> = None;
+        let mut joined: Option<Vec<u8>> = None;
+        let base = input.as_ptr() as usize;
+        let taken = self.core.feed(input, |part: Part<'_>| -> PyResult<()> {
+            match part {
+                Part::Head(h) => {
+                    let headers = PyDict::new(py);
+                    for (name, value) in &h.headers {
+                        let joined_value = match headers.get_item(name)? {
+                            Some(old) => format!("{}, {}", old.extract::<&str>()?, value),
+                            None => value.clone(),
+                        };
+                        headers.set_item(name, joined_value)?;
+                    }
+                    head = Some((h.status, headers));
+                }
+                Part::Body(b) if !b.is_empty() => match (&mut joined, first) {
+                    (Some(all), _) => all.extend_from_slice(b),
+                    (None, Some((start, len))) => {
+                        let mut all = input[start..start + len].to_vec();
+                        all.extend_from_slice(b);
+                        joined = Some(all);
+                    }
+                    (None, None) => first = Some((b.as_ptr() as usize - base, b.len())),
+                },
+                Part::Body(_) | Part::End => {}
+            }
+            Ok(())
+        })?;
+        let body = match (joined, first) {
+            (Some(all), _) => PyBytes::new(py, &all),
+            (None, Some((0, len))) if len == input.len() => data.clone(),
+            (None, Some((start, len))) => PyBytes::new(py, &input[start..start + len]),
+            (None, None) => PyBytes::new(py, b""),
+        };
+        Ok((head, body, taken))
+    }
+
+    /// The connection closed: raises if the response had not ended.
+    fn finish(&mut self) -> PyResult<()> {
+        Ok(self.core.finish()?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -585,6 +685,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Control>()?;
     m.add_class::<SseDecoder>()?;
     m.add_class::<BatchBuilder>()?;
+    m.add_class::<HttpResponseDecoder>()?;
     m.add_function(wrap_pyfunction!(parse_json_array, m)?)?;
     m.add_function(wrap_pyfunction!(split_json_array, m)?)?;
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;

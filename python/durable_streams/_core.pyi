@@ -7,6 +7,7 @@ from typing_extensions import Self
 __all__ = [
     "BatchBuilder",
     "Control",
+    "HttpResponseDecoder",
     "SseDecoder",
     "__version__",
     "encode_json",
@@ -75,3 +76,23 @@ class BatchBuilder:
     def nbytes(self) -> int: ...
     def __len__(self) -> int: ...
     def take(self) -> bytes: ...
+
+@final
+class HttpResponseDecoder:
+    """Incremental decoder of one HTTP/1.1 response to a GET, fed the bytes of a connection.
+
+    ``feed(data)`` returns ``(head, body, taken)``: ``head`` is ``(status, headers)`` (names
+    lower-cased, repeated fields joined with ", ", values latin-1) in the call where the head
+    completes, else ``None``; ``body`` is the body bytes ``data`` carried, with the framing
+    (Content-Length, chunked, close-delimited) undone; ``taken`` is how many bytes of ``data``
+    belong to this response (fewer than ``len(data)`` only once it ended). Interim 1xx answers
+    are skipped. ``finish()`` says the connection closed: it ends a close-delimited body and
+    raises for anything unfinished. Every error is an ``HTTPParseError`` with the position of
+    the element at fault in the connection's input.
+    """
+
+    done: Final[bool]
+    close_delimited: Final[bool]
+    def __new__(cls, max_head_bytes: int = 65536) -> Self: ...
+    def feed(self, data: bytes) -> tuple[tuple[int, dict[str, str]] | None, bytes, int]: ...
+    def finish(self) -> None: ...

@@ -4,7 +4,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     DurableStreamError
     ├── TransportError                  network failure; httpx's exception is the __cause__
-    │   └── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
+    │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
+    │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
     ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
     │   ├── SSEParseError               a malformed SSE stream or control event
@@ -57,6 +58,7 @@ __all__ = [
     "DeadlineExceededError",
     "DurableStreamError",
     "EventTooLargeError",
+    "HTTPParseError",
     "InvalidOffsetError",
     "JSONParseError",
     "ParseError",
@@ -165,6 +167,13 @@ class ParseError(DurableStreamError, ValueError):
         if self.position is None:
             return text
         return f"{text} [at byte {self.position}]"
+
+
+class HTTPParseError(TransportError, ParseError):
+    """The native read path got bytes that are not a valid HTTP/1.1 response (a malformed
+    head, bad chunk framing, an oversize head) or a connection that closed before the
+    response ended; ``position`` is the byte of the connection's input at fault. Retried like
+    any network failure: nothing of a response that did not fully arrive is handed out."""
 
 
 class JSONParseError(ParseError):

@@ -9,12 +9,14 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchBuilder
+from ._http import HttpResponseDecoder
 from ._json import encode_json, parse_json_array, split_json_array
 from ._sse import Control, SseDecoder
 
 __all__ = [
     "BatchBuilder",
     "Control",
+    "HttpResponseDecoder",
     "SseDecoder",
     "__version__",
     "encode_json",

@@ -1,0 +1,1032 @@
+"""Client CPU of a live tail of small events, per candidate HTTP transport.
+
+Decides what a native read path could gain: how much of the per-event cost of a live tail is
+httpx's, how much of it a Rust transport under httpx (or a Rust client without httpx) takes
+away, and how close any of them gets to the floor of a Python loop over a raw socket.
+
+Run it from the repository root with the candidates' virtualenv (not the project's ``.venv``)::
+
+    python3 -m venv benches/.venv-candidates
+    benches/.venv-candidates/bin/pip install httpx orjson h2 'pyreqwest>=0.15,<0.16' \\
+        'pyqwest>=0.12,<0.13'
+    benches/.venv-candidates/bin/python benches/transport_candidates.py
+
+(``h2`` because ``pyqwest.httpx`` imports it without declaring it.) Flags: ``--messages N``
+(default 3000), ``--interval-ms MS`` (default 1.5), ``--repeat R`` (default 3; medians and
+min-max are shown), ``--only WORKLOAD`` and ``--contenders a,b`` (subsets), ``--wait-load L``
+(wait, up to ``--wait-max`` seconds, until the 1-minute load average is below L; default
+1.5), ``--json OUT`` (every run's raw numbers). About five minutes with the defaults.
+
+Workloads. One reference server (``refserver/launch.py``) serves every run; each run gets a
+fresh stream. The writer lives in this (parent) process and appends one message per POST
+(``[{"type":"click",...}]``, 51 bytes, the messages of ``compare.py``'s sse-small), one
+every ``--interval-ms`` on a fixed schedule, ``--messages`` of them, over one keep-alive
+``http.client`` connection. The reader is a fresh subprocess per (workload, contender,
+repeat), so that its CPU time is its own:
+
+- ``sse-small``: one ``GET ?offset=-1&live=sse``; the reader counts ``event: data`` events
+  (the server sends each as its own chunks, followed by an ``event: control``), splitting
+  the body on blank lines and ``orjson.loads``-ing each data payload, until it holds N
+  messages. Reported: client CPU per message (= per data event).
+- ``long-poll-small``: ``GET ?offset=<next>&live=long-poll`` in a loop over one client (one
+  keep-alive connection); each 200 answer's body is ``orjson.loads``-ed, ``Stream-Next-Offset``
+  gives the next offset. Reported: client CPU per message and per request (a slower client
+  gets more messages per answer, so per request is the transport's cost, per message the
+  user's).
+
+Measured in the reader: ``time.process_time()`` (user + system CPU of every thread, so a Rust
+runtime's own threads count) and wall time, from just after the connection is up (the
+reader prints ``ready``; the writer starts 0.3 s later) to the N-th message; interpreter
+start-up, imports, client construction and one warm-up HEAD come before the clock. Also:
+body pieces handed to Python per data event, voluntary context switches, OS threads, and
+the tail lag (the last message's arrival after the writer's last POST returned).
+
+Contenders (all share the same SSE splitter and long-poll loop; only the bytes' source
+differs):
+
+- ``httpx``: ``httpx.Client``, ``client.stream(...)`` + ``iter_raw()``; ``client.get``.
+- ``pyreqwest-httpx``: the same code on ``pyreqwest.compatibility.httpx.SyncHttpxTransport``
+  (pyreqwest's ``HttpxTransport`` is the asyncio one).
+- ``pyqwest-httpx``: the same on ``pyqwest.httpx.PyqwestTransport(SyncHTTPTransport())``.
+- ``pyreqwest-native``: pyreqwest's own ``SyncClient`` (``build_streamed()`` and
+  ``body_reader.read_chunk()``), no httpx.
+- ``pyqwest-native``: pyqwest's own ``SyncClient`` (``stream()`` and ``response.content``).
+- ``socket-floor``: a blocking ``socket`` with a hand-written HTTP/1.1 request, status line
+  and header parsing and incremental chunked decoding (all complete chunks of one
+  ``recv`` joined): what a design owning its socket in Python could approach.
+- ``httpx-async``, ``pyreqwest-httpx-async``, ``pyqwest-httpx-async``, ``socket-floor-async``:
+  the same on asyncio (``httpx.AsyncClient``; asyncio streams for the floor).
+
+In the table, sync rows are divided by ``socket-floor`` and ``httpx``, asyncio rows by
+``socket-floor-async`` and ``httpx-async``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import resource
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "refserver"))
+
+import _payloads as P  # noqa: E402
+
+WORKLOADS = ("sse-small", "long-poll-small")
+SYNC_CONTENDERS = (
+    "httpx",
+    "pyreqwest-httpx",
+    "pyqwest-httpx",
+    "pyreqwest-native",
+    "pyqwest-native",
+    "socket-floor",
+)
+ASYNC_CONTENDERS = (
+    "httpx-async",
+    "pyreqwest-httpx-async",
+    "pyqwest-httpx-async",
+    "socket-floor-async",
+)
+CONTENDERS = SYNC_CONTENDERS + ASYNC_CONTENDERS
+PACKAGES = ("httpx", "httpcore", "h11", "orjson", "pyreqwest", "pyqwest", "h2", "anyio")
+READY_GRACE = 0.3  # seconds between the reader's "ready" and the first append
+CHILD_TIMEOUT = 120.0
+JSON_HEADERS = {"Content-Type": "application/json"}
+RECV_SIZE = 65536
+
+
+# ---- the reader's shared parsing ---------------------------------------------------------
+
+
+class SseCounter:
+    """The least SSE handling a client can get away with against the reference server:
+    split on blank lines, keep ``event: data`` events, ``orjson.loads`` their one ``data:``
+    line (the server writes one per event, ``\\n`` line ends), count the messages."""
+
+    __slots__ = ("events", "loads", "messages", "pieces", "rest", "target")
+
+    def __init__(self, target: int, loads: Callable[[bytes], Any]) -> None:
+        self.target = target
+        self.loads = loads
+        self.rest = b""
+        self.messages = 0
+        self.events = 0
+        self.pieces = 0
+
+    def feed(self, piece: bytes) -> bool:
+        """Takes the next body bytes; True once ``target`` messages arrived."""
+        self.pieces += 1
+        if self.rest:
+            piece = self.rest + piece
+        parts = piece.split(b"\n\n")
+        self.rest = parts.pop()
+        for event in parts:
+            if event.startswith(b"event: data\n"):
+                self.events += 1
+                data = event[12:]
+                if data.startswith(b"data:"):
+                    self.messages += len(self.loads(data[5:]))
+        return self.messages >= self.target
+
+
+class ChunkedDecoder:
+    """Incremental ``Transfer-Encoding: chunked`` decoding: ``feed`` returns the payload of
+    every chunk completed so far, joined. No chunk extensions, no trailers."""
+
+    __slots__ = ("buf", "finished")
+
+    def __init__(self, initial: bytes = b"") -> None:
+        self.buf = initial
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        pos = 0
+        out: list[bytes] = []
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buf[pos:eol], 16)
+            start = eol + 2
+            end = start + size
+            if len(buf) < end + 2:
+                break
+            if size == 0:  # the last chunk, then an empty trailer section
+                self.finished = True
+                pos = end + 2
+                break
+            out.append(buf[start:end])
+            pos = end + 2
+        self.buf = buf[pos:]
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def parse_head(head: bytes) -> tuple[int, dict[bytes, bytes]]:
+    """Status code and lower-cased headers of a response head (without its blank line)."""
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port, parts.path
+
+
+# ---- the contenders: where the bytes come from -------------------------------------------
+
+
+class SyncSource(Protocol):
+    def warm(self, url: str) -> None: ...
+
+    def sse(self, url: str) -> contextlib.AbstractContextManager[Iterator[bytes]]: ...
+
+    def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncSource(Protocol):
+    async def warm(self, url: str) -> None: ...
+
+    def sse(self, url: str) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+    async def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+def _params(offset: str, live: str | None) -> dict[str, str]:
+    return {"offset": offset, "live": live} if live else {"offset": offset}
+
+
+class HttpxSync:
+    def __init__(self, transport: Any = None) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(30.0, read=120.0)
+        self.client = httpx.Client(transport=transport, timeout=timeout)
+
+    def warm(self, url: str) -> None:
+        self.client.head(url)
+
+    @contextlib.contextmanager
+    def sse(self, url: str) -> Iterator[Iterator[bytes]]:
+        with self.client.stream("GET", url, params=_params("-1", "sse")) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"SSE GET answered {r.status_code}")
+            yield r.iter_raw()
+
+    def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        r = self.client.get(url, params=_params(offset, "long-poll" if live else None))
+        return r.status_code, r.headers["stream-next-offset"], r.content
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HttpxAsync:
+    def __init__(self, transport: Any = None) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(30.0, read=120.0)
+        self.client = httpx.AsyncClient(transport=transport, timeout=timeout)
+
+    async def warm(self, url: str) -> None:
+        await self.client.head(url)
+
+    @contextlib.asynccontextmanager
+    async def sse(self, url: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        async with self.client.stream("GET", url, params=_params("-1", "sse")) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"SSE GET answered {r.status_code}")
+            yield r.aiter_raw()
+
+    async def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        r = await self.client.get(url, params=_params(offset, "long-poll" if live else None))
+        return r.status_code, r.headers["stream-next-offset"], r.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class PyreqwestNative:
+    def __init__(self) -> None:
+        from pyreqwest.client import SyncClientBuilder
+
+        self.client = SyncClientBuilder().build()
+
+    def warm(self, url: str) -> None:
+        self.client.head(url).build().send()
+
+    @contextlib.contextmanager
+    def sse(self, url: str) -> Iterator[Iterator[bytes]]:
+        request = self.client.get(url).query(_params("-1", "sse")).build_streamed()
+        with request as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"SSE GET answered {resp.status}")
+            reader = resp.body_reader
+
+            def chunks() -> Iterator[bytes]:
+                while (chunk := reader.read_chunk()) is not None:
+                    yield bytes(chunk)
+
+            yield chunks()
+
+    def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        params = _params(offset, "long-poll" if live else None)
+        resp = self.client.get(url).query(params).build().send()
+        next_offset = resp.get_header("stream-next-offset")
+        assert next_offset is not None
+        return resp.status, next_offset, bytes(resp.bytes())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class PyqwestNative:
+    def __init__(self) -> None:
+        from pyqwest import SyncClient, SyncHTTPTransport
+
+        self.transport = SyncHTTPTransport()
+        self.client = SyncClient(self.transport)
+
+    def warm(self, url: str) -> None:
+        self.client.head(url)
+
+    @contextlib.contextmanager
+    def sse(self, url: str) -> Iterator[Iterator[bytes]]:
+        with self.client.stream("GET", url, params=_params("-1", "sse")) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"SSE GET answered {resp.status}")
+            yield (bytes(chunk) for chunk in resp.content)
+
+    def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        resp = self.client.get(url, params=_params(offset, "long-poll" if live else None))
+        return resp.status, resp.headers["stream-next-offset"], resp.content
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _request_bytes(method: str, host: str, port: int, target: str) -> bytes:
+    return f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n".encode()
+
+
+class SocketFloor:
+    """One blocking socket, HTTP/1.1 keep-alive, by hand."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def _connect(self, url: str) -> socket.socket:
+        if self.sock is None:
+            host, port, _ = split_url(url)
+            self.sock = socket.create_connection((host, port))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.sock
+
+    def _send(self, method: str, url: str, query: str) -> socket.socket:
+        sock = self._connect(url)
+        host, port, path = split_url(url)
+        sock.sendall(_request_bytes(method, host, port, f"{path}?{query}" if query else path))
+        return sock
+
+    def _read_head(self, sock: socket.socket) -> tuple[int, dict[bytes, bytes]]:
+        buf = self.buf
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            buf += data
+        self.buf = buf[end + 4 :]
+        return parse_head(buf[:end])
+
+    def _read_body(self, sock: socket.socket, headers: dict[bytes, bytes]) -> bytes:
+        if headers.get(b"transfer-encoding") == b"chunked":
+            decoder = ChunkedDecoder()
+            out = [decoder.feed(self.buf)]
+            while not decoder.finished:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    raise ConnectionError("the body ended early")
+                out.append(decoder.feed(data))
+            self.buf = decoder.buf
+            return b"".join(out)
+        length = int(headers.get(b"content-length", b"0"))
+        buf = self.buf
+        while len(buf) < length:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise ConnectionError("the body ended early")
+            buf += data
+        self.buf = buf[length:]
+        return buf[:length]
+
+    def warm(self, url: str) -> None:
+        sock = self._send("HEAD", url, "")
+        self._read_head(sock)  # a HEAD answer has no body
+
+    @contextlib.contextmanager
+    def sse(self, url: str) -> Iterator[Iterator[bytes]]:
+        sock = self._send("GET", url, "offset=-1&live=sse")
+        status, headers = self._read_head(sock)
+        if status != 200 or headers.get(b"transfer-encoding") != b"chunked":
+            raise RuntimeError(f"SSE GET answered {status} {headers}")
+        decoder = ChunkedDecoder(self.buf)
+        self.buf = b""
+
+        def pieces() -> Iterator[bytes]:
+            recv = sock.recv
+            feed = decoder.feed
+            if piece := feed(b""):
+                yield piece
+            while not decoder.finished:
+                data = recv(RECV_SIZE)
+                if not data:
+                    return
+                if piece := feed(data):
+                    yield piece
+
+        try:
+            yield pieces()
+        finally:
+            self.close()
+
+    def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        query = f"offset={offset}&live=long-poll" if live else f"offset={offset}"
+        sock = self._send("GET", url, query)
+        status, headers = self._read_head(sock)
+        body = b"" if status == 204 else self._read_body(sock, headers)
+        return status, headers[b"stream-next-offset"].decode(), body
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class SocketFloorAsync:
+    """The same on asyncio streams."""
+
+    def __init__(self) -> None:
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.buf = b""
+
+    async def _send(
+        self, method: str, url: str, query: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, port, path = split_url(url)
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(host, port)
+        reader, writer = self.streams
+        writer.write(_request_bytes(method, host, port, f"{path}?{query}" if query else path))
+        await writer.drain()
+        return reader, writer
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
+        buf = self.buf
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            buf += data
+        self.buf = buf[end + 4 :]
+        return parse_head(buf[:end])
+
+    async def _read_body(self, reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -> bytes:
+        if headers.get(b"transfer-encoding") == b"chunked":
+            decoder = ChunkedDecoder()
+            out = [decoder.feed(self.buf)]
+            while not decoder.finished:
+                data = await reader.read(RECV_SIZE)
+                if not data:
+                    raise ConnectionError("the body ended early")
+                out.append(decoder.feed(data))
+            self.buf = decoder.buf
+            return b"".join(out)
+        length = int(headers.get(b"content-length", b"0"))
+        buf = self.buf
+        while len(buf) < length:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                raise ConnectionError("the body ended early")
+            buf += data
+        self.buf = buf[length:]
+        return buf[:length]
+
+    async def warm(self, url: str) -> None:
+        reader, _ = await self._send("HEAD", url, "")
+        await self._read_head(reader)
+
+    @contextlib.asynccontextmanager
+    async def sse(self, url: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        reader, _ = await self._send("GET", url, "offset=-1&live=sse")
+        status, headers = await self._read_head(reader)
+        if status != 200 or headers.get(b"transfer-encoding") != b"chunked":
+            raise RuntimeError(f"SSE GET answered {status} {headers}")
+        decoder = ChunkedDecoder(self.buf)
+        self.buf = b""
+
+        async def pieces() -> AsyncIterator[bytes]:
+            read = reader.read
+            feed = decoder.feed
+            if piece := feed(b""):
+                yield piece
+            while not decoder.finished:
+                data = await read(RECV_SIZE)
+                if not data:
+                    return
+                if piece := feed(data):
+                    yield piece
+
+        try:
+            yield pieces()
+        finally:
+            await self.close()
+
+    async def get(self, url: str, offset: str, live: bool) -> tuple[int, str, bytes]:
+        query = f"offset={offset}&live=long-poll" if live else f"offset={offset}"
+        reader, _ = await self._send("GET", url, query)
+        status, headers = await self._read_head(reader)
+        body = b"" if status == 204 else await self._read_body(reader, headers)
+        return status, headers[b"stream-next-offset"].decode(), body
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            _, writer = self.streams
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self.streams = None
+
+
+def make_sync(name: str) -> SyncSource:
+    if name == "httpx":
+        return HttpxSync()
+    if name == "pyreqwest-httpx":
+        from pyreqwest.compatibility.httpx import SyncHttpxTransport
+
+        return HttpxSync(SyncHttpxTransport())
+    if name == "pyqwest-httpx":
+        from pyqwest import SyncHTTPTransport
+        from pyqwest.httpx import PyqwestTransport
+
+        return HttpxSync(PyqwestTransport(SyncHTTPTransport()))
+    if name == "pyreqwest-native":
+        return PyreqwestNative()
+    if name == "pyqwest-native":
+        return PyqwestNative()
+    if name == "socket-floor":
+        return SocketFloor()
+    raise ValueError(f"unknown sync contender {name!r}")
+
+
+def make_async(name: str) -> AsyncSource:
+    if name == "httpx-async":
+        return HttpxAsync()
+    if name == "pyreqwest-httpx-async":
+        from pyreqwest.compatibility.httpx import HttpxTransport
+
+        return HttpxAsync(HttpxTransport())
+    if name == "pyqwest-httpx-async":
+        from pyqwest import HTTPTransport
+        from pyqwest.httpx import AsyncPyqwestTransport
+
+        return HttpxAsync(AsyncPyqwestTransport(HTTPTransport()))
+    if name == "socket-floor-async":
+        return SocketFloorAsync()
+    raise ValueError(f"unknown asyncio contender {name!r}")
+
+
+# ---- the reader (child process) ----------------------------------------------------------
+
+
+def os_threads() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Meter:
+    def __init__(self) -> None:
+        self.cpu0 = self.wall0 = 0.0
+        self.cpu = self.wall = 0.0
+        self.csw0 = self.csw = 0
+        self.end_monotonic = 0.0
+
+    def start(self) -> None:
+        self.csw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+        self.wall0 = time.perf_counter()
+        self.cpu0 = time.process_time()
+
+    def stop(self) -> None:
+        self.cpu = time.process_time() - self.cpu0
+        self.wall = time.perf_counter() - self.wall0
+        self.end_monotonic = time.monotonic()
+        self.csw = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - self.csw0
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+def run_sync(name: str, workload: str, url: str, n: int, m: Meter) -> dict[str, Any]:
+    import orjson
+
+    source = make_sync(name)
+    source.warm(url)
+    loads = orjson.loads
+    try:
+        if workload == "sse-small":
+            counter = SseCounter(n, loads)
+            feed = counter.feed
+            ready()
+            m.start()
+            with source.sse(url) as pieces:
+                for piece in pieces:
+                    if feed(piece):
+                        break
+                m.stop()
+            if counter.messages < n:
+                raise RuntimeError(f"the SSE body ended after {counter.messages} messages")
+            return {
+                "messages": counter.messages,
+                "events": counter.events,
+                "pieces": counter.pieces,
+            }
+        status, offset, _ = source.get(url, "-1", False)  # catch up (the stream is empty)
+        if status != 200:
+            raise RuntimeError(f"catch-up GET answered {status}")
+        got = requests = timeouts = 0
+        get = source.get
+        ready()
+        m.start()
+        while got < n:
+            status, offset, body = get(url, offset, True)
+            requests += 1
+            if status == 200:
+                got += len(loads(body))
+            elif status == 204:
+                timeouts += 1
+            else:
+                raise RuntimeError(f"long-poll GET answered {status}")
+        m.stop()
+        return {"messages": got, "requests": requests, "timeouts": timeouts}
+    finally:
+        source.close()
+
+
+async def run_async(name: str, workload: str, url: str, n: int, m: Meter) -> dict[str, Any]:
+    import orjson
+
+    source = make_async(name)
+    await source.warm(url)
+    loads = orjson.loads
+    try:
+        if workload == "sse-small":
+            counter = SseCounter(n, loads)
+            feed = counter.feed
+            ready()
+            m.start()
+            async with source.sse(url) as pieces:
+                async for piece in pieces:
+                    if feed(piece):
+                        break
+                m.stop()
+            if counter.messages < n:
+                raise RuntimeError(f"the SSE body ended after {counter.messages} messages")
+            return {
+                "messages": counter.messages,
+                "events": counter.events,
+                "pieces": counter.pieces,
+            }
+        status, offset, _ = await source.get(url, "-1", False)
+        if status != 200:
+            raise RuntimeError(f"catch-up GET answered {status}")
+        got = requests = timeouts = 0
+        get = source.get
+        ready()
+        m.start()
+        while got < n:
+            status, offset, body = await get(url, offset, True)
+            requests += 1
+            if status == 200:
+                got += len(loads(body))
+            elif status == 204:
+                timeouts += 1
+            else:
+                raise RuntimeError(f"long-poll GET answered {status}")
+        m.stop()
+        return {"messages": got, "requests": requests, "timeouts": timeouts}
+    finally:
+        await source.close()
+
+
+def child_main(args: argparse.Namespace) -> int:
+    m = Meter()
+    if args.contender in ASYNC_CONTENDERS:
+        result = asyncio.run(run_async(args.contender, args.workload, args.url, args.messages, m))
+    else:
+        result = run_sync(args.contender, args.workload, args.url, args.messages, m)
+    result.update(
+        cpu_s=m.cpu,
+        wall_s=m.wall,
+        end_monotonic=m.end_monotonic,
+        voluntary_csw=m.csw,
+        threads=os_threads(),
+    )
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# ---- the parent: server, writer, runs, table ---------------------------------------------
+
+
+class ChildFailed(Exception):
+    pass
+
+
+class Writer:
+    """Appends over one keep-alive connection (stdlib, so little CPU of its own)."""
+
+    def __init__(self, base_url: str) -> None:
+        host, port, _ = split_url(base_url + "/")
+        self.conn = http.client.HTTPConnection(host, port, timeout=30.0)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> int:
+        self.conn.request(method, path, body=body, headers=JSON_HEADERS)
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def append_paced(self, path: str, bodies: list[bytes], interval: float) -> float:
+        """POSTs the bodies on a fixed schedule; returns when the last POST was answered
+        (``time.monotonic``)."""
+        t0 = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = t0 + i * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            status = self.request("POST", path, body)
+            if status not in (200, 204):
+                raise RuntimeError(f"POST answered {status}")
+        return time.monotonic()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _tail(path: str, limit: int = 3000) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    return text[-limit:].strip()
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+@dataclass
+class Settings:
+    base_url: str
+    messages: int
+    interval: float
+
+
+def run_one(s: Settings, writer: Writer, contender: str, workload: str, tag: str) -> dict[str, Any]:
+    path = f"/v1/stream/candidates-{tag}-{os.getpid()}"
+    status = writer.request("PUT", path)
+    if status not in (200, 201):
+        raise RuntimeError(f"PUT {path} answered {status}")
+    bodies = [P.array_body(1, i) for i in range(s.messages)]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        contender,
+        workload,
+        "--url",
+        s.base_url + path,
+        "--messages",
+        str(s.messages),
+    ]
+    with tempfile.NamedTemporaryFile("w+", suffix=".stderr", delete=False) as err:
+        err_path = err.name
+    try:
+        with open(err_path, "w") as err_file:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=err_file, text=True, cwd=REPO
+            )
+        try:
+            assert proc.stdout is not None
+            readable, _, _ = select.select([proc.stdout], [], [], 60.0)
+            line = proc.stdout.readline() if readable else ""
+            if line.strip() != "ready":
+                _kill(proc)
+                raise ChildFailed(f"no 'ready' (got {line!r}); stderr:\n{_tail(err_path)}")
+            time.sleep(READY_GRACE)
+            writer_end = writer.append_paced(path, bodies, s.interval)
+            try:
+                out, _ = proc.communicate(timeout=CHILD_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                raise ChildFailed(f"no result within {CHILD_TIMEOUT:g} s") from None
+        finally:
+            _kill(proc)
+        if proc.returncode != 0:
+            raise ChildFailed(f"exit code {proc.returncode}; stderr:\n{_tail(err_path)}")
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        os.unlink(err_path)
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            writer.request("DELETE", path)
+    result["lag_ms"] = (result.pop("end_monotonic") - writer_end) * 1000
+    n = result["messages"]
+    result["cpu_us_per_msg"] = result["cpu_s"] / n * 1e6
+    if workload == "sse-small":
+        result["pieces_per_event"] = result["pieces"] / result["events"]
+    else:
+        result["cpu_us_per_request"] = result["cpu_s"] / result["requests"] * 1e6
+        result["msgs_per_request"] = n / result["requests"]
+    return result
+
+
+def wait_for_load(limit: float, max_wait: float) -> None:
+    deadline = time.monotonic() + max_wait
+    while True:
+        load = os.getloadavg()[0]
+        if load < limit:
+            print(f"load average {load:.2f} < {limit:g}: starting", file=sys.stderr, flush=True)
+            return
+        if time.monotonic() >= deadline:
+            print(
+                f"load average still {load:.2f} after {max_wait:g} s: starting anyway",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        print(f"load average {load:.2f} >= {limit:g}: waiting 30 s", file=sys.stderr, flush=True)
+        time.sleep(30.0)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+        found["node"] = node.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        found["node"] = "?"
+    from launch import PACKAGE_NAME, pinned_version
+
+    found[PACKAGE_NAME] = pinned_version()
+    return found
+
+
+def _fmt(values: list[float], digits: int = 1) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or base == 0:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def table(
+    workload: str,
+    contenders: list[str],
+    runs: dict[tuple[str, str], list[dict[str, Any]]],
+    errors: dict[tuple[str, str], str],
+) -> str:
+    def median_of(name: str, key: str) -> float | None:
+        rs = runs.get((workload, name))
+        return statistics.median(r[key] for r in rs) if rs else None
+
+    lp = workload == "long-poll-small"
+    head = ["contender", "CPU µs/msg", "÷ floor", "÷ httpx"]
+    if lp:
+        head += ["CPU µs/request", "÷ floor", "÷ httpx", "msgs/request"]
+    else:
+        head += ["pieces/event"]
+    head += ["wall s", "tail lag ms", "ctx sw/msg", "threads"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in contenders:
+        key = (workload, name)
+        if key in errors:
+            first = errors[key].strip().splitlines()[-1][:150]
+            lines.append(f"| {name} | failed: {first} |" + " |" * (len(head) - 2))
+            continue
+        rs = runs.get(key)
+        if not rs:
+            continue
+        floor, base = (
+            ("socket-floor-async", "httpx-async")
+            if name in ASYNC_CONTENDERS
+            else ("socket-floor", "httpx")
+        )
+        row = [name]
+        for metric in ("cpu_us_per_msg", "cpu_us_per_request") if lp else ("cpu_us_per_msg",):
+            mine = median_of(name, metric)
+            row += [
+                _fmt([r[metric] for r in rs]),
+                _ratio(mine, median_of(floor, metric)),
+                _ratio(mine, median_of(base, metric)),
+            ]
+        if lp:
+            row.append(_fmt([r["msgs_per_request"] for r in rs], 2))
+        else:
+            row.append(_fmt([r["pieces_per_event"] for r in rs], 2))
+        row += [
+            _fmt([r["wall_s"] for r in rs], 2),
+            _fmt([r["lag_ms"] for r in rs], 1),
+            _fmt([r["voluntary_csw"] / r["messages"] for r in rs], 2),
+            str(max(r["threads"] for r in rs)),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    from launch import ReferenceServer
+
+    workloads = args.only or list(WORKLOADS)
+    contenders = args.contenders.split(",") if args.contenders else list(CONTENDERS)
+    unknown = sorted(set(contenders) - set(CONTENDERS))
+    if unknown:
+        raise SystemExit(f"unknown contenders: {', '.join(unknown)}")
+    found = versions()
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()), flush=True)
+    wait_for_load(args.wait_load, args.wait_max)
+    load_before = os.getloadavg()
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    errors: dict[tuple[str, str], str] = {}
+    started = time.monotonic()
+    with ReferenceServer(long_poll_timeout_ms=args.long_poll_timeout_ms) as server:
+        s = Settings(server.url, args.messages, args.interval_ms / 1000)
+        writer = Writer(server.url)
+        try:
+            for rep in range(args.repeat):
+                for workload in workloads:
+                    for name in contenders:
+                        key = (workload, name)
+                        if key in errors:
+                            continue
+                        tag = f"{workload}-{name}-{rep}"
+                        try:
+                            r = run_one(s, writer, name, workload, tag)
+                        except (ChildFailed, RuntimeError) as err:
+                            errors[key] = str(err)
+                            print(f"{tag}: FAILED: {err}", file=sys.stderr, flush=True)
+                            continue
+                        runs.setdefault(key, []).append(r)
+                        extra = (
+                            f", {r['cpu_us_per_request']:.1f} µs/request, "
+                            f"{r['msgs_per_request']:.2f} msgs/request"
+                            if workload == "long-poll-small"
+                            else f", {r['pieces_per_event']:.2f} pieces/event"
+                        )
+                        print(
+                            f"{tag}: {r['cpu_us_per_msg']:.1f} µs/msg{extra}, "
+                            f"wall {r['wall_s']:.2f} s, lag {r['lag_ms']:.1f} ms",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        finally:
+            writer.close()
+    load_after = os.getloadavg()
+    elapsed = time.monotonic() - started
+    print()
+    print(
+        f"{args.messages:,} messages, one per POST every {args.interval_ms:g} ms; "
+        f"{args.repeat} runs each, median (min-max); load average {load_before[0]:.2f} "
+        f"before, {load_after[0]:.2f} after; {elapsed:.0f} s in all"
+    )
+    for workload in workloads:
+        print(f"\n### {workload}\n")
+        print(table(workload, contenders, runs, errors))
+    for key, err in errors.items():
+        print(f"\nFAILED {key[0]} / {key[1]}:\n{err}")
+    if args.json:
+        payload = {
+            "versions": found,
+            "settings": vars(args),
+            "load": {"before": load_before, "after": load_after},
+            "runs": [
+                {"workload": w, "contender": c, **r} for (w, c), rs in runs.items() for r in rs
+            ],
+            "errors": {f"{w}/{c}": e for (w, c), e in errors.items()},
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Client CPU of a live tail of small events, per candidate HTTP transport.",
+        epilog="See the module docstring for the workloads and what is measured.",
+    )
+    parser.add_argument(
+        "--child", nargs=2, metavar=("CONTENDER", "WORKLOAD"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--messages", type=int, default=3000, help="messages per run (3000)")
+    parser.add_argument("--interval-ms", type=float, default=1.5, help="between appends (1.5)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (3)")
+    parser.add_argument("--only", action="append", choices=WORKLOADS, help="workload (repeatable)")
+    parser.add_argument("--contenders", help=f"comma-separated subset of {','.join(CONTENDERS)}")
+    parser.add_argument("--long-poll-timeout-ms", type=int, default=20000, help="server's (20000)")
+    parser.add_argument("--wait-load", type=float, default=1.5, help="start below this load (1.5)")
+    parser.add_argument(
+        "--wait-max", type=float, default=1800.0, help="most seconds to wait (1800)"
+    )
+    parser.add_argument("--json", metavar="OUT", help="write every run's numbers to OUT")
+    args = parser.parse_args(argv)
+    if args.child:
+        args.contender, args.workload = args.child
+        return child_main(args)
+    return parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
