@@ -46,16 +46,26 @@ differs):
 
 - ``httpx``: ``httpx.Client``, ``client.stream(...)`` + ``iter_raw()``; ``client.get``.
 - ``pyreqwest-httpx``: the same code on ``pyreqwest.compatibility.httpx.SyncHttpxTransport``
-  (pyreqwest's ``HttpxTransport`` is the asyncio one).
+  (pyreqwest's ``HttpxTransport`` is the asyncio one), patched so that a live body streams
+  at all (see ``_live_pyreqwest_sync``; ``pyreqwest-httpx-stock`` and
+  ``pyreqwest-httpx-async-stock``, run only when named, are the transports as shipped: their
+  SSE reads stall until 64 KiB of events have arrived).
 - ``pyqwest-httpx``: the same on ``pyqwest.httpx.PyqwestTransport(SyncHTTPTransport())``.
-- ``pyreqwest-native``: pyreqwest's own ``SyncClient`` (``build_streamed()`` and
-  ``body_reader.read_chunk()``), no httpx.
+- ``pyreqwest-native``: pyreqwest's own ``SyncClient`` (``streamed_read_buffer_limit(0)``,
+  ``build_streamed()`` and ``body_reader.read_chunk()`` for SSE; ``build().send()`` for
+  long-poll), no httpx.
 - ``pyqwest-native``: pyqwest's own ``SyncClient`` (``stream()`` and ``response.content``).
 - ``socket-floor``: a blocking ``socket`` with a hand-written HTTP/1.1 request, status line
   and header parsing and incremental chunked decoding (all complete chunks of one
   ``recv`` joined): what a design owning its socket in Python could approach.
+  ``socket-floor-unjoined`` (sse-small only) hands each HTTP chunk to the splitter apart,
+  as httpx and both Rust clients do (the server writes 4 chunks per message: ``event:`` and
+  ``data:`` lines of the data event, then of the control event).
 - ``httpx-async``, ``pyreqwest-httpx-async``, ``pyqwest-httpx-async``, ``socket-floor-async``:
   the same on asyncio (``httpx.AsyncClient``; asyncio streams for the floor).
+
+A reader that printed its result and then died (seen once or twice as a fatal error in
+pyreqwest's or pyqwest's threads at interpreter exit) keeps its numbers, with a note.
 
 In the table, sync rows are divided by ``socket-floor`` and ``httpx``, asyncio rows by
 ``socket-floor-async`` and ``httpx-async``.
@@ -99,7 +109,11 @@ SYNC_CONTENDERS = (
     "pyreqwest-native",
     "pyqwest-native",
     "socket-floor",
+    "socket-floor-unjoined",
 )
+# Run only when named in --contenders: pyreqwest's httpx transports as shipped, which hang on
+# SSE (see _live_pyreqwest_sync).
+EXTRA_CONTENDERS = ("pyreqwest-httpx-stock", "pyreqwest-httpx-async-stock")
 ASYNC_CONTENDERS = (
     "httpx-async",
     "pyreqwest-httpx-async",
@@ -107,6 +121,7 @@ ASYNC_CONTENDERS = (
     "socket-floor-async",
 )
 CONTENDERS = SYNC_CONTENDERS + ASYNC_CONTENDERS
+SSE_ONLY = frozenset({"socket-floor-unjoined"})
 PACKAGES = ("httpx", "httpcore", "h11", "orjson", "pyreqwest", "pyqwest", "h2", "anyio")
 READY_GRACE = 0.3  # seconds between the reader's "ready" and the first append
 CHILD_TIMEOUT = 120.0
@@ -159,6 +174,13 @@ class ChunkedDecoder:
         self.finished = False
 
     def feed(self, data: bytes) -> bytes:
+        out = self.feed_parts(data)
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def feed_parts(self, data: bytes) -> list[bytes]:
+        """The payloads of the chunks completed so far, one by one."""
         buf = self.buf + data if self.buf else data
         pos = 0
         out: list[bytes] = []
@@ -178,9 +200,7 @@ class ChunkedDecoder:
             out.append(buf[start:end])
             pos = end + 2
         self.buf = buf[pos:]
-        if not out:
-            return b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        return out
 
 
 def parse_head(head: bytes) -> tuple[int, dict[bytes, bytes]]:
@@ -288,7 +308,9 @@ class PyreqwestNative:
 
     @contextlib.contextmanager
     def sse(self, url: str) -> Iterator[Iterator[bytes]]:
-        request = self.client.get(url).query(_params("-1", "sse")).build_streamed()
+        builder = self.client.get(url).query(_params("-1", "sse"))
+        # 0: hand over the response at once (see _live_pyreqwest_sync)
+        request = builder.streamed_read_buffer_limit(0).build_streamed()
         with request as resp:
             if resp.status != 200:
                 raise RuntimeError(f"SSE GET answered {resp.status}")
@@ -343,9 +365,10 @@ def _request_bytes(method: str, host: str, port: int, target: str) -> bytes:
 class SocketFloor:
     """One blocking socket, HTTP/1.1 keep-alive, by hand."""
 
-    def __init__(self) -> None:
+    def __init__(self, join: bool = True) -> None:
         self.sock: socket.socket | None = None
         self.buf = b""
+        self.join = join  # False: hand over each HTTP chunk apart, as httpx and hyper do
 
     def _connect(self, url: str) -> socket.socket:
         if self.sock is None:
@@ -416,8 +439,18 @@ class SocketFloor:
                 if piece := feed(data):
                     yield piece
 
+        def chunks() -> Iterator[bytes]:
+            recv = sock.recv
+            feed_parts = decoder.feed_parts
+            yield from feed_parts(b"")
+            while not decoder.finished:
+                data = recv(RECV_SIZE)
+                if not data:
+                    return
+                yield from feed_parts(data)
+
         try:
-            yield pieces()
+            yield pieces() if self.join else chunks()
         finally:
             self.close()
 
@@ -529,13 +562,72 @@ class SocketFloorAsync:
             self.streams = None
 
 
+def _live_pyreqwest_sync() -> Any:
+    """pyreqwest's sync httpx transport, patched so that a live body streams.
+
+    As shipped (0.15.1) it cannot tail a live stream, for two reasons: every request is built
+    with the default ``streamed_read_buffer_limit`` (64 KiB), and a streamed request first
+    buffers that much of the body (or all of it) before the response is handed over, so
+    ``client.stream()`` of an SSE GET on a quiet stream does not return; and its body stream
+    iterates ``body_reader.read()``, which also waits for a full default-size read. The patch:
+    limit 0 on every request (set in ``_map_body``, where the transport builds it) and
+    ``read_chunk()`` (whatever has arrived) in place of ``read()``.
+    """
+    import httpx
+    from pyreqwest.compatibility.httpx import SyncHttpxTransport
+    from pyreqwest.compatibility.httpx.transport import SyncResponseStream
+
+    class LiveStream(SyncResponseStream):  # type: ignore[misc]
+        def __iter__(self) -> Iterator[bytes]:
+            read_chunk = self._body_reader.read_chunk
+            while (chunk := read_chunk()) is not None:
+                yield bytes(chunk)
+
+    class LiveTransport(SyncHttpxTransport):  # type: ignore[misc]
+        def _map_body(self, builder: Any, request: httpx.Request) -> Any:
+            return super()._map_body(builder, request).streamed_read_buffer_limit(0)
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            response.stream.__class__ = LiveStream
+            return response
+
+    return LiveTransport()
+
+
+def _live_pyreqwest_async() -> Any:
+    """The same patch (see ``_live_pyreqwest_sync``) of pyreqwest's asyncio httpx transport."""
+    import httpx
+    from pyreqwest.compatibility.httpx import HttpxTransport
+    from pyreqwest.compatibility.httpx.transport import ResponseStream
+
+    class LiveStream(ResponseStream):  # type: ignore[misc]
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            read_chunk = self._body_reader.read_chunk
+            while (chunk := await read_chunk()) is not None:
+                yield bytes(chunk)
+
+    class LiveTransport(HttpxTransport):  # type: ignore[misc]
+        def _map_body(self, builder: Any, request: httpx.Request) -> Any:
+            return super()._map_body(builder, request).streamed_read_buffer_limit(0)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            response.stream.__class__ = LiveStream
+            return response
+
+    return LiveTransport()
+
+
 def make_sync(name: str) -> SyncSource:
     if name == "httpx":
         return HttpxSync()
-    if name == "pyreqwest-httpx":
+    if name in ("pyreqwest-httpx", "pyreqwest-httpx-stock"):
         from pyreqwest.compatibility.httpx import SyncHttpxTransport
 
-        return HttpxSync(SyncHttpxTransport())
+        if name == "pyreqwest-httpx-stock":
+            return HttpxSync(SyncHttpxTransport())
+        return HttpxSync(_live_pyreqwest_sync())
     if name == "pyqwest-httpx":
         from pyqwest import SyncHTTPTransport
         from pyqwest.httpx import PyqwestTransport
@@ -547,16 +639,20 @@ def make_sync(name: str) -> SyncSource:
         return PyqwestNative()
     if name == "socket-floor":
         return SocketFloor()
+    if name == "socket-floor-unjoined":
+        return SocketFloor(join=False)
     raise ValueError(f"unknown sync contender {name!r}")
 
 
 def make_async(name: str) -> AsyncSource:
     if name == "httpx-async":
         return HttpxAsync()
-    if name == "pyreqwest-httpx-async":
+    if name in ("pyreqwest-httpx-async", "pyreqwest-httpx-async-stock"):
         from pyreqwest.compatibility.httpx import HttpxTransport
 
-        return HttpxAsync(HttpxTransport())
+        if name == "pyreqwest-httpx-async-stock":
+            return HttpxAsync(HttpxTransport())
+        return HttpxAsync(_live_pyreqwest_async())
     if name == "pyqwest-httpx-async":
         from pyqwest import HTTPTransport
         from pyqwest.httpx import AsyncPyqwestTransport
@@ -568,6 +664,10 @@ def make_async(name: str) -> AsyncSource:
 
 
 # ---- the reader (child process) ----------------------------------------------------------
+
+
+def is_async(name: str) -> bool:
+    return "-async" in name
 
 
 def os_threads() -> int:
@@ -583,10 +683,12 @@ class Meter:
         self.cpu0 = self.wall0 = 0.0
         self.cpu = self.wall = 0.0
         self.csw0 = self.csw = 0
+        self.sys0 = self.sys = 0.0  # system (kernel) CPU, a part of cpu
         self.end_monotonic = 0.0
 
     def start(self) -> None:
-        self.csw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.csw0, self.sys0 = usage.ru_nvcsw, usage.ru_stime
         self.wall0 = time.perf_counter()
         self.cpu0 = time.process_time()
 
@@ -594,7 +696,8 @@ class Meter:
         self.cpu = time.process_time() - self.cpu0
         self.wall = time.perf_counter() - self.wall0
         self.end_monotonic = time.monotonic()
-        self.csw = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - self.csw0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.csw, self.sys = usage.ru_nvcsw - self.csw0, usage.ru_stime - self.sys0
 
 
 def ready() -> None:
@@ -695,12 +798,13 @@ async def run_async(name: str, workload: str, url: str, n: int, m: Meter) -> dic
 
 def child_main(args: argparse.Namespace) -> int:
     m = Meter()
-    if args.contender in ASYNC_CONTENDERS:
+    if is_async(args.contender):
         result = asyncio.run(run_async(args.contender, args.workload, args.url, args.messages, m))
     else:
         result = run_sync(args.contender, args.workload, args.url, args.messages, m)
     result.update(
         cpu_s=m.cpu,
+        sys_s=m.sys,
         wall_s=m.wall,
         end_monotonic=m.end_monotonic,
         voluntary_csw=m.csw,
@@ -806,9 +910,12 @@ def run_one(s: Settings, writer: Writer, contender: str, workload: str, tag: str
                 raise ChildFailed(f"no result within {CHILD_TIMEOUT:g} s") from None
         finally:
             _kill(proc)
-        if proc.returncode != 0:
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
             raise ChildFailed(f"exit code {proc.returncode}; stderr:\n{_tail(err_path)}")
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(lines[-1])
+        if proc.returncode != 0:  # it measured, then died (seen at interpreter exit)
+            result["exit"] = f"exit code {proc.returncode} after the result: {_tail(err_path, 300)}"
     finally:
         os.unlink(err_path)
         with contextlib.suppress(OSError, http.client.HTTPException):
@@ -816,6 +923,7 @@ def run_one(s: Settings, writer: Writer, contender: str, workload: str, tag: str
     result["lag_ms"] = (result.pop("end_monotonic") - writer_end) * 1000
     n = result["messages"]
     result["cpu_us_per_msg"] = result["cpu_s"] / n * 1e6
+    result["sys_us_per_msg"] = result["sys_s"] / n * 1e6
     if workload == "sse-small":
         result["pieces_per_event"] = result["pieces"] / result["events"]
     else:
@@ -889,7 +997,7 @@ def table(
         head += ["CPU µs/request", "÷ floor", "÷ httpx", "msgs/request"]
     else:
         head += ["pieces/event"]
-    head += ["wall s", "tail lag ms", "ctx sw/msg", "threads"]
+    head += ["of which sys µs/msg", "wall s", "tail lag ms", "ctx sw/msg", "threads"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in contenders:
         key = (workload, name)
@@ -901,9 +1009,7 @@ def table(
         if not rs:
             continue
         floor, base = (
-            ("socket-floor-async", "httpx-async")
-            if name in ASYNC_CONTENDERS
-            else ("socket-floor", "httpx")
+            ("socket-floor-async", "httpx-async") if is_async(name) else ("socket-floor", "httpx")
         )
         row = [name]
         for metric in ("cpu_us_per_msg", "cpu_us_per_request") if lp else ("cpu_us_per_msg",):
@@ -918,6 +1024,7 @@ def table(
         else:
             row.append(_fmt([r["pieces_per_event"] for r in rs], 2))
         row += [
+            _fmt([r["sys_us_per_msg"] for r in rs]),
             _fmt([r["wall_s"] for r in rs], 2),
             _fmt([r["lag_ms"] for r in rs], 1),
             _fmt([r["voluntary_csw"] / r["messages"] for r in rs], 2),
@@ -932,7 +1039,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
     workloads = args.only or list(WORKLOADS)
     contenders = args.contenders.split(",") if args.contenders else list(CONTENDERS)
-    unknown = sorted(set(contenders) - set(CONTENDERS))
+    unknown = sorted(set(contenders) - set(CONTENDERS) - set(EXTRA_CONTENDERS))
     if unknown:
         raise SystemExit(f"unknown contenders: {', '.join(unknown)}")
     found = versions()
@@ -941,6 +1048,7 @@ def parent_main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     errors: dict[tuple[str, str], str] = {}
+    notes: dict[tuple[str, str], str] = {}
     started = time.monotonic()
     with ReferenceServer(long_poll_timeout_ms=args.long_poll_timeout_ms) as server:
         s = Settings(server.url, args.messages, args.interval_ms / 1000)
@@ -950,7 +1058,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 for workload in workloads:
                     for name in contenders:
                         key = (workload, name)
-                        if key in errors:
+                        if key in errors or (name in SSE_ONLY and workload != "sse-small"):
                             continue
                         tag = f"{workload}-{name}-{rep}"
                         try:
@@ -960,6 +1068,9 @@ def parent_main(args: argparse.Namespace) -> int:
                             print(f"{tag}: FAILED: {err}", file=sys.stderr, flush=True)
                             continue
                         runs.setdefault(key, []).append(r)
+                        if "exit" in r:
+                            notes.setdefault(key, r["exit"])
+                            print(f"{tag}: {r['exit']}", file=sys.stderr, flush=True)
                         extra = (
                             f", {r['cpu_us_per_request']:.1f} µs/request, "
                             f"{r['msgs_per_request']:.2f} msgs/request"
@@ -987,6 +1098,8 @@ def parent_main(args: argparse.Namespace) -> int:
         print(table(workload, contenders, runs, errors))
     for key, err in errors.items():
         print(f"\nFAILED {key[0]} / {key[1]}:\n{err}")
+    for key, note in notes.items():
+        print(f"\nNOTE {key[0]} / {key[1]} (its numbers are kept): {note}")
     if args.json:
         payload = {
             "versions": found,

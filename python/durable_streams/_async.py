@@ -32,6 +32,7 @@ from ._shared import (
     Headers,
     ResponseMetadata,
     StreamEvent,
+    body_too_large,
     build_httpx_request,
     compressed_body_cut_short,
     decide_async,
@@ -59,12 +60,7 @@ async def _read_limited(
         async for chunk in chunks:
             size += len(chunk)
             if size > limit:
-                raise errors.ProtocolError(
-                    f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or "
-                    "read with live='sse', which streams)",
-                    url=url,
-                    offset=offset,
-                )
+                raise body_too_large(limit, url=url, offset=offset)
             parts.append(chunk)
     return b"".join(parts)
 

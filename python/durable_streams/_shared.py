@@ -168,6 +168,15 @@ def compressed_body_cut_short(response: httpx.Response, body: bytes) -> bool:
     return getattr(decompressor, "eof", True) is False
 
 
+def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
+    return errors.ProtocolError(
+        f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or read "
+        "with live='sse', which streams)",
+        url=url,
+        offset=offset,
+    )
+
+
 def merge(base: Headers | None, extra: Headers | None) -> dict[str, HeaderValue]:
     out: dict[str, HeaderValue] = dict(base or {})
     out.update(extra or {})

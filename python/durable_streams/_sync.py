@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from ._exchange import Reply, Transport, read_transport
 from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
@@ -32,7 +34,6 @@ from ._shared import (
     ResponseMetadata,
     StreamEvent,
     build_httpx_request,
-    compressed_body_cut_short,
     decide_sync,
     delay_after_status,
     delay_after_transport_error,
@@ -49,40 +50,24 @@ from ._shared import (
 __all__ = ["DurableStream", "StreamResponse", "stream"]
 
 
-def _read_limited(response: httpx.Response, limit: int, *, url: str, offset: str | None) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise errors.ProtocolError(
-                f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or "
-                "read with live='sse', which streams)",
-                url=url,
-                offset=offset,
-            )
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 class _Held:
-    """What a response must release even if it is dropped unclosed: the HTTP response in
-    flight and the client it made. Its finalizer holds this, not the response, so the garbage
+    """What a response must release even if it is dropped unclosed: the reply in flight and
+    the transport it made. Its finalizer holds this, not the response, so the garbage
     collector closes them cleanly instead of finding their sockets unclosed."""
 
-    __slots__ = ("client", "http")
+    __slots__ = ("http", "transport")
 
-    def __init__(self, client: httpx.Client | None) -> None:
-        self.http: httpx.Response | None = None
-        self.client = client
+    def __init__(self, transport: Transport | None) -> None:
+        self.http: Reply | None = None
+        self.transport = transport
 
     def close(self) -> None:
         http, self.http = self.http, None
         if http is not None:
             http.close()
-        client, self.client = self.client, None
-        if client is not None:
-            client.close()
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.close()
 
 
 class StreamResponse(ResponseMetadata):
@@ -97,9 +82,9 @@ class StreamResponse(ResponseMetadata):
     def __init__(
         self,
         session: ReadSession,
-        client: httpx.Client,
+        transport: Transport,
         *,
-        owns_client: bool,
+        owns_transport: bool,
         headers: Headers | None,
         params: Headers | None,
         timeout: httpx.Timeout,
@@ -107,15 +92,14 @@ class StreamResponse(ResponseMetadata):
         on_error: OnError | None = None,
     ) -> None:
         self._session = session
-        self._client = client
-        self._owns_client = owns_client
+        self._transport = transport
         self._headers = headers
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
-        self._held = _Held(client if owns_client else None)
+        self._held = _Held(transport if owns_transport else None)
         self._release = weakref.finalize(self, self._held.close)
         self._kind: str | None = None
         self._source: Iterator[Batch] | None = None
@@ -124,11 +108,11 @@ class StreamResponse(ResponseMetadata):
         self._closed = False
 
     @property
-    def _http(self) -> httpx.Response | None:
+    def _http(self) -> Reply | None:
         return self._held.http
 
     @_http.setter
-    def _http(self, http: httpx.Response | None) -> None:
+    def _http(self, http: Reply | None) -> None:
         self._held.http = http
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -185,27 +169,24 @@ class StreamResponse(ResponseMetadata):
             req = session.request(resolve_sync(self._headers), resolve_sync(self._params))
             timeout = request_timeout(self._timeout, self._live_read_timeout, session.live_request)
             try:
-                http = self._client.send(
-                    build_httpx_request(self._client, req, timeout), stream=True
-                )
-            except httpx.HTTPError as exc:
-                self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                http = self._transport.send(req, timeout)
+            except errors.TransportError as exc:
+                self._wait_or_raise(exc)
                 continue
             try:
-                headers = lower_headers(http.headers)
-                kind = session.on_response(http.status_code, headers)
+                kind = session.on_response(http.status_code, http.headers)
                 if kind == "error":
-                    body = _read_limited(http, proto.ERROR_BODY_LIMIT, url=req.url, offset=None)
-            except httpx.HTTPError as exc:
+                    body = http.read(proto.ERROR_BODY_LIMIT)
+            except errors.TransportError as exc:
                 http.close()
-                self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                self._wait_or_raise(exc)
                 continue
             except BaseException:
                 http.close()
                 raise
             if kind == "error":
                 http.close()
-                self._wait_or_raise(session.error(http.status_code, headers, body))
+                self._wait_or_raise(session.error(http.status_code, http.headers, body))
                 continue
             self._http, self._kind = http, kind
             return
@@ -233,21 +214,12 @@ class StreamResponse(ResponseMetadata):
                         yield from session.feed(chunk)
                     session.on_sse_end()
                 elif self._kind == "body":
-                    body = _read_limited(
-                        http, session.max_body_bytes, url=session.url, offset=session.offset
-                    )
-                    if compressed_body_cut_short(http, body):
-                        raise errors.TransportError(
-                            "compressed body ended early", url=session.url, offset=session.offset
-                        )
+                    body = http.read(session.max_body_bytes)
                     self._close_http()
                     yield session.on_body(body)
                 else:
                     self._close_http()
                     yield session.on_empty()
-            except httpx.HTTPError as exc:
-                self._close_http()
-                self._wait_or_raise(transport_error(exc, url=session.url, offset=session.offset))
             except errors.TransportError as exc:
                 self._close_http()
                 self._wait_or_raise(exc)
@@ -385,7 +357,7 @@ def stream(
     retry: RetryPolicy | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    verify: bool | str = True,
+    verify: bool | str | ssl.SSLContext = True,
     on_error: OnError | None = None,
 ) -> StreamResponse:
     """Read the stream at ``url`` from ``offset``.
@@ -403,10 +375,7 @@ def stream(
     only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
     the error at once; an exception it raises propagates instead.
     """
-    owns = client is None
-    http_client = (
-        client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
-    )
+    transport, owns = read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
         offset=offset,
@@ -421,7 +390,7 @@ def stream(
         max_body_bytes=max_body_bytes,
         on_error=on_error,
     )
-    return StreamResponse(client=http_client, owns_client=owns, **args)
+    return StreamResponse(transport=transport, owns_transport=owns, **args)
 
 
 class DurableStream(HandleBase):
@@ -441,9 +410,10 @@ class DurableStream(HandleBase):
         client: httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
+        self._verify = verify
         self._owns_client = client is None
         self._client = (
             client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
@@ -482,7 +452,7 @@ class DurableStream(HandleBase):
         client: httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> DurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -517,7 +487,7 @@ class DurableStream(HandleBase):
         client: httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> DurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -635,4 +605,10 @@ class DurableStream(HandleBase):
             max_body_bytes=max_body_bytes,
             on_error=on_error,
         )
-        return StreamResponse(client=self._client, owns_client=False, **args)
+        transport, owns = read_transport(
+            self.url,
+            verify=self._verify,
+            user_client=None if self._owns_client else self._client,
+            fallback_client=self._client,
+        )
+        return StreamResponse(transport=transport, owns_transport=owns, **args)

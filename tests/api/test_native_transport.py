@@ -1,0 +1,238 @@
+"""The native read transport (sync): when it is chosen, that it keeps connections alive and
+recovers from a kept one the server closed, and https with certificates made here."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import trustme
+
+from durable_streams import DurableStream, RetryPolicy, TransportError, stream
+from durable_streams._exchange import HttpxTransport
+from durable_streams._wire import WireTransport
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from faultproxy import FaultProxy
+
+JSON = "application/json"
+
+
+@pytest.fixture(autouse=True)
+def native_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the native transport, whichever the run's default is."""
+    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+
+
+def stop_listening(listener: socket.socket) -> None:
+    """Wake a thread blocked in ``accept()`` (closing alone does not), then close."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+
+
+def transport_of(response: Any) -> Any:
+    return response._transport
+
+
+def test_reads_take_the_native_transport_unless_something_needs_httpx(
+    stream_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with DurableStream.create(stream_url, content_type=JSON) as handle:
+        assert isinstance(transport_of(stream(stream_url)), WireTransport)
+        assert isinstance(transport_of(handle.stream()), WireTransport)
+        with httpx.Client() as client:  # the caller's own client is always used
+            assert isinstance(transport_of(stream(stream_url, client=client)), HttpxTransport)
+        with DurableStream(stream_url, client=httpx.Client()) as own:
+            assert isinstance(transport_of(own.stream()), HttpxTransport)
+            own._client.close()
+        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "httpx")
+        assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
+        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # httpx honours proxies
+        monkeypatch.setenv("NO_PROXY", "")
+        assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        assert isinstance(transport_of(stream(stream_url)), WireTransport)
+        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "fast")
+        with pytest.raises(ValueError, match="DURABLE_STREAMS_READ_TRANSPORT"):
+            stream(stream_url)
+
+
+def test_a_long_poll_tail_keeps_one_connection(server_url: str, stream_url: str) -> None:
+    path = urlsplit(stream_url).path
+    with (
+        DurableStream.create(stream_url, content_type=JSON) as handle,
+        FaultProxy(server_url, fragment=True) as proxy,
+        stream(proxy.url + path, live="long-poll") as response,
+    ):
+        items = response.iter_json()
+        for n in range(20):
+            handle.append({"n": n})
+            assert next(items) == {"n": n}
+        assert proxy.stats["requests_forwarded"] >= 20
+        assert proxy.stats["connections"] == 1
+
+
+class ClosingServer:
+    """Answers each request on a connection with a complete keep-alive response, then closes
+    the connection anyway (as a server dropping idle connections does)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/s"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                n = self.connections
+                body = b'[{"n":%d}]' % n
+                offset = b"%016d" % n
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Stream-Next-Offset: " + offset + b"\r\nStream-Up-To-Date: true\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+
+    def close(self) -> None:
+        stop_listening(self.listener)
+        self._thread.join(timeout=10)
+
+
+def test_a_kept_connection_closed_by_the_server_is_replaced_without_a_retry() -> None:
+    server = ClosingServer()
+    decisions: list[Exception] = []
+
+    def on_error(error: Exception) -> None:
+        decisions.append(error)
+
+    try:
+        with stream(server.url, live="long-poll", on_error=on_error) as response:
+            items = response.iter_json()
+            assert [next(items) for _ in range(3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    finally:
+        server.close()
+    assert decisions == []  # each stale connection was replaced at once, not retried
+    assert server.connections == 3
+
+
+# -- https ---------------------------------------------------------------------------------
+
+
+class TlsForwarder:
+    """An https front for the plain test server: terminates TLS with a certificate of the
+    test's own CA and pumps bytes to the server and back."""
+
+    def __init__(self, upstream: str, context: ssl.SSLContext) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._context = context
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._link, args=(raw,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _link(self, raw: socket.socket) -> None:
+        try:
+            client = self._context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()  # a client that refused our certificate
+            return
+        upstream = socket.create_connection(self._upstream)
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (source, sink):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join(timeout=10)
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        stop_listening(self.listener)
+        self._acceptor.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+@pytest.fixture
+def https_front(server_url: str, tmp_path: Path) -> Iterator[tuple[str, trustme.CA, str]]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    front = TlsForwarder(server_url, context)
+    try:
+        yield front.url, ca, str(ca_file)
+    finally:
+        front.close()
+
+
+def test_https_reads_verify_the_servers_certificate(
+    stream_url: str, https_front: tuple[str, trustme.CA, str]
+) -> None:
+    base, ca, ca_file = https_front
+    with DurableStream.create(stream_url, content_type=JSON) as handle:
+        handle.append({"secure": True})
+    url = base + urlsplit(stream_url).path
+    with stream(url, verify=ca_file) as response:
+        assert isinstance(response._transport, WireTransport)
+        assert response.read_json() == [{"secure": True}]
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with stream(url, verify=context, live="long-poll") as response:
+        assert next(response.iter_json()) == {"secure": True}
+    with stream(url, verify=False) as response:
+        assert response.read_json() == [{"secure": True}]
+    with (
+        pytest.raises(TransportError) as info,
+        stream(url, retry=RetryPolicy(max_retries=0)) as response,
+    ):
+        response.read_json()
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
