@@ -360,6 +360,8 @@ enum DataMode {
 struct SseDecoder {
     core: sse::Decoder,
     mode: DataMode,
+    /// An error met after some events of a chunk completed: they are returned first.
+    held: Option<PyErr>,
 }
 
 /// The Python value of one dispatched `data` or `control` event.
@@ -443,6 +445,7 @@ impl SseDecoder {
         Ok(Self {
             core: sse::Decoder::new(cap),
             mode,
+            held: None,
         })
     }
 
@@ -466,13 +469,29 @@ impl SseDecoder {
         py: Python<'py>,
         chunk: &Bound<'py, PyBytes>,
     ) -> PyResult<Bound<'py, PyList>> {
+        if let Some(held) = self.held.take() {
+            return Err(held);
+        }
         let out = PyList::empty(py);
         let mode = self.mode;
-        self.core
+        let fed = self
+            .core
             .feed(chunk.as_bytes(), |ev: Event<'_>| -> PyResult<()> {
                 out.append(interpret(py, mode, &ev)?)
-            })?;
-        Ok(out)
+            });
+        match fed {
+            Ok(()) => Ok(out),
+            Err(e) if out.is_empty() => Err(e),
+            Err(e) => {
+                self.held = Some(e);
+                Ok(out)
+            }
+        }
+    }
+
+    /// The error held back by the last `feed`, which returned the events before it.
+    fn take_error(&mut self) -> Option<PyErr> {
+        self.held.take()
     }
 
     fn flush<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyList> {

@@ -222,6 +222,7 @@ class AsyncStreamResponse(ResponseMetadata):
                                     final = batch
                                 else:
                                     yield batch
+                            session.raise_held()
                     if final is not None:
                         yield final
                     session.on_sse_end()

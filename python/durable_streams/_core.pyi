@@ -4,6 +4,8 @@ from typing import Any, Final, Literal, final
 
 from typing_extensions import Self
 
+from ._errors import ParseError
+
 __all__ = [
     "BatchBuilder",
     "Control",
@@ -52,6 +54,7 @@ class SseDecoder:
     retry_ms: Final[int | None]
     def __new__(cls, data_mode: DataMode, max_event_bytes: int = 16_777_216) -> Self: ...
     def feed(self, chunk: bytes) -> list[Any]: ...
+    def take_error(self) -> ParseError | None: ...
     def flush(self) -> list[Any]: ...
 
 def parse_json_array(body: bytes) -> list[Any]:

@@ -152,6 +152,7 @@ class ReadSession:
         self._decoder: Any = None
         self._decoder_kind: ConsumerKind | None = None
         self._pending: list[Any] = []
+        self._held: errors.DurableStreamError | None = None
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
         self._requested_offset = offset
@@ -345,8 +346,9 @@ class ReadSession:
 
     def feed(self, chunk: bytes) -> list[Batch]:
         """Bytes of an SSE body; returns the batches whose covering control event arrived."""
+        decoder = self._decoder
         try:
-            events = self._decoder.feed(chunk)
+            events = decoder.feed(chunk)
         except errors.DurableStreamError as exc:
             self._decoder = None
             raise exc.with_context(url=self.url, offset=self.offset) from None
@@ -359,7 +361,19 @@ class ReadSession:
                 out.append(self._on_control(event))
             else:
                 self._pending.append(event)
+        held = decoder.take_error()
+        if held is not None:
+            # Bad bytes after good events in one read: the good ones go out first.
+            self._decoder = None
+            self._held = held.with_context(url=self.url, offset=self.offset)
         return out
+
+    def raise_held(self) -> None:
+        """Raise the error met after the batches the last :meth:`feed` returned; a driver
+        calls it once those are handed out, before it reads on."""
+        held, self._held = self._held, None
+        if held is not None:
+            raise held
 
     def _on_control(self, control: Any) -> Batch:
         self._controls_seen += 1

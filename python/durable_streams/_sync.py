@@ -212,6 +212,7 @@ class StreamResponse(ResponseMetadata):
                 if self._kind == "sse":
                     for chunk in http.iter_bytes():
                         yield from session.feed(chunk)
+                        session.raise_held()
                     session.on_sse_end()
                 elif self._kind == "body":
                     body = http.read(session.max_body_bytes)

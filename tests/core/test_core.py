@@ -449,3 +449,22 @@ def test_batch_constructor_validation(core: ModuleType) -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError):
             core.BatchBuilder(True, bad)
+
+
+def test_sse_events_before_bad_bytes_in_one_chunk_come_out_first(core: ModuleType) -> None:
+    """A read that completes good events and then meets bad bytes returns the good ones; the
+    error is held for take_error(), or raised by the next feed if nobody took it."""
+    good = b'event: data\ndata: [1]\n\nevent: control\ndata: {"streamNextOffset":"0_1"}\n\n'
+    bad = b"event: data\ndata: [nope\n\n"
+    decoder = core.SseDecoder("json")
+    events = decoder.feed(good + bad)
+    assert events[0] == [1] and events[1].next_offset == "0_1" and len(events) == 2
+    error = decoder.take_error()
+    assert type(error).__name__ == "JSONParseError" and error.position is not None
+    assert decoder.take_error() is None
+    again = core.SseDecoder("json")
+    assert len(again.feed(good + bad)) == 2
+    with pytest.raises(JSONParseError):
+        again.feed(b"")
+    with pytest.raises(JSONParseError):  # bad bytes alone raise at once, as before
+        core.SseDecoder("json").feed(bad)

@@ -7,7 +7,13 @@ import bisect
 from dataclasses import dataclass
 from typing import Any, Final, final
 
-from .._errors import Base64DecodeError, EventTooLargeError, JSONParseError, SSEParseError
+from .._errors import (
+    Base64DecodeError,
+    EventTooLargeError,
+    JSONParseError,
+    ParseError,
+    SSEParseError,
+)
 from . import _base64, _json
 
 __all__ = ["Control", "SseDecoder"]
@@ -79,6 +85,7 @@ class SseDecoder:
     __slots__ = (
         "_data",
         "_first_line",
+        "_held",
         "_id_buffer",
         "_kind",
         "_last_event_id",
@@ -111,6 +118,7 @@ class SseDecoder:
         self._last_event_id = ""
         self._retry_ms: int | None = None
         self._id_buffer: str | None = None
+        self._held: ParseError | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -145,7 +153,24 @@ class SseDecoder:
         """Every event the bytes so far complete, in order (see ``_core.pyi``)."""
         if not isinstance(chunk, bytes):
             raise TypeError(f"chunk must be bytes, not {type(chunk).__name__}")
+        held, self._held = self._held, None
+        if held is not None:
+            raise held
         out: list[Any] = []
+        try:
+            self._feed(chunk, out)
+        except ParseError as exc:
+            if not out:
+                raise
+            self._held = exc  # the events before it go out first; see take_error
+        return out
+
+    def take_error(self) -> ParseError | None:
+        """The error held back by the last ``feed``, which returned the events before it."""
+        held, self._held = self._held, None
+        return held
+
+    def _feed(self, chunk: bytes, out: list[Any]) -> None:
         base = self._pos
         self._pos += len(chunk)
         i = 0
@@ -176,7 +201,6 @@ class SseDecoder:
             self._partial_start = start
             if len(self._data) + len(tail) > self.max_event_bytes:
                 raise self._too_large(start)
-        return out
 
     def flush(self) -> list[Any]:
         """End of the body: an unterminated event is discarded (so nothing is returned)."""
