@@ -10,7 +10,11 @@ repeated.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -1067,5 +1071,170 @@ async def test_recovery_async(
                 async for item in getattr(res, _ITER[rec.kind])():
                     before.append(item)
         after = await _read_async(res, _second_call(rec))
+        end = res.offset
+    _check_recovery(rec, script, before, info.value, after, end)
+
+
+# -- the same corpus through the native read path: real sockets, raw HTTP/1.1 --------------------
+
+
+class ReplayServer:
+    """Serves a :class:`Script` over real sockets as raw HTTP/1.1: a streamed body (``Chunks``)
+    goes out chunked, part by part, and an exception cuts the connection where it stands (no
+    answer at all, or the body so far). Complete answers keep the connection alive."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.problems: list[BaseException] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(ConnectionError):  # a client that hung up
+            pending = b""
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    pending += data
+                head, _, pending = pending.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                target = lines[0].split(" ")[1]
+                fields = [line.split(":", 1) for line in lines[1:]]
+                request = httpx.Request(
+                    "GET",
+                    f"http://streams.test{target}",
+                    headers=[(k, v.strip()) for k, v in fields],
+                )
+                try:
+                    answer = self.script(request)
+                except ScriptExhausted as exc:
+                    self.problems.append(exc)
+                    return
+                except Exception:
+                    return  # a transport failure: the connection closes, unanswered
+                if not self._answer(conn, answer):
+                    return
+
+    def _answer(self, conn: socket.socket, answer: httpx.Response) -> bool:
+        """Writes ``answer``; returns whether the connection is still good for another."""
+        head = [f"HTTP/1.1 {answer.status_code} {answer.reason_phrase}"]
+        for name, value in answer.headers.multi_items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                head.append(f"{name}: {value}")
+        stream = answer.stream
+        if isinstance(stream, Chunks):
+            head.append("Transfer-Encoding: chunked")
+            conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            for part in stream._parts:
+                if isinstance(part, Exception):
+                    return False
+                if part:
+                    conn.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+            return True
+        raw = b"".join(stream)  # type: ignore[arg-type]
+        head.append(f"Content-Length: {len(raw)}")
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + raw)
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._acceptor.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def _stalls(case: Case) -> bool:
+    """Whether the case needs a server that stalls until the client times out: those run
+    on httpx only (the fault proxy tests cover real timeouts on both paths)."""
+    for answer in case.answers():
+        parts = (
+            answer.stream._parts
+            if isinstance(answer, httpx.Response) and isinstance(answer.stream, Chunks)
+            else [answer]
+        )
+        if any(isinstance(p, httpx.TimeoutException) for p in parts):
+            return True
+    return False
+
+
+NATIVE_CASES = [case for case in CASES if not _stalls(case)]
+
+
+@pytest.fixture
+def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Script], ReplayServer]]:
+    """Routes the native transport's connections for streams.test to a replay server."""
+    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+    servers: list[ReplayServer] = []
+    connect = socket.create_connection
+
+    def routed(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if address[0] == "streams.test":
+            address = ("127.0.0.1", servers[-1].port)
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", routed)
+
+    def start(script: Script) -> ReplayServer:
+        servers.append(ReplayServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+        assert server.problems == []
+
+
+@pytest.mark.parametrize("case", _params(NATIVE_CASES))
+def test_native_sync(case: Case, replay: Callable[[Script], ReplayServer]) -> None:
+    script = Script(case.answers())
+    replay(script)
+    outcome: Any = None
+    error: BaseException | None = None
+    try:
+        with ds.stream(URL_WITH_TOKEN, **_options(case)) as res:
+            assert type(res._transport).__name__ == "WireTransport"
+            outcome = _read_sync(res, case.call)
+    except ds.DurableStreamError as exc:
+        error = exc
+    if case.cause is not None and issubclass(case.cause, httpx.HTTPError):
+        # A cut connection is the native path's own TransportError (an HTTPParseError when
+        # the cut shows in the HTTP framing), with no httpx exception behind it.
+        assert isinstance(error, ds.TransportError), repr(error)
+        case = dataclasses.replace(case, error=type(error), cause=None)
+    _check(case, script, outcome, error)
+
+
+@pytest.mark.parametrize("rec", _recovery_params())
+def test_native_recovery_sync(rec: Recovery, replay: Callable[[Script], ReplayServer]) -> None:
+    script = Script(rec.answers())
+    replay(script)
+    before: list[Any] = []
+    with ds.stream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
+        assert type(res._transport).__name__ == "WireTransport"
+        with pytest.raises(rec.error) as info:
+            if rec.first == "read":
+                before.extend(_read_sync(res, _READ[rec.kind]))
+            else:
+                for item in getattr(res, _ITER[rec.kind])():
+                    before.append(item)
+        after = _read_sync(res, _second_call(rec))
         end = res.offset
     _check_recovery(rec, script, before, info.value, after, end)
