@@ -22,6 +22,7 @@ import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
@@ -103,6 +104,131 @@ class _Connection:
         self.idle_since = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A GET ready for the wire: where it goes and its request head."""
+
+    origin: Origin
+    head: bytes
+    url: str
+    offset: str | None
+
+
+def prepare(req: HttpRequest) -> Prepared:
+    """The request head of ``req`` (query parameters encoded as httpx encodes them)."""
+    parts = urlsplit(req.url)
+    scheme = parts.scheme
+    host = parts.hostname or ""
+    default_port = 443 if scheme == "https" else 80
+    port = parts.port or default_port
+    target = parts.path or "/"
+    query = parts.query
+    if req.params:
+        encoded = urlencode(list(req.params))
+        query = f"{query}&{encoded}" if query else encoded
+    if query:
+        target = f"{target}?{query}"
+    authority = host if ":" not in host else f"[{host}]"
+    if port != default_port:
+        authority = f"{authority}:{port}"
+    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
+    names = set()
+    for name, value in req.headers.items():
+        names.add(name.lower())
+        lines.append(f"{name}: {value}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    if "accept-encoding" not in names:
+        lines.append("Accept-Encoding: gzip, deflate")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return Prepared((scheme, host, port), head, req.url, dict(req.params).get("offset"))
+
+
+class Exchange:
+    """One response on a connection, without I/O: fed what the connection reads, it gives
+    the head, then the body with framing and compression undone, and says whether the
+    connection may serve another request. Every failure is a typed error naming the URL."""
+
+    def __init__(self, url: str, offset: str | None, max_head_bytes: int) -> None:
+        self.url = url
+        self.offset = offset
+        self.decoder: HttpResponseDecoder = _impl.core.HttpResponseDecoder(max_head_bytes)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._inflate: zlib._Decompress | None = None
+        self._reusable = True
+        self._received_body = False
+
+    @property
+    def done(self) -> bool:
+        return bool(self.decoder.done)
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the body ended cleanly on a connection the server keeps open."""
+        decoder = self.decoder
+        return self._reusable and decoder.done and not decoder.close_delimited
+
+    def _context(self, exc: errors.DurableStreamError) -> errors.DurableStreamError:
+        return exc.with_context(url=self.url, offset=self.offset)
+
+    def on_head_data(self, data: bytes) -> bytes | None:
+        """Bytes read before the head completed (``b""``: the connection closed). Returns
+        the first body bytes once the head is complete (see ``status`` and ``headers``)."""
+        decoder = self.decoder
+        try:
+            if not data:
+                decoder.finish()  # raises: no response, or a head cut short
+            got, body, taken = decoder.feed(data)
+        except errors.HTTPParseError as exc:
+            raise self._context(exc) from None
+        if got is None:
+            return None
+        self.status, self.headers = got
+        if taken < len(data):
+            self._reusable = False  # bytes after the response: a broken server
+        if "close" in self.headers.get("connection", "").lower():
+            self._reusable = False
+        self._inflate = _decompressor(
+            self.headers.get("content-encoding"), url=self.url, offset=self.offset
+        )
+        return self._body(body)
+
+    def on_data(self, data: bytes) -> bytes:
+        """More body bytes read (``b""``: the connection closed); the body they carry."""
+        decoder = self.decoder
+        try:
+            if not data:
+                decoder.finish()
+                self._reusable = False
+                return self._body(b"")
+            _, body, taken = decoder.feed(data)
+        except errors.HTTPParseError as exc:
+            raise self._context(exc) from None
+        if taken < len(data):
+            self._reusable = False
+        return self._body(body)
+
+    def _body(self, body: bytes) -> bytes:
+        inflate = self._inflate
+        if body:
+            self._received_body = True
+            if inflate is not None:
+                try:
+                    body = inflate.decompress(body)
+                except zlib.error as exc:
+                    raise errors.TransportError(
+                        f"compressed body is corrupt: {exc}", url=self.url, offset=self.offset
+                    ) from exc
+        # httpx's check too: a compressed body that stops before its compressed data did
+        # was cut short, even if the framing around it looked whole.
+        if self.decoder.done and inflate is not None and self._received_body and not inflate.eof:
+            raise errors.TransportError(
+                "compressed body ended early", url=self.url, offset=self.offset
+            )
+        return body
+
+
 class WireReply:
     """One response: its status and headers, then its body as it arrives."""
 
@@ -111,94 +237,40 @@ class WireReply:
         transport: WireTransport,
         origin: Origin,
         connection: _Connection,
-        decoder: HttpResponseDecoder,
-        status: int,
-        headers: dict[str, str],
+        exchange: Exchange,
         first: bytes,
-        *,
-        url: str,
-        offset: str | None,
     ) -> None:
-        self.status_code = status
-        self.headers = headers
+        self.status_code = exchange.status
+        self.headers = exchange.headers
         self._transport = transport
         self._origin = origin
         self._connection: _Connection | None = connection
-        self._decoder = decoder
-        self._url = url
-        self._offset = offset
-        # The server may send bytes after the body only if it is broken; then or when it
-        # asks to close, the connection is not reused.
-        self._reusable = "close" not in headers.get("connection", "").lower()
-        self._inflate = _decompressor(headers.get("content-encoding"), url=url, offset=offset)
-        self._received_body = bool(first)
-        if self._inflate is not None and first:
-            first = self._inflated(first)
+        self._exchange = exchange
         self._first = first
-
-    def _inflated(self, data: bytes) -> bytes:
-        assert self._inflate is not None
-        try:
-            return self._inflate.decompress(data)
-        except zlib.error as exc:
-            self.close()
-            raise errors.TransportError(
-                f"compressed body is corrupt: {exc}", url=self._url, offset=self._offset
-            ) from exc
-
-    def _check_compressed_end(self) -> None:
-        """httpx's check too: a compressed body that stops before its compressed data did
-        was cut short, even if the framing around it looked whole."""
-        if self._inflate is not None and not self._inflate.eof:
-            self.close()
-            raise errors.TransportError(
-                "compressed body ended early", url=self._url, offset=self._offset
-            )
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body's bytes as they come; raises :class:`TransportError` (or
         :class:`HTTPParseError`) if the connection fails or ends early."""
-        decoder = self._decoder
+        exchange = self._exchange
         first, self._first = self._first, b""
         if first:
             yield first
         connection = self._connection
         if connection is None:
             return
-        inflate = self._inflate
         recv = connection.sock.recv
-        feed = decoder.feed
-        while not decoder.done:
-            try:
-                data = recv(RECV_BYTES)
-            except OSError as exc:
-                self.close()
-                raise _failure(exc, url=self._url, offset=self._offset) from exc
-            if not data:
+        on_data = exchange.on_data
+        try:
+            while not exchange.done:
                 try:
-                    decoder.finish()
-                except errors.HTTPParseError as exc:
-                    self.close()
-                    raise exc.with_context(url=self._url, offset=self._offset) from None
-                self._reusable = False
-                break
-            try:
-                _, body, taken = feed(data)
-            except errors.HTTPParseError as exc:
-                self.close()
-                raise exc.with_context(url=self._url, offset=self._offset) from None
-            if taken < len(data):
-                self._reusable = False
-            if body:
-                self._received_body = True
-                if inflate is not None:
-                    body = self._inflated(body)
-                    if not body:
-                        continue
-                yield body
-        if self._received_body:
-            self._check_compressed_end()
-        self.close()
+                    data = recv(RECV_BYTES)
+                except OSError as exc:
+                    raise _failure(exc, url=exchange.url, offset=exchange.offset) from exc
+                body = on_data(data)
+                if body:
+                    yield body
+        finally:
+            self.close()
 
     def read(self, limit: int) -> bytes:
         """The whole body, refusing one over ``limit`` bytes."""
@@ -208,7 +280,7 @@ class WireReply:
             size += len(chunk)
             if size > limit:
                 self.close()
-                raise body_too_large(limit, url=self._url, offset=self._offset)
+                raise body_too_large(limit, url=self._exchange.url, offset=self._exchange.offset)
             parts.append(chunk)
         return b"".join(parts)
 
@@ -218,8 +290,7 @@ class WireReply:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        decoder = self._decoder
-        if self._reusable and decoder.done and not decoder.close_delimited:
+        if self._exchange.keep_alive:
             self._transport.keep(self._origin, connection)
         else:
             connection.sock.close()
@@ -247,7 +318,8 @@ class WireTransport:
             connection.sock.close()
         self._idle.clear()
 
-    def _connect(self, scheme: str, host: str, port: int, timeout: httpx.Timeout) -> _Connection:
+    def _connect(self, origin: Origin, timeout: httpx.Timeout) -> _Connection:
+        scheme, host, port = origin
         sock = socket.create_connection((host, port), timeout=timeout.connect)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -262,33 +334,8 @@ class WireTransport:
 
     def send(self, req: HttpRequest, timeout: httpx.Timeout) -> WireReply:
         """Send ``req`` and read up to the end of the response head."""
-        parts = urlsplit(req.url)
-        scheme = parts.scheme
-        host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        origin = (scheme, host, port)
-        target = parts.path or "/"
-        query = parts.query
-        if req.params:
-            encoded = urlencode(list(req.params))
-            query = f"{query}&{encoded}" if query else encoded
-        if query:
-            target = f"{target}?{query}"
-        default_port = 443 if scheme == "https" else 80
-        authority = host if ":" not in host else f"[{host}]"
-        if port != default_port:
-            authority = f"{authority}:{port}"
-        lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
-        names = set()
-        for name, value in req.headers.items():
-            names.add(name.lower())
-            lines.append(f"{name}: {value}")
-        if "user-agent" not in names:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        if "accept-encoding" not in names:
-            lines.append("Accept-Encoding: gzip, deflate")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        offset = dict(req.params).get("offset")
+        prepared = prepare(req)
+        origin = prepared.origin
         connection = self._idle.pop(origin, None)
         if connection is not None and time.monotonic() - connection.idle_since > KEEPALIVE_EXPIRY:
             connection.sock.close()
@@ -297,47 +344,34 @@ class WireTransport:
             fresh = connection is None
             try:
                 if connection is None:
-                    connection = self._connect(scheme, host, port, timeout)
-                return self._exchange(origin, connection, head, timeout, url=req.url, offset=offset)
+                    connection = self._connect(origin, timeout)
+                return self._exchange(connection, prepared, timeout)
             except (OSError, errors.HTTPParseError) as exc:
                 if connection is not None:
                     connection.sock.close()
-                stale = not fresh and _nothing_arrived(exc)
                 connection = None
-                if stale:
+                if not fresh and _nothing_arrived(exc):
                     continue  # a kept connection the server had closed: once more, afresh
                 if isinstance(exc, errors.HTTPParseError):
-                    raise exc.with_context(url=req.url, offset=offset) from None
-                raise _failure(exc, url=req.url, offset=offset) from exc
+                    raise
+                raise _failure(exc, url=prepared.url, offset=prepared.offset) from exc
+            except BaseException:
+                if connection is not None:
+                    connection.sock.close()
+                raise
 
     def _exchange(
-        self,
-        origin: Origin,
-        connection: _Connection,
-        head: bytes,
-        timeout: httpx.Timeout,
-        *,
-        url: str,
-        offset: str | None,
+        self, connection: _Connection, prepared: Prepared, timeout: httpx.Timeout
     ) -> WireReply:
         sock = connection.sock
         sock.settimeout(timeout.write)
-        sock.sendall(head)
+        sock.sendall(prepared.head)
         sock.settimeout(timeout.read)
-        decoder: HttpResponseDecoder = _impl.core.HttpResponseDecoder(self._max_head_bytes)
+        exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
         while True:
-            data = sock.recv(RECV_BYTES)
-            if not data:
-                decoder.finish()  # raises: no response, or a head cut short
-            got, body, taken = decoder.feed(data)
-            if got is not None:
-                status, headers = got
-                reply = WireReply(
-                    self, origin, connection, decoder, status, headers, body, url=url, offset=offset
-                )
-                if taken < len(data):
-                    reply._reusable = False
-                return reply
+            first = exchange.on_head_data(sock.recv(RECV_BYTES))
+            if first is not None:
+                return WireReply(self, prepared.origin, connection, exchange, first)
 
 
 def _decompressor(encoding: str | None, *, url: str, offset: str | None) -> zlib._Decompress | None:
