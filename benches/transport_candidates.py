@@ -35,11 +35,16 @@ repeat), so that its CPU time is its own:
   user's).
 
 Measured in the reader: ``time.process_time()`` (user + system CPU of every thread, so a Rust
-runtime's own threads count) and wall time, from just after the connection is up (the
-reader prints ``ready``; the writer starts 0.3 s later) to the N-th message; interpreter
-start-up, imports, client construction and one warm-up HEAD come before the clock. Also:
-body pieces handed to Python per data event, voluntary context switches, OS threads, and
-the tail lag (the last message's arrival after the writer's last POST returned).
+runtime's own threads count) and wall time, from just before the SSE GET or the first
+long-poll GET (the reader prints ``ready`` then; the writer starts 0.3 s later) to the N-th
+message; interpreter start-up, imports, client construction, one warm-up HEAD (which opens
+the connection the reads then reuse) and, for long-poll, one catch-up GET come before the
+clock. Columns besides CPU per message (and per request): ``pieces/event``, the body pieces
+handed to Python per data event (httpx and both Rust clients hand over each HTTP chunk);
+``of which sys``, the kernel part of the CPU (``getrusage``); ``wall s``; ``tail lag ms``,
+the last message's arrival after the writer's last POST was answered (it can come before
+that answer, hence small negative values); ``ctx sw/msg``, voluntary context switches of
+the reader (all threads) per message, i.e. wake-ups; ``threads``, its OS threads.
 
 Contenders (all share the same SSE splitter and long-poll loop; only the bytes' source
 differs):
@@ -64,8 +69,12 @@ differs):
 - ``httpx-async``, ``pyreqwest-httpx-async``, ``pyqwest-httpx-async``, ``socket-floor-async``:
   the same on asyncio (``httpx.AsyncClient``; asyncio streams for the floor).
 
-A reader that printed its result and then died (seen once or twice as a fatal error in
-pyreqwest's or pyqwest's threads at interpreter exit) keeps its numbers, with a note.
+A reader that printed its result and then died keeps its numbers, with a note. Seen: with
+``pyqwest-httpx-async`` about one process in five aborted at interpreter exit (SIGABRT,
+"Fatal Python error: Aborted", no Python frame) until the reader closed pyqwest's
+``HTTPTransport`` itself (``AsyncPyqwestTransport`` has no ``aclose``, so
+``AsyncClient.aclose()`` leaves it open); once, ``pyreqwest-httpx-async`` died at exit with
+"Fatal Python error: PyGILState_Release: thread state ... must be current when releasing".
 
 In the table, sync rows are divided by ``socket-floor`` and ``httpx``, asyncio rows by
 ``socket-floor-async`` and ``httpx-async``.
@@ -248,11 +257,13 @@ def _params(offset: str, live: str | None) -> dict[str, str]:
 
 
 class HttpxSync:
-    def __init__(self, transport: Any = None) -> None:
+    def __init__(self, transport: Any = None, inner: Any = None) -> None:
+        """``inner``: a transport under ``transport`` to close as well (httpx does not)."""
         import httpx
 
         timeout = httpx.Timeout(30.0, read=120.0)
         self.client = httpx.Client(transport=transport, timeout=timeout)
+        self.inner = inner
 
     def warm(self, url: str) -> None:
         self.client.head(url)
@@ -270,14 +281,17 @@ class HttpxSync:
 
     def close(self) -> None:
         self.client.close()
+        if self.inner is not None:
+            self.inner.close()
 
 
 class HttpxAsync:
-    def __init__(self, transport: Any = None) -> None:
+    def __init__(self, transport: Any = None, inner: Any = None) -> None:
         import httpx
 
         timeout = httpx.Timeout(30.0, read=120.0)
         self.client = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self.inner = inner
 
     async def warm(self, url: str) -> None:
         await self.client.head(url)
@@ -295,6 +309,8 @@ class HttpxAsync:
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()
 
 
 class PyreqwestNative:
@@ -632,7 +648,8 @@ def make_sync(name: str) -> SyncSource:
         from pyqwest import SyncHTTPTransport
         from pyqwest.httpx import PyqwestTransport
 
-        return HttpxSync(PyqwestTransport(SyncHTTPTransport()))
+        inner = SyncHTTPTransport()
+        return HttpxSync(PyqwestTransport(inner), inner)
     if name == "pyreqwest-native":
         return PyreqwestNative()
     if name == "pyqwest-native":
@@ -657,7 +674,8 @@ def make_async(name: str) -> AsyncSource:
         from pyqwest import HTTPTransport
         from pyqwest.httpx import AsyncPyqwestTransport
 
-        return HttpxAsync(AsyncPyqwestTransport(HTTPTransport()))
+        inner = HTTPTransport()
+        return HttpxAsync(AsyncPyqwestTransport(inner), inner)
     if name == "socket-floor-async":
         return SocketFloorAsync()
     raise ValueError(f"unknown asyncio contender {name!r}")

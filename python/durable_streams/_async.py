@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from types import TracebackType
@@ -14,6 +15,7 @@ import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from ._exchange import AsyncReply, AsyncTransport, async_read_transport
 from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
@@ -32,9 +34,7 @@ from ._shared import (
     Headers,
     ResponseMetadata,
     StreamEvent,
-    body_too_large,
     build_httpx_request,
-    compressed_body_cut_short,
     decide_async,
     delay_after_status,
     delay_after_transport_error,
@@ -51,20 +51,6 @@ from ._shared import (
 __all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream"]
 
 
-async def _read_limited(
-    response: httpx.Response, limit: int, *, url: str, offset: str | None
-) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async with aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(limit, url=url, offset=offset)
-            parts.append(chunk)
-    return b"".join(parts)
-
-
 class AsyncStreamResponse(ResponseMetadata):
     """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
     ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
@@ -78,9 +64,9 @@ class AsyncStreamResponse(ResponseMetadata):
     def __init__(
         self,
         session: ReadSession,
-        client: httpx.AsyncClient,
+        transport: AsyncTransport,
         *,
-        owns_client: bool,
+        owns_transport: bool,
         headers: Headers | None,
         params: Headers | None,
         timeout: httpx.Timeout,
@@ -88,15 +74,15 @@ class AsyncStreamResponse(ResponseMetadata):
         on_error: AsyncOnError | None = None,
     ) -> None:
         self._session = session
-        self._client = client
-        self._owns_client = owns_client
+        self._transport = transport
+        self._owns_transport = owns_transport
         self._headers = headers
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
-        self._http: httpx.Response | None = None
+        self._http: AsyncReply | None = None
         self._kind: str | None = None
         self._source: AsyncIterator[Batch] | None = None
         self._consumer: AsyncIterator[Any] | None = None
@@ -130,8 +116,8 @@ class AsyncStreamResponse(ResponseMetadata):
         # cancellation must still give its connection back.
         with anyio.CancelScope(shield=True):
             await self._drop_source()
-            if self._owns_client:
-                await self._client.aclose()
+            if self._owns_transport:
+                await self._transport.aclose()
 
     async def _drop_source(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -163,29 +149,24 @@ class AsyncStreamResponse(ResponseMetadata):
             )
             timeout = request_timeout(self._timeout, self._live_read_timeout, session.live_request)
             try:
-                http = await self._client.send(
-                    build_httpx_request(self._client, req, timeout), stream=True
-                )
-            except httpx.HTTPError as exc:
-                await self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                http = await self._transport.send(req, timeout)
+            except errors.TransportError as exc:
+                await self._wait_or_raise(exc)
                 continue
             try:
-                headers = lower_headers(http.headers)
-                kind = session.on_response(http.status_code, headers)
+                kind = session.on_response(http.status_code, http.headers)
                 if kind == "error":
-                    body = await _read_limited(
-                        http, proto.ERROR_BODY_LIMIT, url=req.url, offset=None
-                    )
-            except httpx.HTTPError as exc:
+                    body = await http.aread(proto.ERROR_BODY_LIMIT)
+            except errors.TransportError as exc:
                 await http.aclose()
-                await self._wait_or_raise(transport_error(exc, url=req.url, offset=session.offset))
+                await self._wait_or_raise(exc)
                 continue
             except BaseException:
                 await http.aclose()
                 raise
             if kind == "error":
                 await http.aclose()
-                await self._wait_or_raise(session.error(http.status_code, headers, body))
+                await self._wait_or_raise(session.error(http.status_code, http.headers, body))
                 continue
             self._http, self._kind = http, kind
             return
@@ -213,7 +194,7 @@ class AsyncStreamResponse(ResponseMetadata):
                     # (it does so right after streamClosed): an httpx body iterator left
                     # unfinished is reported as a leak under trio.
                     final = None
-                    async with aclosing(http.aiter_bytes()) as chunks:  # type: ignore[type-var]
+                    async with aclosing(http.aiter_bytes()) as chunks:
                         async for chunk in chunks:
                             if final is not None:
                                 continue
@@ -227,23 +208,12 @@ class AsyncStreamResponse(ResponseMetadata):
                         yield final
                     session.on_sse_end()
                 elif self._kind == "body":
-                    body = await _read_limited(
-                        http, session.max_body_bytes, url=session.url, offset=session.offset
-                    )
-                    if compressed_body_cut_short(http, body):
-                        raise errors.TransportError(
-                            "compressed body ended early", url=session.url, offset=session.offset
-                        )
+                    body = await http.aread(session.max_body_bytes)
                     await self._close_http()
                     yield session.on_body(body)
                 else:
                     await self._close_http()
                     yield session.on_empty()
-            except httpx.HTTPError as exc:
-                await self._close_http()
-                await self._wait_or_raise(
-                    transport_error(exc, url=session.url, offset=session.offset)
-                )
             except errors.TransportError as exc:
                 await self._close_http()
                 await self._wait_or_raise(exc)
@@ -412,16 +382,13 @@ def astream(
     retry: RetryPolicy | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    verify: bool | str = True,
+    verify: bool | str | ssl.SSLContext = True,
     on_error: AsyncOnError | None = None,
 ) -> AsyncStreamResponse:
     """Read the stream at ``url`` from ``offset``; the async twin of :func:`stream`.
     ``headers``/``params`` values may be callables or async callables, run per request;
     ``on_error`` may be a plain or an async function."""
-    owns = client is None
-    http_client = (
-        client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
-    )
+    transport, owns = async_read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
         offset=offset,
@@ -436,7 +403,7 @@ def astream(
         max_body_bytes=max_body_bytes,
         on_error=on_error,
     )
-    return AsyncStreamResponse(client=http_client, owns_client=owns, **args)
+    return AsyncStreamResponse(transport=transport, owns_transport=owns, **args)
 
 
 class AsyncDurableStream(HandleBase):
@@ -456,9 +423,10 @@ class AsyncDurableStream(HandleBase):
         client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
+        self._verify = verify
         self._owns_client = client is None
         self._client = (
             client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
@@ -497,7 +465,7 @@ class AsyncDurableStream(HandleBase):
         client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> AsyncDurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -532,7 +500,7 @@ class AsyncDurableStream(HandleBase):
         client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -654,4 +622,10 @@ class AsyncDurableStream(HandleBase):
             max_body_bytes=max_body_bytes,
             on_error=on_error,
         )
-        return AsyncStreamResponse(client=self._client, owns_client=False, **args)
+        transport, owns = async_read_transport(
+            self.url,
+            verify=self._verify,
+            user_client=None if self._owns_client else self._client,
+            fallback_client=self._client,
+        )
+        return AsyncStreamResponse(transport=transport, owns_transport=owns, **args)

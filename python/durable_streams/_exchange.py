@@ -11,7 +11,8 @@ a proxy from the environment, a scheme other than http(s), or
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
 from typing import Protocol
 
 import httpx
@@ -28,7 +29,16 @@ from ._shared import (
     transport_error,
 )
 
-__all__ = ["HttpxTransport", "Reply", "Transport", "read_transport"]
+__all__ = [
+    "AsyncHttpxTransport",
+    "AsyncReply",
+    "AsyncTransport",
+    "HttpxTransport",
+    "Reply",
+    "Transport",
+    "async_read_transport",
+    "read_transport",
+]
 
 
 class Reply(Protocol):
@@ -127,3 +137,101 @@ def read_transport(
     if fallback_client is not None:
         return HttpxTransport(fallback_client, owns=False), False
     return HttpxTransport(httpx.Client(verify=verify, limits=CLIENT_LIMITS), owns=True), True
+
+
+# -- async ------------------------------------------------------------------------------------
+
+
+class AsyncReply(Protocol):
+    status_code: int
+    headers: dict[str, str]
+
+    def aiter_bytes(self) -> AsyncGenerator[bytes, None]: ...
+    async def aread(self, limit: int) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncReply: ...
+    async def aclose(self) -> None: ...
+
+
+class AsyncHttpxReply:
+    """An httpx response, seen as an :class:`AsyncReply`."""
+
+    def __init__(self, http: httpx.Response, *, url: str, offset: str | None) -> None:
+        self._http = http
+        self.status_code = http.status_code
+        self.headers = lower_headers(http.headers)
+        self._url = url
+        self._offset = offset
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        try:
+            async with aclosing(self._http.aiter_bytes()) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    yield chunk
+        except httpx.HTTPError as exc:
+            await self._http.aclose()
+            raise transport_error(exc, url=self._url, offset=self._offset) from exc
+
+    async def aread(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async with aclosing(self.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    await self._http.aclose()
+                    raise body_too_large(limit, url=self._url, offset=self._offset)
+                parts.append(chunk)
+        body = b"".join(parts)
+        if compressed_body_cut_short(self._http, body):
+            await self._http.aclose()
+            raise errors.TransportError(
+                "compressed body ended early", url=self._url, offset=self._offset
+            )
+        return body
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class AsyncHttpxTransport:
+    """GETs through an httpx async client; ``owns``: closing the transport closes it."""
+
+    def __init__(self, client: httpx.AsyncClient, *, owns: bool) -> None:
+        self.client = client
+        self._owns = owns
+
+    async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncHttpxReply:
+        offset = dict(req.params).get("offset")
+        try:
+            http = await self.client.send(
+                build_httpx_request(self.client, req, timeout), stream=True
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, url=req.url, offset=offset) from exc
+        return AsyncHttpxReply(http, url=req.url, offset=offset)
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.client.aclose()
+
+
+def async_read_transport(
+    url: str,
+    *,
+    verify: _wire.Verify,
+    user_client: httpx.AsyncClient | None,
+    fallback_client: httpx.AsyncClient | None = None,
+) -> tuple[AsyncTransport, bool]:
+    """:func:`read_transport` for async readers."""
+    if user_client is not None:
+        return AsyncHttpxTransport(user_client, owns=False), False
+    if native_reads_enabled() and _wire.usable_for(url):
+        return _wire.AsyncWireTransport(verify), True
+    if fallback_client is not None:
+        return AsyncHttpxTransport(fallback_client, owns=False), False
+    client = httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
+    return AsyncHttpxTransport(client, owns=True), True

@@ -21,11 +21,14 @@ import ssl
 import time
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
+import anyio
+import anyio.abc
 import httpx
 
 from . import _errors as errors
@@ -36,7 +39,15 @@ from ._shared import body_too_large
 if TYPE_CHECKING:
     from ._core import HttpResponseDecoder
 
-__all__ = ["WireReply", "WireTransport", "usable_for"]
+__all__ = [
+    "AsyncWireReply",
+    "AsyncWireTransport",
+    "Exchange",
+    "WireReply",
+    "WireTransport",
+    "prepare",
+    "usable_for",
+]
 
 RECV_BYTES = 256 * 1024
 # Servers commonly drop idle keep-alive connections after 5 s (Node's default); one idle for
@@ -393,6 +404,182 @@ def _decompressor(encoding: str | None, *, url: str, offset: str | None) -> zlib
 def _nothing_arrived(exc: BaseException) -> bool:
     """Whether a kept connection failed before any byte of an answer: the server had closed
     it while idle, so the request never reached anything and may go again at once."""
+    if isinstance(exc, errors.TransportError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     if isinstance(exc, errors.HTTPParseError):
         return exc.message == CLOSED_BEFORE_A_RESPONSE
-    return isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError))
+    return isinstance(
+        exc,
+        (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, anyio.BrokenResourceError),
+    )
+
+
+# -- the same for async code (asyncio or trio, through anyio) ---------------------------------
+
+
+class _AsyncConnection:
+    __slots__ = ("idle_since", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.idle_since = 0.0
+
+
+async def _receive(
+    connection: _AsyncConnection, read_timeout: float | None, exchange: Exchange
+) -> bytes:
+    """The next bytes of the connection, ``b""`` at its end; failures typed."""
+    try:
+        with anyio.fail_after(read_timeout):
+            return await connection.stream.receive(RECV_BYTES)
+    except anyio.EndOfStream:
+        return b""
+    except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
+        raise _failure(exc, url=exchange.url, offset=exchange.offset) from exc
+
+
+class AsyncWireReply:
+    """:class:`WireReply` for async code."""
+
+    def __init__(
+        self,
+        transport: AsyncWireTransport,
+        origin: Origin,
+        connection: _AsyncConnection,
+        exchange: Exchange,
+        first: bytes,
+        read_timeout: float | None,
+    ) -> None:
+        self.status_code = exchange.status
+        self.headers = exchange.headers
+        self._transport = transport
+        self._origin = origin
+        self._connection: _AsyncConnection | None = connection
+        self._exchange = exchange
+        self._first = first
+        self._read_timeout = read_timeout
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        exchange = self._exchange
+        first, self._first = self._first, b""
+        if first:
+            yield first
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            while not exchange.done:
+                body = exchange.on_data(await _receive(connection, self._read_timeout, exchange))
+                if body:
+                    yield body
+        finally:
+            await self.aclose()
+
+    async def aread(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async with aclosing(self.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    await self.aclose()
+                    raise body_too_large(
+                        limit, url=self._exchange.url, offset=self._exchange.offset
+                    )
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._exchange.keep_alive:
+            await self._transport.keep(self._origin, connection)
+        else:
+            await _abort(connection)
+
+
+async def _abort(connection: _AsyncConnection) -> None:
+    """Close without waiting on the peer (a TLS close_notify could block), even when the
+    surrounding scope is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await anyio.aclose_forcefully(connection.stream)
+
+
+class AsyncWireTransport:
+    """:class:`WireTransport` for async code."""
+
+    def __init__(self, verify: Verify = True, max_head_bytes: int = 65_536) -> None:
+        self._verify = verify
+        self._context: ssl.SSLContext | None = None
+        self._max_head_bytes = max_head_bytes
+        self._idle: dict[Origin, _AsyncConnection] = {}
+
+    async def keep(self, origin: Origin, connection: _AsyncConnection) -> None:
+        connection.idle_since = time.monotonic()
+        old = self._idle.pop(origin, None)
+        if old is not None:
+            await _abort(old)
+        self._idle[origin] = connection
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        for connection in idle.values():
+            await _abort(connection)
+
+    async def _connect(self, origin: Origin, timeout: httpx.Timeout) -> _AsyncConnection:
+        scheme, host, port = origin
+        with anyio.fail_after(timeout.connect):
+            if scheme == "https":
+                if self._context is None:
+                    self._context = ssl_context(self._verify)
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    host,
+                    port,
+                    ssl_context=self._context,
+                    tls_hostname=host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(host, port)
+        return _AsyncConnection(stream)
+
+    async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncWireReply:
+        prepared = prepare(req)
+        origin = prepared.origin
+        connection = self._idle.pop(origin, None)
+        if connection is not None and time.monotonic() - connection.idle_since > KEEPALIVE_EXPIRY:
+            await _abort(connection)
+            connection = None
+        while True:
+            fresh = connection is None
+            try:
+                if connection is None:
+                    connection = await self._connect(origin, timeout)
+                return await self._exchange(connection, prepared, timeout)
+            except (OSError, TimeoutError, anyio.BrokenResourceError, errors.TransportError) as exc:
+                if connection is not None:
+                    await _abort(connection)
+                connection = None
+                if not fresh and _nothing_arrived(exc):
+                    continue  # a kept connection the server had closed: once more, afresh
+                if isinstance(exc, errors.TransportError):
+                    raise
+                raise _failure(exc, url=prepared.url, offset=prepared.offset) from exc
+            except BaseException:
+                if connection is not None:
+                    await _abort(connection)
+                raise
+
+    async def _exchange(
+        self, connection: _AsyncConnection, prepared: Prepared, timeout: httpx.Timeout
+    ) -> AsyncWireReply:
+        with anyio.fail_after(timeout.write):
+            await connection.stream.send(prepared.head)
+        exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
+        while True:
+            first = exchange.on_head_data(await _receive(connection, timeout.read, exchange))
+            if first is not None:
+                return AsyncWireReply(
+                    self, prepared.origin, connection, exchange, first, timeout.read
+                )

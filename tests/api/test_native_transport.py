@@ -17,9 +17,16 @@ import httpx
 import pytest
 import trustme
 
-from durable_streams import DurableStream, RetryPolicy, TransportError, stream
-from durable_streams._exchange import HttpxTransport
-from durable_streams._wire import WireTransport
+from durable_streams import (
+    AsyncDurableStream,
+    DurableStream,
+    RetryPolicy,
+    TransportError,
+    astream,
+    stream,
+)
+from durable_streams._exchange import AsyncHttpxTransport, HttpxTransport
+from durable_streams._wire import AsyncWireTransport, WireTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -236,3 +243,51 @@ def test_https_reads_verify_the_servers_certificate(
     ):
         response.read_json()
     assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+
+
+# -- async --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_reads_take_the_native_transport_too(stream_url: str) -> None:
+    async with await AsyncDurableStream.create(stream_url, content_type=JSON) as handle:
+        async with astream(stream_url) as response:
+            assert isinstance(response._transport, AsyncWireTransport)
+        async with handle.stream() as response:
+            assert isinstance(response._transport, AsyncWireTransport)
+        async with httpx.AsyncClient() as client, astream(stream_url, client=client) as response:
+            assert isinstance(response._transport, AsyncHttpxTransport)
+
+
+@pytest.mark.anyio
+async def test_an_async_long_poll_tail_keeps_one_connection(
+    server_url: str, stream_url: str
+) -> None:
+    path = urlsplit(stream_url).path
+    handle = await AsyncDurableStream.create(stream_url, content_type=JSON)
+    with FaultProxy(server_url, fragment=True) as proxy:
+        async with astream(proxy.url + path, live="long-poll") as response:
+            items = response.iter_json()
+            for n in range(10):
+                await handle.append({"n": n})
+                assert await items.__anext__() == {"n": n}
+            await items.aclose()  # type: ignore[attr-defined]
+        assert proxy.stats["connections"] == 1
+    await handle.aclose()
+
+
+@pytest.mark.anyio
+async def test_async_https_reads_verify_the_servers_certificate(
+    stream_url: str, https_front: tuple[str, trustme.CA, str]
+) -> None:
+    base, _, ca_file = https_front
+    async with await AsyncDurableStream.create(stream_url, content_type=JSON) as handle:
+        await handle.append({"secure": "async"})
+    url = base + urlsplit(stream_url).path
+    async with astream(url, verify=ca_file) as response:
+        assert isinstance(response._transport, AsyncWireTransport)
+        assert await response.read_json() == [{"secure": "async"}]
+    with pytest.raises(TransportError) as info:
+        async with astream(url, retry=RetryPolicy(max_retries=0)) as response:
+            await response.read_json()
+    assert isinstance(info.value.__cause__, (ssl.SSLError, OSError))

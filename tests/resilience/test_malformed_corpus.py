@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -1191,6 +1192,14 @@ def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Script], Repla
         return connect(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", routed)
+    connect_tcp = anyio.connect_tcp
+
+    async def routed_tcp(host: str, port: int, **kwargs: Any) -> Any:
+        if host == "streams.test":
+            host, port = "127.0.0.1", servers[-1].port
+        return await connect_tcp(host, port, **kwargs)
+
+    monkeypatch.setattr(anyio, "connect_tcp", routed_tcp)
 
     def start(script: Script) -> ReplayServer:
         servers.append(ReplayServer(script))
@@ -1236,5 +1245,47 @@ def test_native_recovery_sync(rec: Recovery, replay: Callable[[Script], ReplaySe
                 for item in getattr(res, _ITER[rec.kind])():
                     before.append(item)
         after = _read_sync(res, _second_call(rec))
+        end = res.offset
+    _check_recovery(rec, script, before, info.value, after, end)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", _params([case for case in NATIVE_CASES if case.in_async]))
+async def test_native_async(
+    case: Case, anyio_backend: str, replay: Callable[[Script], ReplayServer]
+) -> None:
+    script = Script(case.answers())
+    replay(script)
+    outcome: Any = None
+    error: BaseException | None = None
+    try:
+        async with ds.astream(URL_WITH_TOKEN, **_options(case)) as res:
+            assert type(res._transport).__name__ == "AsyncWireTransport"
+            outcome = await _read_async(res, case.call)
+    except ds.DurableStreamError as exc:
+        error = exc
+    if case.cause is not None and issubclass(case.cause, httpx.HTTPError):
+        assert isinstance(error, ds.TransportError), repr(error)
+        case = dataclasses.replace(case, error=type(error), cause=None)
+    _check(case, script, outcome, error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("rec", _recovery_params())
+async def test_native_recovery_async(
+    rec: Recovery, anyio_backend: str, replay: Callable[[Script], ReplayServer]
+) -> None:
+    script = Script(rec.answers())
+    replay(script)
+    before: list[Any] = []
+    async with ds.astream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
+        assert type(res._transport).__name__ == "AsyncWireTransport"
+        with pytest.raises(rec.error) as info:
+            if rec.first == "read":
+                before.extend(await _read_async(res, _READ[rec.kind]))
+            else:
+                async for item in getattr(res, _ITER[rec.kind])():
+                    before.append(item)
+        after = await _read_async(res, _second_call(rec))
         end = res.offset
     _check_recovery(rec, script, before, info.value, after, end)
