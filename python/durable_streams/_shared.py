@@ -202,10 +202,14 @@ def transport_error(
 def build_httpx_request(
     client: httpx.Client | httpx.AsyncClient, req: HttpRequest, timeout: httpx.Timeout
 ) -> httpx.Request:
+    # httpx replaces a URL's own query with params= (a token in the URL would be lost), so
+    # merge them here: the URL's parameters stay, ours are added (or replace same-named ones).
+    url = httpx.URL(req.url)
+    if req.params:
+        url = url.copy_merge_params(tuple(req.params))
     return client.build_request(
         req.method,
-        req.url,
-        params=tuple(req.params) or None,
+        url,
         headers=req.headers,
         content=req.content,
         timeout=timeout,

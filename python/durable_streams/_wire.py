@@ -15,7 +15,9 @@ keep-alive with one idle connection per origin, connect and read timeouts. What 
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import socket
 import ssl
 import time
@@ -125,34 +127,54 @@ class Prepared:
     offset: str | None
 
 
-def prepare(req: HttpRequest) -> Prepared:
-    """The request head of ``req`` (query parameters encoded as httpx encodes them)."""
-    parts = urlsplit(req.url)
-    scheme = parts.scheme
-    host = parts.hostname or ""
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_BREAK = re.compile(r"[\r\n\x00]")
+
+
+@functools.lru_cache(maxsize=256)
+def _locate(url: str) -> tuple[Origin, str, str]:
+    """Where ``url`` goes, its Host header, and its path and query as httpx encodes them
+    (parsed once per URL: a reader sends many requests to one)."""
+    parsed = httpx.URL(url)
+    scheme = parsed.scheme
+    host = parsed.host
     default_port = 443 if scheme == "https" else 80
-    port = parts.port or default_port
-    target = parts.path or "/"
-    query = parts.query
-    if req.params:
-        encoded = urlencode(list(req.params))
-        query = f"{query}&{encoded}" if query else encoded
-    if query:
-        target = f"{target}?{query}"
-    authority = host if ":" not in host else f"[{host}]"
+    port = parsed.port or default_port
+    authority = parsed.raw_host.decode("ascii")
+    if ":" in authority:
+        authority = f"[{authority}]"
     if port != default_port:
         authority = f"{authority}:{port}"
+    return (scheme, host, port), authority, parsed.raw_path.decode("ascii")
+
+
+def prepare(req: HttpRequest) -> Prepared:
+    """The request head of ``req``, its target encoded as httpx would encode it. A header
+    that could not travel as given (a line break or NUL in it, a name that is not a token,
+    text beyond latin-1) is a ValueError, never sent."""
+    origin, authority, target = _locate(req.url)
+    if req.params:
+        if "?" in target:  # merged as the httpx path merges them (see build_httpx_request)
+            merged = httpx.URL(req.url).copy_merge_params(tuple(req.params))
+            target = merged.raw_path.decode("ascii")
+        else:
+            target = f"{target}?{urlencode(list(req.params))}"
     lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
     names = set()
     for name, value in req.headers.items():
+        if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_BREAK.search(value):
+            raise ValueError(f"header {name!r} cannot be sent as given: {value!r}")
         names.add(name.lower())
         lines.append(f"{name}: {value}")
     if "user-agent" not in names:
         lines.append(f"User-Agent: {USER_AGENT}")
     if "accept-encoding" not in names:
         lines.append("Accept-Encoding: gzip, deflate")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return Prepared((scheme, host, port), head, req.url, dict(req.params).get("offset"))
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a request header is not latin-1 text: {exc}") from None
+    return Prepared(origin, head, req.url, dict(req.params).get("offset"))
 
 
 class Exchange:

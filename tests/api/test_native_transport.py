@@ -8,6 +8,7 @@ import socket
 import ssl
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from durable_streams import (
     stream,
 )
 from durable_streams._exchange import AsyncHttpxTransport, HttpxTransport
-from durable_streams._wire import AsyncWireTransport, WireTransport
+from durable_streams._protocol import HttpRequest
+from durable_streams._wire import AsyncWireTransport, WireTransport, prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -98,6 +100,7 @@ class ClosingServer:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.connections = 0
+        self.targets: list[str] = []
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/s"
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -116,6 +119,7 @@ class ClosingServer:
                     if not chunk:
                         break
                     request += chunk
+                self.targets.append(request.split(b" ")[1].decode() if request else "")
                 n = self.connections
                 body = b'[{"n":%d}]' % n
                 offset = b"%016d" % n
@@ -291,3 +295,61 @@ async def test_async_https_reads_verify_the_servers_certificate(
         async with astream(url, retry=RetryPolicy(max_retries=0)) as response:
             await response.read_json()
     assert isinstance(info.value.__cause__, (ssl.SSLError, OSError))
+
+
+# -- the request head ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:4437/streams/a b/é",
+        "http://127.0.0.1/s?token=x%20y&z=1",
+        "https://[::1]:8443/v1/stream/ü?a=b",
+    ],
+)
+def test_the_request_target_is_encoded_as_httpx_encodes_it(url: str) -> None:
+    params = [("cursor", "12 34"), ("live", "sse"), ("offset", "0000_0001")]
+    head = prepare(HttpRequest("GET", url, {"accept": "text/event-stream"}, params)).head
+    request_line, host = head.decode("latin-1").split("\r\n")[:2]
+    expected = httpx.URL(url).copy_merge_params(params)  # what the httpx path sends
+    assert request_line == f"GET {expected.raw_path.decode()} HTTP/1.1"
+    assert host == f"Host: {httpx.Request('GET', expected).headers['host']}"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-a": "1\r\nInjected: yes"}, {"x-a": "1\nx"}, {"x-a": "nul\x00"}, {"bad name": "1"}],
+)
+def test_a_header_that_would_break_the_request_is_refused(
+    stream_url: str, headers: dict[str, str]
+) -> None:
+    with pytest.raises(ValueError, match="cannot be sent as given"):
+        stream(stream_url, headers=headers).__enter__()
+
+
+def test_a_stream_whose_path_needs_encoding_reads_back(server_url: str) -> None:
+    url = f"{server_url}/test/{uuid.uuid4().hex}/with space/é"
+    with DurableStream.create(url, content_type=JSON) as handle:
+        handle.append({"path": "encoded"})
+    with stream(url) as response:
+        assert isinstance(response._transport, WireTransport)
+        assert response.read_json() == [{"path": "encoded"}]
+
+
+@pytest.mark.parametrize("transport", ["native", "httpx"])
+def test_the_urls_own_query_travels_with_every_read(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token in the stream URL must reach the server on every request, next to the
+    reader's own offset and live parameters (httpx alone would replace it)."""
+    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", transport)
+    server = ClosingServer()
+    try:
+        with stream(server.url + "?token=s3cret", live="long-poll") as response:
+            items = response.iter_json()
+            assert [next(items) for _ in range(2)] == [{"n": 1}, {"n": 2}]
+    finally:
+        server.close()
+    assert server.targets[0] == "/s?token=s3cret&offset=-1"
+    assert server.targets[1] == "/s?token=s3cret&live=long-poll&offset=0000000000000001"
