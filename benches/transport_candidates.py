@@ -7,15 +7,14 @@ away, and how close any of them gets to the floor of a Python loop over a raw so
 Run it from the repository root with the candidates' virtualenv (not the project's ``.venv``)::
 
     python3 -m venv benches/.venv-candidates
-    benches/.venv-candidates/bin/pip install httpx orjson h2 'pyreqwest>=0.15,<0.16' \\
-        'pyqwest>=0.12,<0.13'
+    benches/.venv-candidates/bin/pip install -r benches/requirements-candidates.txt
     benches/.venv-candidates/bin/python benches/transport_candidates.py
 
-(``h2`` because ``pyqwest.httpx`` imports it without declaring it.) Flags: ``--messages N``
-(default 3000), ``--interval-ms MS`` (default 1.5), ``--repeat R`` (default 3; medians and
-min-max are shown), ``--only WORKLOAD`` and ``--contenders a,b`` (subsets), ``--wait-load L``
-(wait, up to ``--wait-max`` seconds, until the 1-minute load average is below L; default
-1.5), ``--json OUT`` (every run's raw numbers). About five minutes with the defaults.
+(the pins, ``h2`` among them because ``pyqwest.httpx`` imports it without declaring it). Flags:
+``--messages N`` (default 3000), ``--interval-ms MS`` (default 1.5), ``--repeat R`` (default 3;
+medians and min-max are shown), ``--only WORKLOAD`` and ``--contenders a,b`` (subsets),
+``--wait-load L`` (wait, up to ``--wait-max`` seconds, until the 1-minute load average is below
+L; default 1.5), ``--json OUT`` (every run's raw numbers). About five minutes with the defaults.
 
 Workloads. One reference server (``refserver/launch.py``) serves every run; each run gets a
 fresh stream. The writer lives in this (parent) process and appends one message per POST
@@ -252,7 +251,7 @@ class AsyncSource(Protocol):
     async def close(self) -> None: ...
 
 
-def _params(offset: str, live: str | None) -> dict[str, str]:
+def _params(offset: str, live: str | None) -> dict[str, Any]:
     return {"offset": offset, "live": live} if live else {"offset": offset}
 
 
@@ -593,13 +592,13 @@ def _live_pyreqwest_sync() -> Any:
     from pyreqwest.compatibility.httpx import SyncHttpxTransport
     from pyreqwest.compatibility.httpx.transport import SyncResponseStream
 
-    class LiveStream(SyncResponseStream):  # type: ignore[misc]
+    class LiveStream(SyncResponseStream):
         def __iter__(self) -> Iterator[bytes]:
             read_chunk = self._body_reader.read_chunk
             while (chunk := read_chunk()) is not None:
                 yield bytes(chunk)
 
-    class LiveTransport(SyncHttpxTransport):  # type: ignore[misc]
+    class LiveTransport(SyncHttpxTransport):
         def _map_body(self, builder: Any, request: httpx.Request) -> Any:
             return super()._map_body(builder, request).streamed_read_buffer_limit(0)
 
@@ -617,13 +616,13 @@ def _live_pyreqwest_async() -> Any:
     from pyreqwest.compatibility.httpx import HttpxTransport
     from pyreqwest.compatibility.httpx.transport import ResponseStream
 
-    class LiveStream(ResponseStream):  # type: ignore[misc]
+    class LiveStream(ResponseStream):
         async def __aiter__(self) -> AsyncIterator[bytes]:
             read_chunk = self._body_reader.read_chunk
             while (chunk := await read_chunk()) is not None:
                 yield bytes(chunk)
 
-    class LiveTransport(HttpxTransport):  # type: ignore[misc]
+    class LiveTransport(HttpxTransport):
         def _map_body(self, builder: Any, request: httpx.Request) -> Any:
             return super()._map_body(builder, request).streamed_read_buffer_limit(0)
 
@@ -1114,8 +1113,8 @@ def parent_main(args: argparse.Namespace) -> int:
     for workload in workloads:
         print(f"\n### {workload}\n")
         print(table(workload, contenders, runs, errors))
-    for key, err in errors.items():
-        print(f"\nFAILED {key[0]} / {key[1]}:\n{err}")
+    for key, message in errors.items():
+        print(f"\nFAILED {key[0]} / {key[1]}:\n{message}")
     for key, note in notes.items():
         print(f"\nNOTE {key[0]} / {key[1]} (its numbers are kept): {note}")
     if args.json:
