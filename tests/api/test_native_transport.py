@@ -33,6 +33,7 @@ from durable_streams._wire import AsyncWireTransport, WireTransport, prepare
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faultproxy import FaultProxy
+from loopback import LoopbackServer, read_head
 
 JSON = "application/json"
 
@@ -41,13 +42,6 @@ JSON = "application/json"
 def native_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about the native transport, whichever the run's default is."""
     monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
-
-
-def stop_listening(listener: socket.socket) -> None:
-    """Wake a thread blocked in ``accept()`` (closing alone does not), then close."""
-    with contextlib.suppress(OSError):
-        listener.shutdown(socket.SHUT_RDWR)
-    listener.close()
 
 
 def transport_of(response: Any) -> Any:
@@ -93,45 +87,29 @@ def test_a_long_poll_tail_keeps_one_connection(server_url: str, stream_url: str)
         assert proxy.stats["connections"] == 1
 
 
-class ClosingServer:
+class ClosingServer(LoopbackServer):
     """Answers each request on a connection with a complete keep-alive response, then closes
     the connection anyway (as a server dropping idle connections does)."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.connections = 0
+        super().__init__()
         self.targets: list[str] = []
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/s"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.url = f"http://127.0.0.1:{self.port}/s"
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    request += chunk
-                self.targets.append(request.split(b" ")[1].decode() if request else "")
-                n = self.connections
-                body = b'[{"n":%d}]' % n
-                offset = b"%016d" % n
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Stream-Next-Offset: " + offset + b"\r\nStream-Up-To-Date: true\r\n"
-                    b"Content-Length: %d\r\n\r\n" % len(body) + body
-                )
-
-    def close(self) -> None:
-        stop_listening(self.listener)
-        self._thread.join(timeout=10)
+    def handle(self, conn: socket.socket) -> None:
+        request = read_head(conn)
+        if request is None:
+            return
+        self.targets.append(request[0].split(b" ")[1].decode())
+        n = self.connections
+        body = b'[{"n":%d}]' % n
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Stream-Next-Offset: %016d\r\nStream-Up-To-Date: true\r\n"
+            % n
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
 
 
 def test_a_kept_connection_closed_by_the_server_is_replaced_without_a_retry() -> None:
@@ -154,7 +132,7 @@ def test_a_kept_connection_closed_by_the_server_is_replaced_without_a_retry() ->
 # -- https ---------------------------------------------------------------------------------
 
 
-class TlsForwarder:
+class TlsForwarder(LoopbackServer):
     """An https front for the plain test server: terminates TLS with a certificate of the
     test's own CA and pumps bytes to the server and back."""
 
@@ -162,28 +140,14 @@ class TlsForwarder:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._context = context
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
+        super().__init__()
+        self.url = f"https://127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._link, args=(raw,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _link(self, raw: socket.socket) -> None:
+    def handle(self, raw: socket.socket) -> None:
         try:
             client = self._context.wrap_socket(raw, server_side=True)
         except (ssl.SSLError, OSError):
-            raw.close()  # a client that refused our certificate
-            return
+            return  # a client that refused our certificate
         upstream = socket.create_connection(self._upstream)
 
         def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -203,12 +167,6 @@ class TlsForwarder:
         back.join(timeout=10)
         client.close()
         upstream.close()
-
-    def close(self) -> None:
-        stop_listening(self.listener)
-        self._acceptor.join(timeout=10)
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 @pytest.fixture

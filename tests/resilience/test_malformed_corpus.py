@@ -10,13 +10,13 @@ repeated.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import socket
-import threading
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +25,10 @@ import pytest
 
 import durable_streams as ds
 from durable_streams import RetryPolicy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loopback import LoopbackServer, read_head
 
 URL = "http://streams.test/s/one"
 SECRET = "SECRET-TOKEN"
@@ -1079,7 +1083,7 @@ async def test_recovery_async(
 # -- the same corpus through the native read path: real sockets, raw HTTP/1.1 --------------------
 
 
-class ReplayServer:
+class ReplayServer(LoopbackServer):
     """Serves a :class:`Script` over real sockets as raw HTTP/1.1: a streamed body (``Chunks``)
     goes out chunked, part by part, and an exception cuts the connection where it stands (no
     answer at all, or the body so far). Complete answers keep the connection alive."""
@@ -1087,49 +1091,30 @@ class ReplayServer:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.problems: list[BaseException] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
+        super().__init__()
 
-    def _accept(self) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        pending = b""
         while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
+            request = read_head(conn, pending)
+            if request is None:
                 return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(ConnectionError):  # a client that hung up
-            pending = b""
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    pending += data
-                head, _, pending = pending.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                target = lines[0].split(" ")[1]
-                fields = [line.split(":", 1) for line in lines[1:]]
-                request = httpx.Request(
-                    "GET",
-                    f"http://streams.test{target}",
-                    headers=[(k, v.strip()) for k, v in fields],
-                )
-                try:
-                    answer = self.script(request)
-                except ScriptExhausted as exc:
-                    self.problems.append(exc)
-                    return
-                except Exception:
-                    return  # a transport failure: the connection closes, unanswered
-                if not self._answer(conn, answer):
-                    return
+            head, pending = request
+            lines = head.decode("latin-1").split("\r\n")
+            target = lines[0].split(" ")[1]
+            fields = [line.split(":", 1) for line in lines[1:]]
+            request_seen = httpx.Request(
+                "GET", f"http://streams.test{target}", headers=[(k, v.strip()) for k, v in fields]
+            )
+            try:
+                answer = self.script(request_seen)
+            except ScriptExhausted as exc:
+                self.problems.append(exc)
+                return
+            except Exception:
+                return  # a transport failure: the connection closes, unanswered
+            if not self._answer(conn, answer):
+                return
 
     def _answer(self, conn: socket.socket, answer: httpx.Response) -> bool:
         """Writes ``answer``; returns whether the connection is still good for another."""
@@ -1152,14 +1137,6 @@ class ReplayServer:
         head.append(f"Content-Length: {len(raw)}")
         conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + raw)
         return True
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._acceptor.join(timeout=10)
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 def _stalls(case: Case) -> bool:
