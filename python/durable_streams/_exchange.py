@@ -22,9 +22,10 @@ from . import _wire
 from ._protocol import HttpRequest
 from ._shared import (
     CLIENT_LIMITS,
-    body_too_large,
+    agather_body,
     build_httpx_request,
     compressed_body_cut_short,
+    gather_body,
     lower_headers,
     transport_error,
 )
@@ -73,15 +74,11 @@ class HttpxReply:
             raise transport_error(exc, url=self._url, offset=self._offset) from exc
 
     def read(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        for chunk in self.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                self._http.close()
-                raise body_too_large(limit, url=self._url, offset=self._offset)
-            parts.append(chunk)
-        body = b"".join(parts)
+        try:
+            body = gather_body(self.iter_bytes(), limit, url=self._url, offset=self._offset)
+        except errors.ProtocolError:
+            self._http.close()
+            raise
         if compressed_body_cut_short(self._http, body):
             self._http.close()
             raise errors.TransportError(
@@ -176,16 +173,11 @@ class AsyncHttpxReply:
             raise transport_error(exc, url=self._url, offset=self._offset) from exc
 
     async def aread(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        async with aclosing(self.aiter_bytes()) as chunks:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    await self._http.aclose()
-                    raise body_too_large(limit, url=self._url, offset=self._offset)
-                parts.append(chunk)
-        body = b"".join(parts)
+        try:
+            body = await agather_body(self.aiter_bytes(), limit, url=self._url, offset=self._offset)
+        except errors.ProtocolError:
+            await self._http.aclose()
+            raise
         if compressed_body_cut_short(self._http, body):
             await self._http.aclose()
             raise errors.TransportError(

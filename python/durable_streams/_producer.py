@@ -613,9 +613,7 @@ class ProducerCore:
                 "epochs stop at 2**53-1",
                 url=self.settings.url,
             )
-            self._fatal = error
-            self._refusing = True
-            self._fail_ready(error)
+            self._stop(error)
             return
         for batch in [b for b in self._ready if b.maybe_stored]:
             # Restored from a state file and perhaps stored by the session that wrote it.
@@ -641,29 +639,22 @@ class ProducerCore:
                 self._dirty[batch.id] = batch
         self.next_seq = len(self._ready)
 
-    def _stop(self, error: errors.DurableStreamError, batch: Batch) -> None:
-        """A fatal answer: this batch and everything not yet sent fail with ``error``; batches
-        in flight settle by their own answers."""
+    def _stop(self, error: errors.DurableStreamError, *batches: Batch) -> None:
+        """A fatal error: ``batches`` and everything not yet sent fail with it, and the
+        producer takes no more messages; batches in flight settle by their own answers."""
         self._fatal = error
         self._refusing = True
-        self._fail(batch, error)
-        self._fail_ready(error)
-
-    def _fail_ready(self, error: errors.DurableStreamError) -> None:
+        for batch in batches:
+            self._fail(batch, error)
         if self._open_count:
             self._seal()
         while self._ready:
             self._fail(self._ready.popleft(), error)
 
     def abort(self, error: errors.DurableStreamError, unsent: Iterable[Batch]) -> None:
-        """A fatal error before ``unsent`` (taken from :meth:`due`) went out: they, and all
-        not yet taken, fail with it; batches already on the way settle by their answers."""
+        """A fatal error before ``unsent`` (taken from :meth:`due`) went out: see _stop."""
         with self.lock:
-            self._fatal = error
-            self._refusing = True
-            for batch in unsent:
-                self._fail(batch, error)
-            self._fail_ready(error)
+            self._stop(error, *unsent)
 
     # -- a state file ---------------------------------------------------------------------------
 

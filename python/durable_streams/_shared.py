@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,33 @@ def compressed_body_cut_short(response: httpx.Response, body: bytes) -> bool:
     return getattr(decompressor, "eof", True) is False
 
 
+def gather_body(chunks: Iterator[bytes], limit: int, *, url: str, offset: str | None) -> bytes:
+    """A whole body from ``chunks``; more than ``limit`` bytes is a :class:`ProtocolError`."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit, url=url, offset=offset)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def agather_body(
+    chunks: AsyncGenerator[bytes, None], limit: int, *, url: str, offset: str | None
+) -> bytes:
+    """:func:`gather_body` of an async body; closes ``chunks`` however it ends."""
+    parts: list[bytes] = []
+    size = 0
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit, url=url, offset=offset)
+            parts.append(chunk)
+    return b"".join(parts)
+
+
 def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
     return errors.ProtocolError(
         f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or read "
@@ -184,11 +212,12 @@ def merge(base: Headers | None, extra: Headers | None) -> dict[str, HeaderValue]
 
 
 def transport_error(
-    exc: httpx.HTTPError, *, url: str, offset: str | None = None
+    exc: BaseException, *, url: str, offset: str | None = None
 ) -> errors.TransportError:
-    """Our error for an httpx failure; the httpx exception stays reachable as ``__cause__``."""
+    """Our error for a failure of httpx or of a socket; the original exception stays
+    reachable as ``__cause__``."""
     kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         err: errors.TransportError = errors.DeadlineExceededError(
             f"request timed out ({kind})", url=url, offset=offset
         )

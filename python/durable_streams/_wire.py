@@ -24,7 +24,6 @@ import time
 import urllib.request
 import zlib
 from collections.abc import AsyncGenerator, Iterator
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -36,7 +35,7 @@ import httpx
 from . import _errors as errors
 from . import _impl
 from ._protocol import HttpRequest
-from ._shared import body_too_large
+from ._shared import agather_body, gather_body, transport_error
 
 if TYPE_CHECKING:
     from ._core import HttpResponseDecoder
@@ -90,20 +89,6 @@ def ssl_context(verify: Verify) -> ssl.SSLContext:
     import certifi  # httpx's own default trust store
 
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def _failure(exc: BaseException, *, url: str, offset: str | None) -> errors.TransportError:
-    kind = type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        err: errors.TransportError = errors.DeadlineExceededError(
-            f"request timed out ({kind})", url=url, offset=offset
-        )
-    else:
-        err = errors.TransportError(
-            f"request failed: {kind}: {exc or kind}", url=url, offset=offset
-        )
-    err.__cause__ = exc
-    return err
 
 
 Origin = tuple[str, str, int]
@@ -298,7 +283,7 @@ class WireReply:
                 try:
                     data = recv(RECV_BYTES)
                 except OSError as exc:
-                    raise _failure(exc, url=exchange.url, offset=exchange.offset) from exc
+                    raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
                 body = on_data(data)
                 if body:
                     yield body
@@ -307,15 +292,12 @@ class WireReply:
 
     def read(self, limit: int) -> bytes:
         """The whole body, refusing one over ``limit`` bytes."""
-        parts: list[bytes] = []
-        size = 0
-        for chunk in self.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                self.close()
-                raise body_too_large(limit, url=self._exchange.url, offset=self._exchange.offset)
-            parts.append(chunk)
-        return b"".join(parts)
+        try:
+            return gather_body(
+                self.iter_bytes(), limit, url=self._exchange.url, offset=self._exchange.offset
+            )
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Done with the response: its connection goes back for the next request if the
@@ -387,7 +369,7 @@ class WireTransport:
                     continue  # a kept connection the server had closed: once more, afresh
                 if isinstance(exc, errors.HTTPParseError):
                     raise
-                raise _failure(exc, url=prepared.url, offset=prepared.offset) from exc
+                raise transport_error(exc, url=prepared.url, offset=prepared.offset) from exc
             except BaseException:
                 if connection is not None:
                     connection.sock.close()
@@ -457,7 +439,7 @@ async def _receive(
     except anyio.EndOfStream:
         return b""
     except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
-        raise _failure(exc, url=exchange.url, offset=exchange.offset) from exc
+        raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
 
 
 class AsyncWireReply:
@@ -498,18 +480,12 @@ class AsyncWireReply:
             await self.aclose()
 
     async def aread(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        async with aclosing(self.aiter_bytes()) as chunks:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    await self.aclose()
-                    raise body_too_large(
-                        limit, url=self._exchange.url, offset=self._exchange.offset
-                    )
-                parts.append(chunk)
-        return b"".join(parts)
+        try:
+            return await agather_body(
+                self.aiter_bytes(), limit, url=self._exchange.url, offset=self._exchange.offset
+            )
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -587,7 +563,7 @@ class AsyncWireTransport:
                     continue  # a kept connection the server had closed: once more, afresh
                 if isinstance(exc, errors.TransportError):
                     raise
-                raise _failure(exc, url=prepared.url, offset=prepared.offset) from exc
+                raise transport_error(exc, url=prepared.url, offset=prepared.offset) from exc
             except BaseException:
                 if connection is not None:
                     await _abort(connection)
