@@ -358,6 +358,25 @@ pub fn split_array(s: &[u8]) -> JsonResult<Vec<(usize, usize)>> {
     Ok(out)
 }
 
+/// Scans one group of a body read in parts (see [`crate::framer`]): `s` starts with `[`
+/// and ends with the group's last bracket. Unlike [`scan_array`], UTF-8 is not checked up
+/// front: of a UTF-8 error and a syntax error, the one at the earlier byte is reported, so
+/// the error a body gets does not depend on where it was cut into groups.
+pub fn scan_group(s: &[u8], element: impl FnMut(usize, usize)) -> JsonResult<()> {
+    let syntax = match (Scanner { s }).array(0, 0, element) {
+        Ok(end) if end < s.len() => Some(JsonError::new(JsonErrorKind::TrailingData, end)),
+        Ok(_) => None,
+        Err(e) => Some(e),
+    };
+    let utf8 = check_utf8(s).err();
+    match (utf8, syntax) {
+        (Some(u), Some(x)) if x.position < u.position => Err(x),
+        (Some(u), _) => Err(u),
+        (None, Some(x)) => Err(x),
+        (None, None) => Ok(()),
+    }
+}
+
 /// Where the array scan of `s` fails, if it does: the authoritative error for a body the
 /// fast parser rejected.
 pub fn array_error(s: &[u8]) -> Option<JsonError> {

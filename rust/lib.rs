@@ -10,6 +10,7 @@ pub mod base64;
 pub mod batch;
 pub mod control;
 pub mod encode;
+pub mod framer;
 pub mod http;
 pub mod json;
 pub mod sse;

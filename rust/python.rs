@@ -15,6 +15,7 @@ use crate::base64::{self, Base64Error};
 use crate::batch::Batch;
 use crate::control::{self, ControlError};
 use crate::encode;
+use crate::framer::ArrayFramer;
 use crate::http::{self, HttpError, Part};
 use crate::json::{self, JsonError};
 use crate::sse::{self, Event, EventKind, SseError};
@@ -170,6 +171,104 @@ fn parse_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, Py
 #[pyfunction]
 fn split_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
     Ok(split_array_py(py, body)?)
+}
+
+/// A group of a body read in parts (see `framer`) as Python objects, or as the raw bytes
+/// of each element; errors are at body positions (`base` is the group's).
+fn group_py<'py>(
+    py: Python<'py>,
+    group: &[u8],
+    base: usize,
+    raw: bool,
+) -> Result<Bound<'py, PyList>, Fault> {
+    let at_base = |e: JsonError| -> Fault {
+        JsonError {
+            kind: e.kind,
+            position: base + e.position,
+        }
+        .into()
+    };
+    if raw {
+        let list = PyList::empty(py);
+        let mut err = None;
+        json::scan_group(group, |a, b| {
+            if err.is_none() {
+                err = list.append(PyBytes::new(py, &group[a..b])).err();
+            }
+        })
+        .map_err(at_base)?;
+        return match err {
+            None => Ok(list),
+            Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
+        };
+    }
+    let parsed = match json::check_utf8(group) {
+        Ok(_) => PARSER.python_parse(py, group).ok(),
+        Err(_) => None,
+    };
+    match parsed.map(|v| v.cast_into::<PyList>()) {
+        Some(Ok(list)) => Ok(list),
+        _ => Err(match json::scan_group(group, |_, _| {}) {
+            Err(e) => at_base(e),
+            Ok(()) => Fault::new(ErrorClass::Json, "invalid JSON", base as u64),
+        }),
+    }
+}
+
+/// Reads a JSON-mode body as it arrives: whole elements come out a group at a time.
+#[pyclass(module = "durable_streams._core", name = "JsonArrayReader")]
+struct JsonArrayReader {
+    framer: ArrayFramer,
+    raw: bool,
+}
+
+impl JsonArrayReader {
+    fn take<'py>(&mut self, py: Python<'py>, finished: bool) -> PyResult<Bound<'py, PyList>> {
+        let list = match self.framer.group(finished).map_err(json_err)? {
+            None => return Ok(PyList::empty(py)),
+            Some((group, base)) => group_py(py, group, base, self.raw)?,
+        };
+        self.framer.consume();
+        Ok(list)
+    }
+}
+
+#[pymethods]
+impl JsonArrayReader {
+    #[new]
+    #[pyo3(signature = (raw = false, min_group_bytes = 1_048_576))]
+    fn new(raw: bool, min_group_bytes: i64) -> PyResult<Self> {
+        if min_group_bytes < 0 {
+            return Err(PyValueError::new_err(
+                "min_group_bytes must not be negative",
+            ));
+        }
+        Ok(Self {
+            framer: ArrayFramer::new(usize::try_from(min_group_bytes).unwrap_or(usize::MAX)),
+            raw,
+        })
+    }
+
+    #[getter]
+    fn saw_array(&self) -> bool {
+        self.framer.saw_array()
+    }
+
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// The next bytes of the body; returns the elements of a group that became ready.
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        self.framer.push(chunk).map_err(json_err)?;
+        self.take(py, false)
+    }
+
+    /// The body ended: the elements not returned yet; raises if the array is incomplete.
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.take(py, true)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -705,6 +804,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SseDecoder>()?;
     m.add_class::<BatchBuilder>()?;
     m.add_class::<HttpResponseDecoder>()?;
+    m.add_class::<JsonArrayReader>()?;
     m.add_function(wrap_pyfunction!(parse_json_array, m)?)?;
     m.add_function(wrap_pyfunction!(split_json_array, m)?)?;
     m.add_function(wrap_pyfunction!(encode_json, m)?)?;

@@ -10,6 +10,7 @@ __all__ = [
     "BatchBuilder",
     "Control",
     "HttpResponseDecoder",
+    "JsonArrayReader",
     "SseDecoder",
     "__version__",
     "encode_json",
@@ -62,6 +63,25 @@ def parse_json_array(body: bytes) -> list[Any]:
 
 def split_json_array(body: bytes) -> list[bytes]:
     """The raw bytes of each message of a JSON-mode read body."""
+
+@final
+class JsonArrayReader:
+    """Reads a JSON-mode body (one array) as it arrives.
+
+    ``feed`` returns the elements of a group of at least ``min_group_bytes`` once one is whole
+    (none while the body is shorter), ``finish`` the rest once the body ended; elements are
+    Python objects, or with ``raw`` the bytes of each. Errors are
+    :class:`~durable_streams.JSONParseError` at a byte position in the body. A body of only
+    whitespace reads as no elements and leaves ``saw_array`` false.
+    """
+
+    def __new__(cls, raw: bool = False, min_group_bytes: int = 1_048_576) -> Self: ...
+    @property
+    def saw_array(self) -> bool: ...
+    @property
+    def buffered(self) -> int: ...
+    def feed(self, chunk: bytes) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
 
 def encode_json(value: Any) -> bytes:
     """``value`` as compact JSON (``json.dumps`` with separators ``,`` and ``:``, UTF-8)."""

@@ -298,3 +298,57 @@ def test_push_many_agrees(cap: int, items: list[str]) -> None:
         assert body == b.take()
         assert len(body) <= cap or na == 1
         items = items[max(na, 1) :]
+
+
+# --- JSON bodies read as they arrive ----------------------------------------------------------
+
+
+def read_in_parts(core: ModuleType, raw: bool, min_group: int, chunks: list[bytes]) -> Any:
+    """A body fed chunk by chunk: the elements of each group, or the error it ended in."""
+    reader = core.JsonArrayReader(raw, min_group)
+    groups: list[Any] = []
+
+    def run() -> list[Any]:
+        for chunk in chunks:
+            groups.append(reader.feed(chunk))
+        groups.append(reader.finish())
+        return [g for g in groups if g]
+
+    return outcome(run), reader.saw_array
+
+
+@SETTINGS
+@given(st.data())
+def test_json_bodies_read_in_parts_agree(data: st.DataObject) -> None:
+    """Any cut into chunks and groups gives both cores the same elements, and the same error
+    (at the same body byte) for a broken body; a whole body gives what it gives whole."""
+    body = data.draw(json_texts())
+    raw = data.draw(st.booleans())
+    min_group = data.draw(st.sampled_from([0, 1, 4, 16, 1 << 20]))
+    chunks = data.draw(chunked(body))
+    got_native = read_in_parts(native, raw, min_group, chunks)
+    assert got_native == read_in_parts(pure, raw, min_group, chunks), (body, chunks)
+    (status, groups), saw_array = got_native
+    assert got_native == read_in_parts(native, raw, min_group, [body]) or min_group < 1 << 20
+    if status == "error":
+        assert outcome(native.split_json_array, body)[0] == "error", body
+        return
+    whole = native.split_json_array(body) if raw else native.parse_json_array(body)
+    assert [item for group in groups for item in group] == whole
+    assert saw_array == bool(body.strip())
+    assert len(groups) <= 1 or min_group < len(body)
+
+
+@SETTINGS
+@given(st.data())
+def test_json_body_errors_do_not_depend_on_the_cut(data: st.DataObject) -> None:
+    body = data.draw(json_texts())
+    one = read_in_parts(native, False, 0, [body])[0]
+    for _ in range(3):
+        chunks = data.draw(chunked(body))
+        min_group = data.draw(st.sampled_from([0, 3, 1 << 20]))
+        got = read_in_parts(native, False, min_group, chunks)[0]
+        if one[0] == "error":
+            assert got == one, (body, chunks, min_group)
+        else:
+            assert got[0] == "ok"

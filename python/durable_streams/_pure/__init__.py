@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchBuilder
+from ._framer import JsonArrayReader
 from ._http import HttpResponseDecoder
 from ._json import encode_json, parse_json_array, split_json_array
 from ._sse import Control, SseDecoder
@@ -17,6 +18,7 @@ __all__ = [
     "BatchBuilder",
     "Control",
     "HttpResponseDecoder",
+    "JsonArrayReader",
     "SseDecoder",
     "__version__",
     "encode_json",

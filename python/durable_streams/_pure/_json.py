@@ -21,9 +21,11 @@ __all__ = [
     "encode_into",
     "encode_json",
     "loads_array",
+    "loads_group",
     "loads_value",
     "parse_json_array",
     "scan_array",
+    "scan_group",
     "split_json_array",
     "validate_value",
 ]
@@ -280,6 +282,32 @@ def scan_array(s: bytes) -> list[tuple[int, int]]:
     return elements
 
 
+def scan_group(s: bytes, elements: list[tuple[int, int]] | None = None) -> None:
+    """Checks one group of a body read in parts (``[``, whole elements, the group's last
+    bracket): of a UTF-8 error and a syntax error, the one at the earlier byte is raised."""
+    syntax: JsonScanError | None = None
+    try:
+        end = _Scanner(s).array(0, 0, elements)
+        if end < len(s):
+            syntax = JsonScanError("trailing data after JSON value", end)
+    except JsonScanError as e:
+        syntax = e
+    try:
+        s.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if syntax is None or e.start <= syntax.position:
+            _fail("invalid UTF-8", e.start)
+    if syntax is not None:
+        raise syntax
+
+
+def loads_group(s: bytes) -> list[Any]:
+    """A group (see :func:`scan_group`) as Python objects; raises :class:`JsonScanError`."""
+    value = _fast_loads(s, scan_group)
+    assert type(value) is list
+    return value
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
@@ -301,7 +329,11 @@ def _too_deep(value: Any) -> bool:
 
 def _fast_loads(s: bytes, scan: Any) -> Any:
     """``json.loads`` guarded so it accepts exactly what the scanner ``scan`` accepts."""
-    text = _check_utf8(s)
+    try:
+        text = s.decode("utf-8")
+    except UnicodeDecodeError as e:
+        scan(s)
+        _fail("invalid UTF-8", e.start)
     suspicious = _SURROGATE_ESCAPE.search(s) is not None or (
         len(s) > MAX_INT_DIGITS and _LONG_DIGITS.search(s) is not None
     )
