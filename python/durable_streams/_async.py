@@ -208,9 +208,13 @@ class AsyncStreamResponse(ResponseMetadata):
                         yield final
                     session.on_sse_end()
                 elif self._kind == "body":
-                    body = await http.aread(session.max_body_bytes)
+                    async with aclosing(http.aiter_bytes()) as chunks:
+                        async for chunk in chunks:
+                            part = session.on_body_chunk(chunk)
+                            if part is not None:
+                                yield part
                     await self._close_http()
-                    yield session.on_body(body)
+                    yield session.on_body_end()
                 else:
                     await self._close_http()
                     yield session.on_empty()
@@ -218,7 +222,7 @@ class AsyncStreamResponse(ResponseMetadata):
                 await self._close_http()
                 await self._wait_or_raise(exc)
             finally:
-                if self._kind == "sse" and self._http is http:
+                if self._http is http:
                     await self._close_http()
 
     async def _next_batch(self, kind: ConsumerKind) -> Batch | None:

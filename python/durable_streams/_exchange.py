@@ -67,24 +67,28 @@ class HttpxReply:
         self._offset = offset
 
     def iter_bytes(self) -> Iterator[bytes]:
+        """The body as it arrives; one cut short (also inside its compression) raises
+        :class:`TransportError`."""
+        received = False
         try:
-            yield from self._http.iter_bytes()
+            for chunk in self._http.iter_bytes():
+                received = received or bool(chunk)
+                yield chunk
         except httpx.HTTPError as exc:
             self._http.close()
             raise transport_error(exc, url=self._url, offset=self._offset) from exc
-
-    def read(self, limit: int) -> bytes:
-        try:
-            body = gather_body(self.iter_bytes(), limit, url=self._url, offset=self._offset)
-        except errors.ProtocolError:
-            self._http.close()
-            raise
-        if compressed_body_cut_short(self._http, body):
+        if compressed_body_cut_short(self._http, received):
             self._http.close()
             raise errors.TransportError(
                 "compressed body ended early", url=self._url, offset=self._offset
             )
-        return body
+
+    def read(self, limit: int) -> bytes:
+        try:
+            return gather_body(self.iter_bytes(), limit, url=self._url, offset=self._offset)
+        except errors.ProtocolError:
+            self._http.close()
+            raise
 
     def close(self) -> None:
         self._http.close()
@@ -164,26 +168,28 @@ class AsyncHttpxReply:
         self._offset = offset
 
     async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        """:meth:`HttpxReply.iter_bytes` of an async response."""
+        received = False
         try:
             async with aclosing(self._http.aiter_bytes()) as chunks:  # type: ignore[type-var]
                 async for chunk in chunks:
+                    received = received or bool(chunk)
                     yield chunk
         except httpx.HTTPError as exc:
             await self._http.aclose()
             raise transport_error(exc, url=self._url, offset=self._offset) from exc
-
-    async def aread(self, limit: int) -> bytes:
-        try:
-            body = await agather_body(self.aiter_bytes(), limit, url=self._url, offset=self._offset)
-        except errors.ProtocolError:
-            await self._http.aclose()
-            raise
-        if compressed_body_cut_short(self._http, body):
+        if compressed_body_cut_short(self._http, received):
             await self._http.aclose()
             raise errors.TransportError(
                 "compressed body ended early", url=self._url, offset=self._offset
             )
-        return body
+
+    async def aread(self, limit: int) -> bytes:
+        try:
+            return await agather_body(self.aiter_bytes(), limit, url=self._url, offset=self._offset)
+        except errors.ProtocolError:
+            await self._http.aclose()
+            raise
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,6 +8,9 @@ Exactly-once delivery rests on one rule: a batch is handed out only together wit
 that follows it. For catch-up and long-poll that is the response's ``Stream-Next-Offset``; over
 SSE the data events are held until the ``control`` event after them, and data whose control
 event never arrived is dropped, because the reconnect at the committed offset sends it again.
+A body longer than :data:`BODY_BATCH_BYTES` is the exception: its batches go out while it
+arrives, at the offset before it, and the session counts what went out, so that a body at the
+same offset after a reconnect skips exactly that.
 
 A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
 the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -59,10 +62,12 @@ ResponseKind = Literal["body", "sse", "empty", "error"]
 Mode = Literal["catch-up", "long-poll", "sse"]
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
-# A catch-up or long-poll body is held whole before it is parsed, and the reference server
-# answers a catch-up read with the whole stream in one body: the cap guards against a server
-# sending without end, not against big streams (SSE reads stream, bounded by the event cap).
+# The reference server answers a catch-up read with the whole stream in one body, which is
+# read in batches as it arrives: the cap guards against a server sending without end.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
+# A body longer than this is handed out in batches of about this size before it ends; a
+# shorter one as one batch once it ended, with the offset after it.
+BODY_BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,14 @@ STOP: Final = Stop.STOP
 """What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
 
 ErrorDecision = RetryAction | Stop | None
+
+
+def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
+    return errors.ProtocolError(
+        f"response body exceeds the limit of {limit} bytes (max_body_bytes)",
+        url=url,
+        offset=offset,
+    )
 
 
 def _empty_data(kind: ConsumerKind) -> Any:
@@ -158,6 +171,18 @@ class ReadSession:
         self._requested_offset = offset
         self._override_headers: dict[str, str] = {}
         self._override_params: dict[str, str] = {}
+        # The body being read: its consumer kind (None: not started), JSON reader, bytes
+        # waiting to form a batch, bytes received, and units (messages, or bytes) read in it.
+        self._body_kind: ConsumerKind | None = None
+        self._body_reader: Any = None
+        self._body_pending: list[bytes] = []
+        self._body_pending_bytes = 0
+        self._body_received = 0
+        self._body_units = 0
+        # Units of a body at the current offset already handed out in batches before the
+        # body ended: a body at the same offset after a reconnect skips that many.
+        self._produced = 0
+        self._produced_kind: ConsumerKind | None = None
 
     # -- what to ask -------------------------------------------------------------------------
 
@@ -183,6 +208,13 @@ class ReadSession:
         params: Mapping[str, str],
     ) -> HttpRequest:
         """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
+        if self._produced and self._produced_kind != self.consumer:
+            raise errors.DurableStreamError(
+                f"part of the body at offset {self.offset} was read as {self._produced_kind}; "
+                f"read the rest the same way before switching to {self.consumer}",
+                url=self.url,
+                offset=self.offset,
+            )
         query: dict[str, str] = {**params, **self._override_params}
         query["offset"] = self.offset
         if self._mode != "catch-up":
@@ -233,6 +265,7 @@ class ReadSession:
                 status=status,
                 offset=self._requested_offset,
             )
+        self._reset_body()
         return "body"
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> errors.ResponseError:
@@ -251,25 +284,73 @@ class ReadSession:
                 offset=self._requested_offset,
             )
 
-    def on_body(self, body: bytes) -> Batch:
-        """A catch-up or long-poll 200 response's whole body."""
+    def _reset_body(self) -> None:
+        self._body_kind = None
+        self._body_reader = None
+        self._body_pending = []
+        self._body_pending_bytes = 0
+        self._body_received = 0
+        self._body_units = 0
+
+    def _start_body(self) -> None:
         self._check_consumer_fits()
+        kind = self._body_kind = self.consumer
+        if kind in ("json", "json-raw"):
+            self._body_reader = _impl.core.JsonArrayReader(kind == "json-raw", BODY_BATCH_BYTES)
+
+    def on_body_chunk(self, chunk: bytes) -> Batch | None:
+        """Bytes of a catch-up or long-poll 200 response's body: a batch once enough whole
+        messages arrived (handed out at the offset before the body), else ``None``."""
+        if self._body_kind is None:
+            self._start_body()
+        self._body_received += len(chunk)
+        if self._body_received > self.max_body_bytes:
+            raise body_too_large(self.max_body_bytes, url=self.url, offset=self._requested_offset)
+        reader = self._body_reader
+        if reader is not None:
+            data: Any = self._json_step(reader.feed, chunk)
+        else:
+            self._body_pending.append(chunk)
+            self._body_pending_bytes += len(chunk)
+            if self._body_pending_bytes < BODY_BATCH_BYTES:
+                return None
+            data = self._bytes_step(final=False)
+        if not data:
+            return None
+        return Batch(data, self.offset, self.cursor, False, False)
+
+    def on_body_end(self) -> Batch:
+        """The body ended: the last batch, with the offset, cursor and flags of the answer."""
+        if self._body_kind is None:
+            self._start_body()
         headers = self.headers
-        if self.consumer in ("json", "json-raw") and not body.strip(b" \t\r\n"):
-            # A JSON read always answers an array, "[]" when empty; nothing at all is a body
-            # lost on the way (a truncated one decompresses to nothing), not an empty range.
+        closed = header_true(headers, H_CLOSED)
+        reader = self._body_reader
+        if reader is not None:
+            data: Any = self._json_step(lambda _: reader.finish(), b"")
+            if not reader.saw_array:
+                # A JSON read always answers an array, "[]" when empty; nothing at all is a
+                # body lost on the way (a truncated one decompresses to nothing).
+                raise errors.ProtocolError(
+                    "JSON read answered with an empty body, not a JSON array",
+                    url=self.url,
+                    status=self.status,
+                    offset=self._requested_offset,
+                )
+        else:
+            data = self._bytes_step(final=closed)
+        if self._body_units < self._produced:
             raise errors.ProtocolError(
-                "JSON read answered with an empty body, not a JSON array",
+                f"the server answered offset {self._requested_offset} with less than it sent "
+                "there before",
                 url=self.url,
                 status=self.status,
                 offset=self._requested_offset,
             )
-        data = self._decode_body(body, final=header_true(headers, H_CLOSED))
         next_offset = headers[H_NEXT_OFFSET]
         up_to_date = header_true(headers, H_UP_TO_DATE)
-        closed = header_true(headers, H_CLOSED)
         if (
-            not body.strip(b" \t\r\n[]")
+            self._body_units == 0
             and not up_to_date
             and not closed
             and next_offset == self._requested_offset
@@ -280,7 +361,42 @@ class ReadSession:
                 status=self.status,
                 offset=self._requested_offset,
             )
+        self._reset_body()
         return self._commit(data, next_offset, headers.get(H_CURSOR), up_to_date, closed)
+
+    def _fresh(self, units: int) -> int:
+        """Counts ``units`` more read in this body; how many of them were not handed out."""
+        before = self._body_units
+        self._body_units = before + units
+        return self._body_units - max(before, self._produced)
+
+    def _json_step(self, step: Callable[[bytes], list[Any]], chunk: bytes) -> list[Any]:
+        try:
+            items = step(chunk)
+        except errors.DurableStreamError as exc:
+            raise exc.with_context(url=self.url, offset=self._requested_offset) from None
+        fresh = self._fresh(len(items))
+        if fresh <= 0:
+            return []
+        self._note_produced()
+        return items if fresh == len(items) else items[len(items) - fresh :]
+
+    def _bytes_step(self, *, final: bool) -> Any:
+        pending = self._body_pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._body_pending = []
+        self._body_pending_bytes = 0
+        fresh = self._fresh(len(data))
+        if fresh < len(data):
+            data = data[len(data) - fresh :] if fresh > 0 else b""
+        out = self._decode_text(data, final=final) if self._body_kind == "text" else data
+        if data:
+            self._note_produced()
+        return out
+
+    def _note_produced(self) -> None:
+        self._produced = self._body_units
+        self._produced_kind = self._body_kind
 
     def on_empty(self) -> Batch:
         """A long-poll 204: nothing new before the server's timeout, or EOF."""
@@ -341,7 +457,9 @@ class ReadSession:
         self._controls_seen = 0
 
     def needs_new_connection(self, kind: ConsumerKind) -> bool:
-        """Whether the open SSE connection decodes for another consumer than ``kind``."""
+        """Whether the open connection's body or SSE events decode for another consumer."""
+        if self._body_kind is not None and self._body_kind != kind:
+            return True
         return self._decoder is not None and self._decoder_kind != kind
 
     def feed(self, chunk: bytes) -> list[Batch]:
@@ -414,6 +532,8 @@ class ReadSession:
         self, data: Any, next_offset: str, cursor: str | None, up_to_date: bool, closed: bool
     ) -> Batch:
         self.offset = next_offset
+        self._produced = 0
+        self._produced_kind = None
         if cursor is not None:
             self.cursor = cursor
         self.up_to_date = up_to_date
@@ -441,6 +561,7 @@ class ReadSession:
         ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
         self._decoder = None
         self._pending = []
+        self._reset_body()
         if decision is None or decision is STOP:
             changed = False
         elif isinstance(decision, RetryAction):

@@ -18,7 +18,7 @@ from ._protocol import (
     is_transient_status,
     retry_after_seconds,
 )
-from ._read import Batch, ConsumerKind, ErrorDecision, ReadSession
+from ._read import Batch, ConsumerKind, ErrorDecision, ReadSession, body_too_large
 from ._retry import RetryState
 
 __all__ = [
@@ -156,14 +156,14 @@ async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError
     return decision
 
 
-def compressed_body_cut_short(response: httpx.Response, body: bytes) -> bool:
-    """Whether a gzip or deflate body, read to its end (``body``), stopped before its
-    compressed data did.
+def compressed_body_cut_short(response: httpx.Response, received: bool) -> bool:
+    """Whether a gzip or deflate body, read to its end (``received``: any bytes of it),
+    stopped before its compressed data did.
 
     httpx's zlib decoders never check for the end, so a body truncated by the server or a
     middlebox would otherwise read as a shorter, valid one. No bytes at all is no body, not a
     cut one."""
-    if not body and response.num_bytes_downloaded == 0:
+    if not received and response.num_bytes_downloaded == 0:
         return False
     decompressor = getattr(getattr(response, "_decoder", None), "decompressor", None)
     return getattr(decompressor, "eof", True) is False
@@ -194,15 +194,6 @@ async def agather_body(
                 raise body_too_large(limit, url=url, offset=offset)
             parts.append(chunk)
     return b"".join(parts)
-
-
-def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
-    return errors.ProtocolError(
-        f"response body exceeds the limit of {limit} bytes (raise max_body_bytes, or read "
-        "with live='sse', which streams)",
-        url=url,
-        offset=offset,
-    )
 
 
 def merge(base: Headers | None, extra: Headers | None) -> dict[str, HeaderValue]:

@@ -215,9 +215,12 @@ class StreamResponse(ResponseMetadata):
                         session.raise_held()
                     session.on_sse_end()
                 elif self._kind == "body":
-                    body = http.read(session.max_body_bytes)
+                    for chunk in http.iter_bytes():
+                        part = session.on_body_chunk(chunk)
+                        if part is not None:
+                            yield part
                     self._close_http()
-                    yield session.on_body(body)
+                    yield session.on_body_end()
                 else:
                     self._close_http()
                     yield session.on_empty()
@@ -225,7 +228,7 @@ class StreamResponse(ResponseMetadata):
                 self._close_http()
                 self._wait_or_raise(exc)
             finally:
-                if self._kind == "sse" and self._http is http:
+                if self._http is http:
                     self._close_http()
 
     def _next_batch(self, kind: ConsumerKind) -> Batch | None:

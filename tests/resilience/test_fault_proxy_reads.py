@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import durable_streams as ds
-from durable_streams import RetryPolicy
+from durable_streams import RetryPolicy, _read
 from faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -83,6 +83,15 @@ def closed_stream(server_url: str) -> str:
     return url
 
 
+@pytest.fixture(params=["whole-bodies", "bodies-in-parts"])
+def body_batches(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Catch-up and long-poll bodies as one batch each, or handed out in 2 KiB parts before
+    they end, so that a cut in the middle of a body resumes behind what was handed out."""
+    if request.param == "bodies-in-parts":
+        monkeypatch.setattr(_read, "BODY_BATCH_BYTES", 2048)
+    return str(request.param)
+
+
 @pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
     """A per-test seed: reruns of one test meet the same faults."""
@@ -113,7 +122,7 @@ def _read_sync(url: str, live: ds.LiveMode) -> list[Any]:
 
 @pytest.mark.parametrize("live", LIVE_MODES)
 def test_closed_stream_sync(
-    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
 ) -> None:
     with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
         url = _through(proxy, server_url, closed_stream)
@@ -136,7 +145,7 @@ async def _read_async(url: str, live: ds.LiveMode) -> list[Any]:
 @pytest.mark.anyio
 @pytest.mark.parametrize("live", LIVE_MODES)
 async def test_closed_stream_async(
-    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
 ) -> None:
     with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
         url = _through(proxy, server_url, closed_stream)
