@@ -71,6 +71,15 @@ impl ArrayFramer {
         self.stage != Stage::Before
     }
 
+    /// Hands out later groups once they reach `bytes`.
+    pub fn set_min_group_bytes(&mut self, bytes: usize) {
+        self.min_group_bytes = bytes;
+    }
+
+    pub fn min_group_bytes(&self) -> usize {
+        self.min_group_bytes
+    }
+
     /// Bytes held for groups not handed out yet.
     pub fn buffered(&self) -> usize {
         self.buf.len()

@@ -259,6 +259,23 @@ impl JsonArrayReader {
         self.framer.buffered()
     }
 
+    #[getter]
+    fn get_min_group_bytes(&self) -> usize {
+        self.framer.min_group_bytes()
+    }
+
+    #[setter]
+    fn set_min_group_bytes(&mut self, bytes: i64) -> PyResult<()> {
+        if bytes < 0 {
+            return Err(PyValueError::new_err(
+                "min_group_bytes must not be negative",
+            ));
+        }
+        self.framer
+            .set_min_group_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+        Ok(())
+    }
+
     /// The next bytes of the body; returns the elements of a group that became ready.
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
         self.framer.push(chunk).map_err(json_err)?;

@@ -73,6 +73,16 @@ class JsonArrayReader:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def min_group_bytes(self) -> int:
+        return self._min
+
+    @min_group_bytes.setter
+    def min_group_bytes(self, value: int) -> None:
+        if value < 0:
+            raise ValueError("min_group_bytes must not be negative")
+        self._min = value
+
     def feed(self, chunk: bytes) -> list[Any]:
         """The next bytes of the body; returns the elements of a group that became ready."""
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
