@@ -112,7 +112,7 @@ fn json_err(e: JsonError) -> PyErr {
 
 const PARSER: PythonParse = PythonParse {
     allow_inf_nan: false,
-    cache_mode: StringCacheMode::Keys,
+    cache_mode: StringCacheMode::All,
     partial_mode: PartialMode::Off,
     catch_duplicate_keys: false,
     float_mode: FloatMode::Float,
@@ -120,12 +120,13 @@ const PARSER: PythonParse = PythonParse {
 
 /// A JSON-mode body as a list of Python objects; errors are at offsets into `body`.
 fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
-    json::check_utf8(body)?;
+    // jiter checks UTF-8 itself; a failure goes to the scanner, which checks it first.
     let start = json::skip_ws(body, 0);
     if start == body.len() {
         return Ok(PyList::empty(py));
     }
     if body[start] != b'[' {
+        json::check_utf8(body)?;
         return Err(JsonError {
             kind: json::JsonErrorKind::ExpectedArray,
             position: start,
@@ -202,11 +203,11 @@ fn group_py<'py>(
             Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
         };
     }
-    let parsed = match json::check_utf8(group) {
-        Ok(_) => PARSER.python_parse(py, group).ok(),
-        Err(_) => None,
-    };
-    match parsed.map(|v| v.cast_into::<PyList>()) {
+    match PARSER
+        .python_parse(py, group)
+        .ok()
+        .map(|v| v.cast_into::<PyList>())
+    {
         Some(Ok(list)) => Ok(list),
         _ => Err(match json::scan_group(group, |_, _| {}) {
             Err(e) => at_base(e),
