@@ -148,20 +148,29 @@ fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList
     }
 }
 
-fn split_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
+/// The raw bytes of each element `scan` finds in `s`; its errors pass through `json_fault`.
+fn element_bytes<'py>(
+    py: Python<'py>,
+    s: &[u8],
+    scan: impl FnOnce(&mut dyn FnMut(usize, usize)) -> json::JsonResult<()>,
+    json_fault: impl FnOnce(JsonError) -> Fault,
+) -> Result<Bound<'py, PyList>, Fault> {
     let list = PyList::empty(py);
     let mut err = None;
-    json::scan_array(body, |a, b| {
+    scan(&mut |a, b| {
         if err.is_none() {
-            if let Err(e) = list.append(PyBytes::new(py, &body[a..b])) {
-                err = Some(e);
-            }
+            err = list.append(PyBytes::new(py, &s[a..b])).err();
         }
-    })?;
+    })
+    .map_err(json_fault)?;
     match err {
         None => Ok(list),
         Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
     }
+}
+
+fn split_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
+    element_bytes(py, body, |f| json::scan_array(body, f), Fault::from)
 }
 
 #[pyfunction]
@@ -190,18 +199,7 @@ fn group_py<'py>(
         .into()
     };
     if raw {
-        let list = PyList::empty(py);
-        let mut err = None;
-        json::scan_group(group, |a, b| {
-            if err.is_none() {
-                err = list.append(PyBytes::new(py, &group[a..b])).err();
-            }
-        })
-        .map_err(at_base)?;
-        return match err {
-            None => Ok(list),
-            Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
-        };
+        return element_bytes(py, group, |f| json::scan_group(group, f), at_base);
     }
     match PARSER
         .python_parse(py, group)
@@ -214,6 +212,15 @@ fn group_py<'py>(
             Ok(()) => Fault::new(ErrorClass::Json, "invalid JSON", base as u64),
         }),
     }
+}
+
+fn group_bytes(bytes: i64) -> PyResult<usize> {
+    if bytes < 0 {
+        return Err(PyValueError::new_err(
+            "min_group_bytes must not be negative",
+        ));
+    }
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
 /// Reads a JSON-mode body as it arrives: whole elements come out a group at a time.
@@ -239,13 +246,8 @@ impl JsonArrayReader {
     #[new]
     #[pyo3(signature = (raw = false, min_group_bytes = 1_048_576))]
     fn new(raw: bool, min_group_bytes: i64) -> PyResult<Self> {
-        if min_group_bytes < 0 {
-            return Err(PyValueError::new_err(
-                "min_group_bytes must not be negative",
-            ));
-        }
         Ok(Self {
-            framer: ArrayFramer::new(usize::try_from(min_group_bytes).unwrap_or(usize::MAX)),
+            framer: ArrayFramer::new(group_bytes(min_group_bytes)?),
             raw,
         })
     }
@@ -267,13 +269,7 @@ impl JsonArrayReader {
 
     #[setter]
     fn set_min_group_bytes(&mut self, bytes: i64) -> PyResult<()> {
-        if bytes < 0 {
-            return Err(PyValueError::new_err(
-                "min_group_bytes must not be negative",
-            ));
-        }
-        self.framer
-            .set_min_group_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+        self.framer.set_min_group_bytes(group_bytes(bytes)?);
         Ok(())
     }
 

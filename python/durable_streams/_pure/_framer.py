@@ -13,11 +13,10 @@ import re
 from typing import Any, NoReturn
 
 from .._errors import JSONParseError
-from ._json import JsonScanError, loads_group, scan_group
+from ._json import JsonScanError, _skip_ws, loads_group, scan_group
 
 __all__ = ["JsonArrayReader"]
 
-_WS = b" \t\n\r"
 _STRING = rb'"(?:[^"\\]++|\\.)*+"'
 _FLAT = rb'[\[{](?:[^"\[\]{}]++|' + _STRING + rb")*+[\]}]"
 _NESTED = rb'[\[{](?:[^"\[\]{}]++|' + _STRING + rb"|" + _FLAT + rb")*+[\]}]"
@@ -30,13 +29,6 @@ _STRING_REST = re.compile(rb'(?:[^"\\]++|\\.)*+')
 _TO_STRUCTURAL = re.compile(rb'[^"\[\]{},]*+')
 
 _BEFORE, _INSIDE, _AFTER = 0, 1, 2
-
-
-def _skip_ws(s: bytes | bytearray, i: int) -> int:
-    n = len(s)
-    while i < n and s[i] in _WS:
-        i += 1
-    return i
 
 
 def _error(message: str, position: int) -> NoReturn:

@@ -52,7 +52,7 @@ def _fail(message: str, position: int) -> NoReturn:
     raise JsonScanError(message, position)
 
 
-def _skip_ws(s: bytes, i: int) -> int:
+def _skip_ws(s: bytes | bytearray, i: int) -> int:
     n = len(s)
     while i < n and s[i] in _WS:
         i += 1
