@@ -212,3 +212,44 @@ def test_short_bodies_stay_one_batch() -> None:
     assert all(session.on_body_chunk(body[i : i + 100]) is None for i in range(0, len(body), 100))
     batch = session.on_body_end()
     assert batch.data == ITEMS[:2000] and batch.offset == "0_9"
+
+
+def test_a_reader_stopped_in_the_middle_of_a_long_body_resumes_behind_it() -> None:
+    """Closing the iterator mid-body closes the connection; the next iteration takes the rest
+    of the batch it stopped in, then asks again at the same offset and skips what went out."""
+    script = Script([answer(Body(BODY)), answer(Body(BODY))])
+    with (
+        httpx.Client(transport=httpx.MockTransport(script)) as client,
+        ds.stream(URL, client=client) as res,
+    ):
+        first = []
+        items = res.iter_json()
+        for item in items:
+            first.append(item)
+            if len(first) == 7_000:
+                break
+        items.close()
+        assert res.offset == "-1"
+        rest = list(res.iter_json())
+        assert res.offset == "0_9"
+    assert first + rest == ITEMS
+    assert script.offsets == ["-1", "-1"]
+
+
+@pytest.mark.anyio
+async def test_a_reader_stopped_in_the_middle_of_a_long_body_resumes_behind_it_async() -> None:
+    script = Script([answer(Body(BYTES), "application/octet-stream"), answer(Body(BYTES))])
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(script)) as client,
+        ds.astream(URL, client=client) as res,
+    ):
+        first = b""
+        chunks = res.iter_bytes()
+        async for chunk in chunks:
+            first += chunk
+            break
+        await chunks.aclose()
+        assert 0 < len(first) < len(BYTES)
+        rest = await res.read_bytes()
+    assert first + rest == BYTES
+    assert script.offsets == ["-1", "-1"]
