@@ -112,7 +112,7 @@ fn json_err(e: JsonError) -> PyErr {
 
 const PARSER: PythonParse = PythonParse {
     allow_inf_nan: false,
-    cache_mode: StringCacheMode::All,
+    cache_mode: StringCacheMode::Keys,
     partial_mode: PartialMode::Off,
     catch_duplicate_keys: false,
     float_mode: FloatMode::Float,
