@@ -13,7 +13,10 @@ Contenders: ``ours``, ``official``, ``httpx`` (raw httpx: the same requests, byt
 and dropped), ``httpx+orjson`` (raw httpx and ``orjson`` with the least protocol handling a
 client can get away with: the floor), ``orjson`` (``orjson.loads`` alone on the same
 payload bytes, built locally: no HTTP at all) and ``core`` (this project's native decoder
-alone on the same bytes).
+alone on the same bytes), ``socket`` (the bare-socket floor of a live tail, from
+``_floor.py``: a Python loop over a raw socket, ``orjson`` on each payload). ``--async`` runs
+the live reads of ``ours``, ``official`` and ``socket`` on asyncio (``astream``; asyncio
+streams for the floor).
 
 What is measured: client CPU (``time.process_time``: user and system time of every thread of
 this process) and wall time (``time.perf_counter``) around the workload only; interpreter
@@ -36,7 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ WORKLOADS = (
     "catch-up",
     "sse",
     "sse-small",
+    "long-poll-small",
     "produce",
     "append-1mib",
     "latency-long-poll",
@@ -136,6 +140,22 @@ def count_items(items: Iterator[Any], m: Meter, expected: int) -> int:
     return n
 
 
+async def acount_items(items: AsyncIterator[Any], m: Meter, expected: int) -> int:
+    """``count_items`` of an async iterator."""
+    n = 0
+    every = m.sample_every
+    mark = min(every, expected)
+    samples = m.samples
+    async for _ in items:
+        n += 1
+        if n >= mark:
+            samples.append((n, current_rss_kib()))
+            if n >= expected:
+                break
+            mark = min(n + every, expected)
+    return n
+
+
 def timed_items(items: Iterator[Any], m: Meter, expected: int) -> int:
     """Latency: each item carries the writer's ``time.monotonic_ns()`` when it sent it."""
     now = time.monotonic_ns
@@ -172,19 +192,20 @@ def run_ours(args: argparse.Namespace, m: Meter) -> int:
     w = args.workload
     n = args.messages
 
+    if args.use_async:
+        return asyncio.run(_live_async(ds.astream, args, m, {}))
     if w == "catch-up":
         m.start()
         with ds.stream(args.url) as res:
             got = count_items(res.iter_json(), m, n)
         m.stop()
         return got
-    if w in ("sse", "latency-sse", "latency-long-poll"):
-        live = "long-poll" if w == "latency-long-poll" else "sse"
+    if w in LIVE_READS:
         m.start()
-        with ds.stream(args.url, live=live) as res:
+        with ds.stream(args.url, live=live_mode(w)) as res:
             ready()
             items = res.iter_json()
-            got = count_items(items, m, n) if w == "sse" else timed_items(items, m, n)
+            got = timed_items(items, m, n) if w.startswith("latency") else count_items(items, m, n)
         m.stop()
         return got
     if w == "append-1mib":
@@ -200,6 +221,28 @@ def run_ours(args: argparse.Namespace, m: Meter) -> int:
             return _ours_sync_produce(ds, args, m, pool)
         return asyncio.run(_ours_produce(ds, args, m, pool))
     raise SystemExit(f"unknown workload {w}")
+
+
+LIVE_READS = ("sse", "long-poll-small", "latency-sse", "latency-long-poll")
+
+
+def live_mode(workload: str) -> str:
+    return "long-poll" if "long-poll" in workload else "sse"
+
+
+async def _live_async(
+    astream: Callable[..., Any], args: argparse.Namespace, m: Meter, extra: dict[str, Any]
+) -> int:
+    """A counted live read through a client's ``astream`` (ours and the official one have
+    the same shape: an async context manager whose ``iter_json()`` is an async iterator)."""
+    if args.workload not in ("sse", "long-poll-small"):
+        raise SystemExit(f"no asyncio variant of {args.workload}")
+    m.start()
+    async with astream(args.url, live=live_mode(args.workload), **extra) as res:
+        ready()
+        got = await acount_items(res.iter_json(), m, args.messages)
+    m.stop()
+    return got
 
 
 async def _ours_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[Any]) -> int:
@@ -266,20 +309,21 @@ def run_official(args: argparse.Namespace, m: Meter) -> int:
     w = args.workload
     n = args.messages
 
+    if args.use_async:
+        return asyncio.run(_live_async(ds.astream, args, m, {"offset": "-1"}))
     if w == "catch-up":
         m.start()
         with ds.stream(args.url, live=False) as res:
             got = count_items(res.iter_json(), m, n)
         m.stop()
         return got
-    if w in ("sse", "latency-sse", "latency-long-poll"):
-        live = "long-poll" if w == "latency-long-poll" else "sse"
+    if w in LIVE_READS:
         m.start()
         # The official client's first request goes out in stream() (the SSE request itself).
-        with ds.stream(args.url, offset="-1", live=live) as res:
+        with ds.stream(args.url, offset="-1", live=live_mode(w)) as res:
             ready()
             items = res.iter_json()
-            got = count_items(items, m, n) if w == "sse" else timed_items(items, m, n)
+            got = timed_items(items, m, n) if w.startswith("latency") else count_items(items, m, n)
         m.stop()
         return got
     if w == "append-1mib":
@@ -380,11 +424,12 @@ def run_raw(args: argparse.Namespace, m: Meter) -> int:
                 got = n
         m.stop()
         return got
-    if w == "latency-long-poll":
+    if w in ("latency-long-poll", "long-poll-small"):
         m.start()
         with httpx.Client(timeout=timeout) as client:
             ready()
-            got = timed_items(_raw_long_poll_items(client, args.url, orjson.loads), m, n)
+            items = _raw_long_poll_items(client, args.url, orjson.loads)
+            got = timed_items(items, m, n) if w.startswith("latency") else count_items(items, m, n)
         m.stop()
         return got
     if w == "append-1mib":
@@ -504,10 +549,30 @@ def run_core(args: argparse.Namespace, m: Meter) -> int:
     return got
 
 
+def run_socket(args: argparse.Namespace, m: Meter) -> int:
+    """The bare-socket floor of ``transport_candidates.py`` (a blocking socket, or asyncio
+    streams with ``--async``, HTTP/1.1 by hand, ``orjson``), on the small live workloads."""
+    import orjson
+    from transport_candidates import run_async, run_sync
+
+    m.info["orjson"] = orjson.__version__
+    workload = {"sse": "sse-small", "long-poll-small": "long-poll-small"}.get(args.workload)
+    if workload is None or args.per_event != 1:
+        raise SystemExit(f"no bare-socket floor for {args.workload}")
+    if args.use_async:
+        out = asyncio.run(run_async("socket-floor-async", workload, args.url, args.messages, m))
+    else:
+        out = run_sync("socket-floor", workload, args.url, args.messages, m)
+    got = int(out.pop("messages"))
+    m.info.update(out)
+    return got
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "contender", choices=("ours", "official", "httpx", "httpx+orjson", "orjson", "core")
+        "contender",
+        choices=("ours", "official", "httpx", "httpx+orjson", "orjson", "core", "socket"),
     )
     ap.add_argument("workload", choices=WORKLOADS)
     ap.add_argument("--url", default="")
@@ -517,9 +582,10 @@ def main() -> None:
     ap.add_argument("--expect-impl", choices=("native", "pure"))
     ap.add_argument("--sync-producer", action="store_true")
     ap.add_argument("--state-file", action="store_true")
+    ap.add_argument("--async", dest="use_async", action="store_true", help="live reads on asyncio")
     args = ap.parse_args()
     # sse-small is the sse workload with one message per append (so per SSE data event)
-    args.per_event = 1 if args.workload == "sse-small" else P.LIVE_APPEND
+    args.per_event = 1 if args.workload in ("sse-small", "long-poll-small") else P.LIVE_APPEND
     if args.workload == "sse-small":
         args.workload = "sse"
     m = Meter(args.sample_every)
@@ -530,6 +596,7 @@ def main() -> None:
         "httpx+orjson": run_raw,
         "orjson": run_orjson,
         "core": run_core,
+        "socket": run_socket,
     }[args.contender]
     got = run(args, m)
     out = m.result(got)

@@ -27,7 +27,12 @@ and peak memory a row reports belong to that client alone:
   protocol handling that works: the floor for a Python client, the ``x/floor`` reference),
   ``httpx`` (the same responses streamed and dropped: transport alone), ``orjson``
   (``orjson.loads`` on the same payload bytes, no HTTP) and ``core`` (this project's native
-  decoder on the same bytes, no HTTP).
+  decoder on the same bytes, no HTTP) and, on the two small live workloads, ``socket`` /
+  ``socket-async``: the bare-socket floor (``_floor.py``: a Python loop over a blocking
+  socket or asyncio streams, HTTP/1.1 by hand, ``orjson`` on each payload), the least CPU a
+  Python reader can spend per event or answer;
+- ``native-async`` / ``official-async``: the live workloads read through ``astream`` on
+  asyncio.
 
 Workloads (``--only`` takes these names):
 
@@ -38,7 +43,10 @@ Workloads (``--only`` takes these names):
   closes the stream. Wall time runs from the first append to the reader's N-th message. The
   reference server sends one SSE data event per append, so this is 1,000 messages per event.
 - ``sse-small``: the same with one message per append, so one per SSE data event (N/100
-  messages: the server takes ~1,500 appends a second); per-event costs dominate.
+  messages), appended on a fixed schedule one every ``--live-interval-ms`` (default 1.5 ms;
+  0: as fast as the server takes them): a live tail, where per-event costs dominate.
+- ``long-poll-small``: the same messages and schedule read with ``live=long-poll``: about
+  one message per answer, so the cost of one long-poll round trip per message.
 - ``produce``: append N small messages through each client's batching producer
   (``IdempotentProducer`` here and in TypeScript, same settings: linger 5 ms, 1 MiB batches,
   5 in flight; the official Python client has none, so concurrent ``append`` calls of its
@@ -108,20 +116,27 @@ CHILD_TIMEOUT = 1800.0
 WORKLOAD_TITLES = {
     "catch-up": "catch-up read of {n:,} small JSON messages (one {mb:.1f} MB response)",
     "sse": "live SSE read of {n:,} small JSON messages (written 1,000 per append)",
-    "sse-small": "live SSE read of {small:,} small JSON messages (written one per append)",
+    "sse-small": "live SSE read of {small:,} small JSON messages (written one per append{pace})",
+    "long-poll-small": (
+        "live long-poll read of {small:,} small JSON messages (written one per append{pace})"
+    ),
     "produce": "{n:,} small JSON messages appended through the producer",
     "append-1mib": "{big} appends of one ~1 MiB JSON message, one after another",
     "latency-long-poll": "append-to-read latency, long-poll ({lat} messages, one every {ms} ms)",
     "latency-sse": "append-to-read latency, SSE ({lat} messages, one every {ms} ms)",
 }
 WORKLOADS = list(WORKLOAD_TITLES)
-READS = ("catch-up", "sse", "sse-small")
+READS = ("catch-up", "sse", "sse-small", "long-poll-small")
+SMALL = ("sse-small", "long-poll-small")  # one message per append, paced
 LATENCY = ("latency-long-poll", "latency-sse")
 CLIENTS = ("native", "pure", "official", "ts")
+ASYNC_CLIENTS = ("native", "native-async", "pure", "official", "official-async", "ts")
+FLOORS = ("socket", "socket-async")
 ROWS = {
     "catch-up": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
-    "sse": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
-    "sse-small": [*CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
+    "sse": [*ASYNC_CLIENTS, "httpx+orjson", "httpx", "orjson", "core"],
+    "sse-small": [*ASYNC_CLIENTS, "httpx+orjson", "httpx", *FLOORS, "orjson", "core"],
+    "long-poll-small": [*ASYNC_CLIENTS, "httpx+orjson", *FLOORS],
     "produce": [
         "native",
         "native-sync",
@@ -140,13 +155,17 @@ LABELS = {
     "native": "native (this project)",
     "native-sync": "native, sync producer",
     "native-state": "native, with state file",
+    "native-async": "native, asyncio",
     "pure": "pure (this project)",
     "official": "official Python 0.1.0",
+    "official-async": "official 0.1.0, asyncio",
     "ts": "TypeScript client",
     "httpx+orjson": "raw httpx+orjson",
     "httpx": "raw httpx, bytes",
     "orjson": "orjson.loads alone",
     "core": "native core alone",
+    "socket": "bare socket floor",
+    "socket-async": "bare socket, asyncio",
 }
 
 
@@ -252,7 +271,7 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
     ours = ours_python()
     script = str(CONTENDER_SCRIPT)
     no_producer = probe_producer(ours)
-    for name in ("native", "native-sync", "native-state", "pure"):
+    for name in ("native", "native-sync", "native-state", "native-async", "pure"):
         if name not in wanted:
             continue
         impl = "pure" if name == "pure" else "native"
@@ -262,19 +281,22 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
             tail.append("--sync-producer")
         elif name == "native-state":
             tail.append("--state-file")
+        elif name == "native-async":
+            tail.append("--async")
         c = Contender(name, [ours, script, "ours"], env, tail=tail)
         if no_producer:
             c.unavailable["produce"] = no_producer
         out[name] = c
-    if "official" in wanted:
+    for name in ("official", "official-async"):
+        if name not in wanted:
+            continue
+        tail = ["--async"] if name == "official-async" else []
         try:
-            out["official"] = Contender(
-                "official", [official_python(), script, "official"], child_env()
+            out[name] = Contender(
+                name, [official_python(), script, "official"], child_env(), tail=tail
             )
         except (subprocess.CalledProcessError, OSError) as exc:
-            out["official"] = Contender(
-                "official", [], {}, dict.fromkeys(WORKLOADS, f"n/a ({exc})")
-            )
+            out[name] = Contender(name, [], {}, dict.fromkeys(WORKLOADS, f"n/a ({exc})"))
     if "ts" in wanted:
         try:
             out["ts"] = Contender("ts", node_command(), child_env())
@@ -283,6 +305,10 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
     for raw in ("httpx+orjson", "httpx", "orjson", "core"):
         if raw in wanted:
             out[raw] = Contender(raw, [ours, script, raw], child_env())
+    for name in FLOORS:
+        if name in wanted:
+            tail = ["--async"] if name == "socket-async" else []
+            out[name] = Contender(name, [ours, script, "socket"], child_env(), tail=tail)
     return out
 
 
@@ -390,6 +416,7 @@ class Settings:
     latency_interval: float
     big_appends: int
     window: int
+    live_interval: float  # seconds between the appends of the small live workloads; 0: none
 
 
 class Bench:
@@ -447,10 +474,16 @@ class Bench:
 
     def _sse_small(self, c: Contender) -> dict[str, Any]:
         n = self.s.small_messages
-        return self._live_read(c, "sse-small", n, [P.array_body(1, i) for i in range(n)])
+        bodies = [P.array_body(1, i) for i in range(n)]
+        return self._live_read(c, "sse-small", n, bodies, self.s.live_interval)
+
+    def _long_poll_small(self, c: Contender) -> dict[str, Any]:
+        n = self.s.small_messages
+        bodies = [P.array_body(1, i) for i in range(n)]
+        return self._live_read(c, "long-poll-small", n, bodies, self.s.live_interval)
 
     def _live_read(
-        self, c: Contender, workload: str, n: int, bodies: list[bytes]
+        self, c: Contender, workload: str, n: int, bodies: list[bytes], interval: float = 0.0
     ) -> dict[str, Any]:
         if c.name in ("orjson", "core"):
             r, _ = run_child(self.argv(c, workload, "", n), c.env, None, CHILD_TIMEOUT)
@@ -458,8 +491,16 @@ class Bench:
         url = self.server.new_stream(workload)
 
         def write() -> int:
+            # On a fixed schedule (one append every `interval`, late ones sent at once), so
+            # that every contender gets the same arrival pattern: one message per event or
+            # answer, as a live tail sees it.
             start = time.monotonic_ns()
+            due = time.monotonic()
             for body in bodies:
+                if interval:
+                    due += interval
+                    if (ahead := due - time.monotonic()) > 0:
+                        time.sleep(ahead)
                 self.server.append(url, body)
             self.server.close_stream(url)
             return start
@@ -590,7 +631,7 @@ class Report:
     def count(self, workload: str) -> int:
         if workload == "append-1mib":
             return self.s.big_appends
-        if workload == "sse-small":
+        if workload in SMALL:
             return self.s.small_messages
         return self.s.messages
 
@@ -602,6 +643,11 @@ class Report:
             big=self.s.big_appends,
             lat=self.s.latency_messages,
             ms=round(self.s.latency_interval * 1000),
+            pace=(
+                f", one every {self.s.live_interval * 1000:g} ms"
+                if self.s.live_interval
+                else ", as fast as the server takes them"
+            ),
         )
 
     def text(self) -> str:
@@ -616,11 +662,17 @@ class Report:
                 out += self._throughput_block(workload)
         return "\n".join(out)
 
+    def twin(self, workload: str, name: str, sync_name: str) -> float | None:
+        """The CPU of ``sync_name``, or of its asyncio variant for an asyncio row."""
+        if name.endswith("-async") and self.runs(workload, sync_name + "-async"):
+            return self.cpu(workload, sync_name + "-async")
+        return self.cpu(workload, sync_name)
+
     def _throughput_block(self, workload: str) -> list[str]:
         n = self.count(workload)
-        off = self.cpu(workload, "official")
         ts = self.cpu(workload, "ts")
         floor = self.cpu(workload, "httpx+orjson")
+        sock = self.cpu(workload, "socket")
         head = (
             f"  {'contender':<22} {'wall s':>19} {'msg/s':>7} {'client CPU s':>19} "
             f"{'CPU µs/msg':>10} {'peak RSS MiB':>12} {'stream +MiB':>11} "
@@ -628,6 +680,8 @@ class Report:
         )
         if floor is not None:
             head += f" {'x/floor':>7}"
+        if sock is not None:
+            head += f" {'x/socket':>8}"
         lines = [head]
         for name in ROWS[workload]:
             if name not in self.b.contenders:
@@ -640,6 +694,7 @@ class Report:
             walls = [r["wall_s"] for r in runs]
             cpus = [r["cpu_s"] for r in runs]
             c = med(cpus)
+            off = self.twin(workload, name, "official")
             no_io = name in ("orjson", "core")
             peak = "-" if no_io else f"{med([r['rss_peak_kib'] for r in runs]) / 1024:.0f}"
             growth = "-"
@@ -660,6 +715,9 @@ class Report:
             )
             if floor is not None:
                 line += f" {c / floor:>6.2f}x"
+            if sock is not None:
+                ref = self.twin(workload, name, "socket")
+                line += f" {'-' if no_io or ref is None else f'{c / ref:.2f}x':>8}"
             lines.append(line)
         return lines
 
@@ -687,69 +745,77 @@ class Report:
             )
         return lines
 
-    # -- the targets of issue #7 ---------------------------------------------------------
+    # -- the targets of issue #13 --------------------------------------------------------
 
     def targets(self) -> str:
-        out = ["", "== targets (medians of this run)"]
+        out = ["", "== targets of issue #13 (medians of this run)"]
 
         def verdict(ok: bool | None) -> str:
-            return "n/a " if ok is None else ("MET " if ok else "MISSED")
+            return "n/a   " if ok is None else ("MET   " if ok else "MISSED")
 
-        for w in (*READS, "produce", "append-1mib"):
-            nat, off = self.cpu(w, "native"), self.cpu(w, "official")
-            ok = None if nat is None or off is None else off / nat >= 5
-            detail = "no data" if ok is None else f"official/native CPU = {off / nat:.2f}x"
-            out.append(f"  {verdict(ok)} {w}: >= 5x less client CPU than official ({detail})")
-        for w in READS:
-            core, oj = self.cpu(w, "core"), self.cpu(w, "orjson")
-            nat, floor = self.cpu(w, "native"), self.cpu(w, "httpx+orjson")
-            if core is not None and oj is not None:
-                out.append(
-                    f"  {verdict(core / oj <= 1.5)} {w}: decoding within 1.5x of orjson.loads on "
-                    f"the same bytes (native core / orjson.loads CPU = {core / oj:.2f}x)"
-                )
-            if nat is not None and floor is not None:
-                extra = f"; native client / orjson.loads alone = {nat / oj:.2f}x" if oj else ""
-                out.append(
-                    f"  {verdict(nat / floor <= 1.5)} {w}: whole read within 1.5x of raw "
-                    f"httpx+orjson (native / floor CPU = {nat / floor:.2f}x{extra})"
-                )
-        nat, ts = self.wall("produce", "native"), self.wall("produce", "ts")
-        if nat is None or ts is None:
-            out.append("  n/a    produce: throughput >= the TypeScript client's (no data)")
-        else:
-            n = self.s.messages
+        def less_cpu(w: str, ours: str, theirs: str, want: float) -> None:
+            a, b = self.cpu(w, ours), self.cpu(w, theirs)
+            ok = None if a is None or b is None else b / a >= want
+            got = "no data" if a is None or b is None else f"{theirs}/{ours} CPU = {b / a:.2f}x"
+            out.append(f"  {verdict(ok)} {w}: {ours} >= {want:g}x less CPU than {theirs} ({got})")
+
+        def within(w: str, ours: str, limit: str, want: float) -> None:
+            a, b = self.cpu(w, ours), self.cpu(w, limit)
+            ok = None if a is None or b is None else a / b <= want
+            got = "no data" if a is None or b is None else f"{ours}/{limit} CPU = {a / b:.2f}x"
+            out.append(f"  {verdict(ok)} {w}: {ours} within {want:g}x of {limit} ({got})")
+
+        for suffix in ("", "-async"):
+            less_cpu("sse-small", "native" + suffix, "official" + suffix, 3)
+            within("sse-small", "native" + suffix, "socket" + suffix, 1.3)
+        for suffix in ("", "-async"):
+            less_cpu("long-poll-small", "native" + suffix, "official" + suffix, 5)
+            within("long-poll-small", "native" + suffix, "socket" + suffix, 1.5)
+        less_cpu("sse", "native", "official", 2.5)
+        less_cpu("sse", "native-async", "official-async", 2.5)
+        less_cpu("catch-up", "native", "official", 1.6)
+        for w in ("sse", "catch-up"):
+            within(w, "native", "orjson", 1.5)
+            within(w, "core", "orjson", 1.2)
+        runs = self.runs("catch-up", "native")
+        if runs:
+            above = [(r["rss_peak_kib"] - r["rss_start_kib"]) / 1024 for r in runs]
             out.append(
-                f"  {verdict(nat <= ts)} produce: throughput >= TypeScript: native "
-                f"{rate(n / nat)} msg/s vs ts {rate(n / ts)} msg/s ({ts / nat:.2f}x)"
+                f"  {verdict(max(above) <= 32)} catch-up: peak RSS at most 32 MiB above the "
+                f"start of the read (native: {med(above):+.1f} MiB, max {max(above):+.1f}; "
+                f"{self.s.messages:,} messages, the consumer keeps nothing)"
             )
-        for w in LATENCY:
-            nat, ts = self.latency(w, "native", 50), self.latency(w, "ts", 50)
-            if nat is None or ts is None:
-                out.append(f"  n/a    {w}: p50 no worse than TypeScript (no data)")
-            else:
-                out.append(
-                    f"  {verdict(nat <= ts)} {w}: p50 no worse than TypeScript: native "
-                    f"{nat:.2f} ms vs ts {ts:.2f} ms"
-                )
         runs = self.runs("sse", "native")
         if runs:
             growth = [
                 (r["rss_samples_kib"][-1][1] - r["rss_samples_kib"][0][1]) / 1024 for r in runs
             ]
             first = runs[0]["rss_samples_kib"][0][0]
-            ok = max(growth) <= 16
             out.append(
-                f"  {verdict(ok)} memory flat while streaming (sse, native): RSS from message "
-                f"{first:,} to {self.s.messages:,} grew {med(growth):+.1f} MiB "
+                f"  {verdict(max(growth) <= 16)} sse: memory flat while streaming: RSS from "
+                f"message {first:,} to {self.s.messages:,} grew {med(growth):+.1f} MiB "
                 f"(max {max(growth):+.1f}; limit +16 MiB)"
             )
+        for w in LATENCY:
+            nat, ts = self.latency(w, "native", 50), self.latency(w, "ts", 50)
+            p99 = self.latency(w, "native", 99)
+            if nat is None or ts is None or p99 is None:
+                out.append(f"  n/a    {w}: p50 no worse than TypeScript (no data)")
+            else:
+                out.append(
+                    f"  {verdict(nat <= ts)} {w}: p50 no worse than TypeScript: native "
+                    f"{nat:.2f} ms vs ts {ts:.2f} ms (native p99 {p99:.2f} ms)"
+                )
+        nat, off = self.cpu("produce", "native"), self.cpu("produce", "official")
+        if nat is not None and off is not None:
+            out.append(f"  info   produce: official/native CPU = {off / nat:.2f}x")
         return "\n".join(out)
 
     def markdown(self) -> str:
         """The README table: medians, with the ratios that matter."""
         cols = [c for c in CLIENTS if c in self.b.contenders]
-        lim = [c for c in ("httpx+orjson", "httpx", "orjson", "core") if c in self.b.contenders]
+        limits = ("httpx+orjson", "httpx", "socket", "orjson", "core")
+        lim = [c for c in limits if c in self.b.contenders]
         head = "| workload | " + " | ".join(LABELS[c] for c in cols + lim) + " |"
         lines = [head, "|" + " --- |" * (1 + len(cols) + len(lim))]
         for w in WORKLOADS:
@@ -784,6 +850,7 @@ class Report:
                 "catch-up": "catch-up read, per msg",
                 "sse": "SSE live read (1,000 per event), per msg",
                 "sse-small": "SSE live read (1 per event), per msg",
+                "long-poll-small": "long-poll live read (1 per answer), per msg",
                 "produce": "producer append, per msg",
                 "append-1mib": "1 MiB append, per append",
                 "latency-long-poll": "latency long-poll p50 / p99",
@@ -856,6 +923,12 @@ def main() -> None:
     ap.add_argument(
         "--latency-interval-ms", type=float, default=10.0, help="between latency appends"
     )
+    ap.add_argument(
+        "--live-interval-ms",
+        type=float,
+        default=1.5,
+        help="between the appends of sse-small and long-poll-small (default 1.5; 0: none)",
+    )
     ap.add_argument("--big-appends", type=int, help="1 MiB appends per run (default 50)")
     ap.add_argument(
         "--window",
@@ -876,6 +949,7 @@ def main() -> None:
         latency_interval=args.latency_interval_ms / 1000,
         big_appends=args.big_appends or (10 if args.quick else 50),
         window=args.window,
+        live_interval=args.live_interval_ms / 1000,
     )
     workloads = args.only or WORKLOADS
     wanted = {c.strip() for c in args.contenders.split(",") if c.strip()}
@@ -891,7 +965,8 @@ def main() -> None:
         f"orjson {info['orjson']}; load average at start {info['loadavg'][0]:.2f}",
     )
     print(
-        f"settings: {s.messages:,} messages ({s.small_messages:,} for sse-small), "
+        f"settings: {s.messages:,} messages ({s.small_messages:,} for sse-small and "
+        f"long-poll-small, one every {args.live_interval_ms:g} ms), "
         f"{s.repeat} repeats, latency {s.latency_messages} messages every "
         f"{args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends; "
         "reference server in-memory, compression off",
@@ -912,9 +987,10 @@ def main() -> None:
     print(
         "\ncolumns: medians (min-max) over the repeats; msg/s = messages / median wall; "
         "CPU off/x and CPU ts/x = the official / TypeScript client's CPU over this row's "
-        "(>1: this row uses less); x/floor = this row's CPU over the raw httpx+orjson "
-        "client's; stream +MiB = RSS growth from the first to the last sample "
-        "(every N/10 messages: from 10% to 100% of the read)."
+        "(>1: this row uses less; asyncio rows against the official asyncio row); x/floor = "
+        "this row's CPU over the raw httpx+orjson client's; x/socket = over the bare-socket "
+        "floor's (asyncio rows: the asyncio floor's); stream +MiB = RSS growth from the "
+        "first to the last sample (every N/10 messages: from 10% to 100% of the read)."
     )
     if args.markdown:
         print("\n" + report.markdown())

@@ -20,6 +20,7 @@ const WORKLOADS = [
   "catch-up",
   "sse",
   "sse-small",
+  "long-poll-small",
   "produce",
   "append-1mib",
   "latency-long-poll",
@@ -174,12 +175,16 @@ async function main() {
     const res = await stream({ url, offset: "-1", live: false })
     got = await consume(res, counter(m))
     m.stop()
-  } else if (workload.startsWith("sse") || workload.startsWith("latency-")) {
-    const live = workload === "latency-long-poll" ? "long-poll" : "sse"
+  } else if (
+    workload.startsWith("sse") ||
+    workload.startsWith("latency-") ||
+    workload === "long-poll-small"
+  ) {
+    const live = workload.includes("long-poll") ? "long-poll" : "sse"
     m.start()
     const res = await stream({ url, offset: "-1", live })
     ready()
-    got = await consume(res, workload.startsWith("sse") ? counter(m) : timer(m))
+    got = await consume(res, workload.startsWith("latency-") ? timer(m) : counter(m))
     m.stop()
   } else if (workload === "append-1mib") {
     m.start()
