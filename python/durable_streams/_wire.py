@@ -15,6 +15,8 @@ keep-alive with one idle connection per origin, connect and read timeouts. What 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import os
 import re
@@ -95,11 +97,19 @@ Origin = tuple[str, str, int]
 
 
 class _Connection:
-    __slots__ = ("idle_since", "sock")
+    __slots__ = ("_view", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.idle_since = 0.0
+        self._view = memoryview(bytearray(RECV_BYTES))
+
+    def recv(self) -> bytes:
+        """The next bytes (``b""`` at the end). Into one reused buffer, then copied out at
+        their size: ``recv(RECV_BYTES)`` would make glibc map, shrink and unmap a fresh
+        256 KiB block for every read, three system calls per small event."""
+        view = self._view
+        return view[: self.sock.recv_into(view)].tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +286,12 @@ class WireReply:
         connection = self._connection
         if connection is None:
             return
-        recv = connection.sock.recv
+        recv = connection.recv
         on_data = exchange.on_data
         try:
             while not exchange.done:
                 try:
-                    data = recv(RECV_BYTES)
+                    data = recv()
                 except OSError as exc:
                     raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
                 body = on_data(data)
@@ -384,7 +394,7 @@ class WireTransport:
         sock.settimeout(timeout.read)
         exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
         while True:
-            first = exchange.on_head_data(sock.recv(RECV_BYTES))
+            first = exchange.on_head_data(connection.recv())
             if first is not None:
                 return WireReply(self, prepared.origin, connection, exchange, first)
 
@@ -418,15 +428,179 @@ def _nothing_arrived(exc: BaseException) -> bool:
     )
 
 
-# -- the same for async code (asyncio or trio, through anyio) ---------------------------------
+# -- the same for async code: asyncio directly, trio (and anything else) through anyio --------
 
 
-class _AsyncConnection:
+class _AnyioConnection:
+    """A connection through anyio's streams (trio)."""
+
     __slots__ = ("idle_since", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
         self.idle_since = 0.0
+
+    async def receive(self, timeout: float | None) -> bytes:
+        try:
+            with anyio.fail_after(timeout):
+                return await self.stream.receive(RECV_BYTES)
+        except anyio.EndOfStream:
+            return b""
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        with anyio.fail_after(timeout):
+            await self.stream.send(data)
+
+    async def abort(self) -> None:
+        """Close without waiting on the peer (a TLS close_notify could block), even when the
+        surrounding scope is being cancelled."""
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self.stream)
+
+
+# The asyncio connection stops reading from the socket while this much is received and not
+# yet taken, and reads again once the reader has taken it below a quarter of that.
+PAUSE_READING_BYTES = 4 * RECV_BYTES
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("timed out"))
+
+
+class _AsyncioConnection(asyncio.BufferedProtocol):
+    """A connection as an asyncio protocol, for code running on asyncio.
+
+    anyio's asyncio streams cost a live reader about as much as the rest of its read path
+    (per receive: a cancel scope for the timeout, and the socket taken out of and put back
+    into epoll). Here the socket stays registered, the event loop reads into one reused
+    buffer, and a receive that must wait costs one future and one timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.idle_since = 0.0
+        self._loop = loop
+        self._view = memoryview(bytearray(RECV_BYTES))
+        self._received: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._paused = False
+        self._ended = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+
+    # the protocol's side, called by the event loop
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received.append(self._view[:nbytes].tobytes())
+        self._queued += nbytes
+        if self._queued >= PAUSE_READING_BYTES and not self._paused:
+            self._paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._ended = True
+        self._wake()
+        return False  # close the transport: a response never continues after the peer's EOF
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        if exc is not None:
+            self._error = exc
+        self._wake()
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # the reader's side
+
+    async def receive(self, timeout: float | None) -> bytes:
+        if not self._received and not self._ended:
+            waiter = self._waiter = self._loop.create_future()
+            timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        if self._received:
+            data = self._received.popleft()
+            self._queued -= len(data)
+            if self._paused and self._queued < PAUSE_READING_BYTES // 4:
+                self._paused = False
+                assert self._transport is not None
+                self._transport.resume_reading()
+            return data
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        transport = self._transport
+        if transport is None or self._ended or transport.is_closing():
+            raise self._error or ConnectionResetError("the connection is closed")
+        transport.write(data)
+        drained = self._drained
+        if drained is not None:
+            timer = None if timeout is None else self._loop.call_later(timeout, _expire, drained)
+            try:
+                await drained
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if self._ended:
+                raise self._error or ConnectionResetError("the connection closed while sending")
+
+    async def abort(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+            # The loop closes the socket in its next round: let it, so that the connection
+            # is gone when this returns (if cancelled here, it is gone a round later).
+            await asyncio.sleep(0)
+
+
+_AsyncConnection = _AnyioConnection | _AsyncioConnection
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop if this task runs on asyncio itself; None under trio."""
+    try:
+        import sniffio
+    except ImportError:
+        pass
+    else:
+        try:
+            if sniffio.current_async_library() != "asyncio":
+                return None
+        except sniffio.AsyncLibraryNotFoundError:
+            return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _receive(
@@ -434,10 +608,7 @@ async def _receive(
 ) -> bytes:
     """The next bytes of the connection, ``b""`` at its end; failures typed."""
     try:
-        with anyio.fail_after(read_timeout):
-            return await connection.stream.receive(RECV_BYTES)
-    except anyio.EndOfStream:
-        return b""
+        return await connection.receive(read_timeout)
     except (OSError, TimeoutError, anyio.BrokenResourceError) as exc:
         raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
 
@@ -494,14 +665,7 @@ class AsyncWireReply:
         if self._exchange.keep_alive:
             await self._transport.keep(self._origin, connection)
         else:
-            await _abort(connection)
-
-
-async def _abort(connection: _AsyncConnection) -> None:
-    """Close without waiting on the peer (a TLS close_notify could block), even when the
-    surrounding scope is being cancelled."""
-    with anyio.CancelScope(shield=True):
-        await anyio.aclose_forcefully(connection.stream)
+            await connection.abort()
 
 
 class AsyncWireTransport:
@@ -517,20 +681,23 @@ class AsyncWireTransport:
         connection.idle_since = time.monotonic()
         old = self._idle.pop(origin, None)
         if old is not None:
-            await _abort(old)
+            await old.abort()
         self._idle[origin] = connection
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
         for connection in idle.values():
-            await _abort(connection)
+            await connection.abort()
 
     async def _connect(self, origin: Origin, timeout: httpx.Timeout) -> _AsyncConnection:
         scheme, host, port = origin
+        if scheme == "https" and self._context is None:
+            self._context = ssl_context(self._verify)
+        loop = _asyncio_loop()
+        if loop is not None:
+            return await self._connect_asyncio(loop, origin, timeout.connect)
         with anyio.fail_after(timeout.connect):
             if scheme == "https":
-                if self._context is None:
-                    self._context = ssl_context(self._verify)
                 stream: anyio.abc.ByteStream = await anyio.connect_tcp(
                     host,
                     port,
@@ -540,14 +707,34 @@ class AsyncWireTransport:
                 )
             else:
                 stream = await anyio.connect_tcp(host, port)
-        return _AsyncConnection(stream)
+        return _AnyioConnection(stream)
+
+    async def _connect_asyncio(
+        self, loop: asyncio.AbstractEventLoop, origin: Origin, timeout: float | None
+    ) -> _AsyncioConnection:
+        scheme, host, port = origin
+        tls = self._context if scheme == "https" else None
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _AsyncioConnection(loop),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            raise TimeoutError(f"connecting to {host}:{port} timed out") from None
+        return connection
 
     async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncWireReply:
         prepared = prepare(req)
         origin = prepared.origin
         connection = self._idle.pop(origin, None)
         if connection is not None and time.monotonic() - connection.idle_since > KEEPALIVE_EXPIRY:
-            await _abort(connection)
+            await connection.abort()
             connection = None
         while True:
             fresh = connection is None
@@ -557,7 +744,7 @@ class AsyncWireTransport:
                 return await self._exchange(connection, prepared, timeout)
             except (OSError, TimeoutError, anyio.BrokenResourceError, errors.TransportError) as exc:
                 if connection is not None:
-                    await _abort(connection)
+                    await connection.abort()
                 connection = None
                 if not fresh and _nothing_arrived(exc):
                     continue  # a kept connection the server had closed: once more, afresh
@@ -566,14 +753,13 @@ class AsyncWireTransport:
                 raise transport_error(exc, url=prepared.url, offset=prepared.offset) from exc
             except BaseException:
                 if connection is not None:
-                    await _abort(connection)
+                    await connection.abort()
                 raise
 
     async def _exchange(
         self, connection: _AsyncConnection, prepared: Prepared, timeout: httpx.Timeout
     ) -> AsyncWireReply:
-        with anyio.fail_after(timeout.write):
-            await connection.stream.send(prepared.head)
+        await connection.send(prepared.head, timeout.write)
         exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
         while True:
             first = exchange.on_head_data(await _receive(connection, timeout.read, exchange))

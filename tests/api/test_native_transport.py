@@ -1,11 +1,13 @@
-"""The native read transport (sync): when it is chosen, that it keeps connections alive and
+"""The native read transport: when it is chosen, that it keeps connections alive and
 recovers from a kept one the server closed, and https with certificates made here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import sys
 import threading
 import uuid
@@ -28,7 +30,13 @@ from durable_streams import (
 )
 from durable_streams._exchange import AsyncHttpxTransport, HttpxTransport
 from durable_streams._protocol import HttpRequest
-from durable_streams._wire import AsyncWireTransport, WireTransport, prepare
+from durable_streams._wire import (
+    PAUSE_READING_BYTES,
+    AsyncWireTransport,
+    WireTransport,
+    _AsyncioConnection,
+    prepare,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -311,3 +319,65 @@ def test_the_urls_own_query_travels_with_every_read(
         server.close()
     assert server.targets[0] == "/s?token=s3cret&offset=-1"
     assert server.targets[1] == "/s?token=s3cret&live=long-poll&offset=0000000000000001"
+
+
+# -- the asyncio connection ------------------------------------------------------------------
+
+
+async def _asyncio_pair() -> tuple[_AsyncioConnection, socket.socket]:
+    """A connection of the asyncio kind on one end of a TCP connection; the other end raw."""
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ours = socket.create_connection(listener.getsockname())
+        theirs, _ = listener.accept()
+    _, connection = await loop.create_connection(lambda: _AsyncioConnection(loop), sock=ours)
+    return connection, theirs
+
+
+def test_the_asyncio_connection_stops_reading_while_its_reader_lags_and_loses_nothing() -> None:
+    sent = bytes(range(256)) * (3 * PAUSE_READING_BYTES // 256)
+
+    async def main() -> bytes:
+        connection, theirs = await _asyncio_pair()
+        writer = threading.Thread(target=lambda: (theirs.sendall(sent), theirs.close()))
+        writer.start()
+        # Let the loop take in what the kernel holds until the connection pauses: the writer
+        # cannot finish before that, with three times the pause threshold to send.
+        while not connection._paused:
+            await asyncio.sleep(0)
+        assert connection._queued >= PAUSE_READING_BYTES
+        got = []
+        while data := await connection.receive(5.0):
+            got.append(data)
+        writer.join(timeout=10)
+        assert not connection._paused
+        await connection.abort()
+        return b"".join(got)
+
+    assert asyncio.run(main()) == sent
+
+
+def test_the_asyncio_connection_times_out_ends_and_fails_as_a_socket_does() -> None:
+    async def main() -> None:
+        connection, theirs = await _asyncio_pair()
+        with pytest.raises(TimeoutError):
+            await connection.receive(0.05)
+        assert connection._waiter is None
+        theirs.sendall(b"last words")
+        theirs.shutdown(socket.SHUT_WR)
+        assert await connection.receive(5.0) == b"last words"
+        assert await connection.receive(5.0) == b""
+        assert await connection.receive(5.0) == b""
+        with pytest.raises(ConnectionResetError):
+            await connection.send(b"GET / HTTP/1.1\r\n\r\n", 5.0)
+        theirs.close()
+
+        connection, theirs = await _asyncio_pair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()  # a reset, not an orderly end
+        with pytest.raises(OSError):
+            while await connection.receive(5.0):
+                pass
+        await connection.abort()
+
+    asyncio.run(main())

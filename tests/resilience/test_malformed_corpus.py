@@ -10,6 +10,7 @@ repeated.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import socket
@@ -1177,6 +1178,16 @@ def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Script], Repla
         return await connect_tcp(host, port, **kwargs)
 
     monkeypatch.setattr(anyio, "connect_tcp", routed_tcp)
+    create_connection = asyncio.BaseEventLoop.create_connection
+
+    async def routed_asyncio(
+        loop: asyncio.BaseEventLoop, factory: Any, host: str, port: int, **kwargs: Any
+    ) -> Any:
+        if host == "streams.test":
+            host, port = "127.0.0.1", servers[-1].port
+        return await create_connection(loop, factory, host, port, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_connection", routed_asyncio)
 
     def start(script: Script) -> ReplayServer:
         servers.append(ReplayServer(script))
