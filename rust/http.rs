@@ -151,7 +151,10 @@ pub struct ResponseDecoder {
 }
 
 fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
+    match std::str::from_utf8(bytes) {
+        Ok(ascii) if bytes.is_ascii() => ascii.to_owned(),
+        _ => bytes.iter().map(|&b| b as char).collect(),
+    }
 }
 
 fn trim_ows(mut s: &str) -> &str {

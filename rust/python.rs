@@ -772,12 +772,19 @@ impl HttpResponseDecoder {
             match part {
                 Part::Head(h) => {
                     let headers = PyDict::new(py);
-                    for (name, value) in &h.headers {
-                        let joined_value = match headers.get_item(name)? {
-                            Some(old) => format!("{}, {}", old.extract::<&str>()?, value),
-                            None => value.clone(),
-                        };
-                        headers.set_item(name, joined_value)?;
+                    let fields = &h.headers;
+                    for (i, (name, value)) in fields.iter().enumerate() {
+                        // A repeated field goes in once, its values joined; a head holds a
+                        // few dozen fields, so looking back and ahead costs less than a
+                        // dict lookup per field.
+                        if fields[..i].iter().any(|(seen, _)| seen == name) {
+                            continue;
+                        }
+                        if fields[i + 1..].iter().any(|(later, _)| later == name) {
+                            headers.set_item(name, h.get(name))?;
+                        } else {
+                            headers.set_item(name, value)?;
+                        }
                     }
                     head = Some((h.status, headers));
                 }

@@ -80,6 +80,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
+        self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
         self._http: AsyncReply | None = None
@@ -147,7 +148,7 @@ class AsyncStreamResponse(ResponseMetadata):
             req = session.request(
                 await resolve_async(self._headers), await resolve_async(self._params)
             )
-            timeout = request_timeout(self._timeout, self._live_read_timeout, session.live_request)
+            timeout = self._live_timeout if session.live_request else self._timeout
             try:
                 http = await self._transport.send(req, timeout)
             except errors.TransportError as exc:

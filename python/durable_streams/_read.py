@@ -73,7 +73,7 @@ BODY_BATCH_BYTES = 1024 * 1024
 BODY_PART_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a live tail
 class Batch:
     """What one response (or one SSE control event) delivered, and where the stream stands after.
 

@@ -97,6 +97,7 @@ class StreamResponse(ResponseMetadata):
         self._params = params
         self._timeout = timeout
         self._live_read_timeout = live_read_timeout
+        self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
         self._held = _Held(transport if owns_transport else None)
@@ -167,7 +168,7 @@ class StreamResponse(ResponseMetadata):
         session = self._session
         while True:
             req = session.request(resolve_sync(self._headers), resolve_sync(self._params))
-            timeout = request_timeout(self._timeout, self._live_read_timeout, session.live_request)
+            timeout = self._live_timeout if session.live_request else self._timeout
             try:
                 http = self._transport.send(req, timeout)
             except errors.TransportError as exc:

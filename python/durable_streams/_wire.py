@@ -22,6 +22,8 @@ import os
 import re
 import socket
 import ssl
+import struct
+import sys
 import time
 import urllib.request
 import zlib
@@ -96,23 +98,61 @@ def ssl_context(verify: Verify) -> ssl.SSLContext:
 Origin = tuple[str, str, int]
 
 
+# Plain TCP sockets leave timeouts to the kernel (SO_RCVTIMEO) where its timeval is what
+# struct "ll" packs: a Python socket timeout costs a poll() before every recv and send.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+_UNSET = -1.0
+
+
+def _timeval(seconds: float | None) -> bytes:
+    if seconds is None:
+        return struct.pack("ll", 0, 0)  # no timeout
+    micros = max(1, round(seconds * 1e6))  # 0 would mean none at all
+    return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+
+
 class _Connection:
-    __slots__ = ("_view", "idle_since", "sock")
+    __slots__ = ("_kernel_timeouts", "_timeout", "_view", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.idle_since = 0.0
         self._view = memoryview(bytearray(RECV_BYTES))
+        self._kernel_timeouts = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
+        self._timeout: float | None = _UNSET
+        if self._kernel_timeouts:
+            sock.settimeout(None)
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """The timeout of every later send and receive (only a change costs a call)."""
+        if seconds == self._timeout:
+            return
+        self._timeout = seconds
+        if self._kernel_timeouts:
+            tv = _timeval(seconds)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        else:
+            self.sock.settimeout(seconds)
 
     def recv(self) -> bytes:
         """The next bytes (``b""`` at the end). Into one reused buffer, then copied out at
         their size: ``recv(RECV_BYTES)`` would make glibc map, shrink and unmap a fresh
         256 KiB block for every read, three system calls per small event."""
         view = self._view
-        return view[: self.sock.recv_into(view)].tobytes()
+        try:
+            return view[: self.sock.recv_into(view)].tobytes()
+        except BlockingIOError:  # what the kernel's receive timeout running out looks like
+            raise TimeoutError("timed out") from None
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """A GET ready for the wire: where it goes and its request head."""
 
@@ -143,33 +183,66 @@ def _locate(url: str) -> tuple[Origin, str, str]:
     return (scheme, host, port), authority, parsed.raw_path.decode("ascii")
 
 
+# What form encoding leaves as it is, and the separators of a query.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.~=&-]*")
+
+
+def _query(params: list[tuple[str, str]]) -> str:
+    """``urlencode(params)``, without its cost when nothing needs encoding (offsets, cursors
+    and modes never do): then the names and values hold no "=" or "&" of their own, as
+    counting them shows."""
+    query = "&".join([f"{name}={value}" for name, value in params])
+    if (
+        _PLAIN_QUERY.fullmatch(query)
+        and query.count("=") == len(params)
+        and query.count("&") == len(params) - 1
+    ):
+        return query
+    return urlencode(params)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_lines(fields: tuple[tuple[str, str], ...]) -> str:
+    """The header lines after Host, checked (once per distinct set of headers: a reader sends
+    the same ones on every request)."""
+    lines = []
+    names = set()
+    for name, value in fields:
+        if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_BREAK.search(value):
+            raise ValueError(f"header {name!r} cannot be sent as given: {value!r}")
+        names.add(name.lower())
+        lines.append(f"{name}: {value}\r\n")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}\r\n")
+    if "accept-encoding" not in names:
+        lines.append("Accept-Encoding: gzip, deflate\r\n")
+    block = "".join(lines)
+    try:
+        block.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a request header is not latin-1 text: {exc}") from None
+    return block
+
+
 def prepare(req: HttpRequest) -> Prepared:
     """The request head of ``req``, its target encoded as httpx would encode it. A header
     that could not travel as given (a line break or NUL in it, a name that is not a token,
     text beyond latin-1) is a ValueError, never sent."""
     origin, authority, target = _locate(req.url)
-    if req.params:
+    params = req.params
+    offset = None
+    if params:
         if "?" in target:  # merged as the httpx path merges them (see build_httpx_request)
-            merged = httpx.URL(req.url).copy_merge_params(tuple(req.params))
+            merged = httpx.URL(req.url).copy_merge_params(tuple(params))
             target = merged.raw_path.decode("ascii")
         else:
-            target = f"{target}?{urlencode(list(req.params))}"
-    lines = [f"GET {target} HTTP/1.1", f"Host: {authority}"]
-    names = set()
-    for name, value in req.headers.items():
-        if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_BREAK.search(value):
-            raise ValueError(f"header {name!r} cannot be sent as given: {value!r}")
-        names.add(name.lower())
-        lines.append(f"{name}: {value}")
-    if "user-agent" not in names:
-        lines.append(f"User-Agent: {USER_AGENT}")
-    if "accept-encoding" not in names:
-        lines.append("Accept-Encoding: gzip, deflate")
-    try:
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"a request header is not latin-1 text: {exc}") from None
-    return Prepared(origin, head, req.url, dict(req.params).get("offset"))
+            target = f"{target}?{_query(params)}"
+        for name, value in params:
+            if name == "offset":
+                offset = value
+    lines = _header_lines(tuple(req.headers.items()))
+    head = f"GET {target} HTTP/1.1\r\nHost: {authority}\r\n{lines}\r\n".encode("latin-1")
+    return Prepared(origin, head, req.url, offset)
 
 
 class Exchange:
@@ -388,10 +461,10 @@ class WireTransport:
     def _exchange(
         self, connection: _Connection, prepared: Prepared, timeout: httpx.Timeout
     ) -> WireReply:
-        sock = connection.sock
-        sock.settimeout(timeout.write)
-        sock.sendall(prepared.head)
-        sock.settimeout(timeout.read)
+        # One timeout for the whole exchange: changing it costs a system call, and the head
+        # fits the socket's send buffer, so sending it never waits on the peer.
+        connection.set_timeout(timeout.read)
+        connection.send(prepared.head)
         exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
         while True:
             first = exchange.on_head_data(connection.recv())

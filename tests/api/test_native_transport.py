@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 import trustme
+from hypothesis import given
+from hypothesis import strategies as st
 
 from durable_streams import (
     AsyncDurableStream,
@@ -35,6 +37,7 @@ from durable_streams._wire import (
     AsyncWireTransport,
     WireTransport,
     _AsyncioConnection,
+    _query,
     prepare,
 )
 
@@ -319,6 +322,14 @@ def test_the_urls_own_query_travels_with_every_read(
         server.close()
     assert server.targets[0] == "/s?token=s3cret&offset=-1"
     assert server.targets[1] == "/s?token=s3cret&live=long-poll&offset=0000000000000001"
+
+
+_QUERY_TEXT = st.text(alphabet=st.sampled_from("az09_-.~=&+% é/?#\x00"), max_size=8)
+
+
+@given(st.lists(st.tuples(_QUERY_TEXT, _QUERY_TEXT), min_size=1, max_size=4))
+def test_the_query_is_what_urlencode_makes_of_it(params: list[tuple[str, str]]) -> None:
+    assert _query(params) == urlencode(params)
 
 
 # -- the asyncio connection ------------------------------------------------------------------

@@ -11,6 +11,7 @@ repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import socket
@@ -36,6 +37,10 @@ SECRET = "SECRET-TOKEN"
 URL_WITH_TOKEN = f"{URL}?token={SECRET}"
 FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.002, deadline=None)
 ATTEMPTS = 3  # the first try and FAST's two retries
+# Native reads of the cases where the server stalls (a timeout on httpx's mock transport)
+# meet a real server that stops answering, and time out after this long.
+STALL_TIMEOUT = 0.25
+STALL_LIMIT = 10.0  # the stalling server waits at most this long for the client to give up
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -1112,6 +1117,9 @@ class ReplayServer(LoopbackServer):
             except ScriptExhausted as exc:
                 self.problems.append(exc)
                 return
+            except httpx.TimeoutException:
+                _stall(conn)  # a timeout: the server stops answering
+                return
             except Exception:
                 return  # a transport failure: the connection closes, unanswered
             if not self._answer(conn, answer):
@@ -1128,6 +1136,9 @@ class ReplayServer(LoopbackServer):
             head.append("Transfer-Encoding: chunked")
             conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
             for part in stream._parts:
+                if isinstance(part, httpx.TimeoutException):
+                    _stall(conn)
+                    return False
                 if isinstance(part, Exception):
                     return False
                 if part:
@@ -1140,9 +1151,16 @@ class ReplayServer(LoopbackServer):
         return True
 
 
+def _stall(conn: socket.socket) -> None:
+    """Says nothing more until the client gives up and closes the connection."""
+    conn.settimeout(STALL_LIMIT)
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
+
+
 def _stalls(case: Case) -> bool:
-    """Whether the case needs a server that stalls until the client times out: those run
-    on httpx only (the fault proxy tests cover real timeouts on both paths)."""
+    """Whether the case needs a server that stalls until the client times out."""
     for answer in case.answers():
         parts = (
             answer.stream._parts
@@ -1154,7 +1172,23 @@ def _stalls(case: Case) -> bool:
     return False
 
 
-NATIVE_CASES = [case for case in CASES if not _stalls(case)]
+def _native(case: Case) -> tuple[Case, dict[str, Any]]:
+    """The case as the native path sees it, and its read options. A cut connection is the
+    native path's own TransportError (an HTTPParseError when the cut shows in the HTTP
+    framing) with no httpx exception behind it; a stalled one, a DeadlineExceededError
+    after a real timeout."""
+    options = _options(case)
+    if _stalls(case):
+        options.update(timeout=STALL_TIMEOUT, live_read_timeout=STALL_TIMEOUT)
+        return dataclasses.replace(case, cause=None), options
+    return case, options
+
+
+def _native_outcome(case: Case, error: BaseException | None) -> Case:
+    if _stalls(case) or case.cause is None or not issubclass(case.cause, httpx.HTTPError):
+        return case
+    assert isinstance(error, ds.TransportError), repr(error)
+    return dataclasses.replace(case, error=type(error), cause=None)
 
 
 @pytest.fixture
@@ -1199,24 +1233,20 @@ def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Script], Repla
         assert server.problems == []
 
 
-@pytest.mark.parametrize("case", _params(NATIVE_CASES))
+@pytest.mark.parametrize("case", _params(CASES))
 def test_native_sync(case: Case, replay: Callable[[Script], ReplayServer]) -> None:
     script = Script(case.answers())
     replay(script)
     outcome: Any = None
     error: BaseException | None = None
+    case, options = _native(case)
     try:
-        with ds.stream(URL_WITH_TOKEN, **_options(case)) as res:
+        with ds.stream(URL_WITH_TOKEN, **options) as res:
             assert type(res._transport).__name__ == "WireTransport"
             outcome = _read_sync(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
-    if case.cause is not None and issubclass(case.cause, httpx.HTTPError):
-        # A cut connection is the native path's own TransportError (an HTTPParseError when
-        # the cut shows in the HTTP framing), with no httpx exception behind it.
-        assert isinstance(error, ds.TransportError), repr(error)
-        case = dataclasses.replace(case, error=type(error), cause=None)
-    _check(case, script, outcome, error)
+    _check(_native_outcome(case, error), script, outcome, error)
 
 
 @pytest.mark.parametrize("rec", _recovery_params())
@@ -1238,7 +1268,9 @@ def test_native_recovery_sync(rec: Recovery, replay: Callable[[Script], ReplaySe
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("case", _params([case for case in NATIVE_CASES if case.in_async]))
+@pytest.mark.parametrize(
+    "case", _params([case for case in CASES if case.in_async or _stalls(case)])
+)
 async def test_native_async(
     case: Case, anyio_backend: str, replay: Callable[[Script], ReplayServer]
 ) -> None:
@@ -1246,16 +1278,14 @@ async def test_native_async(
     replay(script)
     outcome: Any = None
     error: BaseException | None = None
+    case, options = _native(case)
     try:
-        async with ds.astream(URL_WITH_TOKEN, **_options(case)) as res:
+        async with ds.astream(URL_WITH_TOKEN, **options) as res:
             assert type(res._transport).__name__ == "AsyncWireTransport"
             outcome = await _read_async(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
-    if case.cause is not None and issubclass(case.cause, httpx.HTTPError):
-        assert isinstance(error, ds.TransportError), repr(error)
-        case = dataclasses.replace(case, error=type(error), cause=None)
-    _check(case, script, outcome, error)
+    _check(_native_outcome(case, error), script, outcome, error)
 
 
 @pytest.mark.anyio
