@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any
@@ -256,6 +256,7 @@ class AsyncStreamResponse(ResponseMetadata):
         until_up_to_date: bool,
         transform: Callable[[Any], Any] | None,
         previous: AsyncIterator[Any] | None,
+        out: _Items,
     ) -> AsyncIterator[Any]:
         if previous is not None:
             # This iterator goes on where the previous one stopped, on the same connection.
@@ -274,8 +275,14 @@ class AsyncStreamResponse(ResponseMetadata):
             while True:
                 if await self._next_batch(kind) is None:
                     return
-                for item in delivery.drain(transform):
-                    yield item
+                draining = delivery.drain(transform)
+                if transform is None:
+                    out._ready = draining
+                try:
+                    for item in draining:
+                        yield item
+                finally:
+                    out._ready = None
                 if delivery.finish(until_up_to_date):
                     return
         except GeneratorExit:
@@ -291,9 +298,10 @@ class AsyncStreamResponse(ResponseMetadata):
         transform: Callable[[Any], Any] | None = None,
         wrap: Callable[[Any], Any] | None = None,
     ) -> _Items:
-        gen = self._items(kind, until_up_to_date, transform, self._consumer)
-        self._consumer = gen
-        return _Items(gen, wrap)
+        items = _Items(wrap)
+        gen = self._items(kind, until_up_to_date, transform, self._consumer, items)
+        self._consumer = items._gen = gen
+        return items
 
     # -- public iteration ---------------------------------------------------------------------
 
@@ -354,18 +362,28 @@ class AsyncStreamResponse(ResponseMetadata):
 class _Items:
     """The iterator handed to callers. Not an async generator itself, so one a caller drops
     half-way is no unfinished generator for the event loop to warn about: the response owns
-    the generator underneath and closes it."""
+    the generator underneath and closes it.
 
-    __slots__ = ("_gen", "_wrap")
+    While the generator hands out a batch, ``_ready`` is the batch's own iterator and items
+    come straight from it: an async generator costs a frame resumption and an awaitable per
+    item, which a bulk read pays per message. Both take from the one iterator, so an item
+    counts as handed out once, whichever gave it."""
 
-    def __init__(self, gen: AsyncIterator[Any], wrap: Callable[[Any], Any] | None) -> None:
-        self._gen = gen
+    __slots__ = ("_gen", "_ready", "_wrap")
+
+    def __init__(self, wrap: Callable[[Any], Any] | None) -> None:
+        self._gen: AsyncIterator[Any]  # set by _iterate, which makes the generator for it
+        self._ready: Iterator[Any] | None = None
         self._wrap = wrap
 
     def __aiter__(self) -> _Items:
         return self
 
     async def __anext__(self) -> Any:
+        ready = self._ready
+        if ready is not None:
+            for item in ready:
+                return item if self._wrap is None else self._wrap(item)
         item = await self._gen.__anext__()
         return item if self._wrap is None else self._wrap(item)
 

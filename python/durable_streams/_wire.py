@@ -323,7 +323,7 @@ class Exchange:
                     ) from exc
         # httpx's check too: a compressed body that stops before its compressed data did
         # was cut short, even if the framing around it looked whole.
-        if self.decoder.done and inflate is not None and self._received_body and not inflate.eof:
+        if inflate is not None and self._received_body and self.decoder.done and not inflate.eof:
             raise errors.TransportError(
                 "compressed body ended early", url=self.url, offset=self.offset
             )

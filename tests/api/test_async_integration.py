@@ -132,3 +132,22 @@ async def test_abandoned_async_iterator_releases_connection(stream_url: str) -> 
             async for _ in res.iter_json():
                 break
         assert res._http is None  # the connection went back with the block
+
+
+async def test_items_of_a_batch_are_handed_out_once_across_iterators(stream_url: str) -> None:
+    # A catch-up read answers the seven messages in one body, one batch: its items come
+    # straight from the batch's iterator, and the generator underneath takes up after them.
+    async with await AsyncDurableStream.create(stream_url, content_type="application/json") as h:
+        for n in range(7):
+            last = (await h.append({"n": n})).offset
+        got: list[int] = []
+        async with h.stream() as res:
+            async for item in res.iter_json():
+                got.append(item["n"])
+                if len(got) == 2:
+                    break
+            assert res.offset == "-1"  # the batch is not handed out in full yet
+            events = [event async for event in res.iter_events()]
+            assert [item async for item in res.iter_json()] == []
+        assert got + [e.data["n"] for e in events] == list(range(7))
+        assert {e.offset for e in events} == {res.offset} == {last}
