@@ -547,7 +547,9 @@ class _AsyncioConnection(asyncio.BufferedProtocol):
     anyio's asyncio streams cost a live reader about as much as the rest of its read path
     (per receive: a cancel scope for the timeout, and the socket taken out of and put back
     into epoll). Here the socket stays registered, the event loop reads into one reused
-    buffer, and a receive that must wait costs one future and one timer."""
+    buffer, and a receive that must wait costs one future. Its timeout is one timer per
+    connection that is moved on lazily: when it fires before the current deadline (the
+    reads since it was set were quicker), it sets itself for that deadline instead."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.idle_since = 0.0
@@ -561,6 +563,8 @@ class _AsyncioConnection(asyncio.BufferedProtocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
+        self._deadline: float | None = None  # of the receive waiting now, if it has one
+        self._timer: asyncio.TimerHandle | None = None
 
     # the protocol's side, called by the event loop
 
@@ -609,16 +613,35 @@ class _AsyncioConnection(asyncio.BufferedProtocol):
 
     # the reader's side
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # nothing waits now; the next wait sets a timer again
+        # Within a millisecond counts as reached: the loop may fire a timer that much early.
+        if self._loop.time() + 0.001 >= deadline:
+            if self._waiter is not None:
+                _expire(self._waiter)
+        else:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
     async def receive(self, timeout: float | None) -> bytes:
         if not self._received and not self._ended:
-            waiter = self._waiter = self._loop.create_future()
-            timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
+            loop = self._loop
+            waiter = self._waiter = loop.create_future()
+            if timeout is not None:
+                deadline = self._deadline = loop.time() + timeout
+                timer = self._timer
+                if timer is not None and timer.when() > deadline:
+                    timer.cancel()
+                    timer = None
+                if timer is None:
+                    self._timer = loop.call_at(deadline, self._on_timer)
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
+                self._deadline = None
         if self._received:
             data = self._received.popleft()
             self._queued -= len(data)
@@ -648,6 +671,9 @@ class _AsyncioConnection(asyncio.BufferedProtocol):
                 raise self._error or ConnectionResetError("the connection closed while sending")
 
     async def abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
             # The loop closes the socket in its next round: let it, so that the connection

@@ -392,3 +392,26 @@ def test_the_asyncio_connection_times_out_ends_and_fails_as_a_socket_does() -> N
         await connection.abort()
 
     asyncio.run(main())
+
+
+def test_the_asyncio_connection_keeps_every_receives_own_deadline() -> None:
+    async def main() -> None:
+        connection, theirs = await _asyncio_pair()
+        # A long timeout first: its timer is set far out, and a shorter one must still hold.
+        theirs.sendall(b"a")
+        assert await connection.receive(30.0) == b"a"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connection.receive(0.05), 5.0)
+        # Quick receives leave a timer that fires before the next deadline: it moves on.
+        for _ in range(3):
+            theirs.sendall(b"b")
+            assert await connection.receive(0.2) == b"b"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(connection.receive(0.2), 5.0)
+        assert loop.time() - started >= 0.19
+        await connection.abort()
+        theirs.close()
+
+    asyncio.run(main())
