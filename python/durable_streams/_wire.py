@@ -1,5 +1,6 @@
-"""The native read path's transport for threaded code: Python sockets, the core's HTTP/1.1
-decoder, and nothing in between.
+"""The native read path's transport, sync and async: Python sockets (blocking ones in sync
+code, an asyncio protocol of our own on asyncio, anyio's streams under trio), the core's
+HTTP/1.1 decoder, and nothing in between.
 
 httpx costs a live reader about 150 µs per small SSE event in its pure-Python transport
 (httpcore, h11 and their generator layers). Here a read is one ``recv``, one crossing into the
