@@ -113,28 +113,33 @@ def _timeval(seconds: float | None) -> bytes:
 
 
 class _Connection:
-    __slots__ = ("_kernel_timeouts", "_timeout", "_view", "idle_since", "sock")
+    __slots__ = ("_kernel_timeouts", "_timeouts", "_view", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.idle_since = 0.0
         self._view = memoryview(bytearray(RECV_BYTES))
         self._kernel_timeouts = _KERNEL_TIMEOUTS and not isinstance(sock, ssl.SSLSocket)
-        self._timeout: float | None = _UNSET
+        # The timeout in force per direction (the kernel keeps one for each, Python's socket
+        # one for both): only a change costs a system call.
+        self._timeouts: dict[int, float | None] = {}
         if self._kernel_timeouts:
             sock.settimeout(None)
 
-    def set_timeout(self, seconds: float | None) -> None:
-        """The timeout of every later send and receive (only a change costs a call)."""
-        if seconds == self._timeout:
+    def _use_timeout(self, option: int, seconds: float | None) -> None:
+        if not self._kernel_timeouts:
+            option = 0
+        if self._timeouts.get(option, _UNSET) == seconds:
             return
-        self._timeout = seconds
-        if self._kernel_timeouts:
-            tv = _timeval(seconds)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        self._timeouts[option] = seconds
+        if option:
+            self.sock.setsockopt(socket.SOL_SOCKET, option, _timeval(seconds))
         else:
             self.sock.settimeout(seconds)
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """The timeout of every later receive."""
+        self._use_timeout(socket.SO_RCVTIMEO, seconds)
 
     def recv(self) -> bytes:
         """The next bytes (``b""`` at the end). Into one reused buffer, then copied out at
@@ -146,7 +151,8 @@ class _Connection:
         except BlockingIOError:  # what the kernel's receive timeout running out looks like
             raise TimeoutError("timed out") from None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, timeout: float | None) -> None:
+        self._use_timeout(socket.SO_SNDTIMEO, timeout)
         try:
             self.sock.sendall(data)
         except BlockingIOError:
@@ -462,10 +468,8 @@ class WireTransport:
     def _exchange(
         self, connection: _Connection, prepared: Prepared, timeout: httpx.Timeout
     ) -> WireReply:
-        # One timeout for the whole exchange: changing it costs a system call, and the head
-        # fits the socket's send buffer, so sending it never waits on the peer.
-        connection.set_timeout(timeout.read)
-        connection.send(prepared.head)
+        connection.send(prepared.head, timeout.write)
+        connection.set_read_timeout(timeout.read)
         exchange = Exchange(prepared.url, prepared.offset, self._max_head_bytes)
         while True:
             first = exchange.on_head_data(connection.recv())

@@ -415,3 +415,23 @@ def test_the_asyncio_connection_keeps_every_receives_own_deadline() -> None:
         theirs.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel timeouts are Linux's")
+def test_a_sync_connection_keeps_the_write_and_read_timeouts_apart(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type=JSON) as handle:
+        handle.append({"n": 1})
+    transport = WireTransport()
+    try:
+        request = HttpRequest("GET", stream_url, {}, [("offset", "-1")])
+        reply = transport.send(request, httpx.Timeout(30.0, write=1.5, read=2.25))
+        assert reply.read(1 << 20) == b'[{"n":1}]'
+        (connection,) = transport._idle.values()
+        sock = connection.sock
+        assert sock.gettimeout() is None  # the kernel keeps the timeouts, not Python
+        for option, seconds in ((socket.SO_SNDTIMEO, 1.5), (socket.SO_RCVTIMEO, 2.25)):
+            tv_sec, tv_usec = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+            # The kernel keeps it in scheduler ticks (4 ms at HZ=250), so it reads back rounded.
+            assert tv_sec + tv_usec / 1e6 == pytest.approx(seconds, abs=0.01)
+    finally:
+        transport.close()
