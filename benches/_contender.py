@@ -123,37 +123,40 @@ def ready() -> None:
     print("ready", flush=True)
 
 
+class _Tally:
+    """Counts items, noting the RSS every ``sample_every`` of them; ``add`` says when
+    ``expected`` were counted (a live reader would go on waiting for more)."""
+
+    def __init__(self, m: Meter, expected: int) -> None:
+        self.n = 0
+        self.every = m.sample_every
+        self.mark = min(self.every, expected)
+        self.expected = expected
+        self.samples = m.samples
+
+    def add(self) -> bool:
+        self.n += 1
+        if self.n < self.mark:
+            return False
+        self.samples.append((self.n, current_rss_kib()))
+        self.mark = min(self.n + self.every, self.expected)
+        return self.n >= self.expected
+
+
 def count_items(items: Iterator[Any], m: Meter, expected: int) -> int:
-    """Counts items, noting the RSS every ``sample_every`` of them, and stops after
-    ``expected`` (a live reader would go on waiting for more)."""
-    n = 0
-    every = m.sample_every
-    mark = min(every, expected)
-    samples = m.samples
+    tally = _Tally(m, expected)
     for _ in items:
-        n += 1
-        if n >= mark:
-            samples.append((n, current_rss_kib()))
-            if n >= expected:
-                break
-            mark = min(n + every, expected)
-    return n
+        if tally.add():
+            break
+    return tally.n
 
 
 async def acount_items(items: AsyncIterator[Any], m: Meter, expected: int) -> int:
-    """``count_items`` of an async iterator."""
-    n = 0
-    every = m.sample_every
-    mark = min(every, expected)
-    samples = m.samples
+    tally = _Tally(m, expected)
     async for _ in items:
-        n += 1
-        if n >= mark:
-            samples.append((n, current_rss_kib()))
-            if n >= expected:
-                break
-            mark = min(n + every, expected)
-    return n
+        if tally.add():
+            break
+    return tally.n
 
 
 def timed_items(items: Iterator[Any], m: Meter, expected: int) -> int:

@@ -472,15 +472,16 @@ class Bench:
             ]
         return self._live_read(c, "sse", n, self.sse_bodies)
 
-    def _sse_small(self, c: Contender) -> dict[str, Any]:
+    def _small_live_read(self, c: Contender, workload: str) -> dict[str, Any]:
         n = self.s.small_messages
         bodies = [P.array_body(1, i) for i in range(n)]
-        return self._live_read(c, "sse-small", n, bodies, self.s.live_interval)
+        return self._live_read(c, workload, n, bodies, self.s.live_interval)
+
+    def _sse_small(self, c: Contender) -> dict[str, Any]:
+        return self._small_live_read(c, "sse-small")
 
     def _long_poll_small(self, c: Contender) -> dict[str, Any]:
-        n = self.s.small_messages
-        bodies = [P.array_body(1, i) for i in range(n)]
-        return self._live_read(c, "long-poll-small", n, bodies, self.s.live_interval)
+        return self._small_live_read(c, "long-poll-small")
 
     def _live_read(
         self, c: Contender, workload: str, n: int, bodies: list[bytes], interval: float = 0.0
