@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
-import anyio
 import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
 from ._exchange import AsyncReply, AsyncTransport, async_read_transport
+from ._flavours import AsyncItems, async_closer, async_extend, async_shield, async_sleep
 from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
@@ -51,15 +51,37 @@ from ._shared import (
 __all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream"]
 
 
+class _Held:
+    """What a response must release: the reply in flight and the transport it made. The
+    response's closer holds this, not the response, so that in sync code a response dropped
+    unclosed is closed by the garbage collector without the response being kept alive."""
+
+    __slots__ = ("http", "transport")
+
+    def __init__(self, transport: AsyncTransport | None) -> None:
+        self.http: AsyncReply | None = None
+        self.transport = transport
+
+    async def aclose(self) -> None:
+        http, self.http = self.http, None
+        if http is not None:
+            await http.aclose()
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            await transport.aclose()
+
+
 class AsyncStreamResponse(ResponseMetadata):
     """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
     ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
 
     Use it as a context manager; leaving the block closes the connection (and the HTTP client
-    when ``astream()`` made one), even when the block is left by cancellation. Closing an
-    iterator early (``aclose()``) gives its connection back as well; the next iterator resumes
-    where that one stopped. An async response must be closed: one dropped unclosed is left to
-    the garbage collector and the event loop's warnings."""
+    when ``astream()`` made one). Closing an iterator early (``aclose()``) gives its connection
+    back as well; the next iterator resumes where that one stopped.
+
+    The block closes the connection even when it is left by cancellation. An async response
+    must be closed: one dropped unclosed is left to the garbage collector and the event loop's
+    warnings."""
 
     def __init__(
         self,
@@ -75,7 +97,6 @@ class AsyncStreamResponse(ResponseMetadata):
     ) -> None:
         self._session = session
         self._transport = transport
-        self._owns_transport = owns_transport
         self._headers = headers
         self._params = params
         self._timeout = timeout
@@ -83,12 +104,21 @@ class AsyncStreamResponse(ResponseMetadata):
         self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
-        self._http: AsyncReply | None = None
+        self._held = _Held(transport if owns_transport else None)
+        self._release = async_closer(self, self._held)
         self._kind: str | None = None
         self._source: AsyncIterator[Batch] | None = None
         self._consumer: AsyncIterator[Any] | None = None
         self._handing_over = False
         self._closed = False
+
+    @property
+    def _http(self) -> AsyncReply | None:
+        return self._held.http
+
+    @_http.setter
+    def _http(self, http: AsyncReply | None) -> None:
+        self._held.http = http
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -113,12 +143,10 @@ class AsyncStreamResponse(ResponseMetadata):
         if self._closed:
             return
         self._closed = True
-        # Closing waits for nothing remote, so it may outlive a cancelled scope: a block left by
-        # cancellation must still give its connection back.
-        with anyio.CancelScope(shield=True):
+        # A block left by cancellation must still give its connection back.
+        with async_shield():
             await self._drop_source()
-            if self._owns_transport:
-                await self._transport.aclose()
+            await self._release()
 
     async def _drop_source(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -180,7 +208,7 @@ class AsyncStreamResponse(ResponseMetadata):
         delay = self._session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
-        await anyio.sleep(delay)
+        await async_sleep(delay)
 
     async def _batches(self) -> AsyncIterator[Batch]:
         session = self._session
@@ -191,23 +219,25 @@ class AsyncStreamResponse(ResponseMetadata):
             assert http is not None
             try:
                 if self._kind == "sse":
-                    # The batch that reaches EOF waits until the server has ended the body
-                    # (it does so right after streamClosed): an httpx body iterator left
-                    # unfinished is reported as a leak under trio.
+                    # The batch that ends a closed stream is complete with its control event:
+                    # nothing after it is read, so a connection that fails or stalls
+                    # afterwards can neither delay it nor lose it.
                     final = None
                     async with aclosing(http.aiter_bytes()) as chunks:
                         async for chunk in chunks:
-                            if final is not None:
-                                continue
                             for batch in session.feed(chunk):
                                 if batch.closed:
                                     final = batch
-                                else:
-                                    yield batch
+                                    break
+                                yield batch
+                            if final is not None:
+                                break
                             session.raise_held()
                     if final is not None:
-                        yield final
+                        await self._close_http()
                     session.on_sse_end()
+                    if final is not None:
+                        yield final
                 elif self._kind == "body":
                     async with aclosing(http.aiter_bytes()) as chunks:
                         async for chunk in chunks:
@@ -256,7 +286,7 @@ class AsyncStreamResponse(ResponseMetadata):
         until_up_to_date: bool,
         transform: Callable[[Any], Any] | None,
         previous: AsyncIterator[Any] | None,
-        out: _Items,
+        out: AsyncItems,
     ) -> AsyncIterator[Any]:
         if previous is not None:
             # This iterator goes on where the previous one stopped, on the same connection.
@@ -287,7 +317,7 @@ class AsyncStreamResponse(ResponseMetadata):
                     return
         except GeneratorExit:
             if not self._handing_over:
-                with anyio.CancelScope(shield=True):
+                with async_shield():
                     await self._drop_connection()
             raise
 
@@ -297,8 +327,8 @@ class AsyncStreamResponse(ResponseMetadata):
         until_up_to_date: bool = False,
         transform: Callable[[Any], Any] | None = None,
         wrap: Callable[[Any], Any] | None = None,
-    ) -> _Items:
-        items = _Items(wrap)
+    ) -> AsyncItems:
+        items = AsyncItems(wrap)
         gen = self._items(kind, until_up_to_date, transform, self._consumer, items)
         self._consumer = items._gen = gen
         return items
@@ -333,8 +363,7 @@ class AsyncStreamResponse(ResponseMetadata):
         for the next read instead of vanishing with the exception."""
         items: list[Any] = []
         try:
-            async for item in self._iterate(kind, True, transform):
-                items.append(item)
+            await async_extend(items, self._iterate(kind, True, transform))
         except BaseException:
             self._delivery.carry(kind, items)
             raise
@@ -359,38 +388,6 @@ class AsyncStreamResponse(ResponseMetadata):
         return self._iterate(None)
 
 
-class _Items:
-    """The iterator handed to callers. Not an async generator itself, so one a caller drops
-    half-way is no unfinished generator for the event loop to warn about: the response owns
-    the generator underneath and closes it.
-
-    While the generator hands out a batch, ``_ready`` is the batch's own iterator and items
-    come straight from it: an async generator costs a frame resumption and an awaitable per
-    item, which a bulk read pays per message. Both take from the one iterator, so an item
-    counts as handed out once, whichever gave it."""
-
-    __slots__ = ("_gen", "_ready", "_wrap")
-
-    def __init__(self, wrap: Callable[[Any], Any] | None) -> None:
-        self._gen: AsyncIterator[Any]  # set by _iterate, which makes the generator for it
-        self._ready: Iterator[Any] | None = None
-        self._wrap = wrap
-
-    def __aiter__(self) -> _Items:
-        return self
-
-    async def __anext__(self) -> Any:
-        ready = self._ready
-        if ready is not None:
-            for item in ready:
-                return item if self._wrap is None else self._wrap(item)
-        item = await self._gen.__anext__()
-        return item if self._wrap is None else self._wrap(item)
-
-    async def aclose(self) -> None:
-        await self._gen.aclose()  # type: ignore[attr-defined]
-
-
 def astream(
     url: str,
     *,
@@ -408,9 +405,24 @@ def astream(
     verify: bool | str | ssl.SSLContext = True,
     on_error: AsyncOnError | None = None,
 ) -> AsyncStreamResponse:
-    """Read the stream at ``url`` from ``offset``; the async twin of :func:`stream`.
-    ``headers``/``params`` values may be callables or async callables, run per request;
-    ``on_error`` may be a plain or an async function."""
+    """Read the stream at ``url`` from ``offset``.
+
+    ``live``: ``False`` reads what is there and stops when up to date; ``"long-poll"`` and
+    ``"sse"`` then keep tailing; ``True`` picks SSE for JSON and text streams, long-poll for
+    binary ones. Iteration ends at the end of a closed stream in every mode. ``headers`` and
+    ``params`` values may be callables, evaluated for every request.
+
+    Failed requests and dropped connections are retried under ``retry`` (default: a bounded
+    policy; unbounded with a 30 s cap between tries for live reads) from the last offset handed
+    out, so no item is lost or repeated. ``on_error(error)`` is called with the typed error
+    before each retry decision, transport errors and error statuses alike. It returns ``None``
+    for the default decision, a :class:`RetryAction` to retry with new headers or params (the
+    only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
+    the error at once; an exception it raises propagates instead.
+
+    In async code, ``on_error`` may also be an async function, and ``headers`` and ``params``
+    values async callables.
+    """
     transport, owns = async_read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
@@ -559,13 +571,13 @@ class AsyncDurableStream(HandleBase):
                 delay = delay_after_transport_error(retry, req, exc)
                 if delay is None:
                     raise transport_error(exc, url=req.url) from exc
-                await anyio.sleep(delay)
+                await async_sleep(delay)
                 continue
             headers = lower_headers(http.headers)
             delay = delay_after_status(retry, req, http.status_code, headers)
             if delay is None:
                 return http.status_code, headers, http.content
-            await anyio.sleep(delay)
+            await async_sleep(delay)
 
     async def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""

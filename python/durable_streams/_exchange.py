@@ -11,7 +11,7 @@ a proxy from the environment, a scheme other than http(s), or
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing
 from typing import Protocol
 
@@ -46,7 +46,7 @@ class Reply(Protocol):
     status_code: int
     headers: dict[str, str]
 
-    def iter_bytes(self) -> Iterator[bytes]: ...
+    def iter_bytes(self) -> Generator[bytes, None, None]: ...
     def read(self, limit: int) -> bytes: ...
     def close(self) -> None: ...
 
@@ -66,7 +66,7 @@ class HttpxReply:
         self._url = url
         self._offset = offset
 
-    def iter_bytes(self) -> Iterator[bytes]:
+    def iter_bytes(self) -> Generator[bytes, None, None]:
         """The body as it arrives; one cut short (also inside its compression) raises
         :class:`TransportError`."""
         received = False

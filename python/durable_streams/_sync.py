@@ -1,12 +1,12 @@
+# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.
 """The synchronous API: ``stream()``, :class:`StreamResponse` and :class:`DurableStream`."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import ssl
-import time
-import weakref
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +15,7 @@ import httpx
 from . import _errors as errors
 from . import _protocol as proto
 from ._exchange import Reply, Transport, read_transport
+from ._flavours import Items, closer, extend, shield, sleep
 from ._handle import HandleBase
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
@@ -51,9 +52,9 @@ __all__ = ["DurableStream", "StreamResponse", "stream"]
 
 
 class _Held:
-    """What a response must release even if it is dropped unclosed: the reply in flight and
-    the transport it made. Its finalizer holds this, not the response, so the garbage
-    collector closes them cleanly instead of finding their sockets unclosed."""
+    """What a response must release: the reply in flight and the transport it made. The
+    response's closer holds this, not the response, so that in sync code a response dropped
+    unclosed is closed by the garbage collector without the response being kept alive."""
 
     __slots__ = ("http", "transport")
 
@@ -76,8 +77,9 @@ class StreamResponse(ResponseMetadata):
 
     Use it as a context manager; leaving the block closes the connection (and the HTTP client
     when ``stream()`` made one). Closing an iterator early (``close()``) gives its connection
-    back as well; the next iterator resumes where that one stopped. A response dropped without
-    being closed is closed when it is garbage collected."""
+    back as well; the next iterator resumes where that one stopped.
+
+    A response dropped without being closed is closed when it is garbage collected."""
 
     def __init__(
         self,
@@ -101,7 +103,7 @@ class StreamResponse(ResponseMetadata):
         self._on_error = on_error
         self._delivery = Delivery(session.offset, session.cursor)
         self._held = _Held(transport if owns_transport else None)
-        self._release = weakref.finalize(self, self._held.close)
+        self._release = closer(self, self._held)
         self._kind: str | None = None
         self._source: Iterator[Batch] | None = None
         self._consumer: Iterator[Any] | None = None
@@ -139,8 +141,10 @@ class StreamResponse(ResponseMetadata):
         if self._closed:
             return
         self._closed = True
-        self._drop_source()
-        self._release()
+        # A block left by cancellation must still give its connection back.
+        with shield():
+            self._drop_source()
+            self._release()
 
     def _drop_source(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -200,7 +204,7 @@ class StreamResponse(ResponseMetadata):
         delay = self._session.retry_delay(exc, decide_sync(self._on_error, exc))
         if delay is None:
             raise exc
-        time.sleep(delay)
+        sleep(delay)
 
     def _batches(self) -> Iterator[Batch]:
         session = self._session
@@ -211,15 +215,31 @@ class StreamResponse(ResponseMetadata):
             assert http is not None
             try:
                 if self._kind == "sse":
-                    for chunk in http.iter_bytes():
-                        yield from session.feed(chunk)
-                        session.raise_held()
+                    # The batch that ends a closed stream is complete with its control event:
+                    # nothing after it is read, so a connection that fails or stalls
+                    # afterwards can neither delay it nor lose it.
+                    final = None
+                    with closing(http.iter_bytes()) as chunks:
+                        for chunk in chunks:
+                            for batch in session.feed(chunk):
+                                if batch.closed:
+                                    final = batch
+                                    break
+                                yield batch
+                            if final is not None:
+                                break
+                            session.raise_held()
+                    if final is not None:
+                        self._close_http()
                     session.on_sse_end()
+                    if final is not None:
+                        yield final
                 elif self._kind == "body":
-                    for chunk in http.iter_bytes():
-                        part = session.on_body_chunk(chunk)
-                        if part is not None:
-                            yield part
+                    with closing(http.iter_bytes()) as chunks:
+                        for chunk in chunks:
+                            part = session.on_body_chunk(chunk)
+                            if part is not None:
+                                yield part
                     self._close_http()
                     yield session.on_body_end()
                 else:
@@ -245,7 +265,7 @@ class StreamResponse(ResponseMetadata):
                 return None
             self._source = self._batches()
         try:
-            batch = next(self._source)
+            batch = self._source.__next__()
         except StopIteration:
             self._source = None
             return None
@@ -257,40 +277,57 @@ class StreamResponse(ResponseMetadata):
         return batch
 
     def _items(
-        self, kind: ConsumerKind, until_up_to_date: bool, transform: Callable[[Any], Any] | None
-    ) -> Iterator[Any]:
-        delivery = self._delivery
-        try:
-            yield from delivery.drain_carried(kind)
-            while True:
-                if self._next_batch(kind) is None:
-                    return
-                yield from delivery.drain(transform)
-                if delivery.finish(until_up_to_date):
-                    return
-        except GeneratorExit:
-            if not self._handing_over:
-                self._drop_connection()
-            raise
-
-    def _iterate(
         self,
-        kind: ConsumerKind,
-        until_up_to_date: bool = False,
-        transform: Callable[[Any], Any] | None = None,
+        kind: ConsumerKind | None,
+        until_up_to_date: bool,
+        transform: Callable[[Any], Any] | None,
+        previous: Iterator[Any] | None,
+        out: Items,
     ) -> Iterator[Any]:
-        previous, self._consumer = self._consumer, None
         if previous is not None:
-            # The next iterator goes on where this one stopped, on the same connection.
+            # This iterator goes on where the previous one stopped, on the same connection.
             self._handing_over = True
             try:
                 previous.close()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
         self._ensure_open()
-        gen = self._items(kind, until_up_to_date, transform)
-        self._consumer = gen
-        return gen
+        if kind is None:  # iterating the response itself, or iter_events
+            kind = self._event_kind(raw_json=transform is not None)
+        delivery = self._delivery
+        try:
+            for item in delivery.drain_carried(kind):
+                yield item
+            while True:
+                if self._next_batch(kind) is None:
+                    return
+                draining = delivery.drain(transform)
+                if transform is None:
+                    out._ready = draining
+                try:
+                    for item in draining:
+                        yield item
+                finally:
+                    out._ready = None
+                if delivery.finish(until_up_to_date):
+                    return
+        except GeneratorExit:
+            if not self._handing_over:
+                with shield():
+                    self._drop_connection()
+            raise
+
+    def _iterate(
+        self,
+        kind: ConsumerKind | None,
+        until_up_to_date: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> Items:
+        items = Items(wrap)
+        gen = self._items(kind, until_up_to_date, transform, self._consumer, items)
+        self._consumer = items._gen = gen
+        return items
 
     # -- public iteration ---------------------------------------------------------------------
 
@@ -311,9 +348,7 @@ class StreamResponse(ResponseMetadata):
 
     def iter_events(self, decode: Callable[[bytes], Any] | None = None) -> Iterator[StreamEvent]:
         """Items with their offset: messages for JSON streams, byte chunks otherwise."""
-        self._ensure_open()
-        kind = self._event_kind(raw_json=decode is not None)
-        return map(self._delivery.event, self._iterate(kind, transform=decode))
+        return self._iterate(None, transform=decode, wrap=self._delivery.event)
 
     def _read_all(
         self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
@@ -322,7 +357,7 @@ class StreamResponse(ResponseMetadata):
         for the next read instead of vanishing with the exception."""
         items: list[Any] = []
         try:
-            items.extend(self._iterate(kind, True, transform))
+            extend(items, self._iterate(kind, True, transform))
         except BaseException:
             self._delivery.carry(kind, items)
             raise
@@ -344,8 +379,7 @@ class StreamResponse(ResponseMetadata):
 
     def __iter__(self) -> Iterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
-        self._ensure_open()
-        return self._iterate(self._event_kind())
+        return self._iterate(None)
 
 
 def stream(
@@ -524,13 +558,13 @@ class DurableStream(HandleBase):
                 delay = delay_after_transport_error(retry, req, exc)
                 if delay is None:
                     raise transport_error(exc, url=req.url) from exc
-                time.sleep(delay)
+                sleep(delay)
                 continue
             headers = lower_headers(http.headers)
             delay = delay_after_status(retry, req, http.status_code, headers)
             if delay is None:
                 return http.status_code, headers, http.content
-            time.sleep(delay)
+            sleep(delay)
 
     def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""

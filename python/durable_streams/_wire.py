@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -356,7 +356,7 @@ class WireReply:
         self._exchange = exchange
         self._first = first
 
-    def iter_bytes(self) -> Iterator[bytes]:
+    def iter_bytes(self) -> Generator[bytes, None, None]:
         """The body's bytes as they come; raises :class:`TransportError` (or
         :class:`HTTPParseError`) if the connection fails or ends early."""
         exchange = self._exchange

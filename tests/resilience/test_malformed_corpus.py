@@ -682,6 +682,33 @@ CASES: list[Case] = [
         sse_headers={"stream-sse-data-encoding": "base64"},
         expect=b"abcdef",
     ),
+    # -- SSE: the connection fails after the stream's end was delivered in full ----------------
+    # The closing batch is complete once its control event has arrived: what happens to the
+    # connection afterwards must neither lose it nor send the reader back for more.
+    sse_case(
+        "sse-cut-right-after-stream-closed",
+        [(event("data", "[1,2]") + control("0_2", closed=True)).encode(), httpx.ReadError("cut")],
+        None,
+        expect=[1, 2],
+        in_async=True,
+    ),
+    sse_case(
+        "sse-stall-right-after-stream-closed",
+        [
+            (event("data", "[1]") + control("0_1", closed=True)).encode(),
+            httpx.ReadTimeout("stalled"),
+        ],
+        None,
+        expect=[1],
+        in_async=True,
+    ),
+    sse_case(
+        "sse-garbage-right-after-stream-closed",
+        [(event("data", "[1]") + control("0_1", closed=True)).encode(), b"\xff\xfe\x00"],
+        None,
+        expect=[1],
+        in_async=True,
+    ),
     Case(
         "json-body-with-whitespace",
         lambda: [body(b' \r\n\t[ 1 , {"a" : [ ] } ]\n ')],

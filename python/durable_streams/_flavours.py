@@ -1,0 +1,135 @@
+"""The few things the async and sync read drivers do differently, each under a pair of names
+that ``scripts/unasync.py`` maps onto each other when it generates ``_sync.py`` from
+``_async.py``: ``async_x`` becomes ``x`` and ``AsyncX`` becomes ``X``. Everything else in the
+drivers is written once, in ``_async.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import anyio
+
+__all__ = [
+    "AsyncItems",
+    "Items",
+    "async_closer",
+    "async_extend",
+    "async_shield",
+    "async_sleep",
+    "closer",
+    "extend",
+    "shield",
+    "sleep",
+]
+
+
+async def async_sleep(seconds: float) -> None:
+    await anyio.sleep(seconds)
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def async_shield() -> anyio.CancelScope:
+    """A scope that cancellation does not reach: closing a connection waits for nothing remote,
+    so it may finish even when the block around it is cancelled."""
+    return anyio.CancelScope(shield=True)
+
+
+def shield() -> contextlib.nullcontext[None]:
+    """Sync code is not cancelled from outside: nothing to shield."""
+    return contextlib.nullcontext()
+
+
+class _AsyncClosable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def async_closer(owner: object, held: _AsyncClosable) -> Callable[[], Awaitable[None]]:
+    """What releases ``held`` when ``owner`` is closed. Async code cannot also release it when
+    ``owner`` is collected unclosed: closing needs the event loop, which a collector lacks."""
+    return held.aclose
+
+
+def closer(owner: object, held: _Closable) -> Callable[[], None]:
+    """What releases ``held`` when ``owner`` is closed, or else when it is garbage collected.
+    The finalizer holds ``held``, never ``owner``, so it does not keep ``owner`` alive."""
+    return weakref.finalize(owner, held.close)
+
+
+async def async_extend(items: list[Any], source: AsyncIterator[Any]) -> None:
+    async for item in source:
+        items.append(item)
+
+
+def extend(items: list[Any], source: Iterable[Any]) -> None:
+    # Items appended before ``source`` fails stay in ``items``: read_* keeps them.
+    items.extend(source)
+
+
+class AsyncItems:
+    """The iterator handed to callers. Not an async generator itself, so one a caller drops
+    half-way is no unfinished generator for the event loop to warn about: the response owns
+    the generator underneath and closes it.
+
+    While the generator hands out a batch, ``_ready`` is the batch's own iterator and items
+    come straight from it: an async generator costs a frame resumption and an awaitable per
+    item, which a bulk read pays per message. Both take from the one iterator, so an item
+    counts as handed out once, whichever gave it."""
+
+    __slots__ = ("_gen", "_ready", "_wrap")
+
+    def __init__(self, wrap: Callable[[Any], Any] | None) -> None:
+        self._gen: AsyncIterator[Any]  # set by the response, which makes the generator for it
+        self._ready: Iterator[Any] | None = None
+        self._wrap = wrap
+
+    def __aiter__(self) -> AsyncItems:
+        return self
+
+    async def __anext__(self) -> Any:
+        ready = self._ready
+        if ready is not None:
+            for item in ready:
+                return item if self._wrap is None else self._wrap(item)
+        item = await self._gen.__anext__()
+        return item if self._wrap is None else self._wrap(item)
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()  # type: ignore[attr-defined]
+
+
+class Items:
+    """The iterator handed to callers, over the response's generator. A ``for`` loop runs the
+    generator itself (a plain generator hands items out at C speed); ``next()`` on this object
+    takes from the batch's own iterator while one is being handed out, as the async twin does."""
+
+    __slots__ = ("_gen", "_ready", "_wrap")
+
+    def __init__(self, wrap: Callable[[Any], Any] | None) -> None:
+        self._gen: Iterator[Any]  # set by the response, which makes the generator for it
+        self._ready: Iterator[Any] | None = None
+        self._wrap = wrap
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._gen if self._wrap is None else map(self._wrap, self._gen)
+
+    def __next__(self) -> Any:
+        ready = self._ready
+        if ready is not None:
+            for item in ready:
+                return item if self._wrap is None else self._wrap(item)
+        item = next(self._gen)
+        return item if self._wrap is None else self._wrap(item)
+
+    def close(self) -> None:
+        self._gen.close()  # type: ignore[attr-defined]
