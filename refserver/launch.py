@@ -215,6 +215,7 @@ class ReferenceServer:
         long_poll_timeout_ms: int | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         compression: bool = True,
+        webhooks: bool = False,
         install: bool = True,
         install_timeout: float = DEFAULT_INSTALL_TIMEOUT,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
@@ -232,6 +233,7 @@ class ReferenceServer:
         self.long_poll_timeout_ms = long_poll_timeout_ms
         self.data_dir = None if data_dir is None else os.fspath(data_dir)
         self.compression = compression
+        self.webhooks = webhooks
         self.install = install
         self.install_timeout = install_timeout
         self.startup_timeout = startup_timeout
@@ -280,6 +282,8 @@ class ReferenceServer:
             cmd += ["--data-dir", self.data_dir]
         if not self.compression:
             cmd.append("--no-compression")
+        if self.webhooks:
+            cmd.append("--webhooks")
         return cmd
 
     def start(self) -> ReferenceServer:
@@ -445,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", default=None, help="file-backed storage folder (default in-memory)"
     )
     parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="let subscriptions deliver by webhook (pull-wake ones work either way)",
+    )
+    parser.add_argument(
         "--install-timeout",
         type=float,
         default=DEFAULT_INSTALL_TIMEOUT,
@@ -460,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             long_poll_timeout_ms=args.long_poll_timeout,
             data_dir=args.data_dir,
+            webhooks=args.webhooks,
             echo_stderr=True,
             install=False,
         )

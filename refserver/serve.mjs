@@ -3,7 +3,8 @@
 // for this repository's integration tests and demo.
 //
 // Usage: node serve.mjs [--host H] [--port N] [--long-poll-timeout MS]
-//                       [--data-dir PATH] [--no-compression] [--no-stdin-watch]
+//                       [--data-dir PATH] [--no-compression] [--webhooks]
+//                       [--no-stdin-watch]
 //
 // Contract with launch.py:
 //   * once listening, exactly one line goes to stdout: {"url": "http://HOST:PORT"}
@@ -23,7 +24,7 @@ console.warn = toStderr
 
 const USAGE =
   "usage: node serve.mjs [--host H] [--port N] [--long-poll-timeout MS] " +
-  "[--data-dir PATH] [--no-compression] [--no-stdin-watch]"
+  "[--data-dir PATH] [--no-compression] [--webhooks] [--no-stdin-watch]"
 
 function fail(message) {
   process.stderr.write(`serve.mjs: ${message}\n${USAGE}\n`)
@@ -46,6 +47,8 @@ try {
       "long-poll-timeout": { type: "string" },
       "data-dir": { type: "string" },
       "no-compression": { type: "boolean", default: false },
+      // Lets subscriptions deliver by webhook (pull-wake ones work either way).
+      webhooks: { type: "boolean", default: false },
       "no-stdin-watch": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -66,6 +69,7 @@ const options = {
   host: args.host,
   port,
   compression: !args["no-compression"],
+  webhooks: args.webhooks,
 }
 if (args["long-poll-timeout"] !== undefined) {
   const ms = parseNonNegativeInt("long-poll-timeout", args["long-poll-timeout"], 2 ** 31 - 1)

@@ -1,17 +1,18 @@
-"""Generates the sync driver, python/durable_streams/_sync.py, from the async one, _async.py.
+"""Generates the sync drivers from the async ones: python/durable_streams/_sync.py from
+_async.py (reads and the stream handle) and _subscribe_sync.py from _subscribe_async.py
+(subscriptions and their consumer).
 
-The read loops, the response's lifecycle and the stream handle are written once, in async
-code; the sync twin is that text with the async words taken out. What really differs between
-the two lives in _flavours.py under paired names (``async_sleep`` / ``sleep``,
-``AsyncItems`` / ``Items``). The few sentences of documentation that only hold for one side
-are listed below; each must still be found in _async.py, so an edit there cannot silently
-leave the sync text stale.
+Each is written once, in async code; the sync twin is that text with the async words taken
+out. What really differs between the two lives in _flavours.py under paired names
+(``async_sleep`` / ``sleep``, ``AsyncItems`` / ``Items``). The few sentences of documentation
+that only hold for one side are listed below; each must still be found in its async file, so
+an edit there cannot silently leave the sync text stale.
 
-    python scripts/unasync.py           # rewrite _sync.py
-    python scripts/unasync.py --check   # fail if _sync.py is not what _async.py generates
+    python scripts/unasync.py           # rewrite the sync files
+    python scripts/unasync.py --check   # fail if a sync file is not what its async one makes
 
-The output goes through ``ruff format`` and ruff's import sorting (ruff is a dev dependency),
-so the generated file passes the same lint gates as the rest of the package.
+The output goes through ``ruff format`` and ruff's sorting of imports and ``__all__`` (ruff is
+a dev dependency), so the generated file passes the same lint gates as the rest of the package.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "python" / "durable_streams" / "_async.py"
-TARGET = ROOT / "python" / "durable_streams" / "_sync.py"
+PACKAGE = ROOT / "python" / "durable_streams"
 
-HEADER = "# Generated from _async.py by scripts/unasync.py: edit that file, then run the script.\n"
+HEADER = "# Generated from {source} by scripts/unasync.py: edit that file, then run the script.\n"
 
 # Text that reads differently in sync code: (as written in _async.py, what _sync.py says).
-PROSE: list[tuple[str, str]] = [
+READS_PROSE: list[tuple[str, str]] = [
     (
         '"""The asynchronous API: ``astream()``, :class:`AsyncStreamResponse` and\n'
         ':class:`AsyncDurableStream`, for asyncio and trio alike (through anyio)."""',
@@ -51,8 +51,20 @@ PROSE: list[tuple[str, str]] = [
     ),
 ]
 
+SUBSCRIBE_PROSE: list[tuple[str, str]] = [
+    ('"""Subscriptions for async code:', '"""Subscriptions for sync code:'),
+    ("\n        ``handler`` may be a plain or an async function.", ""),
+]
+
+# Async file, sync file, and the sentences that differ between them.
+PAIRS: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("_async.py", "_sync.py", READS_PROSE),
+    ("_subscribe_async.py", "_subscribe_sync.py", SUBSCRIBE_PROSE),
+]
+
 # Word-bounded renames, in order. ``Async``-prefixed names and ``async_``-prefixed ones lose
-# the prefix; the rest are the async spellings of dunder methods, httpx's and ours.
+# the prefix, ``_async``-suffixed ones become ``_sync``; the rest are the async spellings of
+# dunder methods, httpx's and ours.
 RENAMES: list[tuple[str, str]] = [
     (r"\basync (def|for|with)\b", r"\1"),
     (r"\bawait ", ""),
@@ -66,21 +78,20 @@ RENAMES: list[tuple[str, str]] = [
     (r"\baiter_bytes\b", "iter_bytes"),
     (r"\baclosing\b", "closing"),
     (r"\bastream\b", "stream"),
-    (r"\bresolve_async\b", "resolve_sync"),
-    (r"\bdecide_async\b", "decide_sync"),
+    (r"_async\b", "_sync"),  # resolve_async, ._async, _subscribe_async
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
 ]
 
 
 class Stale(Exception):
-    """A line of PROSE is no longer in _async.py."""
+    """A sentence of the prose table is no longer in its async file."""
 
 
-def unasync(source: str) -> str:
-    for async_text, sync_text in PROSE:
+def unasync(source: str, prose: list[tuple[str, str]], name: str = "_async.py") -> str:
+    for async_text, sync_text in prose:
         if async_text not in source:
-            raise Stale(f"_async.py no longer says {async_text!r}: update PROSE")
+            raise Stale(f"{name} no longer says {async_text!r}: update its prose table")
         source = source.replace(async_text, sync_text)
     for pattern, replacement in RENAMES:
         source = re.sub(pattern, replacement, source)
@@ -88,15 +99,15 @@ def unasync(source: str) -> str:
     if leftover is not None:
         line = source.count("\n", 0, leftover.start()) + 1
         raise Stale(f"line {line} of the sync text still says {leftover.group()!r}")
-    return HEADER + source
+    return HEADER.format(source=name) + source
 
 
-def ruff(args: list[str], text: str) -> str:
+def ruff(args: list[str], text: str, target: Path) -> str:
     exe = shutil.which("ruff")
     if exe is None:
         sys.exit("ruff is needed (pip install -e '.[dev]')")
     done = subprocess.run(
-        [exe, *args, "--stdin-filename", str(TARGET), "-"],
+        [exe, *args, "--stdin-filename", str(target), "-"],
         input=text,
         capture_output=True,
         text=True,
@@ -108,38 +119,42 @@ def ruff(args: list[str], text: str) -> str:
     return done.stdout
 
 
-def generate() -> str:
-    text = unasync(SOURCE.read_text(encoding="utf-8"))
-    text = ruff(["check", "--quiet", "--fix", "--select", "I"], text)
-    return ruff(["format", "--quiet"], text)
+def generate(source: str, target: str, prose: list[tuple[str, str]]) -> str:
+    text = unasync((PACKAGE / source).read_text(encoding="utf-8"), prose, source)
+    text = ruff(["check", "--quiet", "--fix", "--select", "I,RUF022"], text, PACKAGE / target)
+    return ruff(["format", "--quiet"], text, PACKAGE / target)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if _sync.py is stale")
+    parser.add_argument("--check", action="store_true", help="fail if a sync file is stale")
     args = parser.parse_args()
-    try:
-        generated = generate()
-    except Stale as exc:
-        print(f"unasync: {exc}", file=sys.stderr)
-        return 1
-    current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-    if not args.check:
-        if current != generated:
-            TARGET.write_text(generated, encoding="utf-8")
-            print(f"wrote {TARGET.relative_to(ROOT)}")
-        return 0
-    if current == generated:
-        return 0
-    diff = difflib.unified_diff(
-        current.splitlines(keepends=True),
-        generated.splitlines(keepends=True),
-        "_sync.py (committed)",
-        "_sync.py (generated from _async.py)",
-    )
-    sys.stdout.writelines(diff)
-    print("unasync: _sync.py is stale; run python scripts/unasync.py", file=sys.stderr)
-    return 1
+    stale = 0
+    for source, target, prose in PAIRS:
+        try:
+            generated = generate(source, target, prose)
+        except Stale as exc:
+            print(f"unasync: {exc}", file=sys.stderr)
+            return 1
+        path = PACKAGE / target
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == generated:
+            continue
+        if not args.check:
+            path.write_text(generated, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+            continue
+        stale += 1
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                generated.splitlines(keepends=True),
+                f"{target} (committed)",
+                f"{target} (generated from {source})",
+            )
+        )
+        print(f"unasync: {target} is stale; run python scripts/unasync.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def unasync() -> ModuleType:
 
 
 def _with_prose(unasync: ModuleType, body: str) -> str:
-    return "\n".join(async_text for async_text, _ in unasync.PROSE) + "\n" + body
+    return "\n".join(async_text for async_text, _ in unasync.READS_PROSE) + "\n" + body
 
 
 def test_async_words_become_sync_ones(unasync: ModuleType) -> None:
@@ -36,8 +36,8 @@ def test_async_words_become_sync_ones(unasync: ModuleType) -> None:
         "    await r.aclose()\n"
         "    raise StopAsyncIteration\n"
     )
-    out = unasync.unasync(_with_prose(unasync, body))
-    assert out.startswith(unasync.HEADER)
+    out = unasync.unasync(_with_prose(unasync, body), unasync.READS_PROSE)
+    assert out.startswith(unasync.HEADER.format(source="_async.py"))
     assert out.endswith(
         "def go(r: Reply) -> None:\n"
         "    with closing(r.iter_bytes()) as chunks:\n"
@@ -46,20 +46,23 @@ def test_async_words_become_sync_ones(unasync: ModuleType) -> None:
         "    r.close()\n"
         "    raise StopIteration\n"
     )
-    for _, sync_text in unasync.PROSE:
+    for _, sync_text in unasync.READS_PROSE:
         assert sync_text in out
 
 
 def test_a_missing_sentence_of_prose_is_an_error(unasync: ModuleType) -> None:
-    first, _ = unasync.PROSE[0]
-    with pytest.raises(unasync.Stale, match="update PROSE"):
-        unasync.unasync(_with_prose(unasync, "x = 1\n").replace(first, ""))
+    first, _ = unasync.READS_PROSE[0]
+    with pytest.raises(unasync.Stale, match="update its prose table"):
+        unasync.unasync(_with_prose(unasync, "x = 1\n").replace(first, ""), unasync.READS_PROSE)
 
 
 def test_an_async_word_left_over_is_an_error(unasync: ModuleType) -> None:
     with pytest.raises(unasync.Stale, match=r"line \d+ of the sync text still says 'anyio'"):
-        unasync.unasync(_with_prose(unasync, "import anyio\n"))
+        unasync.unasync(_with_prose(unasync, "import anyio\n"), unasync.READS_PROSE)
 
 
-def test_committed_sync_driver_is_generated(unasync: ModuleType) -> None:
-    assert unasync.TARGET.read_text(encoding="utf-8") == unasync.generate()
+@pytest.mark.parametrize("pair", range(2))
+def test_committed_sync_drivers_are_generated(unasync: ModuleType, pair: int) -> None:
+    source, target, prose = unasync.PAIRS[pair]
+    committed = (unasync.PACKAGE / target).read_text(encoding="utf-8")
+    assert committed == unasync.generate(source, target, prose)

@@ -34,7 +34,20 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
         ├── RetentionGoneError          410: data before the retained range, or soft-deleted
         ├── PayloadTooLargeError        413
         ├── RateLimitedError            429
-        └── ServerError                 5xx
+        ├── ServerError                 5xx
+        └── SubscriptionError           a subscription API refused; ``code`` is the server's
+            ├── SubscriptionNotFoundError    404 SUBSCRIPTION_NOT_FOUND
+            ├── SubscriptionExistsError      409 SUBSCRIPTION_ALREADY_EXISTS (also a ConflictError)
+            ├── WebhookUrlRejectedError      400 WEBHOOK_URL_REJECTED (also a BadRequestError)
+            ├── WakeTokenError               401 TOKEN_INVALID
+            │   └── WakeTokenExpiredError    401 TOKEN_EXPIRED
+            ├── FencedError                  409 FENCED: the wake moved on (also a ConflictError)
+            ├── AlreadyClaimedError          409 ALREADY_CLAIMED (also a ConflictError)
+            ├── NoPendingWorkError           409 NO_PENDING_WORK (also a ConflictError)
+            └── AckOffsetError               409 INVALID_OFFSET for an ack (also a ConflictError)
+
+    WebhookVerificationError            a webhook request's signature does not verify (also a
+                                        ValueError)
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
 query string, so tokens passed as params do not leak into logs.
@@ -49,6 +62,8 @@ if TYPE_CHECKING:
     from ._producer import FailedBatch
 
 __all__ = [
+    "AckOffsetError",
+    "AlreadyClaimedError",
     "BadRequestError",
     "Base64DecodeError",
     "BufferFullError",
@@ -58,9 +73,11 @@ __all__ = [
     "DeadlineExceededError",
     "DurableStreamError",
     "EventTooLargeError",
+    "FencedError",
     "HTTPParseError",
     "InvalidOffsetError",
     "JSONParseError",
+    "NoPendingWorkError",
     "ParseError",
     "PayloadTooLargeError",
     "ProducerClosedError",
@@ -80,8 +97,15 @@ __all__ = [
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
+    "SubscriptionError",
+    "SubscriptionExistsError",
+    "SubscriptionNotFoundError",
     "TransportError",
     "UndeliveredError",
+    "WakeTokenError",
+    "WakeTokenExpiredError",
+    "WebhookUrlRejectedError",
+    "WebhookVerificationError",
 ]
 
 
@@ -340,3 +364,77 @@ class ServerError(ResponseError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class SubscriptionError(ResponseError):
+    """A subscription API (PROTOCOL.md sections 6-7) refused; ``code`` is the server's error
+    code (``FENCED``, ``ALREADY_CLAIMED``, ...), ``subscription_id`` the subscription's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        subscription_id: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.code = code
+        self.subscription_id = subscription_id
+
+
+class SubscriptionNotFoundError(SubscriptionError):
+    """404: no subscription with that id (or the route is not a subscription route)."""
+
+
+class SubscriptionExistsError(SubscriptionError, ConflictError):
+    """409 on create: a subscription with that id exists with another configuration."""
+
+
+class WebhookUrlRejectedError(SubscriptionError, BadRequestError):
+    """400: the server refuses to deliver to that webhook URL (not https, a private address)."""
+
+
+class WakeTokenError(SubscriptionError):
+    """401: the wake's token is missing, malformed or not the server's."""
+
+
+class WakeTokenExpiredError(WakeTokenError):
+    """401: the wake's token has expired; claim again."""
+
+
+class FencedError(SubscriptionError, ConflictError):
+    """409: the wake this call names is no longer current (its lease ran out, it was finished
+    or released, or another worker holds a newer one). Nothing it carried was applied."""
+
+
+class AlreadyClaimedError(SubscriptionError, ConflictError):
+    """409 on claim: another worker holds the wake. ``current_holder`` names it and
+    ``generation`` is the wake's generation."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_holder: str | None = None,
+        generation: int | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.current_holder = current_holder
+        self.generation = generation
+
+
+class NoPendingWorkError(SubscriptionError, ConflictError):
+    """409 on claim: every linked stream is acknowledged up to its tail."""
+
+
+class AckOffsetError(SubscriptionError, ConflictError):
+    """409 INVALID_OFFSET: an ack names a stream the subscription does not link, goes back
+    before the acknowledged offset, or past the stream's tail. No ack of the call applied."""
+
+
+class WebhookVerificationError(DurableStreamError, ValueError):
+    """A webhook request does not carry a valid signature from the server's keys: a missing or
+    malformed ``Webhook-Signature`` header, an unknown key, a timestamp outside the tolerance,
+    or a body that is not the one signed. Answer such a request with 401 and do nothing."""

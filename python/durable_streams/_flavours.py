@@ -6,6 +6,8 @@ drivers is written once, in ``_async.py``."""
 from __future__ import annotations
 
 import contextlib
+import inspect
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -13,15 +15,22 @@ from typing import Any, Protocol
 
 import anyio
 
+from . import _errors as errors
+
 __all__ = [
     "AsyncItems",
+    "Beat",
     "Items",
+    "async_call",
     "async_closer",
     "async_extend",
+    "async_heartbeat",
     "async_shield",
     "async_sleep",
+    "call",
     "closer",
     "extend",
+    "heartbeat",
     "shield",
     "sleep",
 ]
@@ -133,3 +142,84 @@ class Items:
 
     def close(self) -> None:
         self._gen.close()  # type: ignore[attr-defined]
+
+
+async def async_call(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, awaited when it is async (a handler may be either)."""
+    result = function(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+class Beat:
+    """What a heartbeat found: ``lost`` is the error that ended it when the server refused a
+    beat (the lease is gone: fenced, or the token no longer valid); ``None`` while it holds."""
+
+    __slots__ = ("lost",)
+
+    def __init__(self) -> None:
+        self.lost: errors.SubscriptionError | None = None
+
+
+async def _beat_until_lost(
+    interval: float, beat: Callable[[], Awaitable[Any]], state: Beat
+) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await beat()
+        except errors.SubscriptionError as exc:
+            state.lost = exc
+            return
+        except errors.DurableStreamError:
+            pass  # a network failure: the next beat may get through before the lease ends
+
+
+@contextlib.asynccontextmanager
+async def async_heartbeat(
+    interval: float, beat: Callable[[], Awaitable[Any]]
+) -> AsyncIterator[Beat]:
+    """Runs ``beat`` every ``interval`` seconds in a background task while the block runs."""
+    state = Beat()
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(_beat_until_lost, interval, beat, state)
+        try:
+            yield state
+        except BaseException as exc:  # the block's own error, not wrapped in a group
+            failure = exc
+        finally:
+            group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
+@contextlib.contextmanager
+def heartbeat(interval: float, beat: Callable[[], Any]) -> Iterator[Beat]:
+    """Runs ``beat`` every ``interval`` seconds on a background thread while the block runs."""
+    state = Beat()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                beat()
+            except errors.SubscriptionError as exc:
+                state.lost = exc
+                return
+            except errors.DurableStreamError:
+                pass  # a network failure: the next beat may get through before the lease ends
+
+    thread = threading.Thread(target=run, name="durable-streams-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        # A beat in flight ends within the client's timeout; the thread is a daemon either way.
+        thread.join(timeout=interval)

@@ -48,7 +48,7 @@ from ._shared import (
     with_dynamic,
 )
 
-__all__ = ["DurableStream", "StreamResponse", "stream"]
+__all__ = ["DurableStream", "StreamResponse", "send", "stream"]
 
 
 class _Held:
@@ -432,6 +432,35 @@ def stream(
     return StreamResponse(transport=transport, owns_transport=owns, **args)
 
 
+def send(
+    client: httpx.Client,
+    req: HttpRequest,
+    headers: Headers | None,
+    params: Headers | None,
+    timeout: httpx.Timeout,
+    retry: RetryPolicy,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with ``headers`` and ``params`` (values may be callables) added, resent
+    after transient failures where that cannot apply it twice; the answer's status,
+    lower-cased headers and body."""
+    attempts = RetryState(retry)
+    while True:
+        fresh = with_dynamic(req, resolve_sync(headers), resolve_sync(params))
+        try:
+            http = client.send(build_httpx_request(client, fresh, timeout))
+        except httpx.HTTPError as exc:
+            delay = delay_after_transport_error(attempts, req, exc)
+            if delay is None:
+                raise transport_error(exc, url=req.url) from exc
+            sleep(delay)
+            continue
+        answer_headers = lower_headers(http.headers)
+        delay = delay_after_status(attempts, req, http.status_code, answer_headers)
+        if delay is None:
+            return http.status_code, answer_headers, http.content
+        sleep(delay)
+
+
 class DurableStream(HandleBase):
     """A handle on one stream: create, append, read, close, delete and fork it.
 
@@ -548,23 +577,7 @@ class DurableStream(HandleBase):
     # -- operations ---------------------------------------------------------------------------
 
     def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
-        """One request, resent after transient failures where that cannot duplicate data."""
-        retry = RetryState(self._retry)
-        while True:
-            fresh = with_dynamic(req, resolve_sync(self._headers), resolve_sync(self._params))
-            try:
-                http = self._client.send(build_httpx_request(self._client, fresh, self._timeout))
-            except httpx.HTTPError as exc:
-                delay = delay_after_transport_error(retry, req, exc)
-                if delay is None:
-                    raise transport_error(exc, url=req.url) from exc
-                sleep(delay)
-                continue
-            headers = lower_headers(http.headers)
-            delay = delay_after_status(retry, req, http.status_code, headers)
-            if delay is None:
-                return http.status_code, headers, http.content
-            sleep(delay)
+        return send(self._client, req, self._headers, self._params, self._timeout, self._retry)
 
     def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""

@@ -1,0 +1,359 @@
+# Generated from _subscribe_async.py by scripts/unasync.py: edit that file, then run the script.
+"""Subscriptions for sync code: :class:`Subscriptions` manages them and works their
+wakes; :class:`SubscriptionConsumer` is the whole at-least-once consumer loop.
+
+Delivery is at least once: a message counts as handled once the ack of its batch is in, and
+everything after a stream's last ack is delivered again (to this worker or another) after a
+crash, a lost lease, a released wake or a handler error. Handlers should be idempotent, or
+remember what they did by ``(stream, offset)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import _errors as errors
+from . import _protocol as proto
+from . import _subscriptions as subs
+from ._flavours import call, heartbeat, shield
+from ._protocol import HttpRequest
+from ._retry import RetryPolicy
+from ._shared import CLIENT_LIMITS, Headers, make_timeout
+from ._subscriptions import (
+    Ack,
+    Claim,
+    ConsumerStats,
+    PendingStream,
+    Subscription,
+    SubscriptionMessage,
+    SubscriptionType,
+    WebhookDelivery,
+)
+from ._sync import send, stream
+
+__all__ = ["SubscriptionConsumer", "Subscriptions"]
+
+
+class Subscriptions:
+    """The subscriptions of one server, whose stream root is ``root`` (the URL stream paths
+    are relative to, e.g. ``http://host/v1/stream``): create, read and delete them, change
+    their explicit streams, and work their wakes (claim, ack, release; callbacks for
+    webhooks).
+
+    Failed requests are retried under ``retry`` where resending cannot apply a call twice.
+    Refusals raise :class:`SubscriptionError` subclasses named after the server's codes
+    (:class:`FencedError`, :class:`AlreadyClaimedError`, ...). Use it as a context manager,
+    or close it; a ``client`` passed in is the caller's to close."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        client: httpx.Client | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str | Any = True,
+    ) -> None:
+        self.root = root.rstrip("/")
+        self._headers = headers
+        self._params = params
+        self._timeout = make_timeout(timeout)
+        self._retry = retry or RetryPolicy()
+        self._verify = verify
+        self._owns_client = client is None
+        self._client = (
+            client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {errors.redact_url(self.root)}>"
+
+    def __enter__(self) -> Subscriptions:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the HTTP client (if this object made it)."""
+        if self._owns_client:
+            self._client.close()
+
+    def _call(
+        self, req: HttpRequest, operation: str, subscription_id: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = send(
+            self._client, req, self._headers, self._params, self._timeout, self._retry
+        )
+        if status >= 300:
+            raise subs.error_for(
+                status,
+                headers,
+                body,
+                url=req.url,
+                operation=operation,
+                subscription_id=subscription_id,
+            )
+        return status, headers, body
+
+    # -- managing subscriptions -----------------------------------------------------------
+
+    def create(
+        self,
+        subscription_id: str,
+        *,
+        type: SubscriptionType,
+        pattern: str | None = None,
+        streams: Iterable[str] | None = None,
+        webhook_url: str | None = None,
+        wake_stream: str | None = None,
+        lease_ttl_ms: int | None = None,
+        description: str | None = None,
+    ) -> Subscription:
+        """Create the subscription, or confirm an identical one (``result.created`` says
+        which). ``pattern`` is a glob over stream paths (``*`` one segment, ``**`` any
+        number); ``streams`` lists paths explicitly; give either or both. A ``"pull-wake"``
+        subscription names its ``wake_stream`` (a JSON stream the server appends wake events
+        to, which must exist); a ``"webhook"`` one its ``webhook_url``. ``lease_ttl_ms``
+        (1,000 to 600,000; the server's default is 30,000) is how long a wake stays held
+        without an ack. Another configuration under the same id raises
+        :class:`SubscriptionExistsError`."""
+        req = subs.create_request(
+            self.root,
+            subscription_id,
+            type=type,
+            pattern=pattern,
+            streams=streams,
+            webhook_url=webhook_url,
+            wake_stream=wake_stream,
+            lease_ttl_ms=lease_ttl_ms,
+            description=description,
+        )
+        status, _, body = self._call(req, "create subscription", subscription_id)
+        return subs.subscription_result(status, body, url=req.url)
+
+    def get(self, subscription_id: str) -> Subscription:
+        """The subscription with its linked streams and their acknowledged offsets."""
+        req = subs.get_request(self.root, subscription_id)
+        status, _, body = self._call(req, "read subscription", subscription_id)
+        return subs.subscription_result(status, body, url=req.url)
+
+    def delete(self, subscription_id: str) -> None:
+        """Delete the subscription (no error if there is none). A wake in flight is fenced."""
+        req = subs.delete_request(self.root, subscription_id)
+        self._call(req, "delete subscription", subscription_id)
+
+    def add_streams(self, subscription_id: str, streams: Iterable[str]) -> None:
+        """Link ``streams`` (paths) explicitly, from their current tails."""
+        req = subs.add_streams_request(self.root, subscription_id, streams)
+        self._call(req, "add streams", subscription_id)
+
+    def remove_stream(self, subscription_id: str, path: str) -> None:
+        """Unlink the explicit stream at ``path`` (it stays linked if the pattern matches it)."""
+        req = subs.remove_stream_request(self.root, subscription_id, path)
+        self._call(req, "remove stream", subscription_id)
+
+    # -- working wakes --------------------------------------------------------------------
+
+    def claim(self, subscription_id: str, worker: str) -> Claim:
+        """Take the pull-wake subscription's wake for ``worker``; the server wakes it first if
+        it has pending work and no wake. Raises :class:`AlreadyClaimedError` while another
+        worker holds it and :class:`NoPendingWorkError` when there is nothing to do."""
+        req = subs.claim_request(self.root, subscription_id, worker)
+        _, _, body = self._call(req, "claim", subscription_id)
+        return subs.claim_result(body, url=req.url, subscription_id=subscription_id, worker=worker)
+
+    def ack(
+        self,
+        claim: Claim,
+        acks: Iterable[Ack] | Mapping[str, str] = (),
+        *,
+        done: bool = False,
+    ) -> bool:
+        """Acknowledge ``acks`` (``{stream path: offset}`` or :class:`Ack` items; offsets as a
+        read of the stream reported them) and renew the lease; with none, only renew it (a
+        heartbeat). ``done=True`` finishes the wake. Returns whether the server woke the
+        subscription again at once because work is still pending. A wake that moved on
+        raises :class:`FencedError` and applies nothing."""
+        url = subs.subscription_url(self.root, claim.subscription_id) + "/ack"
+        req = subs.ack_request(url, claim.token, claim.wake_id, claim.generation, acks, done)
+        _, _, body = self._call(req, "ack", claim.subscription_id)
+        return subs.ack_result(body, url=url)
+
+    def release(self, claim: Claim) -> None:
+        """Give the wake back unfinished: what was not acknowledged is delivered again."""
+        req = subs.release_request(self.root, claim)
+        self._call(req, "release", claim.subscription_id)
+
+    def callback(
+        self,
+        delivery: WebhookDelivery,
+        acks: Iterable[Ack] | Mapping[str, str] = (),
+        *,
+        done: bool = False,
+    ) -> bool:
+        """:meth:`ack` for a webhook delivery, through its ``callback_url``."""
+        req = subs.ack_request(
+            delivery.callback_url,
+            delivery.callback_token,
+            delivery.wake_id,
+            delivery.generation,
+            acks,
+            done,
+        )
+        _, _, body = self._call(req, "callback", delivery.subscription_id)
+        return subs.ack_result(body, url=delivery.callback_url)
+
+    def consumer(self, subscription_id: str, *, worker: str) -> SubscriptionConsumer:
+        """The at-least-once consumer loop of a pull-wake subscription, as ``worker``."""
+        return SubscriptionConsumer(self, subscription_id, worker=worker)
+
+
+class SubscriptionConsumer:
+    """The consumer loop of a pull-wake subscription: wait on its wake stream, claim the wake,
+    read every stream with pending work from its acknowledged offset, hand each message to the
+    handler, acknowledge each batch once the handler returned for all of it, finish the wake,
+    and wait again. The lease is renewed in the background (every third of ``lease_ttl_ms``)
+    while the handler runs.
+
+    Several workers (processes or tasks with distinct ``worker`` names) may run it on one
+    subscription: one holds a wake at a time, and a worker whose lease ran out is fenced and
+    goes back to waiting while the next holder resumes from the last ack.
+
+    When the handler raises, the wake is released (what it had not acknowledged is delivered
+    again) and the error propagates from :meth:`run`; so does cancellation (Ctrl+C in sync
+    code), after the release."""
+
+    def __init__(self, client: Subscriptions, subscription_id: str, *, worker: str) -> None:
+        if not isinstance(worker, str) or not worker:
+            raise ValueError(f"worker is a non-empty name, not {worker!r}")
+        self._client = client
+        self.subscription_id = subscription_id
+        self.worker = worker
+        self.stats = ConsumerStats()
+
+    def run(
+        self, handler: Callable[[SubscriptionMessage], Any], *, until_idle: bool = False
+    ) -> None:
+        """Consume until cancelled (or, with ``until_idle=True``, until no work is pending)."""
+        client = self._client
+        sub = client.get(self.subscription_id)
+        if sub.type != "pull-wake" or sub.wake_stream is None:
+            raise ValueError(f"{self.subscription_id!r} is not a pull-wake subscription")
+        wake_url = subs.stream_url(client.root, sub.wake_stream)
+        # Wake events appended from here on are seen; work pending before it is claimed now.
+        status, headers, _ = client._call(
+            HttpRequest("HEAD", wake_url), "read wake stream", self.subscription_id
+        )
+        offset = proto.head_result(status, headers, url=wake_url).offset or proto.OFFSET_BEGINNING
+        while True:
+            self._drain(handler)
+            if until_idle:
+                return
+            offset = self._wait_for_wake(wake_url, offset)
+
+    def _wait_for_wake(self, wake_url: str, offset: str) -> str:
+        """Reads the wake stream from ``offset`` until a wake of this subscription; returns
+        the offset after it."""
+        client = self._client
+        with stream(
+            wake_url,
+            offset=offset,
+            live=True,
+            headers=client._headers,
+            params=client._params,
+            verify=client._verify,
+        ) as wakes:
+            for event in wakes.iter_events():
+                offset = event.offset
+                # Another subscription's wake is not ours; anything else may be (a wake stream
+                # that is not JSON carries its events as bytes): claiming finds out.
+                wake = subs.wake_event(event.data)
+                if wake is None or wake.subscription_id == self.subscription_id:
+                    break
+        return offset
+
+    def _drain(self, handler: Callable[[SubscriptionMessage], Any]) -> None:
+        """Claims and works wakes until there is no work, or another worker holds it."""
+        while True:
+            try:
+                claim = self._client.claim(self.subscription_id, self.worker)
+            except (errors.NoPendingWorkError, errors.AlreadyClaimedError):
+                return
+            self._work(claim, handler)
+
+    def _work(self, claim: Claim, handler: Callable[[SubscriptionMessage], Any]) -> None:
+        self.stats.wakes += 1
+        client = self._client
+        try:
+            with heartbeat(claim.lease_ttl_ms / 3000, lambda: client.ack(claim)) as beat:
+                for pending in claim.streams:
+                    if pending.has_pending:
+                        self._consume_stream(claim, pending, handler, beat)
+                client.ack(claim, done=True)
+        except errors.FencedError:
+            self.stats.fenced += 1  # the lease moved on: the next holder resumes from our acks
+        except BaseException:
+            with shield():
+                self._release(claim)
+            raise
+
+    def _release(self, claim: Claim) -> None:
+        # A lost lease or a dead server frees the wake as surely; the error that led here is
+        # the one to raise.
+        with contextlib.suppress(errors.DurableStreamError):
+            self._client.release(claim)
+
+    def _consume_stream(
+        self,
+        claim: Claim,
+        pending: PendingStream,
+        handler: Callable[[SubscriptionMessage], Any],
+        beat: Any,
+    ) -> None:
+        client = self._client
+        path = pending.path
+        acked = pending.acked_offset
+        batch: str | None = None
+        try:
+            with stream(
+                subs.stream_url(client.root, path),
+                offset=acked,
+                headers=client._headers,
+                params=client._params,
+                verify=client._verify,
+            ) as res:
+                for event in res.iter_events():
+                    if beat.lost is not None:
+                        raise beat.lost
+                    if batch is not None and event.offset != batch:
+                        self._ack(claim, path, batch)
+                        acked = batch
+                    batch = event.offset
+                    message = SubscriptionMessage(
+                        self.subscription_id, path, event.data, event.offset, claim.generation
+                    )
+                    call(handler, message)
+                    self.stats.messages += 1
+                end = res.offset
+        except errors.StreamNotFoundError:
+            self.stats.missing_streams.append(path)
+            return
+        if end != acked:
+            self._ack(claim, path, end)
+
+    def _ack(self, claim: Claim, path: str, offset: str) -> None:
+        self._client.ack(claim, {path: offset})
+        self.stats.acks += 1

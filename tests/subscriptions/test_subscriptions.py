@@ -1,0 +1,252 @@
+"""Managing subscriptions and working pull-wake wakes by hand, against the reference server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import durable_streams as ds
+
+from .conftest import WAIT
+
+
+def make_stream(root: str, path: str, *messages: object) -> ds.DurableStream:
+    handle = ds.DurableStream.create(f"{root}/{path}", content_type="application/json")
+    for message in messages:
+        handle.append(message)
+    return handle
+
+
+def pull_wake(
+    subs: ds.Subscriptions, root: str, prefix: str, *, lease_ttl_ms: int = 30_000
+) -> tuple[str, str]:
+    """A pull-wake subscription over ``{prefix}/data/*`` and its (empty) wake stream."""
+    wake = f"{prefix}/wake"
+    make_stream(root, wake).close()
+    sub_id = f"{prefix}-sub"
+    subs.create(
+        sub_id,
+        type="pull-wake",
+        pattern=f"{prefix}/data/*",
+        wake_stream=wake,
+        lease_ttl_ms=lease_ttl_ms,
+    )
+    return sub_id, wake
+
+
+def wait_for(predicate: object, timeout: float = WAIT) -> None:
+    """Polls ``predicate`` (a callable) until it is true; the server works on its own time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("the server did not get there in time")
+        time.sleep(0.02)
+
+
+def test_create_confirm_conflict_read_and_delete(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        make_stream(root, f"{prefix}/wake").close()
+        first = subs.create(
+            f"{prefix}-a",
+            type="pull-wake",
+            pattern=f"{prefix}/data/**",
+            streams=[f"{prefix}/manual/x"],
+            wake_stream=f"{prefix}/wake",
+            lease_ttl_ms=5_000,
+            description="orders",
+        )
+        assert first.created is True
+        assert (first.type, first.pattern, first.wake_stream) == (
+            "pull-wake",
+            f"{prefix}/data/**",
+            f"{prefix}/wake",
+        )
+        assert (first.lease_ttl_ms, first.description, first.status) == (5_000, "orders", "active")
+        assert [(link.path, link.link_type) for link in first.streams] == [
+            (f"{prefix}/manual/x", "explicit")
+        ]
+        again = subs.create(
+            f"{prefix}-a",
+            type="pull-wake",
+            pattern=f"{prefix}/data/**",
+            streams=[f"{prefix}/manual/x"],
+            wake_stream=f"{prefix}/wake",
+            lease_ttl_ms=5_000,
+            description="orders",
+        )
+        assert again.created is False
+        with pytest.raises(ds.SubscriptionExistsError) as info:
+            subs.create(
+                f"{prefix}-a", type="pull-wake", pattern="other/*", wake_stream=f"{prefix}/wake"
+            )
+        assert info.value.code == "SUBSCRIPTION_ALREADY_EXISTS" and info.value.status == 409
+        assert isinstance(info.value, ds.ConflictError)
+        assert subs.get(f"{prefix}-a").id == f"{prefix}-a"
+        subs.delete(f"{prefix}-a")
+        subs.delete(f"{prefix}-a")  # deleting what is gone is fine
+        with pytest.raises(ds.SubscriptionNotFoundError) as missing:
+            subs.get(f"{prefix}-a")
+        assert missing.value.code == "SUBSCRIPTION_NOT_FOUND"
+        assert missing.value.subscription_id == f"{prefix}-a"
+
+
+def test_explicit_streams_are_added_and_removed(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        # A path with characters that need encoding, and one whose stream does not exist yet.
+        odd = f"{prefix}/manual/a b&c"
+        make_stream(root, odd, {"n": 1}).close()
+        subs.add_streams(sub_id, [odd, f"{prefix}/manual/later"])
+        links = {link.path: link for link in subs.get(sub_id).streams}
+        assert links[odd].link_type == "explicit"
+        assert links[odd].acked_offset != "-1"  # linked at its tail: history is not replayed
+        assert f"{prefix}/manual/later" in links
+        subs.remove_stream(sub_id, odd)
+        assert odd not in {link.path for link in subs.get(sub_id).streams}
+
+
+def test_unsafe_webhook_url_is_refused(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs, pytest.raises(ds.WebhookUrlRejectedError) as info:
+        subs.create(
+            f"{prefix}-hook", type="webhook", pattern="x/*", webhook_url="http://10.0.0.1/hook"
+        )
+    assert info.value.code == "WEBHOOK_URL_REJECTED"
+    assert isinstance(info.value, ds.BadRequestError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"type": "pull-wake", "wake_stream": "w"}, "pattern, streams"),
+        ({"type": "pull-wake", "pattern": "a/*"}, "wake_stream"),
+        ({"type": "webhook", "pattern": "a/*"}, "webhook_url"),
+        ({"type": "pull-wake", "pattern": "a/*", "wake_stream": "w", "lease_ttl_ms": 10}, "lease"),
+        ({"type": "push", "pattern": "a/*"}, "type"),
+        ({"type": "pull-wake", "streams": "a/b", "wake_stream": "w"}, "list"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(
+    root: str, kwargs: dict[str, object], message: str
+) -> None:
+    with ds.Subscriptions(root) as subs, pytest.raises((ValueError, TypeError), match=message):
+        subs.create("never-sent", **kwargs)  # type: ignore[arg-type]
+
+
+def test_glob_picks_up_streams_created_after_the_subscription(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        make_stream(root, f"{prefix}/data/new", {"n": 1}).close()
+        make_stream(root, f"{prefix}/other/ignored", {"n": 2}).close()
+
+        def linked() -> bool:
+            return f"{prefix}/data/new" in {link.path for link in subs.get(sub_id).streams}
+
+        wait_for(linked)
+        paths = {link.path for link in subs.get(sub_id).streams}
+        assert f"{prefix}/other/ignored" not in paths
+        claim = subs.claim(sub_id, "w1")
+        pending = {s.path: s for s in claim.streams}
+        assert pending[f"{prefix}/data/new"].has_pending
+        assert pending[f"{prefix}/data/new"].acked_offset == "-1"
+
+
+def test_two_workers_compete_and_a_finished_wake_is_fenced(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, wake = pull_wake(subs, root, prefix)
+        with pytest.raises(ds.NoPendingWorkError):
+            subs.claim(sub_id, "w1")
+        handle = make_stream(root, f"{prefix}/data/s", {"n": 1}, {"n": 2})
+        # The wake event lands on the wake stream.
+        with ds.stream(f"{root}/{wake}") as res:
+            wakes = [m for m in res.read_json() if m.get("subscription_id") == sub_id]
+        assert wakes and wakes[0]["type"] == "wake"
+        claim = subs.claim(sub_id, "w1")
+        assert "token" not in repr(claim) and claim.token not in repr(claim)
+        with pytest.raises(ds.AlreadyClaimedError) as held:
+            subs.claim(sub_id, "w2")
+        assert held.value.current_holder == "w1"
+        assert held.value.generation == claim.generation
+        (pending,) = [s for s in claim.streams if s.path == f"{prefix}/data/s"]
+        with pytest.raises(ds.AckOffsetError):
+            subs.ack(claim, {f"{prefix}/never/linked": pending.tail_offset})
+        assert subs.ack(claim) is False  # a heartbeat
+        assert subs.ack(claim, {pending.path: pending.tail_offset}, done=True) is False
+        with pytest.raises(ds.FencedError) as fenced:
+            subs.ack(claim, {pending.path: pending.tail_offset})
+        assert fenced.value.code == "FENCED"
+        links = {link.path: link.acked_offset for link in subs.get(sub_id).streams}
+        assert links[pending.path] == pending.tail_offset
+        # New data: a new wake of a later generation; releasing it leaves the data pending.
+        handle.append({"n": 3})
+        second = subs.claim(sub_id, "w2")
+        assert second.generation > claim.generation
+        subs.release(second)
+        third = subs.claim(sub_id, "w1")
+        (again,) = [s for s in third.streams if s.path == pending.path]
+        assert again.has_pending and again.acked_offset == pending.tail_offset
+        handle.close()
+
+
+def test_an_expired_lease_fences_its_worker_and_the_next_resumes_from_the_last_ack(
+    root: str, prefix: str
+) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix, lease_ttl_ms=1_000)
+        path = f"{prefix}/data/s"
+        handle = make_stream(root, path, *({"n": i} for i in range(5)))
+        first = subs.claim(sub_id, "w1")
+        with ds.stream(f"{root}/{path}") as res:
+            events = list(res.iter_events())
+        assert [e.data["n"] for e in events] == [0, 1, 2, 3, 4]
+        middle = handle.append({"n": 5}).offset  # acked up to here by "w1", which then dies
+        assert middle is not None
+        subs.ack(first, {path: events[-1].offset})
+        handle.append({"n": 6})
+
+        claims: list[ds.Claim] = []
+
+        def claimed_once_the_lease_ran_out() -> bool:
+            # Asking does not renew w1's lease (only its acks would).
+            try:
+                claims.append(subs.claim(sub_id, "w2"))
+            except ds.AlreadyClaimedError as exc:
+                assert exc.current_holder == "w1"
+                return False
+            return True
+
+        wait_for(claimed_once_the_lease_ran_out)
+        second = claims[0]
+        assert second.generation > first.generation
+        with pytest.raises(ds.FencedError):
+            subs.ack(first, {path: events[-1].offset})
+        (pending,) = [s for s in second.streams if s.path == path]
+        assert pending.acked_offset == events[-1].offset
+        with ds.stream(f"{root}/{path}", offset=pending.acked_offset) as res:
+            assert [m["n"] for m in res.read_json()] == [5, 6]
+        handle.close()
+
+
+@pytest.mark.anyio
+async def test_async_client_works_a_wake(root: str, prefix: str, anyio_backend: str) -> None:
+    async with ds.AsyncSubscriptions(root) as subs:
+        wake = f"{prefix}/wake"
+        await (await ds.AsyncDurableStream.create(f"{root}/{wake}")).aclose()
+        sub_id = f"{prefix}-sub"
+        created = await subs.create(
+            sub_id, type="pull-wake", streams=[f"{prefix}/data/a"], wake_stream=wake
+        )
+        assert created.created
+        async with await ds.AsyncDurableStream.create(
+            f"{root}/{prefix}/data/a", content_type="application/json"
+        ) as handle:
+            await handle.append({"n": 1})
+        claim = await subs.claim(sub_id, "w1")
+        (pending,) = claim.streams
+        assert pending.has_pending
+        assert (
+            await subs.ack(claim, [ds.Ack(pending.path, pending.tail_offset)], done=True) is False
+        )
+        with pytest.raises(ds.NoPendingWorkError):
+            await subs.claim(sub_id, "w1")
+        await subs.delete(sub_id)
