@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enable POST/DELETE /_test/inject-error (for testing clients)",
     )
+    serve.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="let subscriptions deliver by webhook (needs the cryptography package)",
+    )
     return parser
 
 
@@ -70,6 +75,7 @@ async def _serve(args: argparse.Namespace) -> None:
         long_poll_timeout=args.long_poll_timeout,
         sse_reconnect_interval=args.sse_reconnect,
         fault_injection=args.fault_injection,
+        webhooks=args.webhooks,
     )
     task = asyncio.current_task()
     if task is not None and sys.platform != "win32":  # before the URL is out: no window left

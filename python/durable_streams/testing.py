@@ -48,6 +48,7 @@ def local_server(
     long_poll_timeout: float = 1.0,
     sse_reconnect_interval: float = 60.0,
     fault_injection: bool = False,
+    webhooks: bool = False,
     host: str = "127.0.0.1",
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
@@ -57,7 +58,8 @@ def local_server(
     ``long_poll_timeout`` defaults to one second here (the server's own default is 30) so
     that tests waiting for "no new data" stay quick. ``fault_injection`` enables
     ``POST /_test/inject-error`` as in the reference server. ``data_path`` keeps the streams
-    in a SQLite file, so a second ``local_server`` on the same file sees them."""
+    in a SQLite file, so a second ``local_server`` on the same file sees them. ``webhooks``
+    lets subscriptions deliver by webhook (needs the ``cryptography`` package)."""
     server = Server(
         host,
         0,
@@ -65,6 +67,7 @@ def local_server(
         long_poll_timeout=long_poll_timeout,
         sse_reconnect_interval=sse_reconnect_interval,
         fault_injection=fault_injection,
+        webhooks=webhooks,
     )
     url = server.start(timeout=startup_timeout)
     try:

@@ -1,5 +1,6 @@
-"""Subscription tests run against the reference server with webhook delivery enabled (its
-pull-wake subscriptions work either way); streams live under its stream root, /v1/stream."""
+"""Subscription tests run against the reference server and the embedded one, both with
+webhook delivery enabled (pull-wake works either way); streams live under the stream root,
+/v1/stream."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ from launch import ReferenceServer
 WAIT = 10.0  # the longest any test waits for the server to do something
 
 
-@pytest.fixture(scope="session")
-def subs_server() -> Iterator[str]:
-    with ReferenceServer(long_poll_timeout_ms=1000, webhooks=True) as server:
-        yield server.url
+@pytest.fixture(scope="session", params=["reference", "embedded"])
+def subs_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "embedded":
+        from durable_streams.testing import local_server
+
+        with local_server(long_poll_timeout=1.0, webhooks=True) as url:
+            yield url
+    else:
+        with ReferenceServer(long_poll_timeout_ms=1000, webhooks=True) as server:
+            yield server.url
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import gzip
 import re
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +33,7 @@ from ._store import (
     media_type,
     parse_timestamp,
 )
+from ._subscriptions import Subscriptions
 
 __all__ = ["App", "Settings"]
 
@@ -70,6 +71,7 @@ class Settings:
     sse_batch_bytes: int = 64 * 1024
     compression: bool = True
     fault_injection: bool = False
+    webhooks: bool = False
 
 
 def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -87,11 +89,18 @@ def _safe_int(text: str) -> int | None:
 
 
 class App:
-    def __init__(self, store: Store, notifier: Notifier, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        settings: Settings,
+        base_url: Callable[[], str] = lambda: "",
+    ) -> None:
         self._store = store
         self._notifier = notifier
         self._settings = settings
         self._faults = Faults() if settings.fault_injection else None
+        self.subscriptions = Subscriptions(store, base_url, webhooks=settings.webhooks)
         self.closing = False
 
     async def __call__(self, request: Request) -> Response:
@@ -122,6 +131,8 @@ class App:
                     return _text(fault.status, "injected error for testing", extra)
         if not request.path.startswith("/"):
             return _text(400, "the request target must be a path")
+        if self.subscriptions.handles(request.path):
+            return await self.subscriptions.dispatch(request)
         try:
             if method == "PUT":
                 return self._create(request)
@@ -130,9 +141,13 @@ class App:
             if method == "GET":
                 return await self._read(request, fault)
             if method == "POST":
-                return self._append(request)
+                response = self._append(request)
+                if request.body and response.status in (200, 204):
+                    self.subscriptions.on_append(request.path)
+                return response
             if method == "DELETE":
                 self._store.delete(request.path)
+                self.subscriptions.on_delete(request.path)
                 return Response(204)
         except ClosedConflict as exc:
             closed = [("stream-closed", "true"), ("stream-next-offset", format_offset(exc.tail))]
@@ -193,6 +208,8 @@ class App:
             headers.append(("location", f"http://{host}{request.path}" if host else request.path))
         if stream.closed:
             headers.append(("stream-closed", "true"))
+        if created and request.body:
+            self.subscriptions.on_append(request.path)
         return Response(201 if created else 200, headers)
 
     # -- HEAD -------------------------------------------------------------------

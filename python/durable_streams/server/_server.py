@@ -37,7 +37,9 @@ class Server:
     survive a restart (created if missing). ``long_poll_timeout`` is how long (seconds) a
     long-poll waits, and how often an idle SSE response sends a keep-alive control event;
     ``sse_reconnect_interval`` is when an SSE response ends so the reader reconnects.
-    ``fault_injection`` enables ``POST``/``DELETE /_test/inject-error``.
+    ``fault_injection`` enables ``POST``/``DELETE /_test/inject-error``. Subscriptions
+    (PROTOCOL.md sections 6-7) are served under ``/v1/stream/__ds``, in memory; ``webhooks``
+    lets them deliver by webhook (signed with Ed25519: needs the ``cryptography`` package).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Server:
         sse_reconnect_interval: float = 60.0,
         compression: bool = True,
         fault_injection: bool = False,
+        webhooks: bool = False,
         max_read_bytes: int = 4 * 1024 * 1024,
         max_connections: int = 1024,
         limits: Limits | None = None,
@@ -69,6 +72,7 @@ class Server:
             max_read_bytes=max_read_bytes,
             compression=compression,
             fault_injection=fault_injection,
+            webhooks=webhooks,
         )
         self.limits = limits or Limits()
         self.max_connections = max_connections
@@ -107,7 +111,7 @@ class Server:
         )
         try:
             self._store = Store(journal, on_change=self._notifier.notify)
-            self._app = App(self._store, self._notifier, self._settings)
+            self._app = App(self._store, self._notifier, self._settings, lambda: self._url or "")
             self._listener = await asyncio.start_server(self._accept, self.host, self.port)
         except BaseException:
             journal.close()
@@ -147,6 +151,7 @@ class Server:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*stuck, return_exceptions=True)
+        await self._app.subscriptions.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

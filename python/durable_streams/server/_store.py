@@ -325,6 +325,10 @@ class Store:
             raise Gone("stream was deleted")
         return stream
 
+    def paths(self) -> list[str]:
+        """Every stream's path, soft-deleted ones included (as the reference server lists them)."""
+        return list(self._streams)
+
     def exists(self, path: str) -> bool:
         stream = self._lookup(path)
         return stream is not None and not stream.soft_deleted
