@@ -199,3 +199,34 @@ async def test_three_async_workers_share_twenty_streams(
     assert set(handled) == expected
     assert sum(c.stats.messages for c in consumers) == sum(handled.values())
     assert sum(c.stats.wakes for c in consumers) >= 1
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_consumer_releases_its_wake(
+    root: str, prefix: str, anyio_backend: str
+) -> None:
+    async with ds.AsyncSubscriptions(root) as subs:
+        wake = f"{prefix}/wake"
+        await (await ds.AsyncDurableStream.create(f"{root}/{wake}")).aclose()
+        sub_id = f"{prefix}-sub"
+        path = f"{prefix}/data/s"
+        await subs.create(sub_id, type="pull-wake", streams=[path], wake_stream=wake)
+        async with await ds.AsyncDurableStream.create(
+            f"{root}/{path}", content_type="application/json"
+        ) as handle:
+            await handle.append({"i": 0})
+        in_handler = anyio.Event()
+
+        async def stuck(message: ds.SubscriptionMessage) -> None:
+            in_handler.set()
+            await anyio.sleep_forever()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(subs.consumer(sub_id, worker="w1").run, stuck)
+                await in_handler.wait()
+                group.cancel_scope.cancel()
+        # Released, not left to its lease (30 s): another worker gets the wake at once.
+        claim = await subs.claim(sub_id, "w2")
+        (pending,) = claim.streams
+        assert pending.has_pending
