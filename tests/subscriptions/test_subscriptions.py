@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +251,46 @@ async def test_async_client_works_a_wake(root: str, prefix: str, anyio_backend: 
         with pytest.raises(ds.NoPendingWorkError):
             await subs.claim(sub_id, "w1")
         await subs.delete(sub_id)
+
+
+def test_subscriptions_survive_a_restart_of_the_embedded_server_on_a_data_file(
+    tmp_path: Path,
+) -> None:
+    from durable_streams.testing import local_server
+
+    data = tmp_path / "streams.sqlite3"
+    with local_server(data_path=data, webhooks=True) as url:
+        root = f"{url}/v1/stream"
+        with ds.Subscriptions(root) as subs:
+            sub_id, _ = pull_wake(subs, root, "p")
+            handle = make_stream(root, "p/data/s", {"n": 1})
+            kid = subs.create(
+                "hook", type="webhook", streams=["p/data/s"], webhook_url="http://127.0.0.1:9/x"
+            ).signing
+            wait_for(lambda: "p/data/s" in {link.path for link in subs.get(sub_id).streams})
+            claim = subs.claim(sub_id, "w1")
+            (pending,) = claim.streams
+            subs.ack(claim, {pending.path: pending.tail_offset})  # acked, not finished
+            handle.append({"n": 2})
+            handle.close()
+            before = subs.get(sub_id)
+    with local_server(data_path=data, webhooks=True) as url:
+        root = f"{url}/v1/stream"
+        with ds.Subscriptions(root) as subs:
+            after = subs.get(sub_id)
+            assert (after.pattern, after.wake_stream, after.created_at) == (
+                before.pattern,
+                before.wake_stream,
+                before.created_at,
+            )
+            assert after.streams == before.streams  # the acknowledged offset too
+            signing = subs.get("hook").signing
+            assert signing is not None and kid is not None and signing.kid == kid.kid
+            # The wake in flight did not survive: its holder is fenced, and the work still
+            # pending (message 2) is claimed under a newer generation.
+            with pytest.raises(ds.FencedError):
+                subs.ack(claim)
+            again = subs.claim(sub_id, "w2")
+            assert again.generation > claim.generation
+            (pending2,) = again.streams
+            assert pending2.acked_offset == pending.tail_offset and pending2.has_pending

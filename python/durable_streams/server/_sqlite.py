@@ -1,4 +1,5 @@
-"""The data file: every stream's state and messages in SQLite, so streams survive a restart.
+"""The data file: every stream's state and messages in SQLite, so streams survive a restart
+(and subscriptions with their cursors, and the server's signing keys).
 
 Memory stays the source of truth while the server runs; this is a write-through journal,
 read once at start-up. Each append commits its message and the stream's state (producer
@@ -14,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._store import ProducerState, Stream
@@ -31,6 +32,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     end_pos INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (path, end_pos)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 """
 
@@ -162,6 +169,33 @@ class SqliteJournal:
                 stream.ends.append(end)
                 stream.chunks.append(bytes(data))
             yield stream
+
+    def save_record(self, kind: str, key: str, value: str) -> None:
+        with self.batch():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
+                (kind, key, value),
+            )
+
+    def remove_record(self, kind: str, key: str) -> None:
+        with self.batch():
+            self._conn.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    def records(self, kind: str) -> list[tuple[str, str]]:
+        rows = self._conn.execute(
+            "SELECT key, value FROM records WHERE kind = ? ORDER BY key", (kind,)
+        ).fetchall()
+        return [(key, value) for key, value in rows]
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        row = self._conn.execute(
+            "SELECT value FROM records WHERE kind = 'secret' AND key = ?", (name,)
+        ).fetchone()
+        if row is not None:
+            return bytes.fromhex(row[0])
+        value = make()
+        self.save_record("secret", name, value.hex())
+        return value
 
     def close(self) -> None:
         self._conn.close()

@@ -199,7 +199,9 @@ class Batch:
 
 class Journal(Protocol):
     """Where changes go besides memory. ``save`` writes a stream's state and its last
-    ``added`` chunks; calls inside one ``batch()`` commit together or not at all."""
+    ``added`` chunks; calls inside one ``batch()`` commit together or not at all. The
+    ``*_record`` calls keep other state by kind and key (subscriptions), ``secret`` a value
+    made once and kept (signing keys)."""
 
     def batch(self) -> contextlib.AbstractContextManager[None]: ...
 
@@ -208,6 +210,14 @@ class Journal(Protocol):
     def remove(self, path: str) -> None: ...
 
     def load(self) -> Iterable[Stream]: ...
+
+    def save_record(self, kind: str, key: str, value: str) -> None: ...
+
+    def remove_record(self, kind: str, key: str) -> None: ...
+
+    def records(self, kind: str) -> list[tuple[str, str]]: ...
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes: ...
 
     def close(self) -> None: ...
 
@@ -224,6 +234,18 @@ class MemoryJournal:
 
     def load(self) -> Iterable[Stream]:
         return ()
+
+    def save_record(self, kind: str, key: str, value: str) -> None:
+        pass
+
+    def remove_record(self, kind: str, key: str) -> None:
+        pass
+
+    def records(self, kind: str) -> list[tuple[str, str]]:
+        return []
+
+    def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        return make()
 
     def close(self) -> None:
         pass
@@ -598,6 +620,10 @@ class Store:
             size += len(chunk)
             end = chunk_end
         return Batch(chunks, end, True)
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
 
     def close_journal(self) -> None:
         self._journal.close()

@@ -3,9 +3,11 @@ server serves them under ``/v1/stream/__ds``: membership by glob and explicit li
 cursor per linked stream, wakes with generations, pull-wake claims under leases, webhook
 deliveries signed with Ed25519, callbacks and acks fenced by generation and wake id.
 
-Subscriptions are kept in memory, like the reference server's (they do not survive a
-restart, even with a data file). Webhook delivery needs the ``cryptography`` package and
-``webhooks=True``; pull-wake works without either.
+With a data file, subscriptions survive a restart (the reference server keeps them in memory
+only): their configuration, links and acknowledged offsets, generation, and the server's
+signing and token keys. A wake in flight does not: its holder is fenced after the restart, and
+a subscription with pending work is woken again under a new generation. Webhook delivery
+needs the ``cryptography`` package and ``webhooks=True``; pull-wake works without either.
 """
 
 from __future__ import annotations
@@ -178,13 +180,13 @@ class Subscription:
 
 
 class Signer:
-    """The server's Ed25519 webhook key, made when the server starts (needs cryptography)."""
+    """The server's Ed25519 webhook key, from its 32 secret bytes (needs cryptography)."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: bytes) -> None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        self._key = Ed25519PrivateKey.generate()
+        self._key = Ed25519PrivateKey.from_private_bytes(secret)
         raw = self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -216,13 +218,29 @@ class Subscriptions:
         self, store: Store, base_url: Callable[[], str], *, webhooks: bool = False
     ) -> None:
         self._store = store
+        self._journal = store.journal
         self._base_url = base_url
         self._webhooks = webhooks
         self._subs: dict[str, Subscription] = {}
-        self._token_key = secrets.token_bytes(32)
+        self._token_key = self._journal.secret("wake-token-key", lambda: secrets.token_bytes(32))
         self._signer: Signer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: Any = None
+        for _, text in self._journal.records("subscription"):
+            sub = _restore(text)
+            self._subs[sub.id] = sub
+        if self._subs:
+            # Wakes in flight did not survive; work that is pending gets a new one.
+            asyncio.get_running_loop().call_soon(self._wake_restored)
+
+    def _wake_restored(self) -> None:
+        for sub in list(self._subs.values()):
+            if not sub.deleted:
+                self._maybe_wake(sub)
+
+    def _save(self, sub: Subscription) -> None:
+        if not sub.deleted:
+            self._journal.save_record("subscription", sub.id, _persisted(sub))
 
     # -- routing -----------------------------------------------------------------
 
@@ -390,6 +408,7 @@ class Subscriptions:
                 if relative is not None and glob_matches(pattern, relative):
                     self._link(sub, relative, "glob", self._tail(relative))
         self._subs[sub_id] = sub
+        self._save(sub)
         return _json(201, self._describe(sub))
 
     def _describe(self, sub: Subscription) -> dict[str, Any]:
@@ -424,6 +443,7 @@ class Subscriptions:
         if sub is not None:
             sub.deleted = True
             sub.cancel_timers()
+            self._journal.remove_record("subscription", sub_id)
 
     def _add_streams(self, sub_id: str, body: dict[str, Any]) -> Response:
         streams = body.get("streams")
@@ -436,6 +456,7 @@ class Subscriptions:
         sub = self._get(sub_id)
         for path in streams:
             self._link(sub, path.strip("/"), "explicit", self._tail(path.strip("/")))
+        self._save(sub)
         return Response(204)
 
     def _remove_stream(self, sub_id: str, path: str) -> Response:
@@ -445,6 +466,7 @@ class Subscriptions:
             link.types.discard("explicit")
             if not link.types:
                 del sub.links[path.strip("/")]
+            self._save(sub)
         return Response(204)
 
     def _jwks(self) -> Response:
@@ -455,8 +477,9 @@ class Subscriptions:
 
     def _signing(self) -> Signer:
         if self._signer is None:
+            secret = self._journal.secret("webhook-signing-key", lambda: secrets.token_bytes(32))
             try:
-                self._signer = Signer()
+                self._signer = Signer(secret)
             except ImportError:
                 raise Refusal(
                     "INVALID_REQUEST", "webhook signing needs the cryptography package"
@@ -500,7 +523,8 @@ class Subscriptions:
         if relative is None:
             return
         for sub in self._subs.values():
-            sub.links.pop(relative, None)
+            if sub.links.pop(relative, None) is not None:
+                self._save(sub)
 
     # -- wakes ---------------------------------------------------------------------
 
@@ -531,6 +555,7 @@ class Subscriptions:
 
     def _wake(self, sub: Subscription, trigger: str | None) -> None:
         sub.generation += 1
+        self._save(sub)
         sub.wake_id = "w_" + secrets.token_hex(12)
         pending = self._pending(sub)
         sub.snapshot = {s["path"]: s["tail_offset"] for s in pending}
@@ -674,6 +699,8 @@ class Subscriptions:
             updates[path.strip("/")] = offset
         for path, offset in updates.items():
             sub.links[path].acked = offset
+        if updates:
+            self._save(sub)
         if body.get("done") is True:
             next_wake = self._finish(sub)
         else:
@@ -739,12 +766,16 @@ class Subscriptions:
         if sub.deleted:
             return
         if not ok:
-            sub.status = "failed"
+            if sub.status != "failed":
+                sub.status = "failed"
+                self._save(sub)
             sub.retries += 1
             delay = min(RETRY_FIRST * 2 ** (sub.retries - 1), RETRY_MAX)
             self._deliver_soon(sub, delay * random.uniform(0.8, 1.2))
             return
-        sub.status = "active"
+        if sub.status != "active":
+            sub.status = "active"
+            self._save(sub)
         sub.retries = 0
         try:
             reply = json.loads(answer.content)
@@ -755,6 +786,7 @@ class Subscriptions:
                 link = sub.links.get(path)
                 if link is not None and tail > link.acked:
                     link.acked = tail
+            self._save(sub)
             self._finish(sub)
 
     async def aclose(self) -> None:
@@ -766,6 +798,36 @@ class Subscriptions:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
+
+
+_CONFIG = (
+    "id",
+    "type",
+    "pattern",
+    "streams",
+    "webhook_url",
+    "wake_stream",
+    "lease_ttl_ms",
+    "description",
+    "config_hash",
+    "created_at",
+    "generation",
+    "status",
+)
+
+
+def _persisted(sub: Subscription) -> str:
+    state: dict[str, Any] = {name: getattr(sub, name) for name in _CONFIG}
+    state["links"] = [[path, sorted(link.types), link.acked] for path, link in sub.links.items()]
+    return json.dumps(state, separators=(",", ":"))
+
+
+def _restore(text: str) -> Subscription:
+    state = json.loads(text)
+    links = state.pop("links")
+    sub = Subscription(**state)
+    sub.links = {path: Link(set(types), acked) for path, types, acked in links}
+    return sub
 
 
 def _relative(path: str) -> str | None:
