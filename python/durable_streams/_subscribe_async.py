@@ -10,6 +10,7 @@ remember what they did by ``(stream, offset)``.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,7 @@ from . import _errors as errors
 from . import _protocol as proto
 from . import _subscriptions as subs
 from ._async import astream, async_send
-from ._flavours import async_call, async_heartbeat, async_shield
+from ._flavours import Beat, async_call, async_heartbeat, async_shield
 from ._protocol import HttpRequest
 from ._retry import RetryPolicy
 from ._shared import CLIENT_LIMITS, Headers, make_timeout
@@ -58,7 +59,7 @@ class AsyncSubscriptions:
         client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str | Any = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.root = root.rstrip("/")
         self._headers = headers
@@ -323,7 +324,7 @@ class AsyncSubscriptionConsumer:
         claim: Claim,
         pending: PendingStream,
         handler: Callable[[SubscriptionMessage], Any],
-        beat: Any,
+        beat: Beat,
     ) -> None:
         client = self._client
         path = pending.path

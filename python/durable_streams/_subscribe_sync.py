@@ -11,6 +11,7 @@ remember what they did by ``(stream, offset)``.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,7 @@ import httpx
 from . import _errors as errors
 from . import _protocol as proto
 from . import _subscriptions as subs
-from ._flavours import call, heartbeat, shield
+from ._flavours import Beat, call, heartbeat, shield
 from ._protocol import HttpRequest
 from ._retry import RetryPolicy
 from ._shared import CLIENT_LIMITS, Headers, make_timeout
@@ -59,7 +60,7 @@ class Subscriptions:
         client: httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        verify: bool | str | Any = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.root = root.rstrip("/")
         self._headers = headers
@@ -321,7 +322,7 @@ class SubscriptionConsumer:
         claim: Claim,
         pending: PendingStream,
         handler: Callable[[SubscriptionMessage], Any],
-        beat: Any,
+        beat: Beat,
     ) -> None:
         client = self._client
         path = pending.path

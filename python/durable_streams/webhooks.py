@@ -28,6 +28,7 @@ import base64
 import binascii
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -115,7 +116,7 @@ class WebhookVerifier:
         tolerance: float = DEFAULT_TOLERANCE,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         timeout: float = 10.0,
-        verify: bool | str | Any = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         try:
             import cryptography  # noqa: F401
