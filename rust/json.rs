@@ -1,11 +1,12 @@
 //! A validating JSON scanner (RFC 8259) that never allocates and reports byte positions.
 //!
-//! It is the single authority on *where* a JSON text is wrong: the fast paths (jiter in Rust,
-//! `json.loads` in the pure-Python twin) decide quickly that a text is fine, and when they
-//! fail, this scanner (and its line-for-line Python mirror in `_pure/_json.py`) names the
-//! offending byte, so both implementations report the same position.
+//! It is the single authority on *where* a JSON text is wrong: the fast paths (the object
+//! builder of `pybuild` in Rust, `json.loads` in the pure-Python twin) decide quickly that a
+//! text is fine, and when they fail, this scanner (and its line-for-line Python mirror in
+//! `_pure/_json.py`) names the offending byte, so both implementations report the same
+//! position.
 //!
-//! Rules beyond RFC 8259, shared with jiter and the Python twin:
+//! Rules beyond RFC 8259, shared with the object builder and the Python twin:
 //! - a value nested deeper than [`MAX_DEPTH`] (the top-level value has depth 0) is an error;
 //! - an integer part longer than [`MAX_INT_DIGITS`] digits is an error;
 //! - `\u` escapes must form valid surrogate pairs (a lone surrogate is an error);
@@ -13,7 +14,7 @@
 
 use std::fmt;
 
-/// Deepest nesting level a value may have (jiter's recursion limit).
+/// Deepest nesting level a value may have (what jiter allows too).
 pub const MAX_DEPTH: usize = 200;
 /// Longest integer part of a number, in digits (CPython's and jiter's limit).
 pub const MAX_INT_DIGITS: usize = 4300;

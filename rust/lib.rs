@@ -3,8 +3,8 @@
 //! The parsing modules ([`json`], [`sse`], [`http`], [`base64`], [`encode`], [`batch`]) are plain Rust:
 //! no Python types, errors that carry byte positions, testable with
 //! `cargo test --no-default-features`. [`python`] (feature `python`) is the one binding
-//! module: it builds Python objects (with jiter) and maps every error, once, to the classes
-//! of `durable_streams._errors`.
+//! module: it builds Python objects (with [`pybuild`], the JSON-to-Python builder) and maps
+//! every error, once, to the classes of `durable_streams._errors`.
 
 pub mod base64;
 pub mod batch;
@@ -14,6 +14,9 @@ pub mod framer;
 pub mod http;
 pub mod json;
 pub mod sse;
+
+#[cfg(feature = "python")]
+mod pybuild;
 
 #[cfg(feature = "python")]
 mod python;

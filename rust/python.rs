@@ -1,9 +1,9 @@
-//! The Python binding: the only module that knows PyO3. Every error of the parsing modules is
-//! mapped here, once, to a class of `durable_streams._errors` (imported and cached).
+//! The Python binding: with the object builder it calls (`pybuild`), the only module that
+//! knows PyO3. Every error of the parsing modules is mapped here, once, to a class of
+//! `durable_streams._errors` (imported and cached).
 
 use std::borrow::Cow;
 
-use jiter::{FloatMode, PartialMode, PythonParse, StringCacheMode};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -18,6 +18,7 @@ use crate::encode;
 use crate::framer::ArrayFramer;
 use crate::http::{self, HttpError, Part};
 use crate::json::{self, JsonError};
+use crate::pybuild::{self, Stop};
 use crate::sse::{self, Event, EventKind, SseError};
 
 /// Deepest container nesting `encode_json` follows (also what stops reference cycles).
@@ -110,17 +111,9 @@ fn json_err(e: JsonError) -> PyErr {
 // ---------------------------------------------------------------------------------------------
 // JSON bodies.
 
-const PARSER: PythonParse = PythonParse {
-    allow_inf_nan: false,
-    cache_mode: StringCacheMode::Keys,
-    partial_mode: PartialMode::Off,
-    catch_duplicate_keys: false,
-    float_mode: FloatMode::Float,
-};
-
 /// A JSON-mode body as a list of Python objects; errors are at offsets into `body`.
 fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
-    // jiter checks UTF-8 itself; a failure goes to the scanner, which checks it first.
+    // The builder checks UTF-8 as it goes; a failure goes to the scanner, which checks it first.
     let start = json::skip_ws(body, 0);
     if start == body.len() {
         return Ok(PyList::empty(py));
@@ -133,19 +126,26 @@ fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList
         }
         .into());
     }
-    match PARSER.python_parse(py, body) {
-        Ok(v) => v.cast_into::<PyList>().map_err(|_| {
-            Fault::from(JsonError {
-                kind: json::JsonErrorKind::ExpectedArray,
-                position: start,
-            })
-        }),
-        // The scanner names the byte; jiter's own view only if the two ever disagree.
-        Err(e) => Err(match json::array_error(body) {
-            Some(e) => e.into(),
-            None => Fault::new(ErrorClass::Json, e.error_type.to_string(), e.index as u64),
-        }),
-    }
+    let built = match pybuild::build_array(py, body, start) {
+        Ok((list, end)) if json::skip_ws(body, end) == body.len() => return Ok(list),
+        Ok(_) => Stop::Invalid,
+        Err(stop) => stop,
+    };
+    Err(match json::array_error(body) {
+        Some(e) => e.into(),
+        None => stopped(built, 0),
+    })
+}
+
+/// A build the scanner found no fault in: what Python raised, or (never expected) the two
+/// disagree.
+#[cold]
+fn stopped(stop: Stop, position: usize) -> Fault {
+    let message = match stop {
+        Stop::Raised(e) => Cow::Owned(e.to_string()),
+        Stop::Invalid => Cow::Borrowed("invalid JSON"),
+    };
+    Fault::new(ErrorClass::Json, message, position as u64)
 }
 
 /// The raw bytes of each element `scan` finds in `s`; its errors pass through `json_fault`.
@@ -201,17 +201,15 @@ fn group_py<'py>(
     if raw {
         return element_bytes(py, group, |f| json::scan_group(group, f), at_base);
     }
-    match PARSER
-        .python_parse(py, group)
-        .ok()
-        .map(|v| v.cast_into::<PyList>())
-    {
-        Some(Ok(list)) => Ok(list),
-        _ => Err(match json::scan_group(group, |_, _| {}) {
-            Err(e) => at_base(e),
-            Ok(()) => Fault::new(ErrorClass::Json, "invalid JSON", base as u64),
-        }),
-    }
+    let built = match pybuild::build_array(py, group, 0) {
+        Ok((list, end)) if end == group.len() => return Ok(list),
+        Ok(_) => Stop::Invalid,
+        Err(stop) => stop,
+    };
+    Err(match json::scan_group(group, |_, _| {}) {
+        Err(e) => at_base(e),
+        Ok(()) => stopped(built, base),
+    })
 }
 
 fn group_bytes(bytes: i64) -> PyResult<usize> {

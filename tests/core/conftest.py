@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -23,3 +24,16 @@ def native() -> ModuleType:
 @pytest.fixture(scope="session")
 def pure() -> ModuleType:
     return importlib.import_module("durable_streams._pure")
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of the same types, floats to the bit (``-0.0`` is not ``0.0``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a.hex() == b.hex() or (a != a and b != b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)

@@ -18,6 +18,8 @@ from durable_streams._errors import (
     SSEParseError,
 )
 
+from .conftest import same
+
 
 def feed_all(dec: Any, *chunks: bytes) -> list[Any]:
     out: list[Any] = []
@@ -103,6 +105,137 @@ def test_parse_values(core: ModuleType) -> None:
     ]
     assert type(got[1]) is int and type(got[2]) is float
     assert list(got[13]) == ["k", "j"]
+
+
+TRICKY_VALUES = [
+    # strings: escapes, surrogate pairs, raw UTF-8 of every length, long and empty
+    r'"\" \\ \/ \b \f \n \r \t"',
+    r'"\u0000\u001f\u0041\u00e9\u07ff\u0800\uffff\uFFFD"',
+    r'"\ud83d\ude00 \uD83D\uDE00 \udbff\udfff \ud800\udc00"',
+    '"\u00e9 \u20ac \U0001f600 mixed \\n with raw é€😀"',
+    '"é€😀"',
+    '""',
+    '"' + "x" * 300 + '"',
+    '"' + "é" * 100 + '\\u0041"',
+    r'"a\"b\\"',
+    # integers around every fast-path edge
+    "0",
+    "-0",
+    "7",
+    "-5",
+    "256",
+    "257",
+    "999999999999999999",
+    "-999999999999999999",
+    "1000000000000000000",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551615",
+    "18446744073709551616",
+    "123456789012345678901234567890",
+    "-" + "9" * 4300,
+    # floats: signs of zero, rounding, the ends of the range, out of range
+    "0.0",
+    "-0.0",
+    "0e0",
+    "-0e-0",
+    "-0E+5",
+    "0.1",
+    "1.5",
+    "-2.5e-3",
+    "1E400",
+    "-1e400",
+    "1e-400",
+    "-1e-400",
+    "5e-324",
+    "2.2250738585072011e-308",
+    "1.7976931348623157e308",
+    "1.7976931348623159e308",
+    "9007199254740993",
+    "9007199254740993.0",
+    "1.00000000000000011102230246251565404236316680908203125",
+    "0.30000000000000004",
+    "123456789012345678901234567890.5e-10",
+    "1" * 4300 + ".5",
+    "1e" + "9" * 30,
+    "1" + "0" * 400 + "e-400",
+    # literals and containers
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    "[[]]",
+    "[{}]",
+    '{"":{}}',
+    "[ ]",
+    "{ }",
+    '{"a":1,"a":2,"b":3,"a":4}',
+    '{"\u00e9":1,"é":2}',
+    r'{"k\"q":1,"k\\":2}',
+    '{"' + "k" * 100 + '":1,"' + "k" * 100 + '":2}',
+    ' { "x" : [ 1 , { "y" : null } ] , "z" : "w" } ',
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_VALUES)
+def test_parse_matches_json_loads(core: ModuleType, text: str) -> None:
+    body = b"[" + text.encode() + b"," + text.encode() + b"]"
+    assert same(core.parse_json_array(body), json.loads(body))
+    reader = core.JsonArrayReader(min_group_bytes=1)  # one element a group
+    assert same(reader.feed(body) + reader.finish(), json.loads(body))
+
+
+def test_parse_many_keys(core: ModuleType) -> None:
+    # More distinct keys than any cache holds, keys nested under keys, keys met again.
+    obj = {f"k{i}": {f"k{i + 1}": i, "k0": [i]} for i in range(700)}
+    body = json.dumps([obj, obj, {"k3": "a", "k300": "b"}]).encode()
+    got = core.parse_json_array(body)
+    assert same(got, json.loads(body))
+    assert list(got[0]) == list(obj)
+
+
+def test_parse_nesting_limits(core: ModuleType) -> None:
+    for opener, closer in ((b"[", b"]"), (b'{"a":', b"}")):
+        ok = b"[" + opener * 199 + b"1" + closer * 199 + b"]"
+        assert same(core.parse_json_array(ok), json.loads(ok))
+        deep = b"[" + opener * 200 + b"1" + closer * 200 + b"]"
+        err = raises_at(JSONParseError, 1 + 200 * len(opener), core.parse_json_array, deep)
+        assert err.message == "JSON nested deeper than 200 levels"
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "message"),
+    [
+        (rb'["\ud83d\u0041"]', 2, "lone surrogate in \\u escape"),
+        (rb'["\ude00\ud83d"]', 2, "lone surrogate in \\u escape"),
+        (rb'["\ud83d"]', 2, "lone surrogate in \\u escape"),
+        (rb'["\ud83d\"]', 2, "lone surrogate in \\u escape"),
+        (rb'["\u00"]', 6, "invalid hex digit in \\u escape"),
+        (rb'["abc\\\q"]', 8, "invalid escape in JSON string"),
+        (b'["a\xc3"]', 3, "invalid UTF-8"),
+        (b'["\\n\xe2\x82"]', 4, "invalid UTF-8"),
+        (b'["\xf4\x90\x80\x80"]', 2, "invalid UTF-8"),
+        (b'[{"\xc0\x80":1}]', 3, "invalid UTF-8"),
+        (b'["a\tb"]', 3, "control character in JSON string"),
+        (b'[{"a":1}\xc3]', 8, "invalid UTF-8"),
+        (b'[{"a":1 "b":2}]', 8, "expected ',' or '}'"),
+        (b"[-]", 2, "invalid JSON number"),
+        (b"[-01]", 3, "expected ',' or ']'"),
+        (b"[1.5e]", 5, "invalid JSON number"),
+        (b"[.5]", 1, "expected a JSON value"),
+        (b"[+1]", 1, "expected a JSON value"),
+        (b"[1]   ]", 6, "trailing data after JSON value"),
+        (b"[truex]", 5, "expected ',' or ']'"),
+        (b'[{"a":1},]', 9, "expected a JSON value"),
+        (b'["' + b"a" * 70 + b'\x01"]', 72, "control character in JSON string"),
+    ],
+)
+def test_parse_errors_more(core: ModuleType, body: bytes, position: int, message: str) -> None:
+    err = raises_at(JSONParseError, position, core.parse_json_array, body)
+    assert err.message == message
 
 
 def test_split_exact_bytes(core: ModuleType) -> None:

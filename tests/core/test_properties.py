@@ -14,6 +14,8 @@ import durable_streams._core as native
 import durable_streams._pure as pure
 from durable_streams._errors import ParseError
 
+from .conftest import same
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -118,6 +120,14 @@ def test_json_bodies_agree(body: bytes) -> None:
             expected = None
         if expected is not None and body.strip():
             assert parsed[1] == expected
+
+
+@SETTINGS
+@given(st.lists(json_values, max_size=5), st.booleans())
+def test_parsed_values_are_json_loads_values(items: list[Any], ascii: bool) -> None:
+    # Same types and, for floats, the same bits (`==` alone takes 1 for 1.0 and 0.0 for -0.0).
+    body = json.dumps(items, ensure_ascii=ascii).encode()
+    assert same(native.parse_json_array(body), json.loads(body))
 
 
 @SETTINGS

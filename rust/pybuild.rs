@@ -1,0 +1,534 @@
+//! Builds Python objects straight from JSON bytes, in one pass, with no tree in between.
+//!
+//! It accepts exactly what the scanner of [`crate::json`] accepts (RFC 8259, at most
+//! [`MAX_DEPTH`] levels, integer parts of at most [`MAX_INT_DIGITS`] digits, no lone
+//! surrogates, UTF-8 only) and gives the values `json.loads` gives. It does not say *why* a
+//! text is wrong: on any failure it stops, and the caller asks the scanner for the kind and
+//! the byte, so both cores report the same error.
+//!
+//! What makes it fast: ASCII strings without escapes are copied once into a new `str`;
+//! object keys are looked up, by their raw bytes, in a small cache of `str` objects made
+//! earlier in the same parse (so a body of a thousand messages with the same four keys makes
+//! four key objects, each hashed once); list elements wait on one shared stack and go into a
+//! list made at its final size; integers of up to 18 digits are read without a detour.
+//!
+//! Under the stable ABI (`abi3`, CPython's limited API) a `str` cannot be allocated and then
+//! filled (`PyUnicode_New`, `PyUnicode_DATA`), a list item cannot be set without a call
+//! (`PyList_SET_ITEM`), and reference counts change through calls; a build for one CPython
+//! version (no `Py_LIMITED_API`) uses the direct forms.
+
+use num_bigint::BigInt;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::json::{skip_ws, MAX_DEPTH, MAX_INT_DIGITS};
+
+/// Why a build stopped: the text is not valid (the scanner says where), or Python raised
+/// (out of memory).
+pub enum Stop {
+    Invalid,
+    Raised(PyErr),
+}
+
+type Built<T> = Result<T, Stop>;
+
+/// Builds the array that starts at `s[start]` (a `[`); returns it and the index just past it.
+pub fn build_array<'py>(
+    py: Python<'py>,
+    s: &[u8],
+    start: usize,
+) -> Built<(Bound<'py, PyList>, usize)> {
+    if s.get(start) != Some(&b'[') {
+        return Err(Stop::Invalid);
+    }
+    let (list, end) = Builder::new(py, s).array(start, 0)?;
+    // SAFETY: `array` always returns a list.
+    Ok((unsafe { list.cast_into_unchecked() }, end))
+}
+
+/// An owned reference from a call that returns a new reference or null with an exception.
+#[inline]
+fn owned<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> Built<Bound<'py, PyAny>> {
+    // SAFETY: `ptr` is a new reference, or null with the exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ptr) }.map_err(Stop::Raised)
+}
+
+/// A string's raw bytes held a backslash.
+const ESCAPED: u8 = 1;
+/// A string's raw bytes held a byte of 0x80 or more.
+const NON_ASCII: u8 = 2;
+
+/// Bytes that end the fast loop of a string scan: the quote, the backslash, control
+/// characters and every byte of a multi-byte UTF-8 sequence.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c < 0x20 || c == b'"' as usize || c == b'\\' as usize || c >= 0x80;
+        c += 1;
+    }
+    t
+};
+
+/// In eight bytes read little-endian, a mask whose lowest set bit is the high bit of the
+/// first byte that stops a string scan (see [`STRING_STOP`]); zero if none does. Bits above
+/// the lowest may be false alarms (borrows), so only the lowest is used.
+#[inline]
+fn string_stops(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control | (w & HIGH)
+}
+
+/// Keys cached per parse: slots (a power of two), and the longest raw key cached.
+const KEY_SLOTS: usize = 256;
+const KEY_MAX: usize = 64;
+
+/// A key made earlier in this parse: its raw bytes are `s[start..start + len]`.
+struct KeySlot<'py> {
+    start: usize,
+    len: usize,
+    key: Bound<'py, PyAny>,
+}
+
+struct Builder<'py, 'a> {
+    py: Python<'py>,
+    s: &'a [u8],
+    /// Elements of the arrays being built, innermost last.
+    stack: Vec<Bound<'py, PyAny>>,
+    /// A string being unescaped.
+    scratch: Vec<u8>,
+    keys: Vec<Option<KeySlot<'py>>>,
+}
+
+impl<'py, 'a> Builder<'py, 'a> {
+    fn new(py: Python<'py>, s: &'a [u8]) -> Self {
+        Self {
+            py,
+            s,
+            stack: Vec::new(),
+            scratch: Vec::new(),
+            keys: (0..KEY_SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    /// The value starting exactly at `i`, and the index just past it.
+    fn value(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+        if depth > MAX_DEPTH {
+            return Err(Stop::Invalid);
+        }
+        match self.s.get(i) {
+            Some(b'"') => {
+                let (end, flags) = self.scan_string(i)?;
+                Ok((self.make_str(i + 1, end - 1, flags)?, end))
+            }
+            Some(b'{') => self.object(i, depth),
+            Some(b'[') => self.array(i, depth),
+            Some(b'-' | b'0'..=b'9') => self.number(i),
+            // SAFETY: the interpreter's singletons, never null.
+            Some(b't') => self.literal(i, b"true", unsafe { ffi::Py_True() }),
+            Some(b'f') => self.literal(i, b"false", unsafe { ffi::Py_False() }),
+            Some(b'n') => self.literal(i, b"null", unsafe { ffi::Py_None() }),
+            _ => Err(Stop::Invalid),
+        }
+    }
+
+    fn literal(
+        &self,
+        i: usize,
+        lit: &[u8],
+        obj: *mut ffi::PyObject,
+    ) -> Built<(Bound<'py, PyAny>, usize)> {
+        if self.s.get(i..i + lit.len()) != Some(lit) {
+            return Err(Stop::Invalid);
+        }
+        // SAFETY: `obj` is a live singleton; the new reference is ours.
+        let v = unsafe { Bound::from_borrowed_ptr(self.py, obj) };
+        Ok((v, i + lit.len()))
+    }
+
+    fn array(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+        let s = self.s;
+        let mark = self.stack.len();
+        let mut j = skip_ws(s, i + 1);
+        if s.get(j) == Some(&b']') {
+            return Ok((PyList::empty(self.py).into_any(), j + 1));
+        }
+        loop {
+            let (v, end) = self.value(j, depth + 1)?;
+            self.stack.push(v);
+            j = skip_ws(s, end);
+            match s.get(j) {
+                Some(b',') => j = skip_ws(s, j + 1),
+                Some(b']') => break,
+                _ => return Err(Stop::Invalid),
+            }
+        }
+        let n = self.stack.len() - mark;
+        // SAFETY: a new list of `n` empty slots, each filled once below with a reference
+        // it takes over (`PyList_SET_ITEM` and `PyList_SetItem` steal).
+        let list = owned(self.py, unsafe { ffi::PyList_New(n as ffi::Py_ssize_t) })?;
+        for (k, v) in self.stack.drain(mark..).enumerate() {
+            #[cfg(not(Py_LIMITED_API))]
+            unsafe {
+                ffi::PyList_SET_ITEM(list.as_ptr(), k as ffi::Py_ssize_t, v.into_ptr());
+            }
+            #[cfg(Py_LIMITED_API)]
+            unsafe {
+                ffi::PyList_SetItem(list.as_ptr(), k as ffi::Py_ssize_t, v.into_ptr());
+            }
+        }
+        Ok((list, j + 1))
+    }
+
+    fn object(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+        let s = self.s;
+        // SAFETY: a new reference or null with an exception.
+        let dict = owned(self.py, unsafe { ffi::PyDict_New() })?;
+        let mut j = skip_ws(s, i + 1);
+        if s.get(j) == Some(&b'}') {
+            return Ok((dict, j + 1));
+        }
+        loop {
+            if s.get(j) != Some(&b'"') {
+                return Err(Stop::Invalid);
+            }
+            let key_at = j;
+            let (key_end, key_flags) = self.scan_string(j)?;
+            j = skip_ws(s, key_end);
+            if s.get(j) != Some(&b':') {
+                return Err(Stop::Invalid);
+            }
+            j = skip_ws(s, j + 1);
+            let (v, end) = self.value(j, depth + 1)?;
+            // The key is looked up only now: the value's own keys may have taken its slot.
+            self.set_item(&dict, key_at + 1, key_end - 1, key_flags, &v)?;
+            j = skip_ws(s, end);
+            match s.get(j) {
+                Some(b',') => j = skip_ws(s, j + 1),
+                Some(b'}') => return Ok((dict, j + 1)),
+                _ => return Err(Stop::Invalid),
+            }
+        }
+    }
+
+    /// Finds the end of the string at `i` (a `"`): the index past its closing quote, and
+    /// whether it holds escapes or non-ASCII bytes. Control characters stop it; escapes and
+    /// UTF-8 are checked when the string is made.
+    #[inline]
+    fn scan_string(&self, i: usize) -> Built<(usize, u8)> {
+        let s = self.s;
+        let mut j = i + 1;
+        let mut flags = 0;
+        loop {
+            // Eight bytes at a time while eight remain, then byte by byte.
+            while let Some(w) = s.get(j..j + 8) {
+                let m = string_stops(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+                if m != 0 {
+                    j += m.trailing_zeros() as usize / 8;
+                    break;
+                }
+                j += 8;
+            }
+            while let Some(&c) = s.get(j) {
+                if STRING_STOP[c as usize] {
+                    break;
+                }
+                j += 1;
+            }
+            match s.get(j) {
+                Some(b'"') => return Ok((j + 1, flags)),
+                Some(b'\\') => {
+                    flags |= ESCAPED;
+                    // Whatever follows is checked when the string is unescaped; a quote
+                    // after a backslash never ends the string.
+                    j += 2;
+                }
+                Some(&c) if c >= 0x80 => {
+                    flags |= NON_ASCII;
+                    j += 1;
+                }
+                _ => return Err(Stop::Invalid),
+            }
+        }
+    }
+
+    /// The `str` of the raw string bytes `s[a..b]` (between the quotes).
+    fn make_str(&mut self, a: usize, b: usize, flags: u8) -> Built<Bound<'py, PyAny>> {
+        let raw = &self.s[a..b];
+        if flags == 0 {
+            return ascii_str(self.py, raw);
+        }
+        if flags & ESCAPED == 0 {
+            if std::str::from_utf8(raw).is_err() {
+                return Err(Stop::Invalid);
+            }
+            return utf8_str(self.py, raw);
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let made = unescape(raw, &mut out).and_then(|ascii| {
+            if ascii {
+                ascii_str(self.py, &out)
+            } else if flags & NON_ASCII != 0 && std::str::from_utf8(&out).is_err() {
+                Err(Stop::Invalid)
+            } else {
+                utf8_str(self.py, &out)
+            }
+        });
+        self.scratch = out;
+        made
+    }
+
+    /// `dict[key] = v`, the key's raw bytes being `s[a..b]`: its `str` comes from the cache,
+    /// or is made and cached (hashed once, the hash kept in the object for every dict).
+    fn set_item(
+        &mut self,
+        dict: &Bound<'py, PyAny>,
+        a: usize,
+        b: usize,
+        flags: u8,
+        v: &Bound<'py, PyAny>,
+    ) -> Built<()> {
+        let len = b - a;
+        let raw = &self.s[a..b];
+        let slot = key_hash(raw) & (KEY_SLOTS - 1);
+        let hit = match &self.keys[slot] {
+            Some(k) => k.len == len && same_bytes(&self.s[k.start..k.start + len], raw),
+            None => false,
+        };
+        if !hit {
+            let key = self.make_str(a, b, flags)?;
+            if len > KEY_MAX {
+                return set(dict, &key, v);
+            }
+            // SAFETY: a live `str`.
+            if unsafe { ffi::PyObject_Hash(key.as_ptr()) } == -1 {
+                return Err(Stop::Raised(PyErr::fetch(self.py)));
+            }
+            self.keys[slot] = Some(KeySlot { start: a, len, key });
+        }
+        match &self.keys[slot] {
+            Some(k) => set(dict, &k.key, v),
+            None => unreachable!("the slot was just filled"),
+        }
+    }
+
+    fn number(&mut self, i: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+        let s = self.s;
+        let py = self.py;
+        let digits_from = |mut j: usize| {
+            while j < s.len() && s[j].is_ascii_digit() {
+                j += 1;
+            }
+            j
+        };
+        let mut j = i;
+        let negative = s[j] == b'-';
+        if negative {
+            j += 1;
+        }
+        let int_start = j;
+        match s.get(j) {
+            Some(b'0') => j += 1,
+            Some(b'1'..=b'9') => j = digits_from(j + 1),
+            _ => return Err(Stop::Invalid),
+        }
+        let int_end = j;
+        if int_end - int_start > MAX_INT_DIGITS {
+            return Err(Stop::Invalid);
+        }
+        let mut float = false;
+        if s.get(j) == Some(&b'.') {
+            float = true;
+            if !s.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                return Err(Stop::Invalid);
+            }
+            j = digits_from(j + 2);
+        }
+        if matches!(s.get(j), Some(b'e' | b'E')) {
+            float = true;
+            j += 1;
+            if matches!(s.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if !s.get(j).is_some_and(u8::is_ascii_digit) {
+                return Err(Stop::Invalid);
+            }
+            j = digits_from(j + 1);
+        }
+        if float {
+            // SAFETY: sign, digits, '.', 'e', 'E' and '+' only, all ASCII.
+            let text = unsafe { std::str::from_utf8_unchecked(&s[i..j]) };
+            // Rust's parse is correctly rounded, as CPython's `float()` is; out of range
+            // gives an infinity or zero, as there.
+            let x: f64 = text.parse().map_err(|_| Stop::Invalid)?;
+            // SAFETY: a new reference or null with an exception.
+            return Ok((owned(py, unsafe { ffi::PyFloat_FromDouble(x) })?, j));
+        }
+        let digits = &s[int_start..int_end];
+        if digits.len() <= 18 {
+            let mut v: i64 = 0;
+            for &d in digits {
+                v = v * 10 + i64::from(d - b'0');
+            }
+            if negative {
+                v = -v;
+            }
+            // SAFETY: a new reference or null with an exception.
+            return Ok((owned(py, unsafe { ffi::PyLong_FromLongLong(v) })?, j));
+        }
+        Ok((big_int(py, &s[i..int_end])?, j))
+    }
+}
+
+/// `dict[key] = v`.
+#[inline]
+fn set(dict: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> Built<()> {
+    // SAFETY: live objects; `PyDict_SetItem` takes its own references.
+    if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), v.as_ptr()) } != 0 {
+        return Err(Stop::Raised(PyErr::fetch(dict.py())));
+    }
+    Ok(())
+}
+
+/// An integer of 19 digits or more (`text` is its sign and digits).
+#[cold]
+fn big_int<'py>(py: Python<'py>, text: &[u8]) -> Built<Bound<'py, PyAny>> {
+    let n = BigInt::parse_bytes(text, 10).ok_or(Stop::Invalid)?;
+    n.into_pyobject(py)
+        .map(Bound::into_any)
+        .map_err(Stop::Raised)
+}
+
+/// Whether two slices of the same length are equal, eight bytes at a time (keys are too
+/// short for a call to `memcmp` to pay).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word = |s: &[u8], k: usize| u64::from_ne_bytes(s[k..k + 8].try_into().unwrap_or([0; 8]));
+    let mut k = 0;
+    while k + 8 <= a.len() {
+        if word(a, k) != word(b, k) {
+            return false;
+        }
+        k += 8;
+    }
+    a[k..].iter().zip(&b[k..]).all(|(x, y)| x == y)
+}
+
+/// A hash of a short key's bytes, for its cache slot.
+#[inline]
+fn key_hash(raw: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ raw.len() as u64;
+    for &c in raw {
+        h = (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h ^ (h >> 29)) as usize
+}
+
+/// A `str` of ASCII bytes.
+#[inline]
+fn ascii_str<'py>(py: Python<'py>, raw: &[u8]) -> Built<Bound<'py, PyAny>> {
+    #[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy)))]
+    {
+        // SAFETY: `PyUnicode_New` with a maximum character of 127 allocates a one-byte
+        // (compact ASCII) string of `raw.len()` characters and its terminating NUL; every
+        // byte is written before the object is used.
+        unsafe {
+            let obj = owned(py, ffi::PyUnicode_New(raw.len() as ffi::Py_ssize_t, 127))?;
+            let data = ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), data, raw.len());
+            *data.add(raw.len()) = 0;
+            Ok(obj)
+        }
+    }
+    #[cfg(any(Py_LIMITED_API, PyPy, GraalPy))]
+    {
+        utf8_str(py, raw)
+    }
+}
+
+/// A `str` of valid UTF-8 bytes.
+#[inline]
+fn utf8_str<'py>(py: Python<'py>, raw: &[u8]) -> Built<Bound<'py, PyAny>> {
+    // SAFETY: a new reference or null with an exception.
+    owned(py, unsafe {
+        ffi::PyUnicode_FromStringAndSize(raw.as_ptr().cast(), raw.len() as ffi::Py_ssize_t)
+    })
+}
+
+/// The code unit of the four hex digits `h`, if they are hex digits.
+#[inline]
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0;
+    for &c in h {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        v = v * 16 + u32::from(d);
+    }
+    Some(v)
+}
+
+/// Unescapes the raw bytes of a string into `out`; whether the result is all ASCII.
+/// Bytes that are not escapes are copied as they are (the caller checks their UTF-8).
+fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Built<bool> {
+    let mut ascii = true;
+    let mut j = 0;
+    while j < raw.len() {
+        let Some(k) = memchr::memchr(b'\\', &raw[j..]) else {
+            out.extend_from_slice(&raw[j..]);
+            ascii &= raw[j..].is_ascii();
+            break;
+        };
+        out.extend_from_slice(&raw[j..j + k]);
+        ascii &= raw[j..j + k].is_ascii();
+        j += k;
+        let c = match raw.get(j + 1) {
+            Some(b'"') => b'"',
+            Some(b'\\') => b'\\',
+            Some(b'/') => b'/',
+            Some(b'b') => 0x08,
+            Some(b'f') => 0x0c,
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            Some(b'u') => {
+                let cu = raw.get(j + 2..j + 6).and_then(hex4).ok_or(Stop::Invalid)?;
+                j += 6;
+                let ch = match cu {
+                    0xD800..=0xDBFF => {
+                        if raw.get(j..j + 2) != Some(b"\\u") {
+                            return Err(Stop::Invalid);
+                        }
+                        let low = raw.get(j + 2..j + 6).and_then(hex4).ok_or(Stop::Invalid)?;
+                        if !(0xDC00..0xE000).contains(&low) {
+                            return Err(Stop::Invalid);
+                        }
+                        j += 6;
+                        0x10000 + ((cu - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(Stop::Invalid),
+                    _ => cu,
+                };
+                let ch = char::from_u32(ch).ok_or(Stop::Invalid)?;
+                ascii &= ch.is_ascii();
+                let mut buf = [0; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return Err(Stop::Invalid),
+        };
+        out.push(c);
+        j += 2;
+    }
+    Ok(ascii)
+}
