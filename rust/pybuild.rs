@@ -31,27 +31,34 @@ pub enum Stop {
     Raised(PyErr),
 }
 
-type Built<T> = Result<T, Stop>;
+/// What the builder's steps return: `None` when the build stops. Python's error indicator
+/// is set when Python raised, and clear when the text is invalid; [`build_array`] tells the
+/// two apart once, at the end, so each step returns a single pointer.
+type Built<T> = Option<T>;
 
 /// Builds the array that starts at `s[start]` (a `[`); returns it and the index just past it.
 pub fn build_array<'py>(
     py: Python<'py>,
     s: &[u8],
     start: usize,
-) -> Built<(Bound<'py, PyList>, usize)> {
+) -> Result<(Bound<'py, PyList>, usize), Stop> {
     if s.get(start) != Some(&b'[') {
         return Err(Stop::Invalid);
     }
-    let (list, end) = Builder::new(py, s).array(start, 0)?;
-    // SAFETY: `array` always returns a list.
-    Ok((unsafe { list.cast_into_unchecked() }, end))
+    let mut b = Builder::new(py, s, start);
+    match b.array(0) {
+        // SAFETY: `array` always returns a list.
+        Some(list) => Ok((unsafe { list.cast_into_unchecked() }, b.pos)),
+        None => Err(PyErr::take(py).map_or(Stop::Invalid, Stop::Raised)),
+    }
 }
 
-/// An owned reference from a call that returns a new reference or null with an exception.
+/// An owned reference from a call that returns a new reference, or null with an exception
+/// set (which stays set).
 #[inline]
 fn owned<'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> Built<Bound<'py, PyAny>> {
-    // SAFETY: `ptr` is a new reference, or null with the exception set.
-    unsafe { Bound::from_owned_ptr_or_err(py, ptr) }.map_err(Stop::Raised)
+    // SAFETY: `ptr` is a new reference or null.
+    unsafe { Bound::from_owned_ptr_or_opt(py, ptr) }
 }
 
 /// A string's raw bytes held a backslash.
@@ -100,6 +107,8 @@ struct KeySlot<'py> {
 struct Builder<'py, 'a> {
     py: Python<'py>,
     s: &'a [u8],
+    /// Where the next step reads.
+    pos: usize,
     /// Elements of the arrays being built, innermost last.
     stack: Vec<Bound<'py, PyAny>>,
     /// A string being unescaped.
@@ -108,68 +117,76 @@ struct Builder<'py, 'a> {
 }
 
 impl<'py, 'a> Builder<'py, 'a> {
-    fn new(py: Python<'py>, s: &'a [u8]) -> Self {
+    fn new(py: Python<'py>, s: &'a [u8], pos: usize) -> Self {
         Self {
             py,
             s,
+            pos,
             stack: Vec::new(),
             scratch: Vec::new(),
             keys: (0..KEY_SLOTS).map(|_| None).collect(),
         }
     }
 
-    /// The value starting exactly at `i`, and the index just past it.
-    fn value(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+    #[inline]
+    fn skip_ws(&mut self) {
+        self.pos = skip_ws(self.s, self.pos);
+    }
+
+    /// The value that starts exactly at `pos`; `pos` moves past it.
+    fn value(&mut self, depth: usize) -> Built<Bound<'py, PyAny>> {
         if depth > MAX_DEPTH {
-            return Err(Stop::Invalid);
+            return None;
         }
-        match self.s.get(i) {
+        match self.s.get(self.pos) {
             Some(b'"') => {
-                let (end, flags) = self.scan_string(i)?;
-                Ok((self.make_str(i + 1, end - 1, flags)?, end))
+                let a = self.pos + 1;
+                let flags = self.scan_string()?;
+                self.make_str(a, self.pos - 1, flags)
             }
-            Some(b'{') => self.object(i, depth),
-            Some(b'[') => self.array(i, depth),
-            Some(b'-' | b'0'..=b'9') => self.number(i),
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'-' | b'0'..=b'9') => self.number(),
             // SAFETY: the interpreter's singletons, never null.
-            Some(b't') => self.literal(i, b"true", unsafe { ffi::Py_True() }),
-            Some(b'f') => self.literal(i, b"false", unsafe { ffi::Py_False() }),
-            Some(b'n') => self.literal(i, b"null", unsafe { ffi::Py_None() }),
-            _ => Err(Stop::Invalid),
+            Some(b't') => self.literal(b"true", unsafe { ffi::Py_True() }),
+            Some(b'f') => self.literal(b"false", unsafe { ffi::Py_False() }),
+            Some(b'n') => self.literal(b"null", unsafe { ffi::Py_None() }),
+            _ => None,
         }
     }
 
-    fn literal(
-        &self,
-        i: usize,
-        lit: &[u8],
-        obj: *mut ffi::PyObject,
-    ) -> Built<(Bound<'py, PyAny>, usize)> {
-        if self.s.get(i..i + lit.len()) != Some(lit) {
-            return Err(Stop::Invalid);
+    fn literal(&mut self, lit: &[u8], obj: *mut ffi::PyObject) -> Built<Bound<'py, PyAny>> {
+        if self.s.get(self.pos..self.pos + lit.len()) != Some(lit) {
+            return None;
         }
+        self.pos += lit.len();
         // SAFETY: `obj` is a live singleton; the new reference is ours.
-        let v = unsafe { Bound::from_borrowed_ptr(self.py, obj) };
-        Ok((v, i + lit.len()))
+        Some(unsafe { Bound::from_borrowed_ptr(self.py, obj) })
     }
 
-    fn array(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+    fn array(&mut self, depth: usize) -> Built<Bound<'py, PyAny>> {
         let s = self.s;
         let mark = self.stack.len();
-        let mut j = skip_ws(s, i + 1);
-        if s.get(j) == Some(&b']') {
-            return Ok((PyList::empty(self.py).into_any(), j + 1));
+        self.pos += 1;
+        self.skip_ws();
+        if s.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Some(PyList::empty(self.py).into_any());
         }
         loop {
-            let (v, end) = self.value(j, depth + 1)?;
+            let v = self.value(depth + 1)?;
             self.stack.push(v);
-            j = skip_ws(s, end);
-            match s.get(j) {
-                Some(b',') => j = skip_ws(s, j + 1),
+            self.skip_ws();
+            match s.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
                 Some(b']') => break,
-                _ => return Err(Stop::Invalid),
+                _ => return None,
             }
         }
+        self.pos += 1;
         let n = self.stack.len() - mark;
         // SAFETY: a new list of `n` empty slots, each filled once below with a reference
         // it takes over (`PyList_SET_ITEM` and `PyList_SetItem` steal).
@@ -184,47 +201,57 @@ impl<'py, 'a> Builder<'py, 'a> {
                 ffi::PyList_SetItem(list.as_ptr(), k as ffi::Py_ssize_t, v.into_ptr());
             }
         }
-        Ok((list, j + 1))
+        Some(list)
     }
 
-    fn object(&mut self, i: usize, depth: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+    fn object(&mut self, depth: usize) -> Built<Bound<'py, PyAny>> {
         let s = self.s;
-        // SAFETY: a new reference or null with an exception.
+        // SAFETY: a new reference or null.
         let dict = owned(self.py, unsafe { ffi::PyDict_New() })?;
-        let mut j = skip_ws(s, i + 1);
-        if s.get(j) == Some(&b'}') {
-            return Ok((dict, j + 1));
+        self.pos += 1;
+        self.skip_ws();
+        if s.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Some(dict);
         }
         loop {
-            if s.get(j) != Some(&b'"') {
-                return Err(Stop::Invalid);
+            if s.get(self.pos) != Some(&b'"') {
+                return None;
             }
-            let key_at = j;
-            let (key_end, key_flags) = self.scan_string(j)?;
-            j = skip_ws(s, key_end);
-            if s.get(j) != Some(&b':') {
-                return Err(Stop::Invalid);
+            let key_at = self.pos + 1;
+            let key_flags = self.scan_string()?;
+            let key_end = self.pos - 1;
+            self.skip_ws();
+            if s.get(self.pos) != Some(&b':') {
+                return None;
             }
-            j = skip_ws(s, j + 1);
-            let (v, end) = self.value(j, depth + 1)?;
+            self.pos += 1;
+            self.skip_ws();
+            let v = self.value(depth + 1)?;
             // The key is looked up only now: the value's own keys may have taken its slot.
-            self.set_item(&dict, key_at + 1, key_end - 1, key_flags, &v)?;
-            j = skip_ws(s, end);
-            match s.get(j) {
-                Some(b',') => j = skip_ws(s, j + 1),
-                Some(b'}') => return Ok((dict, j + 1)),
-                _ => return Err(Stop::Invalid),
+            self.set_item(&dict, key_at, key_end, key_flags, &v)?;
+            self.skip_ws();
+            match s.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Some(dict);
+                }
+                _ => return None,
             }
         }
     }
 
-    /// Finds the end of the string at `i` (a `"`): the index past its closing quote, and
-    /// whether it holds escapes or non-ASCII bytes. Control characters stop it; escapes and
-    /// UTF-8 are checked when the string is made.
+    /// Moves `pos` from the opening quote of a string past its closing quote; returns
+    /// whether the string holds escapes or non-ASCII bytes. Control characters stop it;
+    /// escapes and UTF-8 are checked when the string is made.
     #[inline]
-    fn scan_string(&self, i: usize) -> Built<(usize, u8)> {
+    fn scan_string(&mut self) -> Built<u8> {
         let s = self.s;
-        let mut j = i + 1;
+        let mut j = self.pos + 1;
         let mut flags = 0;
         loop {
             // To the next byte that stops the scan: eight bytes at a time while eight
@@ -246,7 +273,10 @@ impl<'py, 'a> Builder<'py, 'a> {
                 }
             }
             match s.get(j) {
-                Some(b'"') => return Ok((j + 1, flags)),
+                Some(b'"') => {
+                    self.pos = j + 1;
+                    return Some(flags);
+                }
                 Some(b'\\') => {
                     flags |= ESCAPED;
                     // Whatever follows is checked when the string is unescaped; a quote
@@ -257,21 +287,25 @@ impl<'py, 'a> Builder<'py, 'a> {
                     flags |= NON_ASCII;
                     j += 1;
                 }
-                _ => return Err(Stop::Invalid),
+                _ => return None,
             }
         }
     }
 
     /// The `str` of the raw string bytes `s[a..b]` (between the quotes).
+    #[inline]
     fn make_str(&mut self, a: usize, b: usize, flags: u8) -> Built<Bound<'py, PyAny>> {
-        let raw = &self.s[a..b];
         if flags == 0 {
-            return ascii_str(self.py, raw);
+            return ascii_str(self.py, &self.s[a..b]);
         }
+        self.make_str_slow(a, b, flags)
+    }
+
+    #[cold]
+    fn make_str_slow(&mut self, a: usize, b: usize, flags: u8) -> Built<Bound<'py, PyAny>> {
+        let raw = &self.s[a..b];
         if flags & ESCAPED == 0 {
-            if std::str::from_utf8(raw).is_err() {
-                return Err(Stop::Invalid);
-            }
+            std::str::from_utf8(raw).ok()?;
             return utf8_str(self.py, raw);
         }
         let mut out = std::mem::take(&mut self.scratch);
@@ -280,7 +314,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             if ascii {
                 ascii_str(self.py, &out)
             } else if flags & NON_ASCII != 0 && std::str::from_utf8(&out).is_err() {
-                Err(Stop::Invalid)
+                None
             } else {
                 utf8_str(self.py, &out)
             }
@@ -291,6 +325,7 @@ impl<'py, 'a> Builder<'py, 'a> {
 
     /// `dict[key] = v`, the key's raw bytes being `s[a..b]`: its `str` comes from the cache,
     /// or is made and cached (hashed once, the hash kept in the object for every dict).
+    #[inline]
     fn set_item(
         &mut self,
         dict: &Bound<'py, PyAny>,
@@ -302,30 +337,42 @@ impl<'py, 'a> Builder<'py, 'a> {
         let len = b - a;
         let raw = &self.s[a..b];
         let slot = key_hash(raw);
-        let hit = match &self.keys[slot] {
-            Some(k) => k.len == len && same_bytes(&self.s[k.start..k.start + len], raw),
-            None => false,
-        };
-        if !hit {
-            let key = self.make_str(a, b, flags)?;
-            if len > KEY_MAX {
-                return set(dict, &key, v);
+        if let Some(k) = &self.keys[slot] {
+            if k.len == len && same_bytes(&self.s[k.start..k.start + len], raw) {
+                return set(dict, &k.key, v);
             }
-            // SAFETY: a live `str`.
-            if unsafe { ffi::PyObject_Hash(key.as_ptr()) } == -1 {
-                return Err(Stop::Raised(PyErr::fetch(self.py)));
-            }
-            self.keys[slot] = Some(KeySlot { start: a, len, key });
         }
-        match &self.keys[slot] {
-            Some(k) => set(dict, &k.key, v),
-            None => unreachable!("the slot was just filled"),
-        }
+        self.set_new_key(dict, a, b, flags, v, slot)
     }
 
-    fn number(&mut self, i: usize) -> Built<(Bound<'py, PyAny>, usize)> {
+    /// [`Builder::set_item`] for a key not in the cache.
+    fn set_new_key(
+        &mut self,
+        dict: &Bound<'py, PyAny>,
+        a: usize,
+        b: usize,
+        flags: u8,
+        v: &Bound<'py, PyAny>,
+        slot: usize,
+    ) -> Built<()> {
+        let len = b - a;
+        let key = self.make_str(a, b, flags)?;
+        if len > KEY_MAX {
+            return set(dict, &key, v);
+        }
+        // SAFETY: a live `str`.
+        if unsafe { ffi::PyObject_Hash(key.as_ptr()) } == -1 {
+            return None;
+        }
+        set(dict, &key, v)?;
+        self.keys[slot] = Some(KeySlot { start: a, len, key });
+        Some(())
+    }
+
+    fn number(&mut self) -> Built<Bound<'py, PyAny>> {
         let s = self.s;
         let py = self.py;
+        let i = self.pos;
         let digits_from = |mut j: usize| {
             while j < s.len() && s[j].is_ascii_digit() {
                 j += 1;
@@ -341,17 +388,17 @@ impl<'py, 'a> Builder<'py, 'a> {
         match s.get(j) {
             Some(b'0') => j += 1,
             Some(b'1'..=b'9') => j = digits_from(j + 1),
-            _ => return Err(Stop::Invalid),
+            _ => return None,
         }
         let int_end = j;
         if int_end - int_start > MAX_INT_DIGITS {
-            return Err(Stop::Invalid);
+            return None;
         }
         let mut float = false;
         if s.get(j) == Some(&b'.') {
             float = true;
             if !s.get(j + 1).is_some_and(u8::is_ascii_digit) {
-                return Err(Stop::Invalid);
+                return None;
             }
             j = digits_from(j + 2);
         }
@@ -362,18 +409,19 @@ impl<'py, 'a> Builder<'py, 'a> {
                 j += 1;
             }
             if !s.get(j).is_some_and(u8::is_ascii_digit) {
-                return Err(Stop::Invalid);
+                return None;
             }
             j = digits_from(j + 1);
         }
+        self.pos = j;
         if float {
             // SAFETY: sign, digits, '.', 'e', 'E' and '+' only, all ASCII.
             let text = unsafe { std::str::from_utf8_unchecked(&s[i..j]) };
             // Rust's parse is correctly rounded, as CPython's `float()` is; out of range
             // gives an infinity or zero, as there.
-            let x: f64 = text.parse().map_err(|_| Stop::Invalid)?;
-            // SAFETY: a new reference or null with an exception.
-            return Ok((owned(py, unsafe { ffi::PyFloat_FromDouble(x) })?, j));
+            let x: f64 = text.parse().ok()?;
+            // SAFETY: a new reference or null.
+            return owned(py, unsafe { ffi::PyFloat_FromDouble(x) });
         }
         let digits = &s[int_start..int_end];
         if digits.len() <= 18 {
@@ -384,10 +432,10 @@ impl<'py, 'a> Builder<'py, 'a> {
             if negative {
                 v = -v;
             }
-            // SAFETY: a new reference or null with an exception.
-            return Ok((owned(py, unsafe { ffi::PyLong_FromLongLong(v) })?, j));
+            // SAFETY: a new reference or null.
+            return owned(py, unsafe { ffi::PyLong_FromLongLong(v) });
         }
-        Ok((big_int(py, &s[i..int_end])?, j))
+        big_int(py, &s[i..int_end])
     }
 }
 
@@ -395,19 +443,20 @@ impl<'py, 'a> Builder<'py, 'a> {
 #[inline]
 fn set(dict: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> Built<()> {
     // SAFETY: live objects; `PyDict_SetItem` takes its own references.
-    if unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), v.as_ptr()) } != 0 {
-        return Err(Stop::Raised(PyErr::fetch(dict.py())));
-    }
-    Ok(())
+    (unsafe { ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), v.as_ptr()) } == 0).then_some(())
 }
 
 /// An integer of 19 digits or more (`text` is its sign and digits).
 #[cold]
 fn big_int<'py>(py: Python<'py>, text: &[u8]) -> Built<Bound<'py, PyAny>> {
-    let n = BigInt::parse_bytes(text, 10).ok_or(Stop::Invalid)?;
-    n.into_pyobject(py)
-        .map(Bound::into_any)
-        .map_err(Stop::Raised)
+    let n = BigInt::parse_bytes(text, 10)?;
+    match n.into_pyobject(py) {
+        Ok(v) => Some(v.into_any()),
+        Err(e) => {
+            e.restore(py);
+            None
+        }
+    }
 }
 
 /// Whether two slices of the same length are equal, eight bytes at a time (keys are too
@@ -462,7 +511,7 @@ fn ascii_str<'py>(py: Python<'py>, raw: &[u8]) -> Built<Bound<'py, PyAny>> {
             let data = ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>();
             std::ptr::copy_nonoverlapping(raw.as_ptr(), data, raw.len());
             *data.add(raw.len()) = 0;
-            Ok(obj)
+            Some(obj)
         }
     }
     #[cfg(any(Py_LIMITED_API, PyPy, GraalPy))]
@@ -474,7 +523,7 @@ fn ascii_str<'py>(py: Python<'py>, raw: &[u8]) -> Built<Bound<'py, PyAny>> {
 /// A `str` of valid UTF-8 bytes.
 #[inline]
 fn utf8_str<'py>(py: Python<'py>, raw: &[u8]) -> Built<Bound<'py, PyAny>> {
-    // SAFETY: a new reference or null with an exception.
+    // SAFETY: a new reference or null.
     owned(py, unsafe {
         ffi::PyUnicode_FromStringAndSize(raw.as_ptr().cast(), raw.len() as ffi::Py_ssize_t)
     })
@@ -520,33 +569,33 @@ fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Built<bool> {
             Some(b'r') => b'\r',
             Some(b't') => b'\t',
             Some(b'u') => {
-                let cu = raw.get(j + 2..j + 6).and_then(hex4).ok_or(Stop::Invalid)?;
+                let cu = raw.get(j + 2..j + 6).and_then(hex4)?;
                 j += 6;
                 let ch = match cu {
                     0xD800..=0xDBFF => {
                         if raw.get(j..j + 2) != Some(b"\\u") {
-                            return Err(Stop::Invalid);
+                            return None;
                         }
-                        let low = raw.get(j + 2..j + 6).and_then(hex4).ok_or(Stop::Invalid)?;
+                        let low = raw.get(j + 2..j + 6).and_then(hex4)?;
                         if !(0xDC00..0xE000).contains(&low) {
-                            return Err(Stop::Invalid);
+                            return None;
                         }
                         j += 6;
                         0x10000 + ((cu - 0xD800) << 10) + (low - 0xDC00)
                     }
-                    0xDC00..=0xDFFF => return Err(Stop::Invalid),
+                    0xDC00..=0xDFFF => return None,
                     _ => cu,
                 };
-                let ch = char::from_u32(ch).ok_or(Stop::Invalid)?;
+                let ch = char::from_u32(ch)?;
                 ascii &= ch.is_ascii();
                 let mut buf = [0; 4];
                 out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 continue;
             }
-            _ => return Err(Stop::Invalid),
+            _ => return None,
         };
         out.push(c);
         j += 2;
     }
-    Ok(ascii)
+    Some(ascii)
 }
