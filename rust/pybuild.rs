@@ -92,9 +92,11 @@ fn string_stops(w: u64) -> u64 {
     quote | backslash | control | (w & HIGH)
 }
 
-/// Keys cached per parse: slots (a power of two), and the longest raw key cached.
-const KEY_BITS: u32 = 8;
-const KEY_SLOTS: usize = 1 << KEY_BITS;
+/// Keys cached per parse: a text gets about one slot per 16 bytes, from 2^3 to 2^8, so a
+/// small body does not pay for a large table.
+const KEY_BITS_MAX: u32 = 8;
+const KEY_BITS_MIN: u32 = 3;
+/// The longest raw key cached.
 const KEY_MAX: usize = 64;
 
 /// A key made earlier in this parse: its raw bytes are `s[start..start + len]`.
@@ -114,17 +116,24 @@ struct Builder<'py, 'a> {
     /// A string being unescaped.
     scratch: Vec<u8>,
     keys: Vec<Option<KeySlot<'py>>>,
+    /// The cache has `1 << key_bits` slots.
+    key_bits: u32,
 }
 
 impl<'py, 'a> Builder<'py, 'a> {
     fn new(py: Python<'py>, s: &'a [u8], pos: usize) -> Self {
+        let key_bits = (s.len() / 16)
+            .checked_ilog2()
+            .unwrap_or(0)
+            .clamp(KEY_BITS_MIN, KEY_BITS_MAX);
         Self {
             py,
             s,
             pos,
             stack: Vec::new(),
             scratch: Vec::new(),
-            keys: (0..KEY_SLOTS).map(|_| None).collect(),
+            keys: (0..1usize << key_bits).map(|_| None).collect(),
+            key_bits,
         }
     }
 
@@ -336,17 +345,18 @@ impl<'py, 'a> Builder<'py, 'a> {
     ) -> Built<()> {
         let len = b - a;
         let raw = &self.s[a..b];
-        let slot = key_hash(raw);
+        let slot = key_hash(raw, self.key_bits);
         if let Some(k) = &self.keys[slot] {
             if k.len == len && same_bytes(&self.s[k.start..k.start + len], raw) {
                 return set(dict, &k.key, v);
             }
         }
-        self.set_new_key(dict, a, b, flags, v, slot)
+        self.set_other_key(dict, a, b, flags, v, slot)
     }
 
-    /// [`Builder::set_item`] for a key not in the cache.
-    fn set_new_key(
+    /// [`Builder::set_item`] for a key not in its first slot. Each hash has two slots, side
+    /// by side, so two keys that collide do not evict each other.
+    fn set_other_key(
         &mut self,
         dict: &Bound<'py, PyAny>,
         a: usize,
@@ -356,6 +366,11 @@ impl<'py, 'a> Builder<'py, 'a> {
         slot: usize,
     ) -> Built<()> {
         let len = b - a;
+        if let Some(k) = &self.keys[slot ^ 1] {
+            if k.len == len && same_bytes(&self.s[k.start..k.start + len], &self.s[a..b]) {
+                return set(dict, &k.key, v);
+            }
+        }
         let key = self.make_str(a, b, flags)?;
         if len > KEY_MAX {
             return set(dict, &key, v);
@@ -365,6 +380,11 @@ impl<'py, 'a> Builder<'py, 'a> {
             return None;
         }
         set(dict, &key, v)?;
+        let slot = if self.keys[slot].is_some() && self.keys[slot ^ 1].is_none() {
+            slot ^ 1
+        } else {
+            slot
+        };
         self.keys[slot] = Some(KeySlot { start: a, len, key });
         Some(())
     }
@@ -474,10 +494,10 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a[k..].iter().zip(&b[k..]).all(|(x, y)| x == y)
 }
 
-/// A hash of a short key's bytes, for its cache slot: a few loads and one multiplication
-/// (collisions only cost a miss).
+/// A hash of a short key's bytes, `bits` (1 to 63) wide, for its cache slot: a few loads
+/// and one multiplication (collisions only cost a miss).
 #[inline]
-fn key_hash(raw: &[u8]) -> usize {
+fn key_hash(raw: &[u8], bits: u32) -> usize {
     let n = raw.len();
     let u32_at = |k: usize| {
         u64::from(u32::from_le_bytes(
@@ -495,7 +515,7 @@ fn key_hash(raw: &[u8]) -> usize {
         0
     };
     let h = (w ^ (n as u64).wrapping_mul(0x9e37_79b9)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> (64 - KEY_BITS)) as usize
+    (h >> (64 - bits)) as usize
 }
 
 /// A `str` of ASCII bytes.

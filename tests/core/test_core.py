@@ -197,6 +197,15 @@ def test_parse_many_keys(core: ModuleType) -> None:
     assert list(got[0]) == list(obj)
 
 
+def test_parse_keys_of_a_small_body(core: ModuleType) -> None:
+    # A small body gets a small key cache: more keys than its slots, each met again.
+    obj = {k: i for i, k in enumerate("abcdefghijkl")}
+    body = json.dumps([obj, obj, {"l": 0, "a": 1}]).encode()
+    got = core.parse_json_array(body)
+    assert same(got, json.loads(body))
+    assert got[0] is not got[1] and list(got[1]) == list(obj)
+
+
 def test_parse_nesting_limits(core: ModuleType) -> None:
     for opener, closer in ((b"[", b"]"), (b'{"a":', b"}")):
         ok = b"[" + opener * 199 + b"1" + closer * 199 + b"]"
