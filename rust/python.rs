@@ -36,11 +36,13 @@ enum ErrorClass {
     Http,
 }
 
-/// An error of the core, ready to become a Python exception.
+/// An error of the core, ready to become a Python exception; or one Python raised while the
+/// core built objects (out of memory), which goes on as it is.
 struct Fault {
     class: ErrorClass,
     message: Cow<'static, str>,
     position: u64,
+    raised: Option<PyErr>,
 }
 
 impl Fault {
@@ -49,6 +51,7 @@ impl Fault {
             class,
             message: message.into(),
             position,
+            raised: None,
         }
     }
 }
@@ -61,6 +64,9 @@ static HTTP_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 impl From<Fault> for PyErr {
     fn from(f: Fault) -> PyErr {
+        if let Some(raised) = f.raised {
+            return raised;
+        }
         Python::attach(|py| {
             let (cell, name) = match f.class {
                 ErrorClass::Json => (&JSON_PARSE_ERROR, "JSONParseError"),
@@ -137,15 +143,17 @@ fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList
     })
 }
 
-/// A build the scanner found no fault in: what Python raised, or (never expected) the two
-/// disagree.
+/// A build the scanner found no fault in: Python raised (out of memory: that exception goes
+/// on), or (never expected) the two disagree.
 #[cold]
 fn stopped(stop: Stop, position: usize) -> Fault {
-    let message = match stop {
-        Stop::Raised(e) => Cow::Owned(e.to_string()),
-        Stop::Invalid => Cow::Borrowed("invalid JSON"),
-    };
-    Fault::new(ErrorClass::Json, message, position as u64)
+    match stop {
+        Stop::Raised(e) => Fault {
+            raised: Some(e),
+            ..Fault::new(ErrorClass::Json, "", position as u64)
+        },
+        Stop::Invalid => Fault::new(ErrorClass::Json, "invalid JSON", position as u64),
+    }
 }
 
 /// The raw bytes of each element `scan` finds in `s`; its errors pass through `json_fault`.
