@@ -223,7 +223,8 @@ class AsyncStreamResponse(ResponseMetadata):
                     # nothing after it is read, so a connection that fails or stalls
                     # afterwards can neither delay it nor lose it.
                     final = None
-                    async with aclosing(http.aiter_bytes()) as chunks:
+                    chunks = http.aiter_bytes()
+                    try:
                         async for chunk in chunks:
                             for batch in session.feed(chunk):
                                 if batch.closed:
@@ -233,8 +234,13 @@ class AsyncStreamResponse(ResponseMetadata):
                             if final is not None:
                                 break
                             session.raise_held()
-                    if final is not None:
-                        await self._close_http()
+                    finally:
+                        # Shielded: once the session holds the closing batch, a cancellation
+                        # here would leave the reader done without having handed it out.
+                        with async_shield():
+                            await chunks.aclose()
+                            if final is not None:
+                                await self._close_http()
                     session.on_sse_end()
                     if final is not None:
                         yield final

@@ -44,14 +44,18 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def async_shield() -> anyio.CancelScope:
-    """A scope that cancellation does not reach: closing a connection waits for nothing remote,
-    so it may finish even when the block around it is cancelled."""
-    return anyio.CancelScope(shield=True)
+def async_shield(seconds: float | None = None) -> anyio.CancelScope:
+    """A scope that cancellation from outside does not reach, so cleanup (closing a
+    connection, releasing a wake) finishes even when the block around it is cancelled; with
+    ``seconds``, it is cancelled itself after that long."""
+    scope = anyio.CancelScope(shield=True)
+    if seconds is not None:
+        scope.deadline = anyio.current_time() + seconds
+    return scope
 
 
-def shield() -> contextlib.nullcontext[None]:
-    """Sync code is not cancelled from outside: nothing to shield."""
+def shield(seconds: float | None = None) -> contextlib.nullcontext[None]:
+    """Sync code is not cancelled from outside: nothing to shield (requests have timeouts)."""
     return contextlib.nullcontext()
 
 

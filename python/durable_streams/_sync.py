@@ -219,7 +219,8 @@ class StreamResponse(ResponseMetadata):
                     # nothing after it is read, so a connection that fails or stalls
                     # afterwards can neither delay it nor lose it.
                     final = None
-                    with closing(http.iter_bytes()) as chunks:
+                    chunks = http.iter_bytes()
+                    try:
                         for chunk in chunks:
                             for batch in session.feed(chunk):
                                 if batch.closed:
@@ -229,8 +230,13 @@ class StreamResponse(ResponseMetadata):
                             if final is not None:
                                 break
                             session.raise_held()
-                    if final is not None:
-                        self._close_http()
+                    finally:
+                        # Shielded: once the session holds the closing batch, a cancellation
+                        # here would leave the reader done without having handed it out.
+                        with shield():
+                            chunks.close()
+                            if final is not None:
+                                self._close_http()
                     session.on_sse_end()
                     if final is not None:
                         yield final
