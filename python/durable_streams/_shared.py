@@ -264,11 +264,13 @@ def delay_after_status(
 def with_dynamic(
     req: HttpRequest, headers: Mapping[str, str], params: Mapping[str, str]
 ) -> HttpRequest:
-    """``req`` with the handle's evaluated headers and params under its own."""
+    """``req`` with the handle's evaluated headers and params under its own (a header of the
+    request's own replaces the handle's of the same name, whatever their case)."""
+    own = {name.lower() for name in req.headers}
     return HttpRequest(
         req.method,
         req.url,
-        {**headers, **req.headers},
+        {**{k: v for k, v in headers.items() if k.lower() not in own}, **req.headers},
         sorted({**params, **dict(req.params)}.items()),
         req.content,
         req.idempotent,
