@@ -53,7 +53,11 @@ READS_PROSE: list[tuple[str, str]] = [
 
 SUBSCRIBE_PROSE: list[tuple[str, str]] = [
     ('"""Subscriptions for async code:', '"""Subscriptions for sync code:'),
-    ("\n        ``handler`` may be a plain or an async function.", ""),
+    (
+        "``handler`` may be a plain or an async function; a\n        plain one runs on the event"
+        " loop, which must stay free for the lease's renewal.",
+        "The lease is renewed on a\n        thread of its own while ``handler`` runs.",
+    ),
 ]
 
 # Async file, sync file, and the sentences that differ between them.

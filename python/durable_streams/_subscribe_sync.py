@@ -24,7 +24,13 @@ from . import _subscriptions as subs
 from ._flavours import Beat, call, heartbeat, shield
 from ._protocol import HttpRequest
 from ._retry import RetryPolicy
-from ._shared import CLIENT_LIMITS, Headers, make_timeout
+from ._shared import (
+    CLIENT_LIMITS,
+    DEFAULT_LIVE_READ_TIMEOUT,
+    Headers,
+    make_timeout,
+    request_timeout,
+)
 from ._subscriptions import (
     Ack,
     Claim,
@@ -38,6 +44,9 @@ from ._subscriptions import (
 from ._sync import send, stream
 
 __all__ = ["SubscriptionConsumer", "Subscriptions"]
+
+# How long a release may take when the consumer stops (cancelled, or a handler failed).
+RELEASE_TIMEOUT = 10.0
 
 
 class Subscriptions:
@@ -93,10 +102,19 @@ class Subscriptions:
             self._client.close()
 
     def _call(
-        self, req: HttpRequest, operation: str, subscription_id: str | None
+        self,
+        req: HttpRequest,
+        operation: str,
+        subscription_id: str | None,
+        timeout: httpx.Timeout | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         status, headers, body = send(
-            self._client, req, self._headers, self._params, self._timeout, self._retry
+            self._client,
+            req,
+            self._headers,
+            self._params,
+            timeout or self._timeout,
+            self._retry,
         )
         if status >= 300:
             raise subs.error_for(
@@ -152,7 +170,8 @@ class Subscriptions:
         return subs.subscription_result(status, body, url=req.url)
 
     def delete(self, subscription_id: str) -> None:
-        """Delete the subscription (no error if there is none). A wake in flight is fenced."""
+        """Delete the subscription (no error if there is none). The holder of a wake in
+        flight then gets :class:`SubscriptionNotFoundError` on its next ack."""
         req = subs.delete_request(self.root, subscription_id)
         self._call(req, "delete subscription", subscription_id)
 
@@ -248,7 +267,9 @@ class SubscriptionConsumer:
     def run(
         self, handler: Callable[[SubscriptionMessage], Any], *, until_idle: bool = False
     ) -> None:
-        """Consume until cancelled (or, with ``until_idle=True``, until no work is pending)."""
+        """Consume until cancelled, or with ``until_idle=True`` until no work is pending (or
+        another worker holds the wake). The lease is renewed on a
+        thread of its own while ``handler`` runs."""
         client = self._client
         sub = client.get(self.subscription_id)
         if sub.type != "pull-wake" or sub.wake_stream is None:
@@ -266,25 +287,23 @@ class SubscriptionConsumer:
             offset = self._wait_for_wake(wake_url, offset)
 
     def _wait_for_wake(self, wake_url: str, offset: str) -> str:
-        """Reads the wake stream from ``offset`` until a wake of this subscription; returns
-        the offset after it."""
+        """One long-poll of the wake stream from ``offset``: it ends when something is
+        appended (a wake, or anything else: claiming finds out) or when the server's
+        long-poll window closes, so a wake whose event was missed is still claimed within
+        one window. Returns the offset to wait from next."""
         client = self._client
-        with stream(
-            wake_url,
-            offset=offset,
-            live=True,
-            headers=client._headers,
-            params=client._params,
-            verify=client._verify,
-        ) as wakes:
-            for event in wakes.iter_events():
-                offset = event.offset
-                # Another subscription's wake is not ours; anything else may be (a wake stream
-                # that is not JSON carries its events as bytes): claiming finds out.
-                wake = subs.wake_event(event.data)
-                if wake is None or wake.subscription_id == self.subscription_id:
-                    break
-        return offset
+        req = HttpRequest("GET", wake_url, params=[("live", "long-poll"), ("offset", offset)])
+        timeout = request_timeout(client._timeout, DEFAULT_LIVE_READ_TIMEOUT, True)
+        _, headers, _ = client._call(req, "wait on the wake stream", None, timeout)
+        following = headers.get(proto.H_NEXT_OFFSET) or offset
+        if proto.header_true(headers, proto.H_CLOSED) and following == offset:
+            raise errors.StreamClosedError(
+                "the wake stream is closed: no wake can arrive on it",
+                url=wake_url,
+                offset=offset,
+                final_offset=following,
+            )
+        return following
 
     def _drain(self, handler: Callable[[SubscriptionMessage], Any]) -> None:
         """Claims and works wakes until there is no work, or another worker holds it."""
@@ -304,10 +323,12 @@ class SubscriptionConsumer:
                     if pending.has_pending:
                         self._consume_stream(claim, pending, handler, beat)
                 client.ack(claim, done=True)
-        except errors.FencedError:
-            self.stats.fenced += 1  # the lease moved on: the next holder resumes from our acks
+        except (errors.FencedError, errors.WakeTokenError):
+            # The wake moved on (lease ran out) or its token did (after an hour): the next
+            # holder, this worker included, resumes from the last ack.
+            self.stats.fenced += 1
         except BaseException:
-            with shield():
+            with shield(RELEASE_TIMEOUT):
                 self._release(claim)
             raise
 
@@ -340,8 +361,7 @@ class SubscriptionConsumer:
                     if beat.lost is not None:
                         raise beat.lost
                     if batch is not None and event.offset != batch:
-                        self._ack(claim, path, batch)
-                        acked = batch
+                        acked = self._ack_past(claim, path, batch, acked)
                     batch = event.offset
                     message = SubscriptionMessage(
                         self.subscription_id, path, event.data, event.offset, claim.generation
@@ -349,11 +369,22 @@ class SubscriptionConsumer:
                     call(handler, message)
                     self.stats.messages += 1
                 end = res.offset
-        except errors.StreamNotFoundError:
+        except (errors.StreamNotFoundError, errors.RetentionGoneError):
+            # Deleted, expired or soft-deleted: nothing left to read. Acknowledging its tail
+            # keeps it from waking the subscription again and again.
             self.stats.missing_streams.append(path)
+            with contextlib.suppress(errors.AckOffsetError):
+                self._ack_past(claim, path, pending.tail_offset, acked)
             return
-        if end != acked:
-            self._ack(claim, path, end)
+        self._ack_past(claim, path, end, acked)
+
+    def _ack_past(self, claim: Claim, path: str, offset: str, acked: str) -> str:
+        """Acknowledges ``offset`` if it is past ``acked``; returns the acknowledged offset.
+        (Parts of a long body go out with the offset before it: no progress to ack yet.)"""
+        if offset == acked or offset == proto.OFFSET_BEGINNING:
+            return acked
+        self._ack(claim, path, offset)
+        return offset
 
     def _ack(self, claim: Claim, path: str, offset: str) -> None:
         self._client.ack(claim, {path: offset})

@@ -192,9 +192,19 @@ def jwks_url(root: str) -> str:
     return f"{root.rstrip('/')}/__ds/jwks.json"
 
 
+# What a URL path may hold as it is (RFC 3986 pchar and "/"), "%" included: a path the
+# server reports is already encoded, and one a caller gives is encoded the way an HTTP
+# client encodes it, so both name the stream the server stores under the same path.
+_PATH_SAFE = "/%!$&'()*+,;=:@~"
+
+
+def encode_path(path: str) -> str:
+    return quote(path.strip("/"), safe=_PATH_SAFE)
+
+
 def stream_url(root: str, path: str) -> str:
     """The URL of the stream at ``path`` (as a subscription names it) under ``root``."""
-    return f"{root.rstrip('/')}/{quote(path.strip('/'), safe='/')}"
+    return f"{root.rstrip('/')}/{encode_path(path)}"
 
 
 def _json_request(method: str, url: str, body: Mapping[str, Any], **kw: Any) -> HttpRequest:
@@ -211,7 +221,7 @@ def _paths(streams: Iterable[str], what: str) -> list[str]:
     for path in streams:
         if not isinstance(path, str) or not path.strip("/"):
             raise ValueError(f"{what} holds non-empty path strings, not {path!r}")
-        out.append(path.strip("/"))
+        out.append(encode_path(path))
     return out
 
 
@@ -249,7 +259,7 @@ def create_request(
     if type == "pull-wake":
         if not wake_stream or not wake_stream.strip("/"):
             raise ValueError("a pull-wake subscription needs wake_stream (a stream path)")
-        body["wake_stream"] = wake_stream.strip("/")
+        body["wake_stream"] = encode_path(wake_stream)
     elif wake_stream is not None:
         raise ValueError("wake_stream is for pull-wake subscriptions")
     if lease_ttl_ms is not None:
@@ -304,7 +314,7 @@ def _ack_items(acks: Iterable[Ack] | Mapping[str, str]) -> list[dict[str, str]]:
     for stream, offset in items:
         if not isinstance(stream, str) or not stream or not isinstance(offset, str) or not offset:
             raise ValueError(f"an ack is a stream path and an offset, not {stream!r}: {offset!r}")
-        out.append({"stream": stream.strip("/"), "offset": offset})
+        out.append({"stream": encode_path(stream), "offset": offset})
     return out
 
 

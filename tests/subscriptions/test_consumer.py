@@ -3,6 +3,7 @@ a failure exactly what came after the last ack delivered again."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 import durable_streams as ds
@@ -230,3 +232,93 @@ async def test_a_cancelled_consumer_releases_its_wake(
         claim = await subs.claim(sub_id, "w2")
         (pending,) = claim.streams
         assert pending.has_pending
+
+
+def test_a_long_body_read_in_parts_is_acknowledged_once_past_where_it_began(
+    root: str, prefix: str
+) -> None:
+    """Parts of a long body go out before it ends, with the offset before it: the consumer
+    acks only progress, never that offset (the server refuses an ack of ``-1``)."""
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        path = f"{prefix}/data/big"
+        make_stream(root, path).close()
+        messages = [{"i": i, "pad": "x" * 200} for i in range(12_000)]  # about 2.7 MB
+        answer = httpx.post(
+            f"{root}/{path}",
+            content=json.dumps(messages),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code in (200, 204)
+        tail = answer.headers["stream-next-offset"]
+        wait_for(lambda: path in {link.path for link in subs.get(sub_id).streams})
+        got: list[int] = []
+        consumer = subs.consumer(sub_id, worker="w1")
+        consumer.run(lambda m: got.append(m.data["i"]), until_idle=True)
+        assert got == list(range(12_000))
+        assert cursors_at(subs, sub_id, {path: tail})
+
+
+def test_paths_that_need_encoding_are_read_and_acknowledged(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        path = f"{prefix}/data/café au lait"
+        with make_stream(root, path, {"n": 1}) as handle:
+            tail = handle.head().offset
+        encoded = f"{prefix}/data/caf%C3%A9%20au%20lait"
+        wait_for(lambda: encoded in {link.path for link in subs.get(sub_id).streams})
+        got: list[ds.SubscriptionMessage] = []
+        consumer = subs.consumer(sub_id, worker="w1")
+        consumer.run(got.append, until_idle=True)
+        assert [(m.stream, m.data) for m in got] == [(encoded, {"n": 1})]
+        assert consumer.stats.missing_streams == []
+        assert tail is not None and cursors_at(subs, sub_id, {encoded: tail})
+
+
+def test_an_expired_stream_is_skipped_without_waking_again_and_again(
+    root: str, prefix: str
+) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, wake = pull_wake(subs, root, prefix)
+        path = f"{prefix}/data/short-lived"
+        handle = ds.DurableStream.create(
+            f"{root}/{path}", content_type="application/json", ttl_seconds=1, data={"n": 1}
+        )
+        handle.close()
+        wait_for(lambda: path in {link.path for link in subs.get(sub_id).streams})
+
+        def expired() -> bool:
+            try:
+                ds.DurableStream.connect(f"{root}/{path}").close()
+            except ds.StreamNotFoundError:
+                return True
+            return False
+
+        wait_for(expired)
+        consumer = subs.consumer(sub_id, worker="w1")
+        consumer.run(lambda m: None, until_idle=True)
+        assert consumer.stats.wakes <= 1
+        with pytest.raises(ds.NoPendingWorkError):
+            subs.claim(sub_id, "w2")
+        with ds.stream(f"{root}/{wake}") as res:
+            assert len(res.read_json()) <= 2  # no storm of wake events
+
+
+def test_a_closed_wake_stream_is_an_error_not_a_busy_loop(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, wake = pull_wake(subs, root, prefix)
+        with ds.DurableStream.connect(f"{root}/{wake}") as handle:
+            handle.close_stream()
+        with pytest.raises(ds.StreamClosedError, match="wake stream is closed"):
+            subs.consumer(sub_id, worker="w1").run(lambda m: None)
+
+
+def test_a_gateway_authorization_header_does_not_clash_with_the_wake_token(
+    root: str, prefix: str
+) -> None:
+    with ds.Subscriptions(root, headers={"Authorization": "Bearer gateway-token"}) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        make_stream(root, f"{prefix}/data/s", {"n": 1}).close()
+        wait_for(lambda: bool(subs.get(sub_id).streams))
+        claim = subs.claim(sub_id, "w1")
+        assert subs.ack(claim) is False  # the wake's token went out, not the gateway's
