@@ -31,8 +31,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -40,7 +39,7 @@ from . import _errors as errors
 from ._shared import CLIENT_LIMITS
 from ._subscriptions import WebhookDelivery, delivery_from
 
-__all__ = ["SIGNATURE_HEADER", "WebhookVerifier"]
+__all__ = ["SIGNATURE_HEADER", "Headers", "WebhookVerifier"]
 
 SIGNATURE_HEADER = "webhook-signature"
 DEFAULT_TOLERANCE = 300.0
@@ -52,13 +51,21 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+class Headers(Protocol):
+    """What ``verify`` reads headers from: a dict, or any framework's headers object."""
+
+    def get(self, key: str, /) -> Any: ...
+
+    def items(self) -> Any: ...
+
+
+def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is None:
         for key, candidate in headers.items():
-            if key.lower() == name:
-                return candidate
-    return value
+            if isinstance(key, str) and key.lower() == name:
+                return str(candidate)
+    return None if value is None else str(value)
 
 
 def parse_signature(header: str | None) -> tuple[str, str, bytes]:
@@ -103,7 +110,9 @@ class WebhookVerifier:
     """Verifies webhook requests against the keys published at ``jwks_url``.
 
     ``tolerance``: how far (seconds) a request's timestamp may be from this machine's clock,
-    so a captured request cannot be replayed later. ``verify`` fetches keys with a blocking
+    so a captured request cannot be replayed later. ``subscription_id``: the subscription
+    this endpoint serves; a request signed for another one (the server signs every
+    subscription's requests with the same key) is refused. ``verify`` fetches keys with a blocking
     request when it must; ``averify`` is the same for async code. Both return the request as a
     :class:`WebhookDelivery`, or raise :class:`WebhookVerificationError` (answer 401 and do
     nothing with the request); a JWKS that cannot be fetched raises the usual transport or
@@ -113,6 +122,7 @@ class WebhookVerifier:
         self,
         jwks_url: str,
         *,
+        subscription_id: str | None = None,
         tolerance: float = DEFAULT_TOLERANCE,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         timeout: float = 10.0,
@@ -128,23 +138,39 @@ class WebhookVerifier:
         if tolerance <= 0 or refresh_interval < 0:
             raise ValueError("tolerance must be positive and refresh_interval not negative")
         self.jwks_url = jwks_url
+        self.subscription_id = subscription_id
         self.tolerance = tolerance
         self.refresh_interval = refresh_interval
         self._timeout = timeout
         self._verify = verify
         self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
+        self._tried_at: float | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<WebhookVerifier {errors.redact_url(self.jwks_url)} keys={sorted(self._keys)}>"
 
     def _due(self, kid: str) -> bool:
-        """Whether the cache lacks ``kid`` and may be refreshed now."""
-        if kid in self._keys:
-            return False
-        last = self._fetched_at
-        return last is None or time.monotonic() - last >= self.refresh_interval
+        """Whether the cache lacks ``kid`` and may be refreshed now; if so, the attempt counts
+        from now, whether it succeeds or not, so requests naming made-up key ids (or arriving
+        while the JWKS is down) cannot make it fetch more than once per interval."""
+        with self._lock:
+            if kid in self._keys:
+                return False
+            last = self._tried_at
+            now = time.monotonic()
+            if last is not None and now - last < self.refresh_interval:
+                return False
+            self._tried_at = now
+            return True
+
+    def _fresh(self, stamp: str, now: float | None) -> None:
+        clock = time.time() if now is None else now
+        if abs(clock - int(stamp)) > self.tolerance:
+            raise errors.WebhookVerificationError(
+                f"the webhook's timestamp is {clock - int(stamp):+.0f} s from this clock "
+                f"(tolerance {self.tolerance:.0f} s)"
+            )
 
     def _store(self, response: httpx.Response) -> None:
         if response.status_code != 200:
@@ -160,7 +186,6 @@ class WebhookVerifier:
         keys = _public_keys(document)
         with self._lock:
             self._keys = keys
-            self._fetched_at = time.monotonic()
 
     def _fetch(self) -> None:
         try:
@@ -182,40 +207,33 @@ class WebhookVerifier:
             ) from exc
         self._store(response)
 
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
-    ) -> WebhookDelivery:
+    def verify(self, body: bytes, headers: Headers, *, now: float | None = None) -> WebhookDelivery:
         """Check the request whose raw ``body`` and ``headers`` are given; returns what it
         delivers. ``now`` (Unix seconds) is for tests."""
-        _, kid, _ = parse_signature(_header(headers, SIGNATURE_HEADER))
+        stamp, kid, _ = parse_signature(_header(headers, SIGNATURE_HEADER))
+        self._fresh(stamp, now)  # before any fetch: stale requests cost nothing
         if self._due(kid):
             self._fetch()
         return self.check(body, headers, now=now)
 
     async def averify(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
+        self, body: bytes, headers: Headers, *, now: float | None = None
     ) -> WebhookDelivery:
         """:meth:`verify` for async code."""
-        _, kid, _ = parse_signature(_header(headers, SIGNATURE_HEADER))
+        stamp, kid, _ = parse_signature(_header(headers, SIGNATURE_HEADER))
+        self._fresh(stamp, now)
         if self._due(kid):
             await self._afetch()
         return self.check(body, headers, now=now)
 
-    def check(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | None = None
-    ) -> WebhookDelivery:
+    def check(self, body: bytes, headers: Headers, *, now: float | None = None) -> WebhookDelivery:
         """:meth:`verify` against the keys already fetched, with no I/O."""
         from cryptography.exceptions import InvalidSignature
 
         if not isinstance(body, (bytes, bytearray, memoryview)):
             raise TypeError("body must be the request's raw bytes, exactly as received")
         stamp, kid, signature = parse_signature(_header(headers, SIGNATURE_HEADER))
-        clock = time.time() if now is None else now
-        if abs(clock - int(stamp)) > self.tolerance:
-            raise errors.WebhookVerificationError(
-                f"the webhook's timestamp is {clock - int(stamp):+.0f} s from this clock "
-                f"(tolerance {self.tolerance:.0f} s)"
-            )
+        self._fresh(stamp, now)
         key = self._keys.get(kid)
         if key is None:
             raise errors.WebhookVerificationError(f"no published key has kid {kid!r}")
@@ -225,4 +243,10 @@ class WebhookVerifier:
             raise errors.WebhookVerificationError(
                 "the webhook signature does not match its body"
             ) from None
-        return delivery_from(bytes(body))
+        delivery = delivery_from(bytes(body))
+        if self.subscription_id is not None and delivery.subscription_id != self.subscription_id:
+            raise errors.WebhookVerificationError(
+                f"the webhook is for subscription {delivery.subscription_id!r}, "
+                f"not {self.subscription_id!r}"
+            )
+        return delivery

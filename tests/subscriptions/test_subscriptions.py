@@ -97,14 +97,17 @@ def test_explicit_streams_are_added_and_removed(root: str, prefix: str) -> None:
         sub_id, _ = pull_wake(subs, root, prefix)
         # A path with characters that need encoding, and one whose stream does not exist yet.
         odd = f"{prefix}/manual/a b&c"
-        make_stream(root, odd, {"n": 1}).close()
+        with make_stream(root, odd, {"n": 1}) as handle:
+            tail = handle.head().offset
         subs.add_streams(sub_id, [odd, f"{prefix}/manual/later"])
         links = {link.path: link for link in subs.get(sub_id).streams}
-        assert links[odd].link_type == "explicit"
-        assert links[odd].acked_offset != "-1"  # linked at its tail: history is not replayed
+        # Named as the server names the stream (encoded as in its URL), linked at its tail.
+        encoded = f"{prefix}/manual/a%20b&c"
+        assert links[encoded].link_type == "explicit"
+        assert links[encoded].acked_offset == tail
         assert f"{prefix}/manual/later" in links
         subs.remove_stream(sub_id, odd)
-        assert odd not in {link.path for link in subs.get(sub_id).streams}
+        assert encoded not in {link.path for link in subs.get(sub_id).streams}
 
 
 def test_unsafe_webhook_url_is_refused(root: str, prefix: str) -> None:
@@ -273,6 +276,9 @@ def test_subscriptions_survive_a_restart_of_the_embedded_server_on_a_data_file(
             subs.ack(claim, {pending.path: pending.tail_offset})  # acked, not finished
             handle.append({"n": 2})
             handle.close()
+            # Linked while the wake is in flight (no new wake to save it along).
+            make_stream(root, "p/data/t", {"n": 3}).close()
+            wait_for(lambda: "p/data/t" in {link.path for link in subs.get(sub_id).streams})
             before = subs.get(sub_id)
     with local_server(data_path=data, webhooks=True) as url:
         root = f"{url}/v1/stream"
@@ -292,5 +298,50 @@ def test_subscriptions_survive_a_restart_of_the_embedded_server_on_a_data_file(
                 subs.ack(claim)
             again = subs.claim(sub_id, "w2")
             assert again.generation > claim.generation
-            (pending2,) = again.streams
-            assert pending2.acked_offset == pending.tail_offset and pending2.has_pending
+            streams = {s.path: s for s in again.streams}
+            assert streams["p/data/s"].acked_offset == pending.tail_offset
+            assert streams["p/data/s"].has_pending and streams["p/data/t"].has_pending
+
+
+def test_the_server_refuses_bad_tokens_and_bodies_with_typed_answers(
+    root: str, prefix: str
+) -> None:
+    import httpx
+
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        base = f"{root}/__ds/subscriptions/{sub_id}"
+        # No token: 401 before the body is even looked at.
+        answer = httpx.post(f"{base}/ack", content=b"{not json")
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "TOKEN_INVALID"
+        weird = httpx.post(
+            f"{base}/ack",
+            headers={"authorization": b"Bearer caf\xe9.x"},  # not ASCII
+            content=b"{}",
+        )
+        assert weird.status_code == 401
+        deep = httpx.post(f"{base}/claim", content=b"[" * 100_000 + b"]" * 100_000)
+        assert deep.status_code == 400
+        assert deep.json()["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_a_wake_whose_work_went_away_does_not_block_later_wakes(root: str, prefix: str) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub_id, _ = pull_wake(subs, root, prefix)
+        first = make_stream(root, f"{prefix}/data/a", {"n": 1})
+        wait_for(lambda: bool(subs.get(sub_id).streams))
+        first.delete()  # the unclaimed wake's only work is gone
+        first.close()
+        with pytest.raises(ds.NoPendingWorkError):
+            subs.claim(sub_id, "w1")
+        make_stream(root, f"{prefix}/data/b", {"n": 2}).close()
+
+        def claimable() -> bool:
+            try:
+                claim = subs.claim(sub_id, "w1")
+            except ds.NoPendingWorkError:
+                return False
+            return any(s.path == f"{prefix}/data/b" and s.has_pending for s in claim.streams)
+
+        wait_for(claimable)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -131,3 +134,54 @@ async def test_async_verification_and_callback(
         assert delivery.generation >= 1
         assert tail is not None
         assert await subs.callback(delivery, [ds.Ack(f"{prefix}/data/s", tail)], done=True) is False
+
+
+def test_a_delivery_for_another_subscription_is_refused(
+    root: str, prefix: str, receiver: Receiver
+) -> None:
+    with ds.Subscriptions(root) as subs:
+        sub = webhook_subscription(subs, prefix, receiver)
+        assert sub.signing is not None
+        make_stream(root, f"{prefix}/data/s", {"n": 1}).close()
+        headers, body = receiver.wait()
+        mine = WebhookVerifier(sub.signing.jwks_url, subscription_id=sub.id)
+        assert mine.verify(body, headers).subscription_id == sub.id
+        theirs = WebhookVerifier(sub.signing.jwks_url, subscription_id="someone-else")
+        with pytest.raises(ds.WebhookVerificationError, match="for subscription"):
+            theirs.verify(body, headers)
+
+
+def test_unknown_key_ids_cannot_make_the_verifier_hammer_a_failing_jwks() -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    verifier = WebhookVerifier(f"http://127.0.0.1:{port}/jwks.json", refresh_interval=3600)
+    stamp = str(int(time.time()))
+    header = {"webhook-signature": f"t={stamp},kid=ds_made_up,ed25519={'A' * 86}"}
+    with pytest.raises(ds.TransportError):
+        verifier.verify(b"{}", header)  # the one fetch this interval allows
+    for _ in range(3):  # refused at once, no more fetches
+        with pytest.raises(ds.WebhookVerificationError, match="no published key"):
+            verifier.verify(b"{}", header)
+    stale = {"webhook-signature": f"t=1000,kid=ds_other,ed25519={'A' * 86}"}
+    with pytest.raises(ds.WebhookVerificationError, match="timestamp"):
+        WebhookVerifier(f"http://127.0.0.1:{port}/jwks.json").verify(b"{}", stale)
+
+
+def test_after_a_restart_deliveries_carry_the_servers_full_callback_url(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from durable_streams.testing import local_server
+
+    data = tmp_path / "streams.sqlite3"
+    with (
+        local_server(data_path=data, webhooks=True) as url,
+        ds.Subscriptions(f"{url}/v1/stream") as subs,
+    ):
+        subs.create("hook", type="webhook", streams=["x/s"], webhook_url=receiver.url)
+        make_stream(f"{url}/v1/stream", "x/s", {"n": 1}).close()
+        receiver.wait(1)
+    with local_server(data_path=data, webhooks=True) as url:
+        _, body = receiver.wait(2)  # the wake in flight is issued again under a new generation
+        delivery = json.loads(body)
+        assert delivery["callback_url"] == f"{url}/v1/stream/__ds/subscriptions/hook/callback"

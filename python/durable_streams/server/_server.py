@@ -119,6 +119,7 @@ class Server:
         port = self._listener.sockets[0].getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._url = f"http://{host}:{port}"
+        self._app.subscriptions.start()
         self._stopped = asyncio.Event()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return self._url

@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,8 +113,41 @@ def glob_matches(pattern: str, path: str) -> bool:
     return match(0, 0)
 
 
+# Besides private, loopback, link-local and unspecified addresses: shared address space
+# (carrier-grade NAT), which also never names a public webhook receiver.
+_SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")
+
+
+def _numeric_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a numeric host stands for, in any spelling a resolver accepts
+    (``127.1``, ``0x7f000001``, ``2130706433``, ``0177.0.0.1``); None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if address.version == 6:
+        return "IPv6 webhook addresses are not accepted"
+    if (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address in _SHARED_SPACE
+    ):
+        return "private, loopback, link-local and shared addresses are not accepted"
+    return None
+
+
 def webhook_url_problem(url: str) -> str | None:
-    """Why the server refuses to deliver to ``url`` (PROTOCOL.md 12.8), or None."""
+    """Why the server refuses to deliver to ``url`` (PROTOCOL.md 12.8), or None. A host name
+    is checked again when a delivery resolves it (:func:`resolved_problem`)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -121,21 +155,36 @@ def webhook_url_problem(url: str) -> str | None:
         return "invalid webhook URL"
     if not host or parts.scheme not in ("http", "https"):
         return "invalid webhook URL"
-    loopback_name = host == "localhost" or (
-        host.count(".") == 3 and host.startswith("127.") and host.replace(".", "").isdigit()
+    host = host.rstrip(".")
+    address = _numeric_host(host)
+    loopback = host == "localhost" or (
+        address is not None
+        and address.version == 4
+        and address.is_loopback
+        and host.startswith("127.")
+        and host.count(".") == 3
     )
     if parts.scheme == "http":
-        return None if loopback_name else "http is only allowed for localhost or 127.0.0.x"
+        return None if loopback else "http is only allowed for localhost or 127.0.0.x"
     if host == "localhost":
         return "localhost webhooks must use http"
+    return None if address is None else address_problem(address)
+
+
+async def resolved_problem(url: str) -> str | None:
+    """Whether an https webhook's host name resolves to an address it may not reach."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme != "https" or _numeric_host(host) is not None:
+        return None
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # a name: not resolved here
-    if address.version == 6:
-        return "IPv6 literal webhook hosts are not accepted"
-    if address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified:
-        return "private, loopback and link-local addresses are not accepted"
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    for info in infos:
+        problem = address_problem(ipaddress.ip_address(info[4][0]))
+        if problem is not None:
+            return f"{host} resolves to {info[4][0]}: {problem}"
     return None
 
 
@@ -229,11 +278,10 @@ class Subscriptions:
         for _, text in self._journal.records("subscription"):
             sub = _restore(text)
             self._subs[sub.id] = sub
-        if self._subs:
-            # Wakes in flight did not survive; work that is pending gets a new one.
-            asyncio.get_running_loop().call_soon(self._wake_restored)
 
-    def _wake_restored(self) -> None:
+    def start(self) -> None:
+        """Once the server listens (its URL known): wakes in flight did not survive a
+        restart, so work that is pending gets a new one."""
         for sub in list(self._subs.values()):
             if not sub.deleted:
                 self._maybe_wake(sub)
@@ -283,10 +331,10 @@ class Subscriptions:
                 return _method_not_allowed()
             return self._remove_stream(sub_id, unquote("/".join(tail[1:])))
         if len(tail) == 1 and tail[0] in ("callback", "claim", "ack", "release"):
-            body = self._body(request)
             if tail[0] == "claim":
-                return self._claim(sub_id, body)
-            token = self._bearer(request)
+                return self._claim(sub_id, self._body(request))
+            token = self._bearer(request)  # a missing token is refused before a bad body
+            body = self._body(request)
             if tail[0] == "callback":
                 return self._acknowledge(sub_id, token, body, pull_wake=False)
             if tail[0] == "ack":
@@ -300,7 +348,7 @@ class Subscriptions:
             return {}
         try:
             body = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refusal("INVALID_REQUEST", "Invalid JSON body") from None
         if not isinstance(body, dict):
             raise Refusal("INVALID_REQUEST", "the body must be a JSON object")
@@ -470,7 +518,10 @@ class Subscriptions:
         return Response(204)
 
     def _jwks(self) -> Response:
-        keys = [] if not self._webhooks else [self._signing().jwk]
+        try:
+            keys = [self._signing().jwk]
+        except Refusal:  # no cryptography here: nothing is signed, so nothing to publish
+            keys = []
         response = _json(200, {"keys": keys}, "application/jwk-set+json")
         response.headers.append(("cache-control", "public, max-age=300"))
         return response
@@ -489,10 +540,13 @@ class Subscriptions:
     # -- membership ----------------------------------------------------------------
 
     def _tail(self, path: str) -> str:
+        return self._tail_if_readable(path) or ZERO
+
+    def _tail_if_readable(self, path: str) -> str | None:
         try:
             return format_offset(self._store.get(STREAM_ROOT + path).tail)
         except StoreError:
-            return ZERO
+            return None
 
     @staticmethod
     def _link(sub: Subscription, path: str, kind: str, offset: str) -> Link:
@@ -515,6 +569,7 @@ class Subscriptions:
                 and glob_matches(sub.pattern, relative)
             ):
                 self._link(sub, relative, "glob", "-1")
+                self._save(sub)
             if relative in sub.links:
                 self._maybe_wake(sub, relative)
 
@@ -532,14 +587,16 @@ class Subscriptions:
         """Every linked stream with its tail and whether it has work."""
         out = []
         for path, link in sub.links.items():
-            tail = self._tail(path)
+            tail = self._tail_if_readable(path)
             out.append(
                 {
                     "path": path,
                     "link_type": link.link_type,
                     "acked_offset": link.acked,
-                    "tail_offset": tail,
-                    "has_pending": tail > link.acked,
+                    "tail_offset": tail or ZERO,
+                    # A stream that does not exist (yet, or any more) has nothing to read: it
+                    # must not wake the subscription over and over.
+                    "has_pending": tail is not None and tail > link.acked,
                 }
             )
         return out
@@ -563,7 +620,8 @@ class Subscriptions:
             trigger = next((s["path"] for s in pending if s["has_pending"]), None)
         if sub.type == "webhook":
             self._start_lease(sub)
-            self._deliver_soon(sub)
+            if self._webhooks:  # a webhook subscription kept from a run that allowed them
+                self._deliver_soon(sub)
             return
         assert sub.wake_stream is not None
         event = {
@@ -623,12 +681,14 @@ class Subscriptions:
         if len(parts) != 2:
             raise Refusal("TOKEN_INVALID", "the token is malformed")
         payload, mac = parts
+        if not (payload.isascii() and mac.isascii()):
+            raise Refusal("TOKEN_INVALID", "the token is malformed")
         expected = _b64url(hmac.new(self._token_key, payload.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(mac, expected):
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
             raise Refusal("TOKEN_INVALID", "the token's signature does not verify")
         try:
             claims = json.loads(_unb64url(payload))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refusal("TOKEN_INVALID", "the token is malformed") from None
         if not isinstance(claims, dict) or claims.get("sub") != f"subscription:{sub.id}":
             raise Refusal("TOKEN_INVALID", "the token is for another subscription")
@@ -659,6 +719,10 @@ class Subscriptions:
                 "ALREADY_CLAIMED", None, current_holder=sub.holder, generation=sub.generation
             )
         if not self._has_work(sub):
+            # An unclaimed wake whose work went away (its stream was deleted) would otherwise
+            # stand forever, and no later append would wake the subscription.
+            sub.wake_id = None
+            sub.snapshot = None
             raise Refusal("NO_PENDING_WORK", "no linked stream has pending work")
         if sub.wake_id is None:
             self._wake(sub, None)
@@ -720,10 +784,14 @@ class Subscriptions:
 
     def _deliver_soon(self, sub: Subscription, delay: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
+        if sub.retry is not None:  # one delivery chain per subscription
+            sub.retry.cancel()
+            sub.retry = None
+        wake_id = sub.wake_id
 
         def start() -> None:
             sub.retry = None
-            if not sub.deleted and sub.wake_id is not None:
+            if not sub.deleted and sub.wake_id is not None and sub.wake_id == wake_id:
                 task = loop.create_task(self._deliver(sub))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -748,6 +816,13 @@ class Subscriptions:
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
         wake_id = sub.wake_id
+        problem = await resolved_problem(sub.webhook_url or "")
+        if problem is not None:
+            log.warning("subscription %s: webhook not delivered: %s", sub.id, problem)
+            if not sub.deleted and sub.wake_id == wake_id:
+                sub.retries += 1
+                self._deliver_soon(sub, min(RETRY_FIRST * 2 ** (sub.retries - 1), RETRY_MAX))
+            return
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
         try:
@@ -763,8 +838,8 @@ class Subscriptions:
         except httpx.HTTPError as exc:
             log.info("subscription %s: webhook delivery failed: %s", sub.id, exc)
             ok = False
-        if sub.deleted:
-            return
+        if sub.deleted or sub.wake_id != wake_id:
+            return  # a newer wake has its own delivery
         if not ok:
             if sub.status != "failed":
                 sub.status = "failed"
