@@ -1,6 +1,6 @@
-"""Generates the sync drivers from the async ones: python/durable_streams/_sync.py from
-_async.py (reads and the stream handle) and _subscribe_sync.py from _subscribe_async.py
-(subscriptions and their consumer).
+"""Generates the sync drivers from the async ones in python/durable_streams: _sync.py from
+_async.py (reads and the stream handle), _subscribe_sync.py from _subscribe_async.py
+(subscriptions and their consumer) and _state_sync.py from _state_async.py (state streams).
 
 Each is written once, in async code; the sync twin is that text with the async words taken
 out. What really differs between the two lives in _flavours.py under paired names
@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,16 +61,21 @@ SUBSCRIBE_PROSE: list[tuple[str, str]] = [
     ),
 ]
 
+STATE_PROSE: list[tuple[str, str]] = [
+    ("State Protocol) for async code:", "State Protocol) for sync code:"),
+]
+
 # Async file, sync file, and the sentences that differ between them.
 PAIRS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("_async.py", "_sync.py", READS_PROSE),
     ("_subscribe_async.py", "_subscribe_sync.py", SUBSCRIBE_PROSE),
+    ("_state_async.py", "_state_sync.py", STATE_PROSE),
 ]
 
 # Word-bounded renames, in order. ``Async``-prefixed names and ``async_``-prefixed ones lose
 # the prefix, ``_async``-suffixed ones become ``_sync``; the rest are the async spellings of
 # dunder methods, httpx's and ours.
-RENAMES: list[tuple[str, str]] = [
+RENAMES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"\basync (def|for|with)\b", r"\1"),
     (r"\bawait ", ""),
     (r"\b__aenter__\b", "__enter__"),
@@ -82,6 +88,9 @@ RENAMES: list[tuple[str, str]] = [
     (r"\baiter_bytes\b", "iter_bytes"),
     (r"\baclosing\b", "closing"),
     (r"\bastream\b", "stream"),
+    (r"\b(aload_state|amaterialize|acompact)\b", lambda m: m.group(1)[1:]),
+    (r"\b_aproducer\b", "_sproducer"),
+    (r"\bIdempotentProducer\b", "SyncIdempotentProducer"),
     (r"_async\b", "_sync"),  # resolve_async, ._async, _subscribe_async
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),

@@ -61,7 +61,7 @@ def test_an_async_word_left_over_is_an_error(unasync: ModuleType) -> None:
         unasync.unasync(_with_prose(unasync, "import anyio\n"), unasync.READS_PROSE)
 
 
-@pytest.mark.parametrize("pair", range(2))
+@pytest.mark.parametrize("pair", range(3))
 def test_committed_sync_drivers_are_generated(unasync: ModuleType, pair: int) -> None:
     source, target, prose = unasync.PAIRS[pair]
     committed = (unasync.PACKAGE / target).read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
     ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
+    │   ├── StateMessageError           a state stream's message is not a change or control
     │   ├── SSEParseError               a malformed SSE stream or control event
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
@@ -94,6 +95,7 @@ __all__ = [
     "SequenceReusedError",
     "ServerError",
     "StaleEpochError",
+    "StateMessageError",
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
@@ -202,6 +204,11 @@ class HTTPParseError(TransportError, ParseError):
 
 class JSONParseError(ParseError):
     """A JSON body, or the JSON of an SSE data event, is malformed."""
+
+
+class StateMessageError(ParseError):
+    """A message of a state stream (State Protocol) is neither a valid change nor a valid
+    control message; ``offset`` is where the stream stands after the message's batch."""
 
 
 class SSEParseError(ParseError):
