@@ -5,9 +5,10 @@ A state stream is a JSON stream of change messages (``insert``, ``update``, ``up
 ``delete`` of an entity ``key`` of a ``type``) and control messages (``snapshot-start``,
 ``snapshot-end``, ``reset``). :func:`materialize` folds one into ``{type: {key: value}}``;
 :class:`StateWriter` writes changes through a stream handle or an idempotent producer;
-:func:`compact` writes the latest value of every key into a new stream as a snapshot.
-Every function has an async twin (``amaterialize``, ``aload_state``, ``acompact``,
-:class:`AsyncStateWriter`).
+:func:`compact` writes the latest value of every key into a new stream as a snapshot;
+:class:`StateView` keeps the state up to date while tailing the stream. Everything has an
+async twin (``amaterialize``, ``aload_state``, ``acompact``, :class:`AsyncStateWriter`,
+:class:`AsyncStateView`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from ._statecore import (
     control_message,
     parse_message,
 )
+from ._stateview import AsyncStateView, StateView
 
 __all__ = [
+    "AsyncStateView",
     "AsyncStateWriter",
     "Change",
     "Control",
     "Operation",
     "State",
     "StateMessageError",
+    "StateView",
     "StateWriter",
     "acompact",
     "aload_state",

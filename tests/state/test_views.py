@@ -1,0 +1,101 @@
+"""Live views of state streams against the reference server: they catch up, follow new
+changes batch by batch, report them, start from a compacted snapshot, and stop on bad data."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+import pytest
+
+import durable_streams as ds
+from durable_streams.state import (
+    AsyncStateView,
+    AsyncStateWriter,
+    Change,
+    StateView,
+    StateWriter,
+    compact,
+    load_state,
+    materialize,
+)
+
+
+@pytest.fixture
+def state_url(server_url: str) -> str:
+    return f"{server_url}/v1/stream/view-{uuid.uuid4().hex}"
+
+
+@pytest.mark.anyio
+async def test_an_async_view_catches_up_then_follows(state_url: str, anyio_backend: str) -> None:
+    async with await ds.AsyncDurableStream.create(
+        state_url, content_type="application/json"
+    ) as handle:
+        writer = AsyncStateWriter(handle)
+        for i in range(5):
+            await writer.insert("user", str(i), {"n": i})
+        seen: list[ds.state.Change | ds.state.Control] = []
+        with anyio.fail_after(30):
+            async with AsyncStateView(state_url, on_change=seen.append) as view:
+                await view.wait_current()
+                assert view.current and len(view.items("user")) == 5
+                changes = view.changes()
+                await writer.update("user", "1", {"n": 10})
+                last = await writer.delete("user", "2")
+                await view.wait_for(last.offset)
+                assert view.get("user", "1") == {"n": 10}
+                assert view.get("user", "2") is None
+                assert view.offset is not None and view.offset >= last.offset
+                got = [await changes.__anext__() for _ in range(2)]
+                assert [c.operation for c in got if isinstance(c, Change)] == ["update", "delete"]
+                await changes.aclose()
+    assert len(seen) == 7
+    assert view.snapshot() == await ds.state.amaterialize(state_url)
+
+
+def test_a_sync_view_from_a_compacted_snapshot_ends_as_a_view_of_the_whole_source(
+    state_url: str, server_url: str
+) -> None:
+    with ds.DurableStream.create(state_url, content_type="application/json") as handle:
+        writer = StateWriter(handle)
+        for i in range(30):
+            writer.upsert("k", str(i % 4), i)
+        target = f"{server_url}/v1/stream/view-compacted-{uuid.uuid4().hex}"
+        compact(state_url, target)
+        snapshot = load_state(target)
+        with (
+            StateView(state_url, start=snapshot, offset=snapshot.snapshot_covers) as view,
+            StateView(state_url) as whole,
+        ):
+            view.wait_current(timeout=30)
+            changes = view.changes(timeout=30)
+            writer.delete("k", "0")
+            tail = writer.upsert("k", "9", "live").offset
+            assert isinstance(next(changes), Change)
+            view.wait_for(tail, timeout=30)
+            whole.wait_for(tail, timeout=30)
+            assert view.snapshot() == whole.snapshot() == materialize(state_url)
+            changes.close()
+
+
+def test_a_view_stops_on_a_malformed_message(state_url: str) -> None:
+    with ds.DurableStream.create(state_url, content_type="application/json") as handle:
+        StateWriter(handle).insert("user", "1", 1)
+        with StateView(state_url) as view:
+            view.wait_current(timeout=30)
+            handle.append({"not": "a state message"})
+            with pytest.raises(ds.StateMessageError):
+                view.wait_for("9" * 33, timeout=30)
+        with StateView(state_url, on_malformed="skip") as lenient:
+            lenient.wait_current(timeout=30)
+            assert lenient.state.skipped == 1 and lenient.get("user", "1") == 1
+
+
+def test_waiting_is_bounded(state_url: str) -> None:
+    with (
+        ds.DurableStream.create(state_url, content_type="application/json"),
+        StateView(state_url) as view,
+    ):
+        view.wait_current(timeout=30)
+        with pytest.raises(ds.DeadlineExceededError):
+            view.wait_for("9" * 33, timeout=0.2)
