@@ -1,6 +1,7 @@
 //! Native core of the `durable_streams` Python client.
 //!
-//! The parsing modules ([`json`], [`sse`], [`http`], [`base64`], [`encode`], [`batch`]) are plain Rust:
+//! The parsing modules ([`json`], [`sse`], [`http`], [`base64`], [`encode`], [`batch`],
+//! [`state`]) are plain Rust:
 //! no Python types, errors that carry byte positions, testable with
 //! `cargo test --no-default-features`. [`python`] (feature `python`) is the one binding
 //! module: it builds Python objects (with [`pybuild`], the JSON-to-Python builder) and maps
@@ -14,6 +15,7 @@ pub mod framer;
 pub mod http;
 pub mod json;
 pub mod sse;
+pub mod state;
 
 #[cfg(feature = "python")]
 mod pybuild;

@@ -389,6 +389,21 @@ class AsyncStreamResponse(ResponseMetadata):
         """All text until the reader is up to date (or the stream ended)."""
         return "".join(await self._read_all("text"))
 
+    async def _whole_batches(self) -> AsyncIterator[Batch]:
+        """JSON batches, each counted as handed out once the caller asks for the next (for
+        consumers in this package that take a batch at a time: folding state). Ends when up
+        to date, as ``read_json`` does."""
+        await self._ensure_open()
+        delivery = self._delivery
+        while True:
+            batch = await self._next_batch("json")
+            if batch is None:
+                return
+            yield batch
+            delivery.rest = iter(())
+            if delivery.finish(True):
+                return
+
     def __aiter__(self) -> AsyncIterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
         return self._iterate(None)

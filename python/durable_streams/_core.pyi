@@ -90,6 +90,13 @@ class JsonArrayReader:
 def encode_json(value: Any) -> bytes:
     """``value`` as compact JSON (``json.dumps`` with separators ``,`` and ``:``, UTF-8)."""
 
+def fold_changes(
+    messages: list[Any], start: int, types: dict[str, dict[str, Any]], txids: set[str]
+) -> int:
+    """Folds State Protocol change messages ``messages[start:]`` into ``types`` and their
+    txids into ``txids`` until one it does not take (a control, or not a valid change);
+    returns that one's index, or ``len(messages)``."""
+
 @final
 class BatchBuilder:
     """Assembles append bodies: a JSON array for JSON streams, concatenation otherwise."""

@@ -58,9 +58,8 @@ async def aload_state(
         retry=retry,
         verify=verify,
     ) as res:
-        apply = state.apply
-        async for event in res.iter_events():
-            apply(event.data, event.offset)
+        async for batch in res._whole_batches():
+            state.fold_batch(batch.data, batch.offset)
         state.offset = res.offset
     return state
 

@@ -59,9 +59,8 @@ def load_state(
         retry=retry,
         verify=verify,
     ) as res:
-        apply = state.apply
-        for event in res.iter_events():
-            apply(event.data, event.offset)
+        for batch in res._whole_batches():
+            state.fold_batch(batch.data, batch.offset)
         state.offset = res.offset
     return state
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import _errors as errors
+from . import _impl
 
 __all__ = [
     "CONTROLS",
@@ -261,6 +262,21 @@ class State:
         if offset is not None:
             self.offset = offset
         return applied
+
+    def fold_batch(self, messages: list[Any], offset: str | None) -> None:
+        """Fold a whole batch that shares ``offset``: changes go straight into the dicts
+        (the core's ``fold_changes``, with no object per message); a control, or anything it
+        does not take, goes through :meth:`apply`, which checks it and names what is wrong."""
+        fold = _impl.core.fold_changes
+        types, txids = self.types, self.txids
+        start, end = 0, len(messages)
+        while start < end:
+            start = fold(messages, start, types, txids)
+            if start < end:
+                self.apply(messages[start], offset)
+                start += 1
+        if offset is not None:
+            self.offset = offset
 
     def _fold(self, parsed: Change | Control) -> None:
         if isinstance(parsed, Control):

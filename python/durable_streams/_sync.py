@@ -383,6 +383,21 @@ class StreamResponse(ResponseMetadata):
         """All text until the reader is up to date (or the stream ended)."""
         return "".join(self._read_all("text"))
 
+    def _whole_batches(self) -> Iterator[Batch]:
+        """JSON batches, each counted as handed out once the caller asks for the next (for
+        consumers in this package that take a batch at a time: folding state). Ends when up
+        to date, as ``read_json`` does."""
+        self._ensure_open()
+        delivery = self._delivery
+        while True:
+            batch = self._next_batch("json")
+            if batch is None:
+                return
+            yield batch
+            delivery.rest = iter(())
+            if delivery.finish(True):
+                return
+
     def __iter__(self) -> Iterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
         return self._iterate(None)

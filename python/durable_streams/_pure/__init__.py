@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._batch import BatchBuilder
+from ._fold import fold_changes
 from ._framer import JsonArrayReader
 from ._http import HttpResponseDecoder
 from ._json import encode_json, parse_json_array, split_json_array
@@ -22,6 +23,7 @@ __all__ = [
     "SseDecoder",
     "__version__",
     "encode_json",
+    "fold_changes",
     "parse_json_array",
     "split_json_array",
 ]
