@@ -14,6 +14,7 @@ __all__ = [
     "SseDecoder",
     "__version__",
     "encode_json",
+    "fold_changes",
     "parse_json_array",
     "split_json_array",
 ]
