@@ -835,7 +835,7 @@ fn nonempty_str<'py>(
     name: &Bound<'py, PyString>,
 ) -> PyResult<Option<Bound<'py, PyString>>> {
     Ok(match d.get_item(name)? {
-        Some(v) => match v.cast_into::<PyString>() {
+        Some(v) => match v.cast_into_exact::<PyString>() {
             Ok(s) if s.len()? > 0 => Some(s),
             _ => None,
         },
@@ -864,14 +864,15 @@ fn fold_changes<'py>(
     let timestamp_key = intern!(py, "timestamp");
     let n = messages.len();
     for i in start..n {
+        // Exact types only: subclasses (with lookups of their own) take the checked path.
         let item = messages.get_item(i)?;
-        let Ok(message) = item.cast::<PyDict>() else {
+        let Ok(message) = item.cast_exact::<PyDict>() else {
             return Ok(i);
         };
         let Some(headers) = message.get_item(headers_key)? else {
             return Ok(i);
         };
-        let Ok(headers) = headers.cast::<PyDict>() else {
+        let Ok(headers) = headers.cast_exact::<PyDict>() else {
             return Ok(i);
         };
         let Some(operation) = nonempty_str(headers, operation_key)? else {
@@ -897,7 +898,7 @@ fn fold_changes<'py>(
         };
         if let Some(stamp) = headers.get_item(timestamp_key)? {
             if !stamp.is_none() {
-                let Ok(stamp) = stamp.cast::<PyString>() else {
+                let Ok(stamp) = stamp.cast_exact::<PyString>() else {
                     return Ok(i);
                 };
                 match stamp.to_str() {
@@ -907,7 +908,7 @@ fn fold_changes<'py>(
             }
         }
         let keys = match types.get_item(&kind)? {
-            Some(keys) => match keys.cast_into::<PyDict>() {
+            Some(keys) => match keys.cast_into_exact::<PyDict>() {
                 Ok(keys) => Some(keys),
                 Err(_) => return Ok(i),
             },

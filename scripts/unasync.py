@@ -88,7 +88,7 @@ RENAMES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"\baiter_bytes\b", "iter_bytes"),
     (r"\baclosing\b", "closing"),
     (r"\bastream\b", "stream"),
-    (r"\b(aload_state|amaterialize|acompact)\b", lambda m: m.group(1)[1:]),
+    (r"\b(aload_state|aload_compacted|amaterialize|acompact)\b", lambda m: m.group(1)[1:]),
     (r"\b_aproducer\b", "_sproducer"),
     (r"\bIdempotentProducer\b", "SyncIdempotentProducer"),
     (r"_async\b", "_sync"),  # resolve_async, ._async, _subscribe_async

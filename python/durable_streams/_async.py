@@ -389,10 +389,10 @@ class AsyncStreamResponse(ResponseMetadata):
         """All text until the reader is up to date (or the stream ended)."""
         return "".join(await self._read_all("text"))
 
-    async def _whole_batches(self) -> AsyncIterator[Batch]:
+    async def _whole_batches(self, until_up_to_date: bool = True) -> AsyncIterator[Batch]:
         """JSON batches, each counted as handed out once the caller asks for the next (for
-        consumers in this package that take a batch at a time: folding state). Ends when up
-        to date, as ``read_json`` does."""
+        consumers in this package that take a batch at a time: folding state). Ends at the
+        end of a closed stream and, with ``until_up_to_date``, when up to date."""
         await self._ensure_open()
         delivery = self._delivery
         while True:
@@ -401,7 +401,7 @@ class AsyncStreamResponse(ResponseMetadata):
                 return
             yield batch
             delivery.rest = iter(())
-            if delivery.finish(True):
+            if delivery.finish(until_up_to_date):
                 return
 
     def __aiter__(self) -> AsyncIterator[Any]:

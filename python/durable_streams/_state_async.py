@@ -5,6 +5,7 @@ its entities, write changes, and compact a stream into a snapshot.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import ssl
 import uuid
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 import httpx
 
+from . import _errors as errors
 from . import _statecore as core
 from ._aproducer import IdempotentProducer
 from ._async import AsyncDurableStream, astream
@@ -21,7 +23,7 @@ from ._retry import RetryPolicy
 from ._shared import Headers
 from ._statecore import State
 
-__all__ = ["AsyncStateWriter", "acompact", "aload_state", "amaterialize"]
+__all__ = ["AsyncStateWriter", "acompact", "aload_compacted", "aload_state", "amaterialize"]
 
 JSON = "application/json"
 MISSING: Any = core._MISSING
@@ -42,13 +44,13 @@ async def aload_state(
     """The :class:`State` of the stream at ``url`` up to its current tail.
 
     With ``start``, its messages are folded into that state instead of a new one, from
-    ``offset`` (default: ``start.offset``); this is how a state loaded from a compacted
-    snapshot goes on with its source: ``aload_state(source, start=snapshot_state,
-    offset=snapshot_state.snapshot_covers)``. A malformed message raises
-    :class:`StateMessageError` naming its offset (``on_malformed="skip"`` counts it in
-    ``state.skipped`` instead)."""
+    ``offset`` (default: ``start.offset``, which must then be an offset of this stream);
+    :func:`aload_compacted` does this for a compacted snapshot and its source. A malformed
+    message raises :class:`StateMessageError` naming its offset (``on_malformed="skip"``
+    counts it in ``state.skipped`` instead; with ``start``, that state's own choice holds)."""
     state = start if start is not None else State(on_malformed=on_malformed)
     begin = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
+    state.offset = begin  # until the read moves it: where this stream's state stands
     async with astream(
         url,
         offset=begin,
@@ -105,17 +107,21 @@ class AsyncStateWriter:
     ) -> None:
         self._target = target
         self._timestamps = timestamps
-        self._txid: str | None = None
+        # Per task (and thread): concurrent transactions on one writer do not mix.
+        self._txid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "durable_streams_state_txid", default=None
+        )
 
     @contextlib.contextmanager
     def transaction(self, txid: str | None = None) -> Iterator[str]:
-        """Every change written in the block carries ``txid`` (default: a new UUID)."""
-        previous = self._txid
-        self._txid = txid or str(uuid.uuid4())
+        """Every change written in the block (by this task or thread) carries ``txid``
+        (default: a new UUID)."""
+        value = txid or str(uuid.uuid4())
+        token = self._txid.set(value)
         try:
-            yield self._txid
+            yield value
         finally:
-            self._txid = previous
+            self._txid.reset(token)
 
     async def _write(self, message: dict[str, Any]) -> Any:
         target = self._target
@@ -143,7 +149,7 @@ class AsyncStateWriter:
             key,
             value,
             old_value=old_value,
-            txid=txid or self._txid,
+            txid=txid or self._txid.get(),
             timestamp=timestamp,
             headers=headers,
         )
@@ -219,6 +225,7 @@ async def acompact(
     target_url: str,
     *,
     producer_id: str | None = None,
+    on_malformed: Literal["raise", "skip"] = "raise",
     headers: Headers | None = None,
     params: Headers | None = None,
     timeout: float | httpx.Timeout | None = None,
@@ -229,10 +236,14 @@ async def acompact(
     ``source_url`` (deleted keys dropped) goes to a new JSON stream at ``target_url`` as a
     snapshot: ``snapshot-start``, one insert per entity, ``snapshot-end`` whose ``offset`` is
     the source offset the snapshot covers. Returns the source's :class:`State` (its
-    ``offset`` is that offset). A reader loads the target, then goes on with the source from
-    ``snapshot_covers``; it ends in the state of a reader of the whole source."""
+    ``offset`` is that offset). :func:`aload_compacted` reads the target and goes on with
+    the source from there; it ends in the state of a reader of the whole source. The target
+    must not exist yet (:class:`StreamExistsError`): a second snapshot appended to the first
+    would bring back keys deleted in between."""
     options: dict[str, Any] = {"headers": headers, "params": params, "timeout": timeout}
-    state = await aload_state(source_url, retry=retry, verify=verify, **options)
+    state = await aload_state(
+        source_url, on_malformed=on_malformed, retry=retry, verify=verify, **options
+    )
     covers = state.offset or OFFSET_BEGINNING
     async with (
         await AsyncDurableStream.create(
@@ -242,9 +253,42 @@ async def acompact(
             target, producer_id=producer_id or f"compact-{uuid.uuid4().hex}"
         ) as producer,
     ):
+        if not target.created:
+            raise errors.StreamExistsError(
+                "compact writes a new stream; one exists at the target", url=target_url
+            )
         writer = AsyncStateWriter(producer)
         await writer.snapshot_start(OFFSET_BEGINNING)
         for message in state.changes():
             producer.append_nowait(message)
         await writer.snapshot_end(covers)
     return state
+
+
+async def aload_compacted(
+    target_url: str,
+    source_url: str,
+    *,
+    on_malformed: Literal["raise", "skip"] = "raise",
+    headers: Headers | None = None,
+    params: Headers | None = None,
+    timeout: float | httpx.Timeout | None = None,
+    retry: RetryPolicy | None = None,
+    verify: bool | str | ssl.SSLContext = True,
+) -> State:
+    """The source's state, read from its compacted snapshot at ``target_url`` and then from
+    the source where the snapshot ends. A snapshot that is not finished (a compaction still
+    running, or one that died) or names no source offset is not trusted: the source is then
+    read from its beginning."""
+    options: dict[str, Any] = {
+        "headers": headers,
+        "params": params,
+        "timeout": timeout,
+        "retry": retry,
+        "verify": verify,
+    }
+    state = await aload_state(target_url, on_malformed=on_malformed, **options)
+    covers = state.snapshot_covers
+    if state.in_snapshot or covers is None:
+        return await aload_state(source_url, on_malformed=on_malformed, **options)
+    return await aload_state(source_url, start=state, offset=covers, **options)

@@ -6,6 +6,7 @@ its entities, write changes, and compact a stream into a snapshot.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import ssl
 import uuid
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 import httpx
 
+from . import _errors as errors
 from . import _statecore as core
 from ._protocol import OFFSET_BEGINNING
 from ._retry import RetryPolicy
@@ -22,7 +24,7 @@ from ._sproducer import SyncIdempotentProducer
 from ._statecore import State
 from ._sync import DurableStream, stream
 
-__all__ = ["StateWriter", "compact", "load_state", "materialize"]
+__all__ = ["StateWriter", "compact", "load_compacted", "load_state", "materialize"]
 
 JSON = "application/json"
 MISSING: Any = core._MISSING
@@ -43,13 +45,13 @@ def load_state(
     """The :class:`State` of the stream at ``url`` up to its current tail.
 
     With ``start``, its messages are folded into that state instead of a new one, from
-    ``offset`` (default: ``start.offset``); this is how a state loaded from a compacted
-    snapshot goes on with its source: ``load_state(source, start=snapshot_state,
-    offset=snapshot_state.snapshot_covers)``. A malformed message raises
-    :class:`StateMessageError` naming its offset (``on_malformed="skip"`` counts it in
-    ``state.skipped`` instead)."""
+    ``offset`` (default: ``start.offset``, which must then be an offset of this stream);
+    :func:`load_compacted` does this for a compacted snapshot and its source. A malformed
+    message raises :class:`StateMessageError` naming its offset (``on_malformed="skip"``
+    counts it in ``state.skipped`` instead; with ``start``, that state's own choice holds)."""
     state = start if start is not None else State(on_malformed=on_malformed)
     begin = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
+    state.offset = begin  # until the read moves it: where this stream's state stands
     with stream(
         url,
         offset=begin,
@@ -106,17 +108,21 @@ class StateWriter:
     ) -> None:
         self._target = target
         self._timestamps = timestamps
-        self._txid: str | None = None
+        # Per task (and thread): concurrent transactions on one writer do not mix.
+        self._txid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            "durable_streams_state_txid", default=None
+        )
 
     @contextlib.contextmanager
     def transaction(self, txid: str | None = None) -> Iterator[str]:
-        """Every change written in the block carries ``txid`` (default: a new UUID)."""
-        previous = self._txid
-        self._txid = txid or str(uuid.uuid4())
+        """Every change written in the block (by this task or thread) carries ``txid``
+        (default: a new UUID)."""
+        value = txid or str(uuid.uuid4())
+        token = self._txid.set(value)
         try:
-            yield self._txid
+            yield value
         finally:
-            self._txid = previous
+            self._txid.reset(token)
 
     def _write(self, message: dict[str, Any]) -> Any:
         target = self._target
@@ -144,7 +150,7 @@ class StateWriter:
             key,
             value,
             old_value=old_value,
-            txid=txid or self._txid,
+            txid=txid or self._txid.get(),
             timestamp=timestamp,
             headers=headers,
         )
@@ -220,6 +226,7 @@ def compact(
     target_url: str,
     *,
     producer_id: str | None = None,
+    on_malformed: Literal["raise", "skip"] = "raise",
     headers: Headers | None = None,
     params: Headers | None = None,
     timeout: float | httpx.Timeout | None = None,
@@ -230,10 +237,12 @@ def compact(
     ``source_url`` (deleted keys dropped) goes to a new JSON stream at ``target_url`` as a
     snapshot: ``snapshot-start``, one insert per entity, ``snapshot-end`` whose ``offset`` is
     the source offset the snapshot covers. Returns the source's :class:`State` (its
-    ``offset`` is that offset). A reader loads the target, then goes on with the source from
-    ``snapshot_covers``; it ends in the state of a reader of the whole source."""
+    ``offset`` is that offset). :func:`load_compacted` reads the target and goes on with
+    the source from there; it ends in the state of a reader of the whole source. The target
+    must not exist yet (:class:`StreamExistsError`): a second snapshot appended to the first
+    would bring back keys deleted in between."""
     options: dict[str, Any] = {"headers": headers, "params": params, "timeout": timeout}
-    state = load_state(source_url, retry=retry, verify=verify, **options)
+    state = load_state(source_url, on_malformed=on_malformed, retry=retry, verify=verify, **options)
     covers = state.offset or OFFSET_BEGINNING
     with (
         DurableStream.create(
@@ -243,9 +252,42 @@ def compact(
             target, producer_id=producer_id or f"compact-{uuid.uuid4().hex}"
         ) as producer,
     ):
+        if not target.created:
+            raise errors.StreamExistsError(
+                "compact writes a new stream; one exists at the target", url=target_url
+            )
         writer = StateWriter(producer)
         writer.snapshot_start(OFFSET_BEGINNING)
         for message in state.changes():
             producer.append_nowait(message)
         writer.snapshot_end(covers)
     return state
+
+
+def load_compacted(
+    target_url: str,
+    source_url: str,
+    *,
+    on_malformed: Literal["raise", "skip"] = "raise",
+    headers: Headers | None = None,
+    params: Headers | None = None,
+    timeout: float | httpx.Timeout | None = None,
+    retry: RetryPolicy | None = None,
+    verify: bool | str | ssl.SSLContext = True,
+) -> State:
+    """The source's state, read from its compacted snapshot at ``target_url`` and then from
+    the source where the snapshot ends. A snapshot that is not finished (a compaction still
+    running, or one that died) or names no source offset is not trusted: the source is then
+    read from its beginning."""
+    options: dict[str, Any] = {
+        "headers": headers,
+        "params": params,
+        "timeout": timeout,
+        "retry": retry,
+        "verify": verify,
+    }
+    state = load_state(target_url, on_malformed=on_malformed, **options)
+    covers = state.snapshot_covers
+    if state.in_snapshot or covers is None:
+        return load_state(source_url, on_malformed=on_malformed, **options)
+    return load_state(source_url, start=state, offset=covers, **options)

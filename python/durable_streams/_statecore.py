@@ -18,7 +18,7 @@ import datetime as _dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import _errors as errors
 from . import _impl
@@ -49,7 +49,8 @@ _MISSING: Any = object()
 class Change:
     """A change message: ``operation`` of the entity ``key`` of ``type``. ``value`` is
     ``None`` for a delete that carries none; ``has_old_value`` tells an absent ``old_value``
-    from a ``null`` one. ``offset`` is where the stream stands after the message's batch."""
+    from a ``null`` one. ``offset`` is where the stream stands after the message's batch
+    (for the parts of a long catch-up response handed out before it ends: before it)."""
 
     type: str
     key: str
@@ -87,14 +88,14 @@ def parse_message(message: Any, offset: str | None = None) -> Change | Control:
         raise _bad("no headers object", offset)
     if "control" in headers and "operation" not in headers:
         control = headers["control"]
-        if control not in CONTROLS:
+        if not isinstance(control, str) or control not in CONTROLS:
             raise _bad(f"unknown control {control!r}", offset)
         at = headers.get(NAMED_OFFSET, headers.get("offset"))
         if at is not None and not isinstance(at, str):
             raise _bad("a control's offset is not a string", offset)
-        return Control(control, at, offset)
+        return Control(cast(ControlKind, control), at, offset)
     operation = headers.get("operation")
-    if operation not in OPERATIONS:
+    if not isinstance(operation, str) or operation not in OPERATIONS:
         raise _bad(f"unknown operation {operation!r}", offset)
     kind, key = message.get("type"), message.get("key")
     if not isinstance(kind, str) or not kind:
@@ -118,7 +119,7 @@ def parse_message(message: Any, offset: str | None = None) -> Change | Control:
     return Change(
         kind,
         key,
-        operation,
+        cast(Operation, operation),
         value,
         None if old_value is _MISSING else old_value,
         old_value is not _MISSING,
@@ -136,7 +137,10 @@ def _timestamp(value: _dt.datetime | str | None) -> str | None:
         raise ValueError("a timestamp must be timezone-aware")
     # As JavaScript's Date.toISOString() writes it: UTC, milliseconds, Z.
     utc = value.astimezone(_dt.timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def change_message(
@@ -180,6 +184,12 @@ def change_message(
     out_headers.pop("operation", None)
     out_headers["operation"] = operation
     message["headers"] = out_headers
+    try:  # what readers would refuse (a bad timestamp or txid in headers=) is never written
+        parse_message(message)
+    except errors.StateMessageError as exc:
+        raise ValueError(
+            str(exc).replace("malformed state message", "not a valid change")
+        ) from None
     return message
 
 
@@ -266,7 +276,11 @@ class State:
     def fold_batch(self, messages: list[Any], offset: str | None) -> None:
         """Fold a whole batch that shares ``offset``: changes go straight into the dicts
         (the core's ``fold_changes``, with no object per message); a control, or anything it
-        does not take, goes through :meth:`apply`, which checks it and names what is wrong."""
+        does not take, goes through :meth:`apply`, which checks it and names what is wrong.
+        When a message raises, the messages before it stay applied and ``offset`` does not
+        move: folding the batch again from its start gives the same state."""
+        if type(messages) is not list:
+            messages = list(messages)
         fold = _impl.core.fold_changes
         types, txids = self.types, self.txids
         start, end = 0, len(messages)

@@ -2,26 +2,26 @@
 to date while tailing its stream; :class:`StateView` is the same for threaded code (the async
 view on a background thread with an event loop of its own, as the sync producer does).
 
-What a view guarantees: it applies the stream's messages in stream order, one whole batch at
-a time as far as readers can see (``offset`` moves, and ``wait_for`` returns, only once every
-message of the batch ending there is applied); lookups see the state as of some batch
-boundary or the message being applied; a message that is not a valid change or control stops
-the view with :class:`StateMessageError` (``on_malformed="skip"`` counts it instead), which
-``wait_for``, ``wait_current`` and the changes iterator then raise. Network failures are
-retried as by every live reader, resuming after the last batch applied, so nothing is applied
-twice or skipped.
+What a view guarantees: it applies the stream's messages in stream order, a whole batch at a
+time under its lock, so lookups (from any thread) see the state at a batch boundary and
+``offset`` is the boundary they see; ``wait_for`` returns once the batch ending at or past
+its offset is in. A message that is not a valid change or control stops the view with
+:class:`StateMessageError` (``on_malformed="skip"`` counts it instead), which ``wait_for``,
+``wait_current`` and the changes iterators then raise; so do the end of a closed stream (for
+offsets past it) and closing the view. Network failures are retried as by every live reader,
+resuming after the last batch applied, so nothing is applied twice or skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import inspect
 import math
-import operator
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -30,19 +30,20 @@ import anyio.abc
 import httpx
 
 from . import _errors as errors
-from ._async import astream
+from ._async import AsyncDurableStream, astream
 from ._protocol import OFFSET_BEGINNING, LiveMode
 from ._retry import RetryPolicy
 from ._shared import Headers
 from ._statecore import Change, Control, State
 
-__all__ = ["AsyncStateView", "StateView"]
+__all__ = ["AsyncStateView", "StateView", "SyncChanges"]
 
 T = TypeVar("T")
 Applied = Change | Control
 OnChange = Callable[[Applied], Any]
-# A subscriber of changes() that falls this far behind holds the tail back until it catches up.
-CHANGES_BUFFER = 4096
+# How far a subscriber of changes() may fall behind before it is cut off (with an error when
+# it reaches the cut): the view itself never waits for a subscriber.
+CHANGES_BUFFER = 65_536
 
 
 class AsyncStateView:
@@ -81,19 +82,24 @@ class AsyncStateView:
         self._from = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
         self._live = live
         self._on_change = on_change
-        self._read_options: dict[str, Any] = {
+        self._handle_options: dict[str, Any] = {
             "headers": headers,
             "params": params,
             "timeout": timeout,
             "retry": retry,
             "verify": verify,
         }
+        self._read_options = dict(self._handle_options)
         # Guards the state against readers on other threads (StateView) mid-batch.
         self.lock = threading.Lock()
+        if offset is not None:  # a stream other than start's: its offset means nothing here
+            self.state.offset = offset
         self._moved = anyio.Event()
         self._current = False
+        self._ended = False
+        self._closed = False
         self._failure: BaseException | None = None
-        self._subscribers: list[anyio.abc.ObjectSendStream[Applied]] = []
+        self._subscribers: list[_Subscriber] = []
         self._group: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -128,6 +134,9 @@ class AsyncStateView:
     # -- the tail ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncStateView:
+        # A missing stream fails here, not at the first wait.
+        async with AsyncDurableStream(self.url, **self._handle_options) as handle:
+            await handle.head()
         group = anyio.create_task_group()
         await group.__aenter__()
         self._group = group
@@ -143,15 +152,16 @@ class AsyncStateView:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop tailing; the state stays as it is."""
+        """Stop tailing; the state stays as it is, waits and changes iterators end. Call it
+        from the task that entered the view (its task group needs that)."""
         group, self._group = self._group, None
         if group is None:
             return
+        self._closed = True
         group.cancel_scope.cancel()
         await group.__aexit__(None, None, None)
-        for subscriber in self._subscribers:
-            await subscriber.aclose()
-        self._subscribers.clear()
+        self._end_subscribers()
+        self._notify()
 
     async def _run(self) -> None:
         try:
@@ -159,28 +169,29 @@ class AsyncStateView:
             offset = await self._read(self._from, False)
             self._current = True
             self._notify()
-            await self._read(offset, self._live)
+            if not self._ended:
+                await self._read(offset, self._live)
         except Exception as exc:  # the view stops; waiters and subscribers see why
             self._failure = exc
+        finally:
+            self._end_subscribers()
             self._notify()
-            for subscriber in self._subscribers:
-                await subscriber.aclose()
 
     async def _read(self, offset: str, live: LiveMode) -> str:
         state = self.state
         async with astream(self.url, offset=offset, live=live, **self._read_options) as res:
-            delivery = res._delivery
-            async for event in res.iter_events():
-                with self.lock:
-                    applied = state.apply(event.data, event.offset)
-                if applied is not None:
-                    await self._announce(applied)
-                # The batch is in once its own iterator is spent: only then does it show.
-                if operator.length_hint(delivery.rest) == 0:
+            async for batch in res._whole_batches(until_up_to_date=live is False):
+                if self._on_change is None and not self._subscribers:
                     with self.lock:
-                        state.offset = event.offset
-                    self._notify()
+                        state.fold_batch(batch.data, batch.offset)
+                else:
+                    with self.lock:
+                        applied = state.apply_batch(batch.data, batch.offset)
+                    for message in applied:
+                        await self._announce(message)
+                self._notify()
             end = res.offset
+            self._ended = res.stream_closed
         with self.lock:
             state.offset = end
         self._notify()
@@ -192,10 +203,13 @@ class AsyncStateView:
             if inspect.isawaitable(result):
                 await result
         for subscriber in list(self._subscribers):
-            try:
-                await subscriber.send(applied)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if not subscriber.offer(applied):
                 self._subscribers.remove(subscriber)
+
+    def _end_subscribers(self) -> None:
+        for subscriber in self._subscribers:
+            subscriber.end()
+        self._subscribers.clear()
 
     def _notify(self) -> None:
         moved, self._moved = self._moved, anyio.Event()
@@ -204,7 +218,7 @@ class AsyncStateView:
     def _check(self) -> None:
         if self._failure is not None:
             raise self._failure
-        if self._group is None:
+        if self._closed or self._group is None:
             raise errors.DurableStreamError("the view is closed", url=self.url)
 
     # -- waiting ----------------------------------------------------------------------------
@@ -212,9 +226,15 @@ class AsyncStateView:
     async def _wait(self, reached: Callable[[], bool], timeout: float | None, what: str) -> None:
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             while True:
-                self._check()
                 if reached():
                     return
+                self._check()
+                if self._ended and self._current:
+                    raise errors.StreamClosedError(
+                        f"the stream is closed at {self.offset}: the view cannot {what}",
+                        url=self.url,
+                        final_offset=self.offset,
+                    )
                 await self._moved.wait()
         raise errors.DeadlineExceededError(f"the view did not {what} within {timeout} s")
 
@@ -230,38 +250,82 @@ class AsyncStateView:
             f"reach offset {offset}",
         )
 
-    def changes(self) -> AsyncIterator[Applied]:
-        """Every message applied from now on, in order. A subscriber that falls far behind
-        holds the tail back (nothing is dropped); close the iterator to unsubscribe."""
+    def changes(self, max_behind: int = CHANGES_BUFFER) -> _Changes:
+        """Every message applied from now on, in order. The view does not wait for its
+        subscribers: one that falls more than ``max_behind`` messages behind is cut off, and
+        raises :class:`DurableStreamError` once it has taken what it had (nothing goes
+        missing unannounced). The iterator ends with the view (raising what stopped it, if
+        anything); close it, or drop it, to unsubscribe."""
         self._check()
-        send, receive = anyio.create_memory_object_stream[Applied](CHANGES_BUFFER)
-        self._subscribers.append(send)
-        return _Changes(receive, self)
+        subscriber = _Subscriber(max_behind)
+        self._subscribers.append(subscriber)
+        return _Changes(subscriber, self)
+
+
+class _Subscriber:
+    """A subscriber's queue: the view puts in, never waiting; the subscriber takes out."""
+
+    __slots__ = ("__weakref__", "_cut", "_ended", "_items", "_limit", "_ready")
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque[Applied] = collections.deque()
+        self._limit = limit
+        self._ready = anyio.Event()
+        self._ended = False
+        self._cut = False
+
+    def offer(self, item: Applied) -> bool:
+        """Queues ``item``; False when the subscriber is gone or was cut off just now."""
+        if self._ended:
+            return False
+        if len(self._items) >= self._limit:
+            self._cut = True
+            self.end()
+            return False
+        self._items.append(item)
+        self._ready.set()
+        return True
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def take(self) -> Applied | None:
+        while not self._items:
+            if self._ended:
+                return None
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        return self._items.popleft()
 
 
 class _Changes:
-    __slots__ = ("_receive", "_view")
+    __slots__ = ("_subscriber", "_view")
 
-    def __init__(
-        self, receive: anyio.abc.ObjectReceiveStream[Applied], view: AsyncStateView
-    ) -> None:
-        self._receive = receive
+    def __init__(self, subscriber: _Subscriber, view: AsyncStateView) -> None:
+        self._subscriber = subscriber
         self._view = view
 
     def __aiter__(self) -> _Changes:
         return self
 
     async def __anext__(self) -> Applied:
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            failure = self._view._failure
-            if failure is not None:
-                raise failure from None
-            raise StopAsyncIteration from None
+        item = await self._subscriber.take()
+        if item is not None:
+            return item
+        if self._subscriber._cut:
+            raise errors.DurableStreamError(
+                "this changes iterator fell too far behind the view and was cut off; "
+                "take a new one (and the view's state) to go on",
+                url=self._view.url,
+            )
+        failure = self._view._failure
+        if failure is not None:
+            raise failure
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
-        await self._receive.aclose()
+        self._subscriber.end()
 
 
 class StateView:
@@ -296,21 +360,26 @@ class StateView:
     ) -> None:
         self._stop = asyncio.Event()
         try:
-            view = AsyncStateView(url, **options)
+            async with AsyncStateView(url, **options) as view:
+                opened.set_result(view)
+                await self._stop.wait()
         except BaseException as exc:
-            opened.set_exception(exc)
-            return
-        async with view:
-            opened.set_result(view)
-            await self._stop.wait()
+            if not opened.done():  # failed to open: the caller raises it
+                opened.set_exception(exc)
+                return
+            raise
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        if self._closed:
+            coro.close()
+            raise errors.DurableStreamError("the view is closed", url=self._view.url)
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise errors.DeadlineExceededError(f"no answer within {timeout} s") from None
+            if future.cancel():
+                raise errors.DeadlineExceededError(f"no answer within {timeout} s") from None
+            return future.result()  # it finished as the time ran out
 
     def __repr__(self) -> str:
         return repr(self._view).replace("AsyncStateView", "StateView", 1)
@@ -346,30 +415,18 @@ class StateView:
     def wait_for(self, offset: str, timeout: float | None = None) -> None:
         self._call(self._view.wait_for(offset, timeout), None)
 
-    def changes(self, timeout: float | None = None) -> Iterator[Applied]:
-        """Every message applied from now on (the subscription starts here, not at the
-        first ``next``); each wait for the next is bounded by ``timeout``
-        (``DeadlineExceededError`` past it)."""
-        return self._drain(self._call(self._subscribe(), None), timeout)
-
-    def _drain(self, changes: _Changes, timeout: float | None) -> Iterator[Applied]:
-        try:
-            while True:
-                try:
-                    yield self._call(changes.__anext__(), timeout)
-                except StopAsyncIteration:
-                    return
-        finally:
-            if not self._closed:
-                self._call(changes.aclose(), None)
+    def changes(self, timeout: float | None = None) -> SyncChanges:
+        """Every message applied from now on (the subscription starts here); each wait for
+        the next is bounded by ``timeout`` (:class:`DeadlineExceededError` past it, after
+        which the iterator goes on). Close it (or use it in a ``with``) to unsubscribe."""
+        return SyncChanges(self, self._call(self._subscribe(), None), timeout)
 
     async def _subscribe(self) -> _Changes:
-        changes = self._view.changes()
-        assert isinstance(changes, _Changes)
-        return changes
+        return self._view.changes()
 
     def close(self) -> None:
-        """Stop tailing and the background thread; the state stays readable."""
+        """Stop tailing and the background thread; the state stays readable (not from
+        ``on_change``, which runs on that thread)."""
         if self._closed:
             return
         self._closed = True
@@ -396,4 +453,39 @@ class StateView:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+
+class SyncChanges:
+    """The changes of a :class:`StateView`, as a blocking iterator that outlives timeouts."""
+
+    def __init__(self, view: StateView, changes: _Changes, timeout: float | None) -> None:
+        self._view = view
+        self._changes = changes
+        self._timeout = timeout
+        self._closed = False
+
+    def __iter__(self) -> SyncChanges:
+        return self
+
+    def __next__(self) -> Applied:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._view._call(self._changes.__anext__(), self._timeout)
+        except StopAsyncIteration:
+            self._closed = True
+            raise StopIteration from None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            loop = self._view._loop
+            if not loop.is_closed():  # the subscriber belongs to the view's thread
+                loop.call_soon_threadsafe(self._changes._subscriber.end)
+
+    def __enter__(self) -> SyncChanges:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -14,8 +14,14 @@ async twin (``amaterialize``, ``aload_state``, ``acompact``, :class:`AsyncStateW
 from __future__ import annotations
 
 from ._errors import StateMessageError
-from ._state_async import AsyncStateWriter, acompact, aload_state, amaterialize
-from ._state_sync import StateWriter, compact, load_state, materialize
+from ._state_async import (
+    AsyncStateWriter,
+    acompact,
+    aload_compacted,
+    aload_state,
+    amaterialize,
+)
+from ._state_sync import StateWriter, compact, load_compacted, load_state, materialize
 from ._statecore import (
     Change,
     Control,
@@ -38,11 +44,13 @@ __all__ = [
     "StateView",
     "StateWriter",
     "acompact",
+    "aload_compacted",
     "aload_state",
     "amaterialize",
     "change_message",
     "compact",
     "control_message",
+    "load_compacted",
     "load_state",
     "materialize",
     "parse_message",

@@ -130,3 +130,23 @@ def test_malformed_messages_can_be_skipped_and_counted() -> None:
     assert state.snapshot() == {"user": {"1": 1}} and state.skipped == 2
     with pytest.raises(ds.StateMessageError):
         State().apply_batch(["garbage"], "0_1")
+
+
+def test_unhashable_operations_and_controls_are_malformed_not_type_errors() -> None:
+    for message in ({"headers": {"operation": []}}, {"headers": {"control": {}}}):
+        with pytest.raises(ds.StateMessageError):
+            parse_message(message, "0_1")
+    state = State(on_malformed="skip")
+    state.fold_batch(({"headers": {"operation": []}}, change("insert", "1", 1)), "0_2")
+    assert state.snapshot() == {"user": {"1": 1}} and state.skipped == 1
+
+
+def test_the_writer_never_writes_what_readers_refuse() -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        change_message("insert", "user", "1", 1, timestamp="")
+    with pytest.raises(ValueError, match="txid"):
+        change_message("insert", "user", "1", 1, headers={"txid": ""})
+    early = dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    stamped = change_message("insert", "user", "1", 1, timestamp=early)
+    assert stamped["headers"]["timestamp"] == "0999-01-02T03:04:05.000Z"
+    assert isinstance(parse_message(stamped), Change)

@@ -177,3 +177,58 @@ async def test_async_writer_materialize_and_compact(
     target = f"{server_url}/v1/stream/compacted-{uuid.uuid4().hex}"
     await acompact(state_url, target)
     assert (await aload_state(target)).snapshot() == expected
+
+
+def test_compacting_into_an_existing_stream_is_refused(state_url: str, server_url: str) -> None:
+    with json_stream(state_url) as handle:
+        StateWriter(handle).insert("u", "1", 1)
+    target = f"{server_url}/v1/stream/compacted-{uuid.uuid4().hex}"
+    compact(state_url, target)
+    with pytest.raises(ds.StreamExistsError):
+        compact(state_url, target)
+
+
+def test_an_unfinished_snapshot_is_not_trusted(state_url: str, server_url: str) -> None:
+    from durable_streams.state import load_compacted
+
+    with json_stream(state_url) as handle:
+        writer = StateWriter(handle)
+        writer.insert("u", "1", 1)
+        writer.insert("u", "2", 2)
+    target = f"{server_url}/v1/stream/half-{uuid.uuid4().hex}"
+    with json_stream(target) as handle:  # a compaction that died half-way
+        half = StateWriter(handle)
+        half.snapshot_start("-1")
+        half.insert("u", "1", 1)
+    assert load_compacted(target, state_url).snapshot() == materialize(state_url)
+    done = f"{server_url}/v1/stream/done-{uuid.uuid4().hex}"
+    compact(state_url, done)
+    with ds.DurableStream(state_url) as handle:
+        StateWriter(handle).delete("u", "1")
+    assert load_compacted(done, state_url).snapshot() == {"u": {"2": 2}}
+
+
+@pytest.mark.anyio
+async def test_transactions_of_concurrent_tasks_do_not_mix(
+    state_url: str, anyio_backend: str
+) -> None:
+    import anyio
+
+    async with await ds.AsyncDurableStream.create(
+        state_url, content_type="application/json"
+    ) as handle:
+        writer = AsyncStateWriter(handle)
+
+        async def write(txid: str, key: str) -> None:
+            with writer.transaction(txid):
+                for i in range(3):
+                    await writer.upsert("t", key, i)
+                    await anyio.sleep(0)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(write, "T1", "a")
+            group.start_soon(write, "T2", "b")
+        await writer.insert("t", "c", 0)  # outside any transaction
+    with ds.stream(state_url) as res:
+        tags = {(m["key"], m["headers"].get("txid")) for m in res.read_json()}
+    assert tags == {("a", "T1"), ("b", "T2"), ("c", None)}

@@ -99,3 +99,74 @@ def test_waiting_is_bounded(state_url: str) -> None:
         view.wait_current(timeout=30)
         with pytest.raises(ds.DeadlineExceededError):
             view.wait_for("9" * 33, timeout=0.2)
+
+
+@pytest.mark.anyio
+async def test_a_subscriber_left_behind_never_holds_the_view_back(
+    state_url: str, anyio_backend: str
+) -> None:
+    async with await ds.AsyncDurableStream.create(
+        state_url, content_type="application/json"
+    ) as handle:
+        writer = AsyncStateWriter(handle)
+        with anyio.fail_after(30):
+            async with AsyncStateView(state_url) as view:
+                await view.wait_current()
+                abandoned = view.changes(max_behind=3)  # never read
+                for i in range(10):
+                    last = await writer.upsert("k", str(i), i)
+                await view.wait_for(last.offset)  # the view went on
+                assert len(view.items("k")) == 10
+                for _ in range(3):  # what it had queued, then an error, not silence
+                    await abandoned.__anext__()
+                with pytest.raises(ds.DurableStreamError, match="fell too far behind"):
+                    await abandoned.__anext__()
+
+
+@pytest.mark.anyio
+async def test_closing_or_the_streams_end_wakes_every_waiter(
+    state_url: str, anyio_backend: str
+) -> None:
+    async with await ds.AsyncDurableStream.create(
+        state_url, content_type="application/json"
+    ) as handle:
+        await AsyncStateWriter(handle).insert("k", "1", 1)
+        with anyio.fail_after(30):
+            async with AsyncStateView(state_url) as view:
+                await view.wait_current()
+                changes = view.changes()
+                await handle.close_stream()
+                with pytest.raises(ds.StreamClosedError):
+                    await view.wait_for("9" * 33)
+                with pytest.raises(StopAsyncIteration):
+                    await changes.__anext__()
+            view2 = AsyncStateView(state_url)
+            async with view2:
+                pass
+            with pytest.raises(ds.DurableStreamError, match="closed"):
+                await view2.wait_current()
+
+
+def test_sync_changes_outlive_a_timeout_and_views_start_where_told(
+    state_url: str, server_url: str
+) -> None:
+    with ds.DurableStream.create(state_url, content_type="application/json") as handle:
+        writer = StateWriter(handle)
+        writer.insert("k", "1", 1)
+        target = f"{server_url}/v1/stream/view-compacted-{uuid.uuid4().hex}"
+        compact(state_url, target)
+        snapshot = load_state(target)
+        covers = snapshot.snapshot_covers
+        assert covers is not None
+        with StateView(state_url, start=snapshot, offset=covers) as view:
+            assert view.offset == covers  # not the snapshot stream's own offset
+            with view.changes(timeout=0.2) as changes:
+                with pytest.raises(ds.DeadlineExceededError):
+                    next(changes)
+                writer.update("k", "1", 2)
+                change = next(changes)  # still subscribed after the timeout
+                assert isinstance(change, Change) and change.value == 2
+        with pytest.raises(ds.DurableStreamError, match="closed"):
+            view.wait_for(covers, timeout=1)
+    with pytest.raises(ds.StreamNotFoundError):
+        StateView(f"{server_url}/v1/stream/missing-{uuid.uuid4().hex}")

@@ -16,7 +16,7 @@ _RFC3339 = re.compile(
 
 def _nonempty_str(d: dict[str, Any], name: str) -> str | None:
     value = d.get(name)
-    return value if isinstance(value, str) and value else None
+    return value if type(value) is str and value else None
 
 
 def fold_changes(
@@ -28,10 +28,12 @@ def fold_changes(
     end = len(messages)
     for i in range(start, end):
         message = messages[i]
-        if not isinstance(message, dict):
+        # Exact types only: anything else (subclasses with their own lookups included) goes
+        # through the checked path.
+        if type(message) is not dict:
             return i
         headers = message.get("headers")
-        if not isinstance(headers, dict):
+        if type(headers) is not dict:
             return i
         operation = _nonempty_str(headers, "operation")
         if operation is None:
@@ -46,10 +48,10 @@ def fold_changes(
         if txid is not None and _nonempty_str(headers, "txid") is None:
             return i
         stamp = headers.get("timestamp")
-        if stamp is not None and (not isinstance(stamp, str) or not _RFC3339.fullmatch(stamp)):
+        if stamp is not None and (type(stamp) is not str or not _RFC3339.fullmatch(stamp)):
             return i
         keys = types.get(kind)
-        if keys is not None and not isinstance(keys, dict):
+        if keys is not None and type(keys) is not dict:
             return i
         if delete:
             if keys is not None:
