@@ -383,10 +383,10 @@ class StreamResponse(ResponseMetadata):
         """All text until the reader is up to date (or the stream ended)."""
         return "".join(self._read_all("text"))
 
-    def _whole_batches(self) -> Iterator[Batch]:
+    def _whole_batches(self, until_up_to_date: bool = True) -> Iterator[Batch]:
         """JSON batches, each counted as handed out once the caller asks for the next (for
-        consumers in this package that take a batch at a time: folding state). Ends when up
-        to date, as ``read_json`` does."""
+        consumers in this package that take a batch at a time: folding state). Ends at the
+        end of a closed stream and, with ``until_up_to_date``, when up to date."""
         self._ensure_open()
         delivery = self._delivery
         while True:
@@ -395,7 +395,7 @@ class StreamResponse(ResponseMetadata):
                 return
             yield batch
             delivery.rest = iter(())
-            if delivery.finish(True):
+            if delivery.finish(until_up_to_date):
                 return
 
     def __iter__(self) -> Iterator[Any]:
