@@ -1,7 +1,8 @@
-"""Command line: ``python -m durable_streams serve`` (also installed as ``durable-streams``).
+"""Command line: ``durable-streams`` (also ``python -m durable_streams``).
 
 ``serve`` runs the embedded server and prints its URL, alone, on the first line of stdout;
-it stops on Ctrl+C or SIGTERM.
+it stops on Ctrl+C or SIGTERM. ``create``, ``append``, ``read``, ``head``, ``close``,
+``fork`` and ``delete`` work on streams (see ``durable_streams._cli`` for their exit codes).
 """
 
 from __future__ import annotations
@@ -12,14 +13,25 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from . import _cli
+
 __all__ = ["main"]
 
 _DEFAULT_PORT = 4437  # the protocol's registered port for standalone servers
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="durable-streams", description="Durable Streams tools.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="durable-streams",
+        description="Durable Streams from a shell: work on streams, or serve them.",
+        epilog="Exit status: 0 done, 1 refused or failed, 2 bad command line, 3 no such "
+        "stream, 4 server unreachable, 5 bad input, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"durable-streams {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    _cli.add_commands(commands)
     serve = commands.add_parser(
         "serve",
         help="run a local Durable Streams server",
@@ -94,6 +106,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        return _cli.run(args, sys.stdin, sys.stdout, sys.stderr)
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

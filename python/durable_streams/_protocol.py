@@ -128,7 +128,7 @@ class HeadResult:
     expires_at: str | None
     closed: bool
     etag: str | None
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # every header, CORS ones included
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,8 @@ def error_for_status(
     """The typed error for a non-success answer to ``operation`` (create, append, read, ...)."""
     said = _server_message(body)
     detail = f": {said}" if said else ""
+    if said and said.lower().rstrip(".") in ("stream not found", "not found"):
+        detail = ""  # the message says it already
     common: dict[str, Any] = {"url": url, "status": status, "offset": offset, "body": said or None}
     if status == 400:
         if operation == "read":

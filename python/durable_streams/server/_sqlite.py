@@ -93,7 +93,10 @@ def _stream(path: str, text: str, now: float) -> Stream:
 class SqliteJournal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         name = os.fspath(path)
-        self._conn = sqlite3.connect(name, isolation_level=None, timeout=2.0)
+        try:
+            self._conn = sqlite3.connect(name, isolation_level=None, timeout=2.0)
+        except sqlite3.Error as exc:
+            raise RuntimeError(f"{name}: cannot open it as a data file ({exc})") from exc
         self._depth = 0
         try:
             # One server per file: a second one would keep its own copy in memory and the two

@@ -1,0 +1,315 @@
+"""The stream commands of ``durable-streams``: create, append, read (and follow), head, close,
+fork and delete, from a shell.
+
+Streams are named by URL, or by a path under a base URL (``--url`` or
+``DURABLE_STREAMS_URL``). JSON streams are read and written as NDJSON, one message per line;
+other streams as bytes. Errors are one line on stderr and an exit status:
+
+====  ===============================================================================
+0     done
+1     the server refused (a conflict, a closed stream, ...) or another failure
+2     the command line is wrong
+3     no such stream
+4     the server could not be reached (connection refused, timed out)
+5     the input is not valid (a line of NDJSON that is not JSON: its number is named)
+130   interrupted (Ctrl+C)
+====  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, TextIO
+
+from . import _errors as errors
+from ._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type
+from ._retry import RetryPolicy
+from ._sproducer import SyncIdempotentProducer
+from ._sync import DurableStream, stream
+
+__all__ = ["EXIT", "add_commands", "run"]
+
+EXIT = {"ok": 0, "failed": 1, "usage": 2, "not-found": 3, "unreachable": 4, "bad-input": 5}
+INTERRUPTED = 130
+JSON = "application/json"
+_PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
+# A command at a shell gives up on an unreachable server within seconds, not a minute.
+_ONE_SHOT = RetryPolicy(max_retries=3, max_delay=1.0, deadline=5.0)
+
+
+class InputError(Exception):
+    """The user's input (a line of NDJSON, a header) is not valid."""
+
+
+def add_commands(commands: Any) -> None:
+    """The stream commands, on the ``durable-streams`` parser's subcommands."""
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
+        parser.add_argument(
+            "--url",
+            default=os.environ.get("DURABLE_STREAMS_URL"),
+            help="base URL that stream paths are relative to (default: $DURABLE_STREAMS_URL)",
+        )
+        parser.add_argument(
+            "-H",
+            "--header",
+            action="append",
+            default=[],
+            metavar="'NAME: VALUE'",
+            help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
+        )
+        parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        return parser
+
+    create = command("create", "create a stream (or confirm an identical one)")
+    create.add_argument("stream", help="the stream's URL, or a path under --url")
+    create.add_argument("--content-type", default=DEFAULT_CONTENT_TYPE)
+    create.add_argument("--json", action="store_true", help="short for --content-type " + JSON)
+    create.add_argument("--ttl", type=int, metavar="SECONDS", help="delete after this idle time")
+    create.add_argument("--expires-at", metavar="RFC3339", help="delete at this time")
+    create.add_argument("--closed", action="store_true", help="create it closed")
+
+    append = command(
+        "append",
+        "append DATA, or stdin: NDJSON lines to a JSON stream, lines (or --raw bytes) to others",
+    )
+    append.add_argument("stream")
+    append.add_argument("data", nargs="*", help="messages (JSON text on JSON streams)")
+    append.add_argument("--raw", action="store_true", help="stdin as raw bytes, not lines")
+    append.add_argument(
+        "--producer-id",
+        help="append stdin through an idempotent producer with this id: a rerun of the same "
+        "input after a failure appends nothing twice",
+    )
+    append.add_argument("--quiet", "-q", action="store_true", help="no progress on a terminal")
+
+    read = command("read", "print a stream: JSON ones as NDJSON, others as bytes")
+    read.add_argument("stream")
+    read.add_argument("--offset", default="-1", help="where to start (default -1: the beginning)")
+    read.add_argument("-f", "--follow", action="store_true", help="keep tailing until Ctrl+C")
+    read.add_argument("--live", choices=("sse", "long-poll"), help="how to follow")
+
+    head = command("head", "show a stream's metadata")
+    head.add_argument("stream")
+    head.add_argument("--json", action="store_true", help="as one JSON object")
+
+    close = command("close", "close a stream (with DATA as its last message)")
+    close.add_argument("stream")
+    close.add_argument("data", nargs="?")
+
+    fork = command("fork", "create NEW as a fork of STREAM (its data up to --offset)")
+    fork.add_argument("stream")
+    fork.add_argument("new")
+    fork.add_argument("--offset", help="the fork point (default: the tail)")
+
+    delete = command("delete", "delete a stream")
+    delete.add_argument("stream")
+
+
+def _url(args: argparse.Namespace, name: str) -> str:
+    if name.startswith(("http://", "https://")):
+        return name
+    if not args.url:
+        raise InputError(f"{name!r} is not a URL: give a full URL, or a base with --url")
+    return f"{args.url.rstrip('/')}/{name.lstrip('/')}"
+
+
+def _headers(args: argparse.Namespace) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for text in args.header:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip():
+            raise InputError(f"a header is 'Name: value', not {text!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _handle(args: argparse.Namespace, name: str) -> DurableStream:
+    return DurableStream(
+        _url(args, name), headers=_headers(args), timeout=args.timeout, retry=_ONE_SHOT
+    )
+
+
+def _message(text: str, json_mode: bool, where: str) -> Any:
+    if not json_mode:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{where} is not JSON: {exc}") from None
+
+
+def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(source, 1):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield number, text
+
+
+class _Progress:
+    """Messages, bytes and rate on one refreshed stderr line, on a terminal only."""
+
+    def __init__(self, out: TextIO, enabled: bool) -> None:
+        self._out = out
+        self._enabled = enabled
+        self.messages = 0
+        self.bytes = 0
+        self._start = time.monotonic()
+        self._shown = 0.0
+
+    def add(self, size: int) -> None:
+        self.messages += 1
+        self.bytes += size
+        if self._enabled and time.monotonic() - self._shown >= _PROGRESS_EVERY:
+            self.show()
+
+    def show(self, final: bool = False) -> None:
+        if not self._enabled:
+            return
+        self._shown = time.monotonic()
+        elapsed = max(self._shown - self._start, 1e-9)
+        line = (
+            f"\r{self.messages:,} messages, {self.bytes / 1e6:,.1f} MB, "
+            f"{self.messages / elapsed:,.0f} msg/s"
+        )
+        self._out.write(line + ("\n" if final else ""))
+        self._out.flush()
+
+
+def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
+    handle = _handle(args, args.stream)
+    with handle:
+        handle.head()
+        json_mode = is_json_content_type(handle.content_type)
+        if args.data:
+            for i, text in enumerate(args.data, 1):
+                handle.append(_message(text, json_mode, f"argument {i}"))
+            return EXIT["ok"]
+        progress = _Progress(stderr, enabled=stderr.isatty() and not args.quiet)
+        if args.raw:
+            body = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+            if body:
+                handle.append(body)
+                progress.add(len(body))
+            progress.show(final=True)
+            return EXIT["ok"]
+        producer = SyncIdempotentProducer(
+            handle, producer_id=args.producer_id or f"cli-{os.getpid()}-{time.time_ns()}"
+        )
+        with producer:
+            for number, text in _lines(stdin):
+                message = _message(text, json_mode, f"line {number}")
+                producer.append_nowait(message if json_mode else text + "\n")
+                progress.add(len(text) + 1)
+        progress.show(final=True)
+    return EXIT["ok"]
+
+
+def _write_items(items: Iterable[Any], json_mode: bool, out: BinaryIO) -> None:
+    for item in items:
+        if json_mode:
+            out.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+            out.write(b"\n")
+        else:
+            out.write(item)
+        out.flush()
+
+
+def _read(args: argparse.Namespace, stdout: BinaryIO) -> int:
+    live: Any = (args.live or True) if args.follow else False
+    if args.live and not args.follow:
+        raise InputError("--live goes with --follow")
+    with _handle(args, args.stream) as handle:
+        head = handle.head()
+    json_mode = is_json_content_type(head.content_type)
+    with stream(
+        handle.url,
+        offset=args.offset,
+        live=live,
+        headers=_headers(args),
+        timeout=args.timeout,
+        retry=None if args.follow else _ONE_SHOT,
+    ) as res:
+        _write_items(res.iter_json() if json_mode else res.iter_bytes(), json_mode, stdout)
+    return EXIT["ok"]
+
+
+def _head(args: argparse.Namespace, stdout: TextIO) -> int:
+    with _handle(args, args.stream) as handle:
+        result = handle.head()
+    facts = {
+        "url": handle.url,
+        "content_type": result.content_type,
+        "offset": result.offset,
+        "closed": result.closed,
+        "ttl_seconds": result.ttl_seconds,
+        "expires_at": result.expires_at,
+        "etag": result.etag,
+    }
+    if args.json:
+        stdout.write(json.dumps(facts) + "\n")
+    else:
+        for name, value in facts.items():
+            if value is not None:
+                stdout.write(f"{name}: {value}\n")
+    return EXIT["ok"]
+
+
+def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """One stream command; the exit status."""
+    try:
+        if args.command == "create":
+            content_type = JSON if args.json else args.content_type
+            DurableStream.create(
+                _url(args, args.stream),
+                content_type=content_type,
+                ttl_seconds=args.ttl,
+                expires_at=args.expires_at,
+                closed=args.closed,
+                headers=_headers(args),
+                timeout=args.timeout,
+                retry=_ONE_SHOT,
+            ).close()
+        elif args.command == "append":
+            return _append(args, stdin, stderr)
+        elif args.command == "read":
+            return _read(args, stdout.buffer if hasattr(stdout, "buffer") else stdout)  # type: ignore[arg-type]
+        elif args.command == "head":
+            return _head(args, stdout)
+        elif args.command == "close":
+            with _handle(args, args.stream) as handle:
+                data = args.data
+                if data is not None:
+                    handle.head()
+                    data = _message(data, is_json_content_type(handle.content_type), "DATA")
+                result = handle.close_stream(data)
+            stdout.write(f"closed at {result.offset}\n")
+        elif args.command == "fork":
+            with _handle(args, args.stream) as handle:
+                handle.fork(_url(args, args.new), offset=args.offset).close()
+        elif args.command == "delete":
+            with _handle(args, args.stream) as handle:
+                handle.delete()
+        return EXIT["ok"]
+    except KeyboardInterrupt:
+        stderr.write("\n")
+        return INTERRUPTED
+    except BrokenPipeError:  # `read ... | head`: the reader went away, nothing more to say
+        return EXIT["ok"]
+    except InputError as exc:
+        stderr.write(f"durable-streams: {exc}\n")
+        return EXIT["bad-input"]
+    except errors.StreamNotFoundError as exc:
+        stderr.write(f"durable-streams: {exc}\n")
+        return EXIT["not-found"]
+    except errors.TransportError as exc:
+        stderr.write(f"durable-streams: cannot reach the server: {exc}\n")
+        return EXIT["unreachable"]
+    except (errors.DurableStreamError, ValueError, TypeError) as exc:
+        stderr.write(f"durable-streams: {exc}\n")
+        return EXIT["failed"]

@@ -1,0 +1,122 @@
+"""The ``durable-streams`` command line, run as a user runs it: a subprocess against the
+embedded server, checked for its output, its exit status and the absence of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durable_streams.testing import local_server
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with local_server() as url:
+        yield url
+
+
+def cli(
+    *args: str, stdin: bytes = b"", base: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("DURABLE_STREAMS_URL", None)
+    if base is not None:
+        env["DURABLE_STREAMS_URL"] = base
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_streams", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    return done
+
+
+def test_version_and_help() -> None:
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith(b"durable-streams ")
+    usage = cli("--help")
+    assert usage.returncode == 0
+    for name in (b"create", b"append", b"read", b"head", b"close", b"fork", b"delete", b"serve"):
+        assert name in usage.stdout
+    assert cli().returncode == 2
+
+
+def test_json_streams_round_trip_as_ndjson(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    assert cli("create", "--json", path, base=base).returncode == 0
+    assert cli("append", path, base=base, stdin=b'{"a":1}\n\n{"b":"\xc3\xa9"}\r\n').returncode == 0
+    assert cli("append", path, '{"c":3}', "[4,5]", base=base).returncode == 0
+    read = cli("read", path, base=base)
+    assert read.returncode == 0
+    lines = [json.loads(line) for line in read.stdout.decode().splitlines()]
+    assert lines == [{"a": 1}, {"b": "é"}, {"c": 3}, [4, 5]]
+    head = cli("head", "--json", f"{base}/{path}")
+    facts = json.loads(head.stdout)
+    assert facts["content_type"] == "application/json" and facts["closed"] is False
+
+
+def test_bytes_streams_fork_close_and_delete(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    assert cli("create", path, base=base).returncode == 0
+    assert cli("append", "--raw", path, base=base, stdin=b"\x00\x01bytes\n").returncode == 0
+    assert cli("append", path, base=base, stdin=b"line one\nline two\n").returncode == 0
+    assert cli("read", path, base=base).stdout == b"\x00\x01bytes\nline one\nline two\n"
+    assert cli("fork", path, f"{path}-fork", base=base).returncode == 0
+    closed = cli("close", f"{path}-fork", "the end", base=base)
+    assert closed.returncode == 0 and closed.stdout.startswith(b"closed at ")
+    assert cli("read", f"{path}-fork", base=base).stdout.endswith(b"line two\nthe end")
+    assert cli("delete", f"{path}-fork", base=base).returncode == 0
+    assert cli("head", f"{path}-fork", base=base).returncode == 3
+
+
+def test_errors_are_one_line_and_a_documented_status(base: str, tmp_path: Path) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    cli("create", "--json", path, base=base)
+    bad = cli("append", path, base=base, stdin=b'{"ok":1}\nnot json\n')
+    assert bad.returncode == 5 and b"line 2 is not JSON" in bad.stderr
+    assert len(bad.stderr.decode().strip().splitlines()) == 1
+    missing = cli("read", "cli/nothing-here", base=base)
+    assert missing.returncode == 3 and b"not found" in missing.stderr
+    no_base = cli("read", "cli/x")
+    assert no_base.returncode == 5 and b"--url" in no_base.stderr
+    refused = cli("head", "http://127.0.0.1:9/x")
+    assert refused.returncode == 4 and b"cannot reach the server" in refused.stderr
+    header = cli("head", path, "-H", "no colon", base=base)
+    assert header.returncode == 5
+    served = cli("serve", "--data", str(tmp_path / "missing" / "dir" / "x.db"))
+    assert served.returncode == 1 and b"cannot open it as a data file" in served.stderr
+
+
+def test_follow_prints_as_it_arrives_and_ctrl_c_exits_130(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    cli("create", "--json", path, base=base)
+    cli("append", path, '{"n":1}', base=base)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "DURABLE_STREAMS_URL": base}
+    with subprocess.Popen(
+        [sys.executable, "-m", "durable_streams", "read", "-f", path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as follower:
+        try:
+            assert follower.stdout is not None and follower.stderr is not None
+            assert json.loads(follower.stdout.readline()) == {"n": 1}
+            cli("append", path, '{"n":2}', base=base)
+            assert json.loads(follower.stdout.readline()) == {"n": 2}  # live, as it arrives
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(timeout=30) == 130
+            assert b"Traceback" not in follower.stderr.read()
+        finally:
+            if follower.poll() is None:
+                follower.kill()
