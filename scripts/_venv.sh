@@ -4,6 +4,7 @@
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+    echo "setting up .venv (first run: a minute or two while the native core compiles) ..." >&2
     "$PYTHON" -m venv .venv
 fi
 # shellcheck disable=SC1091
@@ -14,7 +15,9 @@ if [ -n "${1:-}" ]; then spec=".[$1]"; fi
 if command -v cargo >/dev/null 2>&1; then
     # Editable: tests and the demo run the source tree as it is (maturin builds the native core
     # into python/durable_streams/ on every install, so Rust changes are picked up too).
+    echo "installing durable_streams and building its native core with cargo ..." >&2
     python -m pip install --quiet --disable-pip-version-check --editable "$spec"
+    echo "... installed" >&2
 else
     echo "no cargo here: installing the pure-Python build (the native core needs Rust)" >&2
     python scripts/build_pure_wheel.py --out dist/pure >/dev/null
