@@ -20,6 +20,7 @@ import httpx
 from . import _errors as errors
 from ._async import AsyncDurableStream
 from ._handle import HandleBase
+from ._log import log, retrying
 from ._producer import Batch, FailedBatch, ProducerCore, ProducerSettings, settle, undelivered
 from ._protocol import AppendResult, encode_append_body
 from ._retry import RetryPolicy, RetryState
@@ -420,9 +421,12 @@ class IdempotentProducer:
                     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                     core.on_transport_error(batch, reached_server=reached)
                     delay = retry.next_delay()
+                    failure = transport_error(exc, url=self.url)
                     if delay is None:
-                        core.give_up(batch, transport_error(exc, url=self.url))
+                        log.warning("producer %s gave up a batch: %s", self.producer_id, failure)
+                        core.give_up(batch, failure)
                         return
+                    retrying("producing to", self.url, failure, retry.attempts, delay)
                     await anyio.sleep(delay)
                     continue
                 except Exception as exc:  # e.g. a header callable failed: fail this batch only
@@ -437,8 +441,10 @@ class IdempotentProducer:
                     return
                 delay = retry.next_delay(answer.retry_after)
                 if delay is None:
+                    log.warning("producer %s gave up a batch: %s", self.producer_id, answer.error)
                     core.give_up(batch, answer.error)
                     return
+                retrying("producing to", self.url, answer.error, retry.attempts, delay)
                 await anyio.sleep(delay)
         finally:
             self._after_change()

@@ -17,6 +17,7 @@ from . import _protocol as proto
 from ._exchange import AsyncReply, AsyncTransport, async_read_transport
 from ._flavours import AsyncItems, async_closer, async_extend, async_shield, async_sleep
 from ._handle import HandleBase
+from ._log import retrying
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
     DEFAULT_MAX_BODY_BYTES,
@@ -205,9 +206,11 @@ class AsyncStreamResponse(ResponseMetadata):
             await self._open()
 
     async def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
-        delay = self._session.retry_delay(exc, await decide_async(self._on_error, exc))
+        session = self._session
+        delay = session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
+        retrying("reading", session.url, exc, session.attempts, delay)
         await async_sleep(delay)
 
     async def _batches(self) -> AsyncIterator[Batch]:
@@ -480,14 +483,17 @@ async def async_send(
             http = await client.send(build_httpx_request(client, fresh, timeout))
         except httpx.HTTPError as exc:
             delay = delay_after_transport_error(attempts, req, exc)
+            failure = transport_error(exc, url=req.url)
             if delay is None:
-                raise transport_error(exc, url=req.url) from exc
+                raise failure from exc
+            retrying(req.method, req.url, failure, attempts.attempts, delay)
             await async_sleep(delay)
             continue
         answer_headers = lower_headers(http.headers)
         delay = delay_after_status(attempts, req, http.status_code, answer_headers)
         if delay is None:
             return http.status_code, answer_headers, http.content
+        retrying(req.method, req.url, f"status {http.status_code}", attempts.attempts, delay)
         await async_sleep(delay)
 
 

@@ -627,6 +627,13 @@ class ProducerCore:
                     url=self.settings.url,
                 ),
             )
+        logging.getLogger("durable_streams").warning(
+            "producer %s of %s moves from epoch %d to %d",
+            self.settings.producer_id,
+            errors.redact_url(self.settings.url),
+            self.epoch,
+            epoch,
+        )
         self.epoch = epoch
         self._new_epoch_at_least = None
         self._epoch_confirmed = False

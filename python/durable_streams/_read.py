@@ -558,6 +558,11 @@ class ReadSession:
 
     # -- failures -----------------------------------------------------------------------------
 
+    @property
+    def attempts(self) -> int:
+        """Retries of the current run (since the last batch that arrived)."""
+        return self._retry.attempts
+
     def retry_delay(
         self, exc: errors.DurableStreamError, decision: ErrorDecision = None
     ) -> float | None:

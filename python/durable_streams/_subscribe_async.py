@@ -22,6 +22,7 @@ from . import _protocol as proto
 from . import _subscriptions as subs
 from ._async import astream, async_send
 from ._flavours import Beat, async_call, async_heartbeat, async_shield
+from ._log import log
 from ._protocol import HttpRequest
 from ._retry import RetryPolicy
 from ._shared import (
@@ -324,10 +325,17 @@ class AsyncSubscriptionConsumer:
                     if pending.has_pending:
                         await self._consume_stream(claim, pending, handler, beat)
                 await client.ack(claim, done=True)
-        except (errors.FencedError, errors.WakeTokenError):
+        except (errors.FencedError, errors.WakeTokenError) as exc:
             # The wake moved on (lease ran out) or its token did (after an hour): the next
             # holder, this worker included, resumes from the last ack.
             self.stats.fenced += 1
+            log.warning(
+                "subscription %s: worker %s lost wake generation %d: %s",
+                self.subscription_id,
+                self.worker,
+                claim.generation,
+                exc.code,
+            )
         except BaseException:
             with async_shield(RELEASE_TIMEOUT):
                 await self._release(claim)

@@ -22,6 +22,7 @@ from . import _errors as errors
 from . import _protocol as proto
 from . import _subscriptions as subs
 from ._flavours import Beat, call, heartbeat, shield
+from ._log import log
 from ._protocol import HttpRequest
 from ._retry import RetryPolicy
 from ._shared import (
@@ -323,10 +324,17 @@ class SubscriptionConsumer:
                     if pending.has_pending:
                         self._consume_stream(claim, pending, handler, beat)
                 client.ack(claim, done=True)
-        except (errors.FencedError, errors.WakeTokenError):
+        except (errors.FencedError, errors.WakeTokenError) as exc:
             # The wake moved on (lease ran out) or its token did (after an hour): the next
             # holder, this worker included, resumes from the last ack.
             self.stats.fenced += 1
+            log.warning(
+                "subscription %s: worker %s lost wake generation %d: %s",
+                self.subscription_id,
+                self.worker,
+                claim.generation,
+                exc.code,
+            )
         except BaseException:
             with shield(RELEASE_TIMEOUT):
                 self._release(claim)

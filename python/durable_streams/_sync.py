@@ -17,6 +17,7 @@ from . import _protocol as proto
 from ._exchange import Reply, Transport, read_transport
 from ._flavours import Items, closer, extend, shield, sleep
 from ._handle import HandleBase
+from ._log import retrying
 from ._protocol import OFFSET_BEGINNING, AppendResult, HeadResult, HttpRequest, LiveMode
 from ._read import (
     DEFAULT_MAX_BODY_BYTES,
@@ -201,9 +202,11 @@ class StreamResponse(ResponseMetadata):
             self._open()
 
     def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
-        delay = self._session.retry_delay(exc, decide_sync(self._on_error, exc))
+        session = self._session
+        delay = session.retry_delay(exc, decide_sync(self._on_error, exc))
         if delay is None:
             raise exc
+        retrying("reading", session.url, exc, session.attempts, delay)
         sleep(delay)
 
     def _batches(self) -> Iterator[Batch]:
@@ -471,14 +474,17 @@ def send(
             http = client.send(build_httpx_request(client, fresh, timeout))
         except httpx.HTTPError as exc:
             delay = delay_after_transport_error(attempts, req, exc)
+            failure = transport_error(exc, url=req.url)
             if delay is None:
-                raise transport_error(exc, url=req.url) from exc
+                raise failure from exc
+            retrying(req.method, req.url, failure, attempts.attempts, delay)
             sleep(delay)
             continue
         answer_headers = lower_headers(http.headers)
         delay = delay_after_status(attempts, req, http.status_code, answer_headers)
         if delay is None:
             return http.status_code, answer_headers, http.content
+        retrying(req.method, req.url, f"status {http.status_code}", attempts.attempts, delay)
         sleep(delay)
 
 
