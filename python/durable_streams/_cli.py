@@ -177,7 +177,8 @@ class _Progress:
             f"\r{self.messages:,} messages, {self.bytes / 1e6:,.1f} MB, "
             f"{self.messages / elapsed:,.0f} msg/s"
         )
-        self._out.write(line + ("\n" if final else ""))
+        # Clear to the end of the line: a shorter rate must not leave the last one's tail.
+        self._out.write(line + "\x1b[K" + ("\n" if final else ""))
         self._out.flush()
 
 
