@@ -73,7 +73,6 @@ from ._subscriptions import (
     Subscription,
     SubscriptionLink,
     SubscriptionMessage,
-    WakeEvent,
     WebhookDelivery,
     WebhookSigning,
 )
@@ -151,7 +150,6 @@ __all__ = [
     "SyncIdempotentProducer",
     "TransportError",
     "UndeliveredError",
-    "WakeEvent",
     "WakeTokenError",
     "WakeTokenExpiredError",
     "WebhookDelivery",

@@ -225,17 +225,19 @@ def _read(args: argparse.Namespace, stdout: BinaryIO) -> int:
     live: Any = (args.live or True) if args.follow else False
     if args.live and not args.follow:
         raise InputError("--live goes with --follow")
-    with _handle(args, args.stream) as handle:
-        head = handle.head()
-    json_mode = is_json_content_type(head.content_type)
     with stream(
-        handle.url,
+        _url(args, args.stream),
         offset=args.offset,
         live=live,
         headers=_headers(args),
         timeout=args.timeout,
         retry=None if args.follow else _ONE_SHOT,
     ) as res:
+        content_type = res.content_type  # the first answer says, unless it was empty
+        if content_type is None:
+            with _handle(args, args.stream) as handle:
+                content_type = handle.head().content_type
+        json_mode = is_json_content_type(content_type)
         _write_items(res.iter_json() if json_mode else res.iter_bytes(), json_mode, stdout)
     return EXIT["ok"]
 

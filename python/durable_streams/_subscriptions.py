@@ -30,7 +30,6 @@ __all__ = [
     "SubscriptionLink",
     "SubscriptionMessage",
     "SubscriptionType",
-    "WakeEvent",
     "WebhookDelivery",
     "WebhookSigning",
 ]
@@ -132,16 +131,6 @@ class WebhookDelivery:
             f"wake_id={self.wake_id!r}, generation={self.generation}, "
             f"streams={len(self.streams)})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class WakeEvent:
-    """A message of a pull-wake subscription's wake stream: ``subscription_id`` has work
-    (``stream`` is a stream that has some) in wake ``generation``."""
-
-    subscription_id: str
-    stream: str | None
-    generation: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,19 +526,3 @@ def delivery_from(body: bytes) -> WebhookDelivery:
         raise errors.WebhookVerificationError(
             f"a signed but malformed webhook body: {exc}"
         ) from None
-
-
-def wake_event(message: Any) -> WakeEvent | None:
-    """A wake stream's message as a :class:`WakeEvent`; ``None`` for anything else on it."""
-    if not isinstance(message, dict) or message.get("type") != "wake":
-        return None
-    sub = message.get("subscription_id")
-    if not isinstance(sub, str):
-        return None
-    stream = message.get("stream")
-    generation = message.get("generation")
-    return WakeEvent(
-        sub,
-        stream if isinstance(stream, str) else None,
-        generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
-    )
