@@ -57,9 +57,9 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._impl import IMPLEMENTATION
-from ._producer import FailedBatch
+from ._producer import FailedBatch, ProducerStats
 from ._protocol import OFFSET_BEGINNING, OFFSET_NOW, AppendResult, HeadResult, LiveMode
-from ._read import STOP, ErrorDecision, RetryAction
+from ._read import STOP, ErrorDecision, ReaderStats, RetryAction
 from ._retry import RetryPolicy
 from ._shared import StreamEvent
 from ._sproducer import SyncIdempotentProducer
@@ -121,8 +121,10 @@ __all__ = [
     "ProducerError",
     "ProducerStateError",
     "ProducerStateLockedError",
+    "ProducerStats",
     "ProtocolError",
     "RateLimitedError",
+    "ReaderStats",
     "ResponseError",
     "RetentionGoneError",
     "RetryAction",

@@ -18,10 +18,19 @@ import anyio.to_thread
 import httpx
 
 from . import _errors as errors
+from . import telemetry
 from ._async import AsyncDurableStream
 from ._handle import HandleBase
 from ._log import log, retrying
-from ._producer import Batch, FailedBatch, ProducerCore, ProducerSettings, settle, undelivered
+from ._producer import (
+    Batch,
+    FailedBatch,
+    ProducerCore,
+    ProducerSettings,
+    ProducerStats,
+    settle,
+    undelivered,
+)
 from ._protocol import AppendResult, encode_append_body
 from ._retry import RetryPolicy, RetryState
 from ._shared import (
@@ -271,6 +280,11 @@ class IdempotentProducer:
         """Bytes taken but not yet acknowledged or failed."""
         return self._core.buffered_bytes
 
+    def stats(self) -> ProducerStats:
+        """A snapshot of what this producer holds and has delivered; cheap, callable from any
+        thread at any time."""
+        return self._core.stats()
+
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
         if core is not None and not self._finished and not core.idle():
@@ -409,6 +423,13 @@ class IdempotentProducer:
         client = self._client
         assert client is not None
         retry = RetryState(self._retry)
+        otel = telemetry.active
+        span = None
+        if otel is not None:
+            started = time.perf_counter()
+            size = {"durable_streams.operation": "produce"}
+            otel.batch_size.record(len(batch.body), size)
+            otel.batch_messages.record(batch.count, size)
         try:
             while True:
                 try:
@@ -416,27 +437,39 @@ class IdempotentProducer:
                     req = with_dynamic(
                         core.request(batch), headers, await resolve_async(self._params)
                     )
+                    if otel is not None:
+                        req, span = otel.request(
+                            "produce", req, retry.attempts + 1, self._batch_attributes(batch)
+                        )
                     http = await client.send(build_httpx_request(client, req, self._timeout))
                 except httpx.HTTPError as exc:
                     reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                     core.on_transport_error(batch, reached_server=reached)
                     delay = retry.next_delay()
                     failure = transport_error(exc, url=self.url)
+                    if span is not None:
+                        span.failed(failure)
+                        span = None
                     if delay is None:
                         log.warning("producer %s gave up a batch: %s", self.producer_id, failure)
                         core.give_up(batch, failure)
                         return
-                    retrying("producing to", self.url, failure, retry.attempts, delay)
+                    retrying("producing to", self.url, failure, retry.attempts, delay, "produce")
                     await anyio.sleep(delay)
                     continue
                 except Exception as exc:  # e.g. a header callable failed: fail this batch only
+                    if span is not None:
+                        span.failed(exc)
+                        span = None
                     error = errors.ProducerError(f"sending failed: {exc!r}", url=self.url)
                     error.__cause__ = exc
                     core.give_up(batch, error)
                     return
-                answer = core.on_answer(
-                    batch, http.status_code, lower_headers(http.headers), http.content
-                )
+                answer_headers = lower_headers(http.headers)
+                if span is not None:
+                    span.answered(http.status_code, answer_headers)
+                    span = None
+                answer = core.on_answer(batch, http.status_code, answer_headers, http.content)
                 if answer is None:
                     return
                 delay = retry.next_delay(answer.retry_after)
@@ -444,10 +477,26 @@ class IdempotentProducer:
                     log.warning("producer %s gave up a batch: %s", self.producer_id, answer.error)
                     core.give_up(batch, answer.error)
                     return
-                retrying("producing to", self.url, answer.error, retry.attempts, delay)
+                retrying("producing to", self.url, answer.error, retry.attempts, delay, "produce")
                 await anyio.sleep(delay)
+        except BaseException as exc:  # cancelled while sending
+            if span is not None:
+                span.failed(exc)
+            raise
         finally:
+            if otel is not None:
+                elapsed = time.perf_counter() - started
+                otel.append_duration.record(elapsed, {"durable_streams.operation": "produce"})
             self._after_change()
+
+    def _batch_attributes(self, batch: Batch) -> dict[str, Any]:
+        return {
+            "durable_streams.producer.id": self.producer_id,
+            "durable_streams.producer.epoch": batch.epoch,
+            "durable_streams.producer.seq": batch.seq,
+            "durable_streams.batch.messages": batch.count,
+            "durable_streams.batch.bytes": len(batch.body),
+        }
 
     def _after_change(self) -> None:
         settle(*self._core.take_outcomes(), self._on_error)

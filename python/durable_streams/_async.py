@@ -14,6 +14,7 @@ import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from . import telemetry
 from ._exchange import AsyncReply, AsyncTransport, async_read_transport
 from ._flavours import AsyncItems, async_closer, async_extend, async_shield, async_sleep
 from ._handle import HandleBase
@@ -48,6 +49,7 @@ from ._shared import (
     transport_error,
     with_dynamic,
 )
+from .telemetry import operation_of
 
 __all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream", "async_send"]
 
@@ -178,11 +180,23 @@ class AsyncStreamResponse(ResponseMetadata):
                 await resolve_async(self._headers), await resolve_async(self._params)
             )
             timeout = self._live_timeout if session.live_request else self._timeout
+            otel = telemetry.active
+            span = None
+            if otel is not None:
+                req, span = otel.request("read", req, session.attempts + 1)
             try:
                 http = await self._transport.send(req, timeout)
             except errors.TransportError as exc:
+                if span is not None:
+                    span.failed(exc)
                 await self._wait_or_raise(exc)
                 continue
+            except BaseException as exc:  # cancelled, or a bug: the span still ends
+                if span is not None:
+                    span.failed(exc)
+                raise
+            if span is not None:
+                span.answered(http.status_code, http.headers)
             try:
                 kind = session.on_response(http.status_code, http.headers)
                 if kind == "error":
@@ -210,7 +224,7 @@ class AsyncStreamResponse(ResponseMetadata):
         delay = session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
-        retrying("reading", session.url, exc, session.attempts, delay)
+        retrying("reading", session.url, exc, session.attempts, delay, "read")
         await async_sleep(delay)
 
     async def _batches(self) -> AsyncIterator[Batch]:
@@ -479,21 +493,40 @@ async def async_send(
     attempts = RetryState(retry)
     while True:
         fresh = with_dynamic(req, await resolve_async(headers), await resolve_async(params))
+        otel = telemetry.active
+        span = None
+        if otel is not None:
+            fresh, span = otel.request(None, fresh, attempts.attempts + 1)
         try:
             http = await client.send(build_httpx_request(client, fresh, timeout))
         except httpx.HTTPError as exc:
-            delay = delay_after_transport_error(attempts, req, exc)
             failure = transport_error(exc, url=req.url)
+            if span is not None:
+                span.failed(failure)
+            delay = delay_after_transport_error(attempts, req, exc)
             if delay is None:
                 raise failure from exc
-            retrying(req.method, req.url, failure, attempts.attempts, delay)
+            retrying(req.method, req.url, failure, attempts.attempts, delay, operation_of(req))
             await async_sleep(delay)
             continue
+        except BaseException as exc:  # cancelled, or a bug: the span still ends
+            if span is not None:
+                span.failed(exc)
+            raise
         answer_headers = lower_headers(http.headers)
+        if span is not None:
+            span.answered(http.status_code, answer_headers)
         delay = delay_after_status(attempts, req, http.status_code, answer_headers)
         if delay is None:
             return http.status_code, answer_headers, http.content
-        retrying(req.method, req.url, f"status {http.status_code}", attempts.attempts, delay)
+        retrying(
+            req.method,
+            req.url,
+            f"status {http.status_code}",
+            attempts.attempts,
+            delay,
+            operation_of(req),
+        )
         await async_sleep(delay)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from . import telemetry
 from ._errors import redact_url
 
 __all__ = ["log", "retrying"]
@@ -23,9 +24,18 @@ QUIET_ATTEMPTS = 2
 
 
 def retrying(
-    what: str, url: str | None, error: BaseException | str, attempt: int, delay: float
+    what: str,
+    url: str | None,
+    error: BaseException | str,
+    attempt: int,
+    delay: float,
+    operation: str,
 ) -> None:
-    """``what`` on ``url`` failed with ``error`` (attempt ``attempt``); retried in ``delay`` s."""
+    """``what`` on ``url`` failed with ``error`` (attempt ``attempt``); retried in ``delay`` s.
+    ``operation`` names it for telemetry (see :mod:`durable_streams.telemetry`)."""
+    otel = telemetry.active
+    if otel is not None:
+        otel.retries.add(1, {"durable_streams.operation": operation})
     level = logging.INFO if attempt <= QUIET_ATTEMPTS else logging.WARNING
     if log.isEnabledFor(level):
         log.log(

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import _errors as errors
-from . import _impl
+from . import _impl, telemetry
 from . import _protocol as proto
 from ._protocol import AppendResult, HttpRequest
 
@@ -49,6 +49,7 @@ __all__ = [
     "FailedBatch",
     "ProducerCore",
     "ProducerSettings",
+    "ProducerStats",
     "Retry",
     "StoreChanges",
     "StoredBatch",
@@ -189,6 +190,32 @@ class FailedBatch:
         return [self.body]
 
 
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    """A snapshot of a producer, from its ``stats()``.
+
+    Settled batches are ``acknowledged`` (stored, or found stored already) or ``failed``
+    (see :attr:`~IdempotentProducer.failures`). ``buffered_*`` is what the producer holds:
+    taken and not yet settled (in flight, queued to send, or in the batch being filled).
+    ``attempts_failed`` counts requests that failed in a way worth retrying (a network error,
+    a 5xx, a 429), whether or not retries remained; ``epoch_changes`` the moves to a new
+    epoch within this session."""
+
+    epoch: int
+    next_seq: int
+    messages_acknowledged: int
+    bytes_acknowledged: int
+    batches_acknowledged: int
+    messages_failed: int
+    batches_failed: int
+    batches_in_flight: int
+    batches_queued: int
+    buffered_messages: int
+    buffered_bytes: int
+    attempts_failed: int
+    epoch_changes: int
+
+
 @dataclass(frozen=True)
 class Retry:
     """An answer worth resending the same batch after: the error, and the server's wait hint."""
@@ -238,6 +265,12 @@ class ProducerCore:
         self._dirty: dict[int, Batch] = {}
         self._gone: list[int] = []
         self._stored_meta: tuple[int, int] | None = None
+        # For stats(): counted per batch, never per message.
+        self._acked_messages = self._acked_bytes = self._acked_batches = 0
+        self._failed_messages = self._failed_batches = 0
+        self._attempts_failed = 0
+        self._epoch_changes = 0
+        telemetry.producers.add(self)
 
     # -- taking messages ------------------------------------------------------------------------
 
@@ -245,6 +278,29 @@ class ProducerCore:
     def buffered_bytes(self) -> int:
         open_bytes: int = self._builder.nbytes
         return self._sealed_bytes + open_bytes
+
+    @property
+    def batches_in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def stats(self) -> ProducerStats:
+        with self.lock:
+            unresolved = self._unresolved.values()
+            return ProducerStats(
+                epoch=self.epoch,
+                next_seq=self.next_seq,
+                messages_acknowledged=self._acked_messages,
+                bytes_acknowledged=self._acked_bytes,
+                batches_acknowledged=self._acked_batches,
+                messages_failed=self._failed_messages,
+                batches_failed=self._failed_batches,
+                batches_in_flight=len(self._in_flight),
+                batches_queued=len(self._ready),
+                buffered_messages=sum(b.count for b in unresolved) + self._open_count,
+                buffered_bytes=self.buffered_bytes,
+                attempts_failed=self._attempts_failed,
+                epoch_changes=self._epoch_changes,
+            )
 
     def full(self) -> bool:
         return self.buffered_bytes >= self.settings.max_buffered_bytes
@@ -459,6 +515,7 @@ class ProducerCore:
                 status, headers, body, url=url, operation="append", producer=True
             )
             if proto.is_transient_status(status):
+                self._attempts_failed += 1
                 if status != 503 and status != 429:
                     batch.maybe_stored = True
                 return Retry(error, proto.retry_after_seconds(headers))
@@ -508,6 +565,7 @@ class ProducerCore:
     def on_transport_error(self, batch: Batch, *, reached_server: bool) -> None:
         with self.lock:
             batch.attempts += 1
+            self._attempts_failed += 1
             if reached_server:
                 batch.maybe_stored = True
 
@@ -559,6 +617,9 @@ class ProducerCore:
 
     def _acknowledge(self, batch: Batch, result: AppendResult) -> None:
         self._resolve(batch)
+        self._acked_messages += batch.count
+        self._acked_bytes += len(batch.body)
+        self._acked_batches += 1
         self._acknowledged_any = True
         if batch.epoch == self.epoch:
             self._epoch_confirmed = True
@@ -569,6 +630,8 @@ class ProducerCore:
         if batch.id not in self._unresolved:
             return
         self._resolve(batch, kept=kept)
+        self._failed_messages += batch.count
+        self._failed_batches += 1
         failed = FailedBatch(
             batch.seq,
             batch.epoch,
@@ -635,6 +698,7 @@ class ProducerCore:
             epoch,
         )
         self.epoch = epoch
+        self._epoch_changes += 1
         self._new_epoch_at_least = None
         self._epoch_confirmed = False
         for seq, batch in enumerate(self._ready):

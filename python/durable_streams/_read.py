@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import codecs
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from . import _errors as errors
-from . import _impl
+from . import _impl, telemetry
 from ._protocol import (
     H_CLOSED,
     H_CURSOR,
@@ -52,6 +53,7 @@ __all__ = [
     "ConsumerKind",
     "ErrorDecision",
     "ReadSession",
+    "ReaderStats",
     "ResponseKind",
     "RetryAction",
     "Stop",
@@ -85,6 +87,27 @@ class Batch:
     cursor: str | None
     up_to_date: bool
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStats:
+    """A snapshot of a reader, from its ``stats()``: where it stands and what it has done.
+
+    ``lag_seconds`` is how long the reader has been behind the stream's tail (0.0 when up to
+    date; offsets are opaque, so how far behind is not known). ``messages`` counts JSON
+    messages handed out (0 on other streams); ``bytes_received`` the response bytes read
+    (SSE framing included); ``retries`` the requests sent again after a failure."""
+
+    offset: str
+    up_to_date: bool
+    closed: bool
+    mode: Mode
+    lag_seconds: float
+    requests: int
+    retries: int
+    batches: int
+    messages: int
+    bytes_received: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +209,15 @@ class ReadSession:
         # body ended: a body at the same offset after a reconnect skips that many.
         self._produced = 0
         self._produced_kind: ConsumerKind | None = None
+        # For stats(): cheap counters, and when the reader last changed between behind and up
+        # to date (a reader that has not caught up yet has been behind since it started).
+        self._requests = 0
+        self._retries = 0
+        self._batches = 0
+        self._messages = 0
+        self._bytes_received = 0
+        self._up_to_date_changed = time.monotonic()
+        telemetry.readers.add(self)
 
     # -- what to ask -------------------------------------------------------------------------
 
@@ -226,6 +258,7 @@ class ReadSession:
                 query["cursor"] = self.cursor
         self._current = self._mode
         self._requested_offset = self.offset
+        self._requests += 1
         out_headers = dict(headers)
         if self._override_headers:
             replaced = {name.lower() for name in self._override_headers}
@@ -307,6 +340,7 @@ class ReadSession:
         if self._body_kind is None:
             self._start_body()
         self._body_received += len(chunk)
+        self._bytes_received += len(chunk)
         if self._body_received > self.max_body_bytes:
             raise body_too_large(self.max_body_bytes, url=self.url, offset=self._requested_offset)
         reader = self._body_reader
@@ -320,6 +354,7 @@ class ReadSession:
             data = self._bytes_step(final=False)
         if not data:
             return None
+        self._count(data)
         return Batch(data, self.offset, self.cursor, False, False)
 
     def on_body_end(self) -> Batch:
@@ -470,6 +505,7 @@ class ReadSession:
     def feed(self, chunk: bytes) -> list[Batch]:
         """Bytes of an SSE body; returns the batches whose covering control event arrived."""
         decoder = self._decoder
+        self._bytes_received += len(chunk)
         try:
             events = decoder.feed(chunk)
         except errors.DurableStreamError as exc:
@@ -541,12 +577,40 @@ class ReadSession:
         self._produced_kind = None
         if cursor is not None:
             self.cursor = cursor
+        if up_to_date is not self.up_to_date:
+            self._up_to_date_changed = time.monotonic()
         self.up_to_date = up_to_date
         self.closed = closed
         self._retry.reset()
+        self._count(data)
         if up_to_date and self._mode == "catch-up" and self.live is not False:
             self._mode = self._live_mode()
         return Batch(data, next_offset, self.cursor, up_to_date, closed)
+
+    def _count(self, data: Any) -> None:
+        self._batches += 1
+        if type(data) is list:
+            self._messages += len(data)
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the reader has been behind the stream's tail: 0.0 when up to date."""
+        if self.up_to_date:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._up_to_date_changed
+
+    def stats(self) -> ReaderStats:
+        return ReaderStats(
+            offset=self.offset,
+            up_to_date=self.up_to_date,
+            closed=self.closed,
+            mode=self._mode,
+            lag_seconds=self.lag_seconds(),
+            requests=self._requests,
+            retries=self._retries,
+            batches=self._batches,
+            messages=self._messages,
+            bytes_received=self._bytes_received,
+        )
 
     def _live_mode(self) -> Mode:
         if self.live == "long-poll":
@@ -580,6 +644,14 @@ class ReadSession:
             raise TypeError(
                 f"on_error must return None, a RetryAction or STOP, not {decision!r}"
             ) from exc
+        delay = self._decide_delay(exc, decision, changed)
+        if delay is not None:
+            self._retries += 1
+        return delay
+
+    def _decide_delay(
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool
+    ) -> float | None:
         if decision is STOP:
             return None
         if isinstance(exc, errors.TransportError):

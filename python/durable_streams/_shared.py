@@ -6,7 +6,7 @@ import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -18,7 +18,14 @@ from ._protocol import (
     is_transient_status,
     retry_after_seconds,
 )
-from ._read import Batch, ConsumerKind, ErrorDecision, ReadSession, body_too_large
+from ._read import (
+    Batch,
+    ConsumerKind,
+    ErrorDecision,
+    ReaderStats,
+    ReadSession,
+    body_too_large,
+)
 from ._retry import RetryState
 
 __all__ = [
@@ -430,6 +437,10 @@ class ResponseMetadata:
     @property
     def live(self) -> Any:
         return self._session.live
+
+    def stats(self) -> ReaderStats:
+        """A snapshot of this reader's position and counters; cheap, callable at any time."""
+        return replace(self._session.stats(), offset=self._delivery.offset)
 
     def _event_kind(self, raw_json: bool = False) -> ConsumerKind:
         """What items of this stream are: messages (raw bytes each with ``raw_json``) for JSON

@@ -18,7 +18,7 @@ import httpx
 from . import _errors as errors
 from ._aproducer import DEFAULT_CLOSE_TIMEOUT, ErrorHook, IdempotentProducer
 from ._handle import HandleBase
-from ._producer import FailedBatch
+from ._producer import FailedBatch, ProducerStats
 from ._protocol import AppendResult
 from ._retry import RetryPolicy
 from ._shared import Headers
@@ -156,6 +156,11 @@ class SyncIdempotentProducer:
     @property
     def failures(self) -> list[FailedBatch]:
         return self._producer.failures
+
+    def stats(self) -> ProducerStats:
+        """A snapshot of what this producer holds and has delivered; see
+        :class:`ProducerStats`."""
+        return self._producer.stats()
 
     def __repr__(self) -> str:
         return repr(self._producer).replace("IdempotentProducer", type(self).__name__, 1)

@@ -14,6 +14,7 @@ import httpx
 
 from . import _errors as errors
 from . import _protocol as proto
+from . import telemetry
 from ._exchange import Reply, Transport, read_transport
 from ._flavours import Items, closer, extend, shield, sleep
 from ._handle import HandleBase
@@ -48,6 +49,7 @@ from ._shared import (
     transport_error,
     with_dynamic,
 )
+from .telemetry import operation_of
 
 __all__ = ["DurableStream", "StreamResponse", "send", "stream"]
 
@@ -174,11 +176,23 @@ class StreamResponse(ResponseMetadata):
         while True:
             req = session.request(resolve_sync(self._headers), resolve_sync(self._params))
             timeout = self._live_timeout if session.live_request else self._timeout
+            otel = telemetry.active
+            span = None
+            if otel is not None:
+                req, span = otel.request("read", req, session.attempts + 1)
             try:
                 http = self._transport.send(req, timeout)
             except errors.TransportError as exc:
+                if span is not None:
+                    span.failed(exc)
                 self._wait_or_raise(exc)
                 continue
+            except BaseException as exc:  # cancelled, or a bug: the span still ends
+                if span is not None:
+                    span.failed(exc)
+                raise
+            if span is not None:
+                span.answered(http.status_code, http.headers)
             try:
                 kind = session.on_response(http.status_code, http.headers)
                 if kind == "error":
@@ -206,7 +220,7 @@ class StreamResponse(ResponseMetadata):
         delay = session.retry_delay(exc, decide_sync(self._on_error, exc))
         if delay is None:
             raise exc
-        retrying("reading", session.url, exc, session.attempts, delay)
+        retrying("reading", session.url, exc, session.attempts, delay, "read")
         sleep(delay)
 
     def _batches(self) -> Iterator[Batch]:
@@ -470,21 +484,40 @@ def send(
     attempts = RetryState(retry)
     while True:
         fresh = with_dynamic(req, resolve_sync(headers), resolve_sync(params))
+        otel = telemetry.active
+        span = None
+        if otel is not None:
+            fresh, span = otel.request(None, fresh, attempts.attempts + 1)
         try:
             http = client.send(build_httpx_request(client, fresh, timeout))
         except httpx.HTTPError as exc:
-            delay = delay_after_transport_error(attempts, req, exc)
             failure = transport_error(exc, url=req.url)
+            if span is not None:
+                span.failed(failure)
+            delay = delay_after_transport_error(attempts, req, exc)
             if delay is None:
                 raise failure from exc
-            retrying(req.method, req.url, failure, attempts.attempts, delay)
+            retrying(req.method, req.url, failure, attempts.attempts, delay, operation_of(req))
             sleep(delay)
             continue
+        except BaseException as exc:  # cancelled, or a bug: the span still ends
+            if span is not None:
+                span.failed(exc)
+            raise
         answer_headers = lower_headers(http.headers)
+        if span is not None:
+            span.answered(http.status_code, answer_headers)
         delay = delay_after_status(attempts, req, http.status_code, answer_headers)
         if delay is None:
             return http.status_code, answer_headers, http.content
-        retrying(req.method, req.url, f"status {http.status_code}", attempts.attempts, delay)
+        retrying(
+            req.method,
+            req.url,
+            f"status {http.status_code}",
+            attempts.attempts,
+            delay,
+            operation_of(req),
+        )
         sleep(delay)
 
 
