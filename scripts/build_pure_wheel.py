@@ -27,16 +27,33 @@ def version() -> str:
 
 
 def metadata(ver: str) -> str:
+    """Core metadata 2.1 from pyproject.toml, as maturin writes it for the native wheels."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     lines = [
         "Metadata-Version: 2.1",
         "Name: durable-streams-rs",
         f"Version: {ver}",
         f"Summary: {project['description']}",
+        f"Keywords: {','.join(project['keywords'])}",
+        f"Author: {project['authors'][0]['name']}",
+        f"License: {project['license']['text']}",
         f"Requires-Python: {project['requires-python']}",
     ]
+    lines += [
+        f"Classifier: {c}" for c in project["classifiers"] if c != "Programming Language :: Rust"
+    ]
+    lines += [f"Project-URL: {name}, {url}" for name, url in project["urls"].items()]
     lines += [f"Requires-Dist: {dep}" for dep in project["dependencies"]]
-    return "\n".join(lines) + "\n"
+    for extra, deps in project["optional-dependencies"].items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f"Requires-Dist: {dep}; extra == '{extra}'" for dep in deps]
+    lines.append("Description-Content-Type: text/markdown; charset=UTF-8")
+    return "\n".join(lines) + "\n\n" + (REPO / project["readme"]).read_text()
+
+
+def entry_points() -> str:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    return "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
 
 
 def package_files() -> list[Path]:
@@ -69,6 +86,7 @@ def build(out_dir: Path) -> Path:
         for path in package_files():
             add(path.relative_to(REPO / "python").as_posix(), path.read_bytes())
         add(f"{dist_info}/METADATA", metadata(ver).encode())
+        add(f"{dist_info}/entry_points.txt", entry_points().encode())
         add(
             f"{dist_info}/WHEEL",
             b"Wheel-Version: 1.0\nGenerator: durable_streams build_pure_wheel\n"
