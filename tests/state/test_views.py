@@ -19,6 +19,7 @@ from durable_streams.state import (
     load_state,
     materialize,
 )
+from faultproxy import FaultProxy
 
 
 @pytest.fixture
@@ -170,3 +171,30 @@ def test_sync_changes_outlive_a_timeout_and_views_start_where_told(
             view.wait_for(covers, timeout=1)
     with pytest.raises(ds.StreamNotFoundError):
         StateView(f"{server_url}/v1/stream/missing-{uuid.uuid4().hex}")
+
+
+@pytest.mark.parametrize("live", ["sse", "long-poll"])
+def test_a_view_whose_connections_are_cut_mid_tail_applies_each_batch_once(
+    server_url: str, live: ds.LiveMode
+) -> None:
+    path = f"/v1/stream/view-cut-{uuid.uuid4().hex}"
+    keys = [f"k{n}" for n in range(150)]
+    applied: list[str] = []
+    fast = ds.RetryPolicy(max_retries=None, initial_delay=0.001, max_delay=0.01)
+    with (
+        ds.DurableStream.create(server_url + path, content_type="application/json") as handle,
+        FaultProxy(server_url, seed=11, cut_mid_response=0.5) as proxy,
+        StateView(
+            proxy.url + path,
+            live=live,
+            retry=fast,
+            on_change=lambda change: applied.append(change.key),
+        ) as view,
+    ):
+        writer = StateWriter(handle)
+        for key in keys:
+            last = writer.insert("item", key, {"key": key})
+        view.wait_for(last.offset, timeout=60)
+        assert proxy.stats["cuts_mid_response"] > 0
+        assert applied == keys  # every change once, in order, across the reconnects
+        assert sorted(view.items("item")) == sorted(keys)
