@@ -8,7 +8,7 @@
 min-max); ``--messages N``: messages of the read and producer workloads (default 1,000,000;
 ``sse-small`` uses N/100); ``--only WORKLOAD``: run just that workload (repeatable);
 ``--json OUT``: also write every run's raw measurements; ``--markdown``: also print the
-README table. ``--help`` lists the rest.
+table of docs/performance.md. ``--help`` lists the rest.
 
 Starts the pinned reference server (``refserver/``, in-memory, compression off) on 127.0.0.1
 and runs every workload with every contender, each run in a fresh subprocess, so the CPU time
@@ -813,7 +813,7 @@ class Report:
         return "\n".join(out)
 
     def markdown(self) -> str:
-        """The README table: medians, with the ratios that matter."""
+        """The table of docs/performance.md: medians, with the ratios that matter."""
         cols = [c for c in CLIENTS if c in self.b.contenders]
         limits = ("httpx+orjson", "httpx", "socket", "orjson", "core")
         lim = [c for c in limits if c in self.b.contenders]
@@ -938,7 +938,9 @@ def main() -> None:
         help="official producer: concurrent appends per window",
     )
     ap.add_argument("--json", type=Path, metavar="OUT", help="write every run's raw results here")
-    ap.add_argument("--markdown", action="store_true", help="also print the README table")
+    ap.add_argument(
+        "--markdown", action="store_true", help="also print the table of docs/performance.md"
+    )
     args = ap.parse_args()
 
     messages = args.messages or (100_000 if args.quick else 1_000_000)
