@@ -7,11 +7,11 @@ import logging
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 import durable_streams as ds
 from durable_streams.testing import local_server
+from injection import inject_status
 
 SECRET_PARAM = "s3cr3t-param"
 SECRET_HEADER = "s3cr3t-header"
@@ -24,14 +24,6 @@ def faulty() -> Iterator[str]:
         yield url
 
 
-def arm(base: str, path: str, count: int, method: str) -> None:
-    answer = httpx.post(
-        f"{base}/_test/inject-error",
-        json={"path": path, "status": 503, "count": count, "method": method},
-    )
-    assert answer.status_code in (200, 204)
-
-
 def test_retries_are_logged_without_credentials(
     faulty: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -39,7 +31,7 @@ def test_retries_are_logged_without_credentials(
     url = f"{faulty}{path}"
     with ds.DurableStream.create(url, content_type="application/json") as handle:
         handle.append({"n": 1})
-    arm(faulty, path, 4, "GET")
+    inject_status(faulty, path, status=503, count=4, method="GET")
     caplog.set_level(logging.INFO, logger="durable_streams")
     with ds.stream(
         url,
@@ -60,7 +52,7 @@ def test_handle_requests_log_their_retries(faulty: str, caplog: pytest.LogCaptur
     path = f"/log/{uuid.uuid4().hex}"
     url = f"{faulty}{path}"
     with ds.DurableStream.create(url, content_type="application/json", retry=FAST) as handle:
-        arm(faulty, path, 1, "HEAD")
+        inject_status(faulty, path, status=503, count=1, method="HEAD")
         caplog.set_level(logging.INFO, logger="durable_streams")
         assert handle.head().offset is not None
     (record,) = [r for r in caplog.records if "failed (attempt" in r.getMessage()]

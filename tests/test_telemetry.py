@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import durable_streams as ds
 from durable_streams import telemetry
+from injection import inject_status
 
 FAST = ds.RetryPolicy(max_retries=6, initial_delay=0.001, max_delay=0.005)
 SECRET = "s3cr3t-token"
@@ -63,14 +64,6 @@ def recorded() -> Iterator[Recorded]:
         telemetry.uninstrument()
 
 
-def arm(base: str, path: str, count: int, method: str) -> None:
-    answer = httpx.post(
-        f"{base}/_test/inject-error",
-        json={"path": path, "status": 503, "count": count, "method": method},
-    )
-    assert answer.status_code in (200, 204)
-
-
 def test_every_handle_operation_is_a_client_span(recorded: Recorded, stream_url: str) -> None:
     seen: list[httpx.Request] = []
     client = httpx.Client(event_hooks={"request": [seen.append]})
@@ -109,7 +102,7 @@ def test_retried_reads_are_one_span_per_attempt_and_counted(
     url = f"{server_url}{path}"
     with ds.DurableStream.create(url, content_type="application/json") as handle:
         handle.append({"n": 1})
-    arm(server_url, path, 2, "GET")
+    inject_status(server_url, path, status=503, count=2, method="GET")
     with ds.stream(url, retry=FAST) as response:
         assert response.read_json() == [{"n": 1}]
         stats = response.stats()

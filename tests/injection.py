@@ -1,0 +1,15 @@
+"""Arming the test servers' fault injection (``POST /_test/inject-error``, on the reference
+server and on the embedded one with ``fault_injection=True``)."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def inject_status(base: str, path: str, *, status: int, count: int, method: str) -> None:
+    """The next ``count`` ``method`` requests to ``path`` on ``base`` answer ``status``."""
+    answer = httpx.post(
+        f"{base}/_test/inject-error",
+        json={"path": path, "status": status, "count": count, "method": method},
+    )
+    assert answer.status_code in (200, 204), answer.text
