@@ -4,6 +4,7 @@ test and the async backends."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,12 @@ from durable_streams import _impl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "refserver"))
 
 from launch import ReferenceServer
+
+# A shell without job control starts background commands with SIGINT ignored, and children
+# inherit that: the tests that press Ctrl+C in a child process need it delivered, as in a
+# terminal. (An ignored SIGINT stays ignored across exec; a handled one is reset to default.)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Which server the integration tests talk to: "reference" (the pinned npm server, default)
 # or "embedded" (durable_streams.server, in this process).
