@@ -48,10 +48,11 @@ numbers (:class:`~durable_streams.ProducerStats`, :class:`~durable_streams.Reade
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from ._errors import redact_url
@@ -63,9 +64,29 @@ if TYPE_CHECKING:
 
 __all__ = ["instrument", "instrumented", "operation_of", "uninstrument"]
 
-# What the observable gauges look at; kept weakly, so telemetry holds nothing alive.
-producers: weakref.WeakSet[ProducerCore] = weakref.WeakSet()
-readers: weakref.WeakSet[ReadSession] = weakref.WeakSet()
+T = TypeVar("T")
+
+
+class Live(Generic[T]):
+    """The objects alive now, held weakly (telemetry keeps nothing alive); added to from any
+    thread, read by the metric reader's thread."""
+
+    def __init__(self) -> None:
+        self._items: weakref.WeakSet[T] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._items.add(item)
+
+    def snapshot(self) -> list[T]:
+        with self._lock:
+            return list(self._items)
+
+
+# What the observable gauges look at.
+producers: Live[ProducerCore] = Live()
+readers: Live[ReadSession] = Live()
 
 
 def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -137,16 +158,16 @@ class Instruments:
         observation = metrics.Observation
 
         def in_flight(_options: Any) -> Iterable[Any]:
-            for core in list(producers):
+            for core in producers.snapshot():
                 yield observation(core.batches_in_flight, producer_attributes(core))
 
         def buffered(_options: Any) -> Iterable[Any]:
-            for core in list(producers):
+            for core in producers.snapshot():
                 yield observation(core.buffered_bytes, producer_attributes(core))
 
         def lag(_options: Any) -> Iterable[Any]:
             now = time.monotonic()
-            for session in list(readers):
+            for session in readers.snapshot():
                 if session.live and not session.done:
                     attributes = {"url.full": redact_url(session.url)}
                     yield observation(session.lag_seconds(now), attributes)
