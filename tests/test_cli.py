@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from durable_streams.testing import local_server
+from injection import inject_status
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +121,19 @@ def test_follow_prints_as_it_arrives_and_ctrl_c_exits_130(base: str) -> None:
         finally:
             if follower.poll() is None:
                 follower.kill()
+
+
+def test_verbose_shows_the_retries_that_are_silent_by_default() -> None:
+    with local_server(fault_injection=True) as url:
+        path = f"cli/{uuid.uuid4().hex}"
+        cli("create", "--json", path, base=url)
+        cli("append", path, '{"n":1}', base=url)
+        inject_status(url, f"/{path}", status=503, count=1, method="GET")
+        quiet = cli("read", path, base=url)
+        assert quiet.returncode == 0 and quiet.stdout == b'{"n":1}\n'
+        assert quiet.stderr == b""
+        inject_status(url, f"/{path}", status=503, count=1, method="GET")
+        verbose = cli("read", "-v", path, base=url)
+        assert verbose.returncode == 0 and verbose.stdout == b'{"n":1}\n'
+        (line,) = verbose.stderr.decode().splitlines()
+        assert line.startswith(f"durable-streams: INFO: reading {url}/{path} failed (attempt 1)")

@@ -8,6 +8,7 @@ must run as it is.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -45,9 +46,14 @@ def test_the_docs_have_examples() -> None:
     "code", [code for _, _, code in EXAMPLES], ids=[f"{p}:{n}" for p, n, _ in EXAMPLES]
 )
 def test_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with local_server() as url:
-        source = code.replace(EXAMPLE_BASE, url)
-        exec(compile(source, "<docs example>", "exec"), {"__name__": "__docs__"})
+    logger = logging.getLogger("durable_streams")
+    level = logger.level  # an example may configure logging: the other tests must not see it
+    try:
+        with local_server() as url:
+            source = code.replace(EXAMPLE_BASE, url)
+            exec(compile(source, "<docs example>", "exec"), {"__name__": "__docs__"})
+    finally:
+        logger.setLevel(level)
     # An example that prints shows its output in the docs; it must have printed something.
     if "print(" in code:
         assert capsys.readouterr().out.strip()

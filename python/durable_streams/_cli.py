@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -64,6 +65,13 @@ def add_commands(commands: Any) -> None:
             help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
         )
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="show retries, reconnects and epoch moves on stderr (-vv: debug)",
+        )
         return parser
 
     create = command("create", "create a stream (or confirm an identical one)")
@@ -265,6 +273,23 @@ def _head(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """One stream command; the exit status."""
+    if not args.verbose:
+        return _run(args, stdin, stdout, stderr)
+    # The library's log (see durable_streams._log) on stderr, for this command only.
+    logger = logging.getLogger("durable_streams")
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("durable-streams: %(levelname)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
+    try:
+        return _run(args, stdin, stdout, stderr)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     try:
         if args.command == "create":
             content_type = JSON if args.json else args.content_type
