@@ -47,7 +47,7 @@ numbers (:class:`~durable_streams.ProducerStats`, :class:`~durable_streams.Reade
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import threading
 import time
 import weakref
@@ -201,13 +201,12 @@ class Instruments:
         """Start the span of ``req`` (``operation`` None: told by the request itself); the
         request to send, carrying the trace context, and the span to finish."""
         operation = operation or operation_of(req)
-        url = redact_url(req.url) or ""
-        parts = urlsplit(url)
+        url, address, port = url_attributes(req.url)
         span_attributes: dict[str, Any] = {
             "http.request.method": req.method,
             "url.full": url,
-            "server.address": parts.hostname or "",
-            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+            "server.address": address,
+            "server.port": port,
             "durable_streams.operation": operation,
             "durable_streams.attempt": attempt,
         }
@@ -229,7 +228,8 @@ class Instruments:
         carrier: dict[str, str] = {}
         self._inject(carrier, context=self._trace.set_span_in_context(span))
         if carrier:
-            req = dataclasses.replace(req, headers={**req.headers, **carrier})
+            headers = {**req.headers, **carrier}
+            req = HttpRequest(req.method, req.url, headers, req.params, req.content, req.idempotent)
         return req, RequestSpan(self, span, operation)
 
 
@@ -272,6 +272,15 @@ class RequestSpan:
         self._span.end()
         elapsed = time.perf_counter() - self._started
         self._instruments.request_duration.record(elapsed, attributes)
+
+
+@functools.lru_cache(maxsize=1024)
+def url_attributes(url: str) -> tuple[str, str, int]:
+    """A request URL's ``url.full`` (without query or user info), host and port; a reader or
+    producer sends to one URL again and again, so this is worked out once per URL."""
+    safe = redact_url(url) or ""
+    parts = urlsplit(safe)
+    return safe, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def operation_of(req: HttpRequest) -> str:
