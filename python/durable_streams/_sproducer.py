@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures
 import logging
 import os
-import threading
 import weakref
 from collections.abc import Coroutine, Iterable
 from types import TracebackType
@@ -18,6 +16,7 @@ import httpx
 from . import _errors as errors
 from ._aproducer import DEFAULT_CLOSE_TIMEOUT, ErrorHook, IdempotentProducer
 from ._handle import HandleBase
+from ._loopthread import LoopThread
 from ._producer import FailedBatch, ProducerStats
 from ._protocol import AppendResult
 from ._retry import RetryPolicy
@@ -100,12 +99,7 @@ class SyncIdempotentProducer:
             params=params if params is not None else getattr(stream, "_params", None),
             timeout=timeout if timeout is not None else getattr(stream, "_timeout", None),
         )
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"durable-streams-producer-{producer_id}"
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        self._runner = LoopThread(f"durable-streams-producer-{producer_id}")
         self._producer._notify = self._notify_from_thread
         self._producer._core.share_between_threads()
         self._closed = False
@@ -116,10 +110,10 @@ class SyncIdempotentProducer:
         self._producer._start()
 
     def _notify_from_thread(self) -> None:
-        self._loop.call_soon_threadsafe(self._producer._wake_up)
+        self._runner.loop.call_soon_threadsafe(self._producer._wake_up)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = self._runner.submit(coro)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -222,10 +216,7 @@ class SyncIdempotentProducer:
         try:
             self._call(self._producer.close(timeout), None)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(_THREAD_JOIN_TIMEOUT)
-            if not self._thread.is_alive():
-                self._loop.close()
+            self._runner.stop(_THREAD_JOIN_TIMEOUT)
 
     def __enter__(self) -> SyncIdempotentProducer:
         return self

@@ -31,6 +31,7 @@ import httpx
 
 from . import _errors as errors
 from ._async import AsyncDurableStream, astream
+from ._loopthread import LoopThread
 from ._protocol import OFFSET_BEGINNING, LiveMode
 from ._retry import RetryPolicy
 from ._shared import Headers
@@ -328,6 +329,10 @@ class _Changes:
         self._subscriber.end()
 
 
+# How long closing a view waits for its background thread once the tail has stopped.
+_THREAD_JOIN_TIMEOUT = 10.0
+
+
 class StateView:
     """:class:`AsyncStateView` for threaded code: the tail runs on a background thread with
     an event loop of its own, lookups are safe from any thread, and ``wait_for`` and
@@ -335,21 +340,17 @@ class StateView:
     Use it as a context manager, or call :meth:`close`."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="durable-streams-state-view", daemon=True
-        )
-        self._thread.start()
+        self._runner = LoopThread("durable-streams-state-view")
         self._closed = False
         opened: concurrent.futures.Future[AsyncStateView] = concurrent.futures.Future()
         self._stop: asyncio.Event | None = None
         # One task holds the view from start to close: its task group must be left by the
         # task that entered it.
-        self._host = asyncio.run_coroutine_threadsafe(self._hold(url, options, opened), self._loop)
+        self._host = self._runner.submit(self._hold(url, options, opened))
         try:
             self._view = opened.result()
         except BaseException:
-            self._stop_loop()
+            self._runner.stop(_THREAD_JOIN_TIMEOUT)
             raise
 
     async def _hold(
@@ -373,7 +374,7 @@ class StateView:
         if self._closed:
             coro.close()
             raise errors.DurableStreamError("the view is closed", url=self._view.url)
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        future = self._runner.submit(coro)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -433,16 +434,10 @@ class StateView:
         stop = self._stop
         try:
             if stop is not None:
-                self._loop.call_soon_threadsafe(stop.set)
+                self._runner.call_soon(stop.set)
             self._host.result(30.0)
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10.0)
-        if not self._thread.is_alive():
-            self._loop.close()
+            self._runner.stop(_THREAD_JOIN_TIMEOUT)
 
     def __enter__(self) -> StateView:
         return self
@@ -480,9 +475,8 @@ class SyncChanges:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            loop = self._view._loop
-            if not loop.is_closed():  # the subscriber belongs to the view's thread
-                loop.call_soon_threadsafe(self._changes._subscriber.end)
+            # The subscriber belongs to the view's thread.
+            self._view._runner.call_soon(self._changes._subscriber.end)
 
     def __enter__(self) -> SyncChanges:
         return self

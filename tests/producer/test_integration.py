@@ -508,7 +508,7 @@ def test_sync_append_futures_close_stream_and_closed_errors(stream_url: str) -> 
     producer.close()
     producer.close()
     assert read_bytes(stream_url).decode() == "az"
-    assert not producer._thread.is_alive()
+    assert not producer._runner.thread.is_alive()
 
 
 def test_sync_flush_reports_failures(stream_url: str) -> None:
