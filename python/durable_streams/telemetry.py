@@ -51,7 +51,7 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -157,30 +157,29 @@ class Instruments:
         )
         observation = metrics.Observation
 
-        def in_flight(_options: Any) -> Iterable[Any]:
-            for core in producers.snapshot():
-                yield observation(core.batches_in_flight, producer_attributes(core))
+        def per_producer(value: Callable[[ProducerCore], int]) -> Callable[[Any], Iterable[Any]]:
+            def observe(_options: Any) -> Iterable[Any]:
+                for core in producers.snapshot():
+                    yield observation(value(core), producer_attributes(core))
 
-        def buffered(_options: Any) -> Iterable[Any]:
-            for core in producers.snapshot():
-                yield observation(core.buffered_bytes, producer_attributes(core))
+            return observe
 
         def lag(_options: Any) -> Iterable[Any]:
             now = time.monotonic()
             for session in readers.snapshot():
                 if session.live and not session.done:
-                    attributes = {"url.full": redact_url(session.url)}
+                    attributes = {"url.full": url_attributes(session.url)[0]}
                     yield observation(session.lag_seconds(now), attributes)
 
         meter.create_observable_gauge(
             "durable_streams.producer.batches.in_flight",
-            callbacks=[in_flight],
+            callbacks=[per_producer(lambda core: core.batches_in_flight)],
             unit="{batch}",
             description="Batches sent and not yet answered, per producer",
         )
         meter.create_observable_gauge(
             "durable_streams.producer.buffered.size",
-            callbacks=[buffered],
+            callbacks=[per_producer(lambda core: core.buffered_bytes)],
             unit="By",
             description="Bytes taken by a producer and not yet acknowledged",
         )
@@ -305,7 +304,7 @@ def operation_of(req: HttpRequest) -> str:
 def producer_attributes(core: ProducerCore) -> dict[str, Any]:
     settings = core.settings
     return {
-        "url.full": redact_url(settings.url),
+        "url.full": url_attributes(settings.url)[0],
         "durable_streams.producer.id": settings.producer_id,
     }
 
