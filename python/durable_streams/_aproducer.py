@@ -150,6 +150,10 @@ def open_state_file(core: ProducerCore, path: str | os.PathLike[str]) -> StateFi
     return state_file
 
 
+# The metric attributes of a producer's batches.
+PRODUCE = {"durable_streams.operation": "produce"}
+
+
 class IdempotentProducer:
     """Exactly-once, batched, pipelined appends to one stream (async: asyncio or trio).
 
@@ -427,9 +431,8 @@ class IdempotentProducer:
         span = None
         if otel is not None:
             started = time.perf_counter()
-            size = {"durable_streams.operation": "produce"}
-            otel.batch_size.record(len(batch.body), size)
-            otel.batch_messages.record(batch.count, size)
+            otel.batch_size.record(len(batch.body), PRODUCE)
+            otel.batch_messages.record(batch.count, PRODUCE)
         try:
             while True:
                 try:
@@ -486,7 +489,7 @@ class IdempotentProducer:
         finally:
             if otel is not None:
                 elapsed = time.perf_counter() - started
-                otel.append_duration.record(elapsed, {"durable_streams.operation": "produce"})
+                otel.append_duration.record(elapsed, PRODUCE)
             self._after_change()
 
     def _batch_attributes(self, batch: Batch) -> dict[str, Any]:

@@ -49,7 +49,6 @@ from ._shared import (
     transport_error,
     with_dynamic,
 )
-from .telemetry import operation_of
 
 __all__ = ["AsyncDurableStream", "AsyncStreamResponse", "astream", "async_send"]
 
@@ -506,7 +505,9 @@ async def async_send(
             delay = delay_after_transport_error(attempts, req, exc)
             if delay is None:
                 raise failure from exc
-            retrying(req.method, req.url, failure, attempts.attempts, delay, operation_of(req))
+            retrying(
+                req.method, req.url, failure, attempts.attempts, delay, telemetry.operation_of(req)
+            )
             await async_sleep(delay)
             continue
         except BaseException as exc:  # cancelled, or a bug: the span still ends
@@ -525,7 +526,7 @@ async def async_send(
             f"status {http.status_code}",
             attempts.attempts,
             delay,
-            operation_of(req),
+            telemetry.operation_of(req),
         )
         await async_sleep(delay)
 

@@ -95,7 +95,7 @@ class ReaderStats:
 
     ``lag_seconds`` is how long the reader has been behind the stream's tail (0.0 when up to
     date; offsets are opaque, so how far behind is not known). ``messages`` counts JSON
-    messages handed out (0 on other streams); ``bytes_received`` the response bytes read
+    messages received (0 on other streams); ``bytes_received`` the response bytes read
     (SSE framing included); ``retries`` the requests sent again after a failure."""
 
     offset: str

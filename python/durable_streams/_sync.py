@@ -49,7 +49,6 @@ from ._shared import (
     transport_error,
     with_dynamic,
 )
-from .telemetry import operation_of
 
 __all__ = ["DurableStream", "StreamResponse", "send", "stream"]
 
@@ -497,7 +496,9 @@ def send(
             delay = delay_after_transport_error(attempts, req, exc)
             if delay is None:
                 raise failure from exc
-            retrying(req.method, req.url, failure, attempts.attempts, delay, operation_of(req))
+            retrying(
+                req.method, req.url, failure, attempts.attempts, delay, telemetry.operation_of(req)
+            )
             sleep(delay)
             continue
         except BaseException as exc:  # cancelled, or a bug: the span still ends
@@ -516,7 +517,7 @@ def send(
             f"status {http.status_code}",
             attempts.attempts,
             delay,
-            operation_of(req),
+            telemetry.operation_of(req),
         )
         sleep(delay)
 
