@@ -4,6 +4,7 @@ against the real server, and the ``stats()`` snapshots of producers and readers.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import durable_streams as ds
 from durable_streams import telemetry
+from faultproxy import FaultProxy
 from injection import inject_status
 
 FAST = ds.RetryPolicy(max_retries=6, initial_delay=0.001, max_delay=0.005)
@@ -258,3 +260,31 @@ class socket_that_refuses:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+def test_with_telemetry_on_cut_connections_still_deliver_each_message_once(
+    recorded: Recorded, server_url: str, live: ds.LiveMode
+) -> None:
+    path = f"/telemetry/{uuid.uuid4().hex}"
+    fast = ds.RetryPolicy(max_retries=None, initial_delay=0.001, max_delay=0.01)
+    handle = ds.DurableStream.create(server_url + path, content_type="application/json")
+
+    def write() -> None:  # one append at a time while the reader tails: many responses
+        for n in range(150):
+            handle.append({"n": n})
+        handle.close_stream()
+
+    writer = threading.Thread(target=write)
+    with (
+        FaultProxy(server_url, seed=11, cut_mid_response=0.9) as proxy,
+        ds.stream(proxy.url + path, live=live, retry=fast) as response,
+    ):
+        writer.start()
+        assert [item["n"] for item in response.iter_json()] == list(range(150))
+        assert response.stream_closed
+        cuts = proxy.stats["cuts_mid_response"]
+    writer.join()
+    handle.close()
+    reads = recorded.finished("read")
+    assert cuts > 0 and len(reads) == response.stats().requests
