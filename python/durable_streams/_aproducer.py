@@ -106,6 +106,7 @@ def settings_from(
     content_type: str | None,
     max_batch_items: int | None = None,
     replay: bool = False,
+    gapless: bool = True,
 ) -> ProducerSettings:
     url = stream if isinstance(stream, str) else stream.url
     if content_type is None and not isinstance(stream, str):
@@ -129,6 +130,7 @@ def settings_from(
         max_buffered_bytes=max_buffered_bytes,
         max_batch_items=max_batch_items,
         replay=replay,
+        gapless=gapless,
     )
 
 
@@ -145,9 +147,28 @@ def open_state_file(core: ProducerCore, path: str | os.PathLike[str]) -> StateFi
     )
     if state_file.state is not None:
         state = state_file.state
-        core.restore(state.epoch, state.next_seq, state.batches)
+        core.restore(state.epoch, state.next_seq, state.batches, state.taken)
     core.track_changes()
     return state_file
+
+
+def abandoned_note(failures: list[FailedBatch]) -> str:
+    """What an interrupted producer left undelivered, in words for the interrupt's note."""
+    if not failures:
+        return ""
+    count = sum(f.count for f in failures)
+    kept = (
+        " (kept in the state file: the next producer on it resends them)"
+        if failures[0].kept
+        else ""
+    )
+    return f"the producer was stopped with {count} message(s) not delivered{kept}"
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    add = getattr(exc, "add_note", None)  # Python 3.11+
+    if add is not None:
+        add(note)
 
 
 # The metric attributes of a producer's batches.
@@ -163,6 +184,13 @@ class IdempotentProducer:
     ``Producer-Seq``, so a batch resent after a network failure is stored once. Failed
     batches are reported to ``on_error`` as they fail and by :meth:`flush` / :meth:`close`,
     which raise :class:`UndeliveredError` listing them; nothing is dropped silently.
+
+    The stream always holds a prefix of what was appended (gap-less): once a batch fails
+    (its retries ran out, or the server refused it), nothing after it is stored; it and every
+    later batch fail, and the producer takes no more messages. With ``state=``, a batch whose
+    fate is unknown and those after it stay in the file for the next session to resend.
+    ``gapless=False`` asks for fire-and-forget instead: a failed batch is reported and
+    skipped, and later ones still go out (under a new epoch), leaving a hole in the stream.
 
     ``stream`` is an :class:`AsyncDurableStream` (its HTTP client is shared), a
     :class:`DurableStream` or a URL (then ``content_type`` is needed unless the handle knows
@@ -189,6 +217,10 @@ class IdempotentProducer:
       epoch and numbers on purpose (e.g. :meth:`append_many_nowait` of the same group), so
       "duplicate" means "already stored" and counts as delivered.
 
+    To feed the same input again after a failure or a crash, open the producer on the same
+    state file and skip the first :attr:`messages_taken` items of the input: the file's
+    sessions took those, and each is stored or resent by this session.
+
     It starts sending on the first append, under asyncio or trio; ``async with
     IdempotentProducer(...) as producer:`` also closes it. Call :meth:`close` when done.
     """
@@ -209,6 +241,7 @@ class IdempotentProducer:
         on_error: ErrorHook | None = None,
         state: str | os.PathLike[str] | None = None,
         replay: bool = False,
+        gapless: bool = True,
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
@@ -227,6 +260,7 @@ class IdempotentProducer:
             content_type=content_type,
             max_batch_items=max_batch_items,
             replay=replay,
+            gapless=gapless,
         )
         self._core = ProducerCore(settings)
         self._state_file: StateFile | None = None
@@ -284,6 +318,13 @@ class IdempotentProducer:
         """Bytes taken but not yet acknowledged or failed."""
         return self._core.buffered_bytes
 
+    @property
+    def messages_taken(self) -> int:
+        """Messages this producer took and did not drop: each is acknowledged, on its way, or
+        kept in the state file to be resent. With ``state=``, earlier sessions on the file
+        count too: right after opening, it is how much of an input fed again to skip."""
+        return self._core.messages_taken
+
     def stats(self) -> ProducerStats:
         """A snapshot of what this producer holds and has delivered; cheap, callable from any
         thread at any time."""
@@ -323,7 +364,14 @@ class IdempotentProducer:
     ) -> None:
         group = self._entered_group
         try:
-            await self.close()
+            if isinstance(exc, (KeyboardInterrupt, anyio.get_cancelled_exc_class())):
+                # Leaving by cancellation or Ctrl+C: stop now rather than wait to deliver.
+                with anyio.CancelScope(shield=True):
+                    note = abandoned_note(await self.abandon(exc))
+                if note:
+                    add_note(exc, note)
+            else:
+                await self.close()
         finally:
             self._entered_group = None
             if group is not None:
@@ -453,8 +501,11 @@ class IdempotentProducer:
                     if span is not None:
                         span.failed(failure)
                         span = None
-                    if delay is None:
-                        log.warning("producer %s gave up a batch: %s", self.producer_id, failure)
+                    if delay is None or core.halted:
+                        if not core.halted:
+                            log.warning(
+                                "producer %s gave up a batch: %s", self.producer_id, failure
+                            )
                         core.give_up(batch, failure)
                         return
                     retrying("producing to", self.url, failure, retry.attempts, delay, "produce")
@@ -476,8 +527,11 @@ class IdempotentProducer:
                 if answer is None:
                     return
                 delay = retry.next_delay(answer.retry_after)
-                if delay is None:
-                    log.warning("producer %s gave up a batch: %s", self.producer_id, answer.error)
+                if delay is None or core.halted:
+                    if not core.halted:
+                        log.warning(
+                            "producer %s gave up a batch: %s", self.producer_id, answer.error
+                        )
                     core.give_up(batch, answer.error)
                     return
                 retrying("producing to", self.url, answer.error, retry.attempts, delay, "produce")
@@ -612,6 +666,35 @@ class IdempotentProducer:
             finally:
                 self._close_state_file()
         self._raise_failures()
+
+    async def abandon(self, reason: BaseException) -> list[FailedBatch]:
+        """Stop at once without waiting for answers (cancellation, Ctrl+C): whatever is not
+        settled fails, each flagged ``maybe_delivered`` if it was on its way, and with a state
+        file stays in it for the next session. Returns every failure not yet reported; they
+        stay in :attr:`failures` too."""
+        if self._finished:
+            return []
+        self._core.close()
+        where = (
+            f"; it stays in the state file {self._state_file.path!r}, and the next producer "
+            "opened on it resends it"
+            if self._state_file is not None
+            else ""
+        )
+        self._core.fail_unresolved(
+            errors.ProducerClosedError(
+                f"not delivered: the producer was stopped by {type(reason).__name__}{where}",
+                url=self.url,
+            ),
+            kept=self._state_file is not None,
+        )
+        self._after_change()
+        self._finished = True
+        try:
+            await self._stop_sending()
+        finally:
+            self._close_state_file()
+        return self.failures
 
     async def _stop_sending(self) -> None:
         self._stopping = True

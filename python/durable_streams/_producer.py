@@ -15,11 +15,17 @@ Sequencing rules, which make delivery exactly-once:
   session declared a replay. To a batch sent for the first time it means another session
   used these numbers and the batch was *not* stored: with ``auto_claim`` it moves to a fresh
   epoch, otherwise it fails with :class:`SequenceReusedError`.
-- A batch is resent under a new number only when an answer proves it was not stored (409
-  sequence gap, 403 stale epoch to a first attempt, the duplicate above): then every
-  unacknowledged batch moves to a new epoch, numbered from 0, once nothing is in flight under
-  the old one. A batch that may be stored already is never renumbered: it fails with
+- A batch is resent under a new number only when an answer proves it was not stored (403
+  stale epoch to a first attempt of an ``auto_claim`` session, the duplicate above): then
+  every unacknowledged batch moves to a new epoch, numbered from 0, once nothing is in flight
+  under the old one. A batch that may be stored already is never renumbered: it fails with
   ``maybe_delivered``, as resending it under another number could store it twice.
+- Gap-less: once a batch fails (its retries ran out, or the server refused it), nothing after
+  it is stored in this session, so the stream always holds a prefix of what was appended.
+  The batch and every later one fail; with a state file, a batch whose fate is unknown and
+  those after it stay in the file, and the next session resends them under their numbers.
+  Only ``gapless=False`` (fire-and-forget) skips a failed batch and sends the rest under a
+  new epoch.
 - At an epoch not yet acknowledged, one batch is in flight at a time: a new epoch must start
   at seq 0, and a later seq arriving first would be rejected outright.
 - Sessions and fencing: with ``auto_claim`` a session starts at a fresh epoch (the wall clock
@@ -90,6 +96,7 @@ class ProducerSettings:
     max_buffered_bytes: int = 64 << 20
     max_batch_items: int | None = None
     replay: bool = False
+    gapless: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.producer_id, str) or not self.producer_id:
@@ -154,10 +161,12 @@ class StoredBatch:
 class StoreChanges:
     """What a state file must record before the batches now due are sent: the producer's
     epoch and next seq, batches sealed or renumbered since the last write, and the ids of
-    batches settled since (acknowledged or failed)."""
+    batches settled since (acknowledged or failed); ``taken`` is
+    :attr:`ProducerCore.messages_taken` without the open batch."""
 
     epoch: int
     next_seq: int
+    taken: int
     upserts: list[StoredBatch]
     deletes: list[int]
 
@@ -254,7 +263,13 @@ class ProducerCore:
         self._max_items = settings.max_batch_items or 0
         self._new_epoch_at_least: int | None = None
         self._fatal: errors.DurableStreamError | None = None
+        # Set when a batch failed in a gap-less session: the error every batch after it fails
+        # with, and whether those stay in the state file for the next session.
+        self._halted: errors.ProducerClosedError | None = None
+        self._halt_keeps = False
         self._closed = False
+        # Messages taken and not dropped (sealed ones; the open batch's are _open_count).
+        self._taken_sealed = 0
         self.failures: list[FailedBatch] = []
         # Outcomes to hand to user code outside the lock: (waiter, result-or-error) pairs and
         # failures for the on_error hook.
@@ -264,7 +279,7 @@ class ProducerCore:
         self._tracking = False
         self._dirty: dict[int, Batch] = {}
         self._gone: list[int] = []
-        self._stored_meta: tuple[int, int] | None = None
+        self._stored_meta: tuple[int, int, int] | None = None
         # For stats(): counted per batch, never per message.
         self._acked_messages = self._acked_bytes = self._acked_batches = 0
         self._failed_messages = self._failed_batches = 0
@@ -282,6 +297,17 @@ class ProducerCore:
     @property
     def batches_in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def messages_taken(self) -> int:
+        """Messages taken and not dropped: each is acknowledged, on its way, or kept in the
+        state file for the next session. With a state file, earlier sessions' count too."""
+        return self._taken_sealed + self._open_count
+
+    @property
+    def halted(self) -> bool:
+        """A batch failed in a gap-less session: nothing after it goes out."""
+        return self._halted is not None
 
     def stats(self) -> ProducerStats:
         with self.lock:
@@ -414,6 +440,7 @@ class ProducerCore:
         self._ready.append(batch)
         self._unresolved[batch.id] = batch
         self._sealed_bytes += len(body)
+        self._taken_sealed += batch.count
         if self._tracking:
             self._dirty[batch.id] = batch
         return batch
@@ -434,6 +461,7 @@ class ProducerCore:
             batch = self._seal(close=True)
             batch.body = body
             batch.count = 1 if body else 0
+            self._taken_sealed += batch.count
             batch.waiters = [waiter]
             self._sealed_bytes += len(body)
             self._closed = self._refusing = True
@@ -497,6 +525,10 @@ class ProducerCore:
         with self.lock:
             batch.attempts += 1
             url = self.settings.url
+            if self._halted is not None and status not in (200, 204):
+                # An earlier batch failed: whatever this answer says, nothing more is stored.
+                self._fail(batch, self._halted, kept=self._halt_keeps)
+                return None
             if status in (200, 204):
                 result = proto.append_result(status, headers, body, url=url, producer=True)
                 if (
@@ -530,16 +562,15 @@ class ProducerCore:
                     self._requeue(batch, after_predecessors=False)
                     return None
                 # The same gap twice with nothing before it on the way: the server lost this
-                # producer's state (or an earlier batch failed). The batch was not stored; it
-                # fails, and what follows goes out under a new epoch.
-                self._fail(batch, error)
-                self._want_new_epoch(self.epoch + 1)
+                # producer's state. The batch was not stored, and a later session has to
+                # start a new epoch to store anything.
+                self._failed(batch, error, keep=False, resume=(batch.epoch + 1, 0))
                 return None
             if isinstance(error, errors.StaleEpochError):
                 if self.settings.auto_claim and not self._acknowledged_any:
                     if batch.maybe_stored:
                         # An earlier attempt (or session) may have stored it before the fence.
-                        self._fail(batch, error)
+                        self._failed(batch, error, keep=False)
                     else:
                         self._requeue(batch, after_predecessors=False)
                     self._want_new_epoch(max(self.epoch, error.current_epoch or 0) + 1)
@@ -556,10 +587,9 @@ class ProducerCore:
             ):
                 self._stop(error, batch)
                 return None
-            # This batch is refused (bad JSON, too large, wrong content type...); the ones
-            # after it continue under a new epoch, as the server's sequence did not advance.
-            self._fail(batch, error)
-            self._want_new_epoch(self.epoch + 1)
+            # This batch is refused (bad JSON, too large, wrong content type...). The server's
+            # sequence did not advance: a later session goes on from this very number.
+            self._failed(batch, error, keep=False, resume=(batch.epoch, batch.seq))
             return None
 
     def on_transport_error(self, batch: Batch, *, reached_server: bool) -> None:
@@ -570,14 +600,16 @@ class ProducerCore:
                 batch.maybe_stored = True
 
     def give_up(self, batch: Batch, error: errors.DurableStreamError) -> None:
-        """Retries for ``batch`` ran out (or were cut short): it fails, and what follows it
-        moves to a new epoch, since its own fate is unknown to the server's sequence."""
+        """Retries for ``batch`` ran out (or were cut short): its fate is unknown. It fails,
+        and so does everything after it (see :meth:`_failed`); with a state file they stay
+        in it, for the next session to resend under their numbers."""
         with self.lock:
             if batch.id not in self._unresolved:
                 return
-            self._fail(batch, error)
-            if self._fatal is None:
-                self._want_new_epoch(self.epoch + 1)
+            if self._halted is not None:
+                self._fail(batch, self._halted, kept=self._halt_keeps)
+                return
+            self._failed(batch, error, keep=self._tracking and self._fatal is None)
 
     def fail_unresolved(self, error: errors.DurableStreamError, *, kept: bool = False) -> None:
         """Fail everything not yet settled (close() ran out of time); ``kept``: they stay in
@@ -586,9 +618,57 @@ class ProducerCore:
             if self._open_count:
                 self._seal()
             for batch in list(self._unresolved.values()):
+                if batch.seq in self._in_flight and self._in_flight[batch.seq] is batch:
+                    batch.maybe_stored = True  # its request may still reach the server
                 self._fail(batch, error, kept=kept)
             self._ready.clear()
             self._closed = self._refusing = True
+
+    def _failed(
+        self,
+        batch: Batch,
+        error: errors.DurableStreamError,
+        *,
+        keep: bool,
+        resume: tuple[int, int] | None = None,
+    ) -> None:
+        """``batch`` will not be delivered in this session.
+
+        Gap-less (the default): nothing after it is sent either, so the stream holds a prefix
+        of what was appended; every later batch fails too. ``keep``: they all stay in the
+        state file and the next session resends them under their numbers (the batch's fate is
+        unknown). Else they are dropped, and ``resume`` is the (epoch, seq) the next session
+        on the state file starts from. ``gapless=False``: only this batch fails; the rest go
+        out under a new epoch, leaving a hole in the stream."""
+        if not self.settings.gapless:
+            self._fail(batch, error)
+            self._want_new_epoch(self.epoch + 1)
+            return
+        self._fail(batch, error, kept=keep)
+        if self._fatal is not None:
+            return
+        where = (
+            "; it and the batch before it stay in the state file, and the next producer opened "
+            "on it resends them"
+            if keep
+            else ""
+        )
+        halted = errors.ProducerClosedError(
+            f"not sent: the batch before it (epoch {batch.epoch}, seq {batch.seq}) failed, and "
+            f"a gap-less producer sends nothing after a failed batch{where}",
+            url=self.settings.url,
+        )
+        halted.__cause__ = error
+        self._halted = halted
+        self._halt_keeps = keep
+        self._fatal = error
+        self._refusing = True
+        if self._open_count:
+            self._seal()
+        while self._ready:
+            self._fail(self._ready.popleft(), halted, kept=keep)
+        if resume is not None:
+            self.epoch, self.next_seq = resume
 
     def _sequence_reused(self, batch: Batch, result: AppendResult) -> None:
         if self.settings.auto_claim:
@@ -630,6 +710,8 @@ class ProducerCore:
         if batch.id not in self._unresolved:
             return
         self._resolve(batch, kept=kept)
+        if not kept:
+            self._taken_sealed -= batch.count
         self._failed_messages += batch.count
         self._failed_batches += 1
         failed = FailedBatch(
@@ -665,6 +747,8 @@ class ProducerCore:
         ready.insert(index, batch)
 
     def _want_new_epoch(self, at_least: int) -> None:
+        if self._halted is not None:
+            return
         current = self._new_epoch_at_least
         self._new_epoch_at_least = at_least if current is None else max(current, at_least)
 
@@ -681,7 +765,7 @@ class ProducerCore:
         for batch in [b for b in self._ready if b.maybe_stored]:
             # Restored from a state file and perhaps stored by the session that wrote it.
             self._ready.remove(batch)
-            self._fail(
+            self._failed(
                 batch,
                 errors.ProducerError(
                     f"producer {self.settings.producer_id!r}: epoch {batch.epoch} seq "
@@ -689,7 +773,10 @@ class ProducerCore:
                     f"resent under epoch {epoch}, where it could be stored twice",
                     url=self.settings.url,
                 ),
+                keep=False,
             )
+            if self._halted is not None:
+                return
         logging.getLogger("durable_streams").warning(
             "producer %s of %s moves from epoch %d to %d",
             self.settings.producer_id,
@@ -729,13 +816,17 @@ class ProducerCore:
 
     # -- a state file ---------------------------------------------------------------------------
 
-    def restore(self, epoch: int, next_seq: int, batches: Iterable[StoredBatch]) -> None:
+    def restore(
+        self, epoch: int, next_seq: int, batches: Iterable[StoredBatch], taken: int
+    ) -> None:
         """Resume where a state file says an earlier session stopped: at its epoch and next
         seq, with its unsettled batches queued first under their own numbers. Each may have
-        been stored already, so "duplicate" counts as its delivery."""
+        been stored already, so "duplicate" counts as its delivery. ``taken``: the messages
+        earlier sessions took and did not drop (the restored batches' among them)."""
         with self.lock:
             self.epoch = epoch
             self.next_seq = next_seq
+            self._taken_sealed = taken
             for stored in sorted(batches, key=lambda b: b.seq):
                 batch = Batch(
                     id=stored.id,
@@ -758,20 +849,20 @@ class ProducerCore:
         """Keep what :meth:`take_changes` returns, for a state file."""
         with self.lock:
             self._tracking = True
-            self._stored_meta = (self.epoch, self.next_seq)
+            self._stored_meta = (self.epoch, self.next_seq, self._taken_sealed)
 
     def take_changes(self) -> StoreChanges | None:
         """What changed since the last call, or None; call it before sending what
         :meth:`due` returned, and record it durably first."""
         with self.lock:
-            meta = (self.epoch, self.next_seq)
+            meta = (self.epoch, self.next_seq, self._taken_sealed)
             if not self._dirty and not self._gone and meta == self._stored_meta:
                 return None
             upserts = [
                 StoredBatch(b.id, b.epoch, b.seq, b.count, b.close, b.body)
                 for b in self._dirty.values()
             ]
-            changes = StoreChanges(meta[0], meta[1], upserts, self._gone)
+            changes = StoreChanges(*meta, upserts, self._gone)
             self._dirty = {}
             self._gone = []
             self._stored_meta = meta

@@ -7,14 +7,20 @@ import concurrent.futures
 import logging
 import os
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from . import _errors as errors
-from ._aproducer import DEFAULT_CLOSE_TIMEOUT, ErrorHook, IdempotentProducer
+from ._aproducer import (
+    DEFAULT_CLOSE_TIMEOUT,
+    ErrorHook,
+    IdempotentProducer,
+    abandoned_note,
+    add_note,
+)
 from ._handle import HandleBase
 from ._loopthread import LoopThread
 from ._producer import FailedBatch, ProducerStats
@@ -54,7 +60,8 @@ class SyncIdempotentProducer:
     worker threads may share one producer.
 
     ``auto_claim``, ``state`` (a file that makes exactly-once hold across restarts and
-    crashes) and ``replay`` mean what they mean there; see :class:`IdempotentProducer`.
+    crashes), ``replay`` and ``gapless`` mean what they mean there; see
+    :class:`IdempotentProducer`.
     ``append`` returns a :class:`concurrent.futures.Future` of the message's
     :class:`AppendResult`. Every blocking call takes a ``timeout`` and can be interrupted
     with Ctrl+C. Use it as a context manager, or call :meth:`close`."""
@@ -75,6 +82,7 @@ class SyncIdempotentProducer:
         on_error: ErrorHook | None = None,
         state: str | os.PathLike[str] | None = None,
         replay: bool = False,
+        gapless: bool = True,
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
@@ -92,6 +100,7 @@ class SyncIdempotentProducer:
             max_batch_items=max_batch_items,
             state=state,
             replay=replay,
+            gapless=gapless,
             retry=retry if retry is not None else getattr(stream, "_retry", None),
             on_error=on_error,
             content_type=content_type if content_type is not None else _content_type(stream),
@@ -113,17 +122,15 @@ class SyncIdempotentProducer:
         self._runner.loop.call_soon_threadsafe(self._producer._wake_up)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        future = self._runner.submit(coro)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise errors.DeadlineExceededError(
-                f"the producer did not finish within {timeout} s", url=self.url
-            ) from None
-        except BaseException:
-            future.cancel()
-            raise
+        if self._closed:
+            coro.close()
+            raise errors.ProducerClosedError("the producer is closed", url=self.url)
+        return self._runner.call(coro, timeout, self._deadline_error(timeout))
+
+    def _deadline_error(self, timeout: float | None) -> Callable[[], errors.DurableStreamError]:
+        return lambda: errors.DeadlineExceededError(
+            f"the producer did not finish within {timeout} s", url=self.url
+        )
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -146,6 +153,11 @@ class SyncIdempotentProducer:
     @property
     def buffered_bytes(self) -> int:
         return self._producer.buffered_bytes
+
+    @property
+    def messages_taken(self) -> int:
+        """See :attr:`IdempotentProducer.messages_taken`."""
+        return self._producer.messages_taken
 
     @property
     def failures(self) -> list[FailedBatch]:
@@ -194,7 +206,10 @@ class SyncIdempotentProducer:
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything buffered and wait for the answers; raises
-        :class:`UndeliveredError` listing what failed since the last flush."""
+        :class:`UndeliveredError` listing what failed since the last flush. After
+        :meth:`close` nothing is buffered, and it returns at once."""
+        if self._closed:
+            return
         self._call(self._producer.flush(timeout), None)
 
     def close_stream(self, data: Any = None, timeout: float | None = None) -> AppendResult:
@@ -211,12 +226,29 @@ class SyncIdempotentProducer:
         :class:`UndeliveredError` for whatever was not delivered. The stream stays open."""
         if self._closed:
             return
-        self._closed = True
         _open_producers.discard(self)
         try:
             self._call(self._producer.close(timeout), None)
         finally:
+            self._closed = True
             self._runner.stop(_THREAD_JOIN_TIMEOUT)
+
+    def _interrupted(self, interrupt: BaseException) -> None:
+        """Ctrl+C in the ``with`` block: stop at once instead of waiting to deliver, and say
+        on the interrupt itself what was not delivered (kept in the state file, if any)."""
+        if self._closed:
+            return
+        _open_producers.discard(self)
+        try:
+            failures = self._call(self._producer.abandon(interrupt), _THREAD_JOIN_TIMEOUT)
+        except BaseException:
+            failures = []
+        finally:
+            self._closed = True
+            self._runner.stop(_THREAD_JOIN_TIMEOUT)
+        note = abandoned_note(failures)
+        if note:
+            add_note(interrupt, note)
 
     def __enter__(self) -> SyncIdempotentProducer:
         return self
@@ -227,7 +259,10 @@ class SyncIdempotentProducer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if isinstance(exc, KeyboardInterrupt):
+            self._interrupted(exc)
+        else:
+            self.close()
 
 
 def _content_type(stream: HandleBase | str) -> str | None:

@@ -1,10 +1,12 @@
 """A producer's state file: what a restarted producer needs to resume exactly-once.
 
 One SQLite file (standard library) per producer keeps the producer's epoch, its next
-sequence number and every batch sealed but not yet settled, each with its (epoch, seq) and
-bytes. The sender writes it before a batch first goes out, so the server never sees a number
-the file does not know: a process killed at any moment and started again with the same file
-resends what may be missing under the same numbers, and the server stores each batch once.
+sequence number, how many messages its sessions took (so a program feeding the same input
+again knows how much of it to skip) and every batch sealed but not yet settled, each with its
+(epoch, seq) and bytes. The sender writes it before a batch first goes out, so the server
+never sees a number the file does not know: a process killed at any moment and started
+again with the same file resends what may be missing under the same numbers, and the server
+stores each batch once.
 
 - Durability: write-ahead log with ``synchronous=FULL``, so a write that records new batches
   is on disk (fsync) before they are sent. Writes that only drop settled batches skip the
@@ -26,7 +28,7 @@ from ._producer import StoreChanges, StoredBatch
 
 __all__ = ["ProducerState", "StateFile"]
 
-FORMAT = 1
+FORMAT = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS producer (
@@ -36,7 +38,8 @@ _SCHEMA = (
     producer_id TEXT NOT NULL,
     json_mode INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
-    next_seq INTEGER NOT NULL
+    next_seq INTEGER NOT NULL,
+    taken INTEGER NOT NULL
 )""",
     """CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
@@ -55,6 +58,7 @@ class ProducerState:
 
     epoch: int
     next_seq: int
+    taken: int
     batches: list[StoredBatch]
 
 
@@ -107,12 +111,10 @@ class StateFile:
         try:
             for statement in _SCHEMA:
                 db.execute(statement)
-            row = db.execute(
-                "SELECT format, url, producer_id, json_mode, epoch, next_seq FROM producer"
-            ).fetchone()
+            row = db.execute("SELECT * FROM producer").fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO producer VALUES (0, ?, ?, ?, ?, ?, 0)",
+                    "INSERT INTO producer VALUES (0, ?, ?, ?, ?, ?, 0, 0)",
                     (FORMAT, self._url, producer_id, int(json_mode), epoch),
                 )
                 db.execute("COMMIT")
@@ -120,9 +122,13 @@ class StateFile:
             db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise self._error("is not a producer state file", exc) from exc
-        fmt, url, stored_id, stored_json, stored_epoch, next_seq = row
+        fmt = row[1]
         if fmt != FORMAT:
-            raise self._error(f"has format {fmt}; this version reads format {FORMAT}")
+            raise self._error(
+                f"has format {fmt}; this version reads format {FORMAT} (open it with the "
+                "version that wrote it to deliver what it holds, then start a new file)"
+            )
+        _, _, url, stored_id, stored_json, stored_epoch, next_seq, taken = row
         if (url, stored_id) != (self._url, producer_id):
             raise self._error(
                 f"belongs to producer {stored_id!r} on {url}, not {producer_id!r} on {self._url}"
@@ -136,7 +142,7 @@ class StateFile:
                 "SELECT id, epoch, seq, count, closes, body FROM batches ORDER BY seq"
             )
         ]
-        return ProducerState(stored_epoch, next_seq, batches)
+        return ProducerState(stored_epoch, next_seq, taken, batches)
 
     def _error(self, what: str, cause: BaseException | None = None) -> errors.ProducerStateError:
         detail = f": {cause}" if cause is not None else ""
@@ -158,8 +164,8 @@ class StateFile:
                 rows = [(b.id, b.epoch, b.seq, b.count, b.close, b.body) for b in changes.upserts]
                 db.executemany("INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?)", rows)
                 db.execute(
-                    "UPDATE producer SET epoch = ?, next_seq = ?",
-                    (changes.epoch, changes.next_seq),
+                    "UPDATE producer SET epoch = ?, next_seq = ?, taken = ?",
+                    (changes.epoch, changes.next_seq, changes.taken),
                 )
                 db.execute("COMMIT")
             except BaseException:

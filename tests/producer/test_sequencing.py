@@ -16,6 +16,7 @@ from durable_streams import (
     SequenceReusedError,
     StaleEpochError,
     StreamClosedError,
+    TransportError,
 )
 from durable_streams._producer import (
     MAX_PRODUCER_NUMBER,
@@ -28,6 +29,12 @@ from durable_streams._producer import (
 )
 
 URL = "http://127.0.0.1:1/s"
+
+
+def connect_error() -> TransportError:
+    return TransportError("request failed: ConnectError", url=URL)
+
+
 OK = (200, {}, b"")
 
 
@@ -125,8 +132,38 @@ def test_gap_waits_for_an_earlier_batch_that_is_queued_for_resending() -> None:
     assert b3.id in {b.id for b in core._ready} or b3.id not in core._unresolved
 
 
-def test_gap_with_nothing_before_it_fails_the_batch_and_the_rest_move_to_a_new_epoch() -> None:
+def test_gap_with_nothing_before_it_fails_the_batch_and_everything_after_it() -> None:
+    """Gap-less: the server lost this producer's state; nothing after the failed batch may
+    be stored in this session, or the stream would have a hole in the middle."""
     core = make()
+    for i in range(4):
+        core.add("1" * 10 + str(i))
+    core.on_answer(sent(core)[0], *OK)
+    b1, b2, b3 = sent(core)
+    core.on_answer(b1, *OK)
+    core.on_answer(b2, *gap(0, 2))
+    assert sent(core) == [b2]
+    core.add(99)  # still in the open batch when the gap is found
+    core.on_answer(b2, *gap(0, 2))
+    failed = core.take_failures()
+    assert [(f.seq, type(f.error)) for f in failed] == [
+        (2, SequenceGapError),
+        (4, ProducerClosedError),  # the open batch, sealed and failed at once
+    ]
+    assert "gap-less" in str(failed[1].error) and failed[1].error.__cause__ is failed[0].error
+    assert sent(core) == []  # b3 is on its way under the old epoch: it settles by its answer
+    core.on_answer(b3, *gap(0, 3))
+    (follower,) = core.take_failures()
+    assert follower.seq == 3 and isinstance(follower.error, ProducerClosedError)
+    assert sent(core) == [] and core.epoch == 1 and core.next_seq == 0  # where a next one starts
+    assert core.idle() and core.messages_taken == 2  # the two acknowledged ones
+    with pytest.raises(ProducerClosedError) as info:
+        core.add(5)
+    assert isinstance(info.value.__cause__, SequenceGapError)
+
+
+def test_fire_and_forget_skips_a_batch_lost_to_a_gap_and_moves_to_a_new_epoch() -> None:
+    core = make(gapless=False)
     for i in range(4):
         core.add("1" * 10 + str(i))
     core.on_answer(sent(core)[0], *OK)
@@ -197,8 +234,20 @@ def test_a_claimed_session_fenced_later_stops_instead_of_claiming_back() -> None
         core.add(3)
 
 
-def test_a_fenced_batch_that_may_be_stored_fails_instead_of_moving_epochs() -> None:
+def test_a_fenced_batch_that_may_be_stored_fails_and_stops_a_gapless_session() -> None:
     core = make(auto_claim=True)
+    core.add(1)
+    batch = sent(core)[0]
+    core.on_transport_error(batch, reached_server=True)  # stored, perhaps, then fenced
+    core.on_answer(batch, 403, {"producer-epoch": str(core.epoch + 1)}, b"")
+    (failed,) = core.take_failures()
+    assert failed.maybe_delivered and isinstance(failed.error, StaleEpochError)
+    with pytest.raises(ProducerClosedError):
+        core.add(2)
+
+
+def test_a_fenced_batch_that_may_be_stored_fails_instead_of_moving_epochs() -> None:
+    core = make(auto_claim=True, gapless=False)
     core.add(1)
     batch = sent(core)[0]
     core.on_transport_error(batch, reached_server=True)  # stored, perhaps, then fenced
@@ -263,7 +312,7 @@ def test_reused_sequence_with_auto_claim_moves_to_a_fresh_epoch() -> None:
 def test_restored_batches_go_first_under_their_numbers_and_duplicates_count() -> None:
     core = make(max_in_flight=5)
     stored = [StoredBatch(7, 3, 4, 1, False, b"[4]"), StoredBatch(6, 3, 3, 2, False, b"[2,3]")]
-    core.restore(3, 5, stored)
+    core.restore(3, 5, stored, 10)
     core.track_changes()
     core.add(5)
     (first,) = sent(core)  # one at a time until the epoch is acknowledged
@@ -272,7 +321,7 @@ def test_restored_batches_go_first_under_their_numbers_and_duplicates_count() ->
     batches = sent(core)
     assert numbers(batches) == [(3, 4), (3, 5)] and batches[1].id == 8
     changes = core.take_changes()
-    assert changes is not None and (changes.epoch, changes.next_seq) == (3, 6)
+    assert changes is not None and (changes.epoch, changes.next_seq, changes.taken) == (3, 6, 11)
     assert [b.id for b in changes.upserts] == [8] and changes.deletes == [6]
     assert core.take_changes() is None
     for batch in batches:
@@ -283,9 +332,9 @@ def test_restored_batches_go_first_under_their_numbers_and_duplicates_count() ->
 def test_a_restored_batch_is_never_renumbered() -> None:
     """An earlier session may have stored it: under a new number it could be stored twice.
     When the producer must move to a new epoch first, it fails, flagged maybe_delivered."""
-    core = make(auto_claim=True, max_in_flight=5)
+    core = make(auto_claim=True, max_in_flight=5, gapless=False)
     stored = [StoredBatch(0, 3, 0, 1, False, b"[0]"), StoredBatch(1, 3, 1, 1, False, b"[1]")]
-    core.restore(3, 2, stored)
+    core.restore(3, 2, stored, 2)
     core.add(2)
     (first,) = sent(core)
     core.on_answer(first, 403, {"producer-epoch": "9"}, b"")
@@ -295,8 +344,58 @@ def test_a_restored_batch_is_never_renumbered() -> None:
     assert [b.body for b in batches] == [b"[2]"] and numbers(batches) == [(10, 0)]
 
 
-def test_changes_record_renumbering_before_the_renumbered_batches_go_out() -> None:
+def test_a_refused_batch_and_those_after_it_leave_the_state_file_to_be_sent_again() -> None:
+    """Gap-less, refused (not stored, and the server's sequence did not move): the batch and
+    every later one are dropped from the file, which says the next session starts at the
+    refused batch's number; taken counts only what is stored, so a rerun resends the rest."""
     core = make(max_in_flight=1, max_batch_bytes=4)
+    core.track_changes()
+    core.add(0)
+    core.on_answer(sent(core)[0], *OK)
+    for item in [1, 2, 3]:
+        core.add(item)
+    core.seal_all()
+    first = sent(core)[0]
+    core.take_changes()
+    assert core.messages_taken == 4
+    core.on_answer(first, 413, {}, b"too large")
+    assert sent(core) == []
+    changes = core.take_changes()
+    assert changes is not None and (changes.epoch, changes.next_seq, changes.taken) == (0, 1, 1)
+    assert changes.upserts == [] or all(b.id not in changes.deletes for b in changes.upserts)
+    assert sorted(changes.deletes) == [1, 2, 3]
+    assert [f.kept for f in core.take_failures()] == [False, False, False]
+
+
+def test_a_batch_given_up_stays_in_the_state_file_with_everything_after_it() -> None:
+    """Its fate is unknown (the server did not answer): the next session resends it and the
+    ones after it under their numbers, so whatever happened, each is stored once."""
+    core = make(max_in_flight=3, max_batch_bytes=4)
+    core.track_changes()
+    core.add(0)
+    core.on_answer(sent(core)[0], *OK)
+    for item in [1, 2, 3, 4]:
+        core.add(item)
+    core.seal_all()
+    b1, b2, b3 = sent(core)
+    core.take_changes()
+    core.on_transport_error(b1, reached_server=True)
+    core.give_up(b1, connect_error())
+    assert core.halted and sent(core) == []
+    failed = core.take_failures()
+    assert [(f.seq, f.kept, f.maybe_delivered) for f in failed] == [
+        (1, True, True),
+        (4, True, False),
+    ]
+    core.give_up(b2, connect_error())  # in flight when it stopped: kept as well
+    core.on_answer(b3, 503, {}, b"")  # ... whatever its answer
+    assert [(f.seq, f.kept) for f in core.take_failures()] == [(2, True), (3, True)]
+    assert core.take_changes() is None  # the file keeps all four, and where it stood
+    assert (core.epoch, core.next_seq, core.messages_taken) == (0, 5, 5)
+
+
+def test_changes_record_renumbering_before_the_renumbered_batches_go_out() -> None:
+    core = make(max_in_flight=1, max_batch_bytes=4, gapless=False)
     core.track_changes()
     for item in [1, 2, 3]:
         core.add(item)
@@ -364,8 +463,21 @@ def test_transient_statuses_ask_for_a_resend_under_the_same_number() -> None:
     assert (batch.epoch, batch.seq) == (0, 0)
 
 
-def test_a_refused_batch_fails_alone_and_the_rest_continue_under_a_new_epoch() -> None:
+def test_a_refused_batch_stops_a_gapless_producer() -> None:
     core = make()
+    core.add("1" * 14)
+    core.add("2" * 14)
+    first = sent(core)[0]
+    core.on_answer(first, 400, {}, b"Invalid JSON")
+    assert [(f.seq, type(f.error).__name__) for f in core.take_failures()] == [
+        (0, "BadRequestError"),
+        (1, "ProducerClosedError"),
+    ]
+    assert sent(core) == [] and core.messages_taken == 0
+
+
+def test_a_refused_batch_fails_alone_and_the_rest_continue_under_a_new_epoch() -> None:
+    core = make(gapless=False)
     core.add("1" * 14)
     core.add("2" * 14)
     first = sent(core)[0]

@@ -16,6 +16,7 @@ from durable_streams import (
     AsyncDurableStream,
     DurableStream,
     IdempotentProducer,
+    ProducerClosedError,
     ProducerStateError,
     ProducerStateLockedError,
     RetryPolicy,
@@ -176,25 +177,34 @@ async def test_a_failed_write_fails_the_batches_before_they_are_sent(
 
 @pytest.mark.timeout(30)
 @pytest.mark.anyio
+@pytest.mark.parametrize("gapless", [True, False])
 async def test_restored_batches_fenced_by_another_writer_fail_and_flush_returns(
-    stream_url: str, state: str
+    stream_url: str, state: str, gapless: bool
 ) -> None:
     """A dead session left two batches in its file; meanwhile another writer took the
     producer id at a higher epoch. The first batch gets 403: either may have been stored
     before the fence, so neither is resent under a new number; both fail, flagged
-    maybe_delivered, and flush() says so instead of waiting forever."""
+    maybe_delivered, and flush() says so instead of waiting forever. Gap-less, the session
+    stops there; fire-and-forget, it goes on under a claimed epoch."""
     handle = await AsyncDurableStream.create(stream_url, content_type=JSON)
     dead = StateFile(state, url=stream_url, producer_id="w", json_mode=True, epoch=3)
     stored = [StoredBatch(0, 3, 0, 1, False, b"[0]"), StoredBatch(1, 3, 1, 1, False, b"[1]")]
-    dead.write(StoreChanges(3, 2, stored, []))
+    dead.write(StoreChanges(3, 2, 2, stored, []))
     dead.close()
     async with IdempotentProducer(handle, producer_id="w", epoch=50) as other:
         other.append_nowait({"w": "other"})
-    resumed = IdempotentProducer(handle, producer_id="w", state=state, auto_claim=True)
+    resumed = IdempotentProducer(
+        handle, producer_id="w", state=state, auto_claim=True, gapless=gapless
+    )
     with pytest.raises(UndeliveredError) as info:
         await resumed.flush()
     assert [(f.seq, f.maybe_delivered) for f in info.value.failures] == [(0, True), (1, True)]
-    resumed.append_nowait({"w": "after"})  # the session goes on under a claimed epoch
+    if gapless:
+        with pytest.raises(ProducerClosedError):
+            resumed.append_nowait({"w": "after"})
+    else:
+        resumed.append_nowait({"w": "after"})
     await resumed.close()
     await handle.aclose()
-    assert read_all(stream_url) == [{"w": "other"}, {"w": "after"}]
+    after = [] if gapless else [{"w": "after"}]
+    assert read_all(stream_url) == [{"w": "other"}, *after]
