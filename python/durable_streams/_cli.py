@@ -19,14 +19,17 @@ other streams as bytes. Errors are one line on stderr and an exit status:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from . import _errors as errors
+from ._producer import FailedBatch
 from ._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type
 from ._retry import RetryPolicy
 from ._sproducer import SyncIdempotentProducer
@@ -38,12 +41,24 @@ EXIT = {"ok": 0, "failed": 1, "usage": 2, "not-found": 3, "unreachable": 4, "bad
 INTERRUPTED = 130
 JSON = "application/json"
 _PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
-# A command at a shell gives up on an unreachable server within seconds, not a minute.
-_ONE_SHOT = RetryPolicy(max_retries=3, max_delay=1.0, deadline=5.0)
+# A command at a shell gives up on an unreachable server within seconds, not a minute, but
+# rides out a server restart: this long by default (--retry-for), tries at most 1 s apart.
+_RETRY_FOR = 10.0
+
+
+def _retry(args: argparse.Namespace) -> RetryPolicy:
+    seconds = args.retry_for
+    if seconds == 0:
+        return RetryPolicy.never()
+    return RetryPolicy(max_retries=None, max_delay=1.0, deadline=seconds)
 
 
 class InputError(Exception):
     """The user's input (a line of NDJSON, a header) is not valid."""
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as asked."""
 
 
 def add_commands(commands: Any) -> None:
@@ -65,6 +80,14 @@ def add_commands(commands: Any) -> None:
             help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
         )
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        parser.add_argument(
+            "--retry-for",
+            type=float,
+            default=_RETRY_FOR,
+            metavar="SECONDS",
+            help="keep retrying what failed on the way (server down or restarting) for this "
+            f"long (default {_RETRY_FOR:g}; 0: never retry)",
+        )
         parser.add_argument(
             "-v",
             "--verbose",
@@ -91,8 +114,16 @@ def add_commands(commands: Any) -> None:
     append.add_argument("--raw", action="store_true", help="stdin as raw bytes, not lines")
     append.add_argument(
         "--producer-id",
-        help="append stdin through an idempotent producer with this id: a rerun of the same "
-        "input after a failure appends nothing twice",
+        metavar="ID",
+        help="name this input: a rerun of the same input with the same id after a failure or "
+        "Ctrl+C skips what earlier runs appended and appends the rest, none of it twice",
+    )
+    append.add_argument(
+        "--state",
+        metavar="FILE",
+        help="where --producer-id keeps its progress (default: a file named after the stream "
+        "and id under $DURABLE_STREAMS_STATE_DIR, else $XDG_STATE_HOME/durable-streams, "
+        "else ~/.local/state/durable-streams)",
     )
     append.add_argument("--quiet", "-q", action="store_true", help="no progress on a terminal")
 
@@ -139,7 +170,7 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
 
 def _handle(args: argparse.Namespace, name: str) -> DurableStream:
     return DurableStream(
-        _url(args, name), headers=_headers(args), timeout=args.timeout, retry=_ONE_SHOT
+        _url(args, name), headers=_headers(args), timeout=args.timeout, retry=_retry(args)
     )
 
 
@@ -191,6 +222,8 @@ class _Progress:
 
 
 def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
+    if args.state and not args.producer_id:
+        raise UsageError("--state goes with --producer-id")
     handle = _handle(args, args.stream)
     with handle:
         handle.head()
@@ -207,16 +240,100 @@ def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
                 progress.add(len(body))
             progress.show(final=True)
             return EXIT["ok"]
-        producer = SyncIdempotentProducer(
-            handle, producer_id=args.producer_id or f"cli-{os.getpid()}-{time.time_ns()}"
-        )
+        return _append_lines(args, handle, json_mode, stdin, stderr, progress)
+
+
+def state_file_for(url: str, producer_id: str) -> Path:
+    """The default state file of ``append --producer-id``: one per stream and id."""
+    folder = os.environ.get("DURABLE_STREAMS_STATE_DIR")
+    if not folder:
+        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        folder = os.path.join(base, "durable-streams")
+    key = hashlib.sha256(f"{errors.redact_url(url)}\0{producer_id}".encode()).hexdigest()
+    return Path(folder) / "producers" / f"{key[:32]}.sqlite"
+
+
+def _append_lines(
+    args: argparse.Namespace,
+    handle: DurableStream,
+    json_mode: bool,
+    stdin: TextIO,
+    stderr: TextIO,
+    progress: _Progress,
+) -> int:
+    """Lines of stdin through a gap-less producer: the stream holds a prefix of the input
+    whatever happens. With --producer-id, a state file remembers how much of the input
+    earlier runs took, and the batches still on their way; a rerun skips the former and the
+    producer resends the latter under their old numbers, so each line is stored once."""
+    producer_id = args.producer_id
+    state: Path | None = None
+    if producer_id:
+        state = Path(args.state) if args.state else state_file_for(handle.url, producer_id)
+        state.parent.mkdir(parents=True, exist_ok=True)
+    producer = SyncIdempotentProducer(
+        handle,
+        producer_id=producer_id or f"cli-{os.getpid()}-{time.time_ns()}",
+        state=state,
+        retry=_retry(args),
+    )
+    skip = producer.messages_taken
+    seen = 0
+    try:
         with producer:
             for number, text in _lines(stdin):
+                seen += 1
+                if seen <= skip:
+                    continue
                 message = _message(text, json_mode, f"line {number}")
                 producer.append_nowait(message if json_mode else text + "\n")
                 progress.add(len(text) + 1)
+    except errors.UndeliveredError as exc:
         progress.show(final=True)
+        count = sum(f.count for f in exc.failures)
+        stderr.write(f"durable-streams: {count:,} message(s) were not appended: {exc.__cause__}\n")
+        stderr.write(f"durable-streams: {_how_to_finish(producer_id, exc.failures)}\n")
+        return EXIT["failed"]
+    except KeyboardInterrupt:
+        progress.show(final=True)
+        if producer_id:
+            stderr.write(f"durable-streams: interrupted; {_how_to_finish(producer_id, [])}\n")
+        raise
+    progress.show(final=True)
+    if seen < skip:
+        raise InputError(
+            f"the input has {seen:,} message(s), but earlier runs with producer id "
+            f"{producer_id!r} appended {skip:,}: it is not the input they appended (give "
+            "other input another --producer-id)"
+        )
+    if skip:
+        appended = seen - skip
+        stderr.write(
+            f"durable-streams: skipped the first {skip:,} message(s), appended by earlier runs "
+            f"with producer id {producer_id!r}; appended {appended:,}\n"
+        )
     return EXIT["ok"]
+
+
+def _how_to_finish(producer_id: str | None, failures: list[FailedBatch]) -> str:
+    if failures and isinstance(failures[0].error, errors.SequenceReusedError):
+        return (
+            f"producer id {producer_id!r} was used by a run whose state file is not here: pass "
+            "that run's --state FILE, or name this input with another --producer-id"
+        )
+    if not producer_id:
+        return (
+            "the stream holds the input up to where it stopped, nothing after; "
+            "with --producer-id, a rerun of the same input appends the rest"
+        )
+    if any(f.error.status is not None and not f.kept for f in failures[:1]):
+        return (
+            "the stream holds the input up to the refused message; fix it and rerun the "
+            f"same command (--producer-id {producer_id}) to append the rest"
+        )
+    return (
+        f"rerun the same command with the same input (--producer-id {producer_id}) to append "
+        "the rest: what is stored already is skipped, nothing is appended twice"
+    )
 
 
 def _write_items(items: Iterable[Any], json_mode: bool, out: BinaryIO) -> None:
@@ -239,7 +356,7 @@ def _read(args: argparse.Namespace, stdout: BinaryIO) -> int:
         live=live,
         headers=_headers(args),
         timeout=args.timeout,
-        retry=None if args.follow else _ONE_SHOT,
+        retry=None if args.follow else _retry(args),
     ) as res:
         content_type = res.content_type  # the first answer says, unless it was empty
         if content_type is None:
@@ -301,7 +418,7 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
                 closed=args.closed,
                 headers=_headers(args),
                 timeout=args.timeout,
-                retry=_ONE_SHOT,
+                retry=_retry(args),
             ).close()
         elif args.command == "append":
             return _append(args, stdin, stderr)
@@ -332,6 +449,9 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
     except InputError as exc:
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["bad-input"]
+    except UsageError as exc:
+        stderr.write(f"durable-streams: {exc}\n")
+        return EXIT["usage"]
     except errors.StreamNotFoundError as exc:
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["not-found"]
