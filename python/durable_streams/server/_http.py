@@ -33,9 +33,12 @@ _FIRST_WINS = frozenset({"content-type", "content-length", "host", "authorizatio
 _NO_BODY = frozenset({204, 304})
 # After answering a request whose body was not read (413, 400), how long and how much of what
 # the client still sends is read and dropped: closing with unread input would send a reset,
-# which can destroy the answer before the client reads it.
+# which can destroy the answer before the client reads it. A body declared too large is read
+# to its end within bounds, so that a client sending it whole still gets to see the 413.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 4 * 1024 * 1024
+_LINGER_TOO_LARGE_SECONDS = 10.0
+_LINGER_TOO_LARGE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class Connection:
         request = Request(method, path, query, headers)
         length = headers.get("content-length")
         if length is not None and int(length) > self._limits.max_body_bytes:
-            await self._too_large(method)
+            await self._too_large(method, int(length))
             return None
         if self._h11.they_are_waiting_for_100_continue:
             self._write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -170,23 +173,25 @@ class Connection:
                 raise h11.RemoteProtocolError("request body ended early")
             body += event.data
             if len(body) > self._limits.max_body_bytes:
-                await self._too_large(method)
+                await self._too_large(method, 0)
                 return None
         request.body = bytes(body)
         return request
 
-    async def _too_large(self, method: str) -> None:
+    async def _too_large(self, method: str, declared: int) -> None:
         limit = self._limits.max_body_bytes
         await self._send_response(_text(413, f"request body over {limit} bytes"), method)
-        await self._linger()
+        if declared <= _LINGER_TOO_LARGE_BYTES:
+            await self._linger(_LINGER_TOO_LARGE_SECONDS, max(declared, _LINGER_BYTES))
+        else:
+            await self._linger()
 
-    async def _linger(self) -> None:
+    async def _linger(self, seconds: float = _LINGER_SECONDS, budget: int = _LINGER_BYTES) -> None:
         with contextlib.suppress(OSError, RuntimeError, asyncio.TimeoutError, _Hangup):
             await self._flush()
             if self._writer.can_write_eof():
                 self._writer.write_eof()
-            deadline = time.monotonic() + _LINGER_SECONDS
-            budget = _LINGER_BYTES
+            deadline = time.monotonic() + seconds
             while budget > 0:
                 remaining = max(0.0, deadline - time.monotonic())
                 data = await asyncio.wait_for(self._reader.read(_READ_SIZE), remaining)
