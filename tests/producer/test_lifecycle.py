@@ -15,12 +15,14 @@ from durable_streams import (
     AsyncDurableStream,
     DurableStream,
     IdempotentProducer,
+    PayloadTooLargeError,
     ProducerClosedError,
     RetryPolicy,
     SyncIdempotentProducer,
     UndeliveredError,
     stream,
 )
+from durable_streams.server import Limits, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -163,3 +165,25 @@ async def test_an_async_producer_closed_twice_or_flushed_after_close_is_harmless
         with pytest.raises(ProducerClosedError):
             producer.append_nowait({"n": 2})
     assert stored(stream_url) == [{"n": 1}]
+
+
+@pytest.mark.timeout(60)
+def test_a_message_over_the_servers_limit_fails_at_once_as_too_large() -> None:
+    """The server answers 413 before reading the body: the producer must see that answer,
+    not a connection reset to retry (it used to re-upload the batch eight times)."""
+    server = Server(limits=Limits(max_body_bytes=1 << 20))
+    base = server.start()
+    try:
+        handle = DurableStream.create(f"{base}/big", content_type=JSON)
+        with pytest.raises(UndeliveredError) as info:  # noqa: SIM117
+            with SyncIdempotentProducer(handle, producer_id="p", retry=PATIENT) as producer:
+                producer.append_nowait({"n": 0})
+                producer.flush()
+                producer.append_nowait({"big": "x" * (12 << 20)})
+        first = info.value.failures[0]
+        assert isinstance(first.error, PayloadTooLargeError) and not first.maybe_delivered
+        assert producer.stats().attempts_failed == 0
+        handle.close()
+        assert stored(f"{base}/big") == [{"n": 0}]
+    finally:
+        server.close()
