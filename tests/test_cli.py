@@ -25,7 +25,7 @@ def base() -> Iterator[str]:
 
 
 def cli(
-    *args: str, stdin: bytes = b"", base: str | None = None
+    *args: str, stdin: bytes = b"", base: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("DURABLE_STREAMS_URL", None)
@@ -35,7 +35,7 @@ def cli(
         [sys.executable, "-m", "durable_streams", *args],
         input=stdin,
         capture_output=True,
-        timeout=60,
+        timeout=timeout,
         env=env,
         check=False,
     )
@@ -137,3 +137,15 @@ def test_verbose_shows_the_retries_that_are_silent_by_default() -> None:
         assert verbose.returncode == 0 and verbose.stdout == b'{"n":1}\n'
         (line,) = verbose.stderr.decode().splitlines()
         assert line.startswith(f"durable-streams: INFO: reading {url}/{path} failed (attempt 1)")
+
+
+def test_what_cannot_work_is_a_usage_error_at_once(base: str) -> None:
+    for args in (
+        ("read", "-f", "--url", "htp://127.0.0.1:9", "s"),  # not retried as a network fault
+        ("head", "--url", "127.0.0.1:4437", "s"),  # no scheme
+        ("head", "s", "-H", "X-Token: abc\ns3cr3t", "--url", base),
+    ):
+        done = cli(*args, timeout=20)
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.decode().splitlines()
+        assert line.startswith("durable-streams: ") and "s3cr3t" not in line

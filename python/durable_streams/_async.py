@@ -176,7 +176,8 @@ class AsyncStreamResponse(ResponseMetadata):
         session = self._session
         while True:
             req = session.request(
-                await resolve_async(self._headers), await resolve_async(self._params)
+                await resolve_async(self._headers, headers=True),
+                await resolve_async(self._params),
             )
             timeout = self._live_timeout if session.live_request else self._timeout
             otel = telemetry.active
@@ -459,7 +460,12 @@ def astream(
 
     In async code, ``on_error`` may also be an async function, and ``headers`` and ``params``
     values async callables.
+
+    A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
+    :class:`UsageError` here.
     """
+    proto.check_url(url)
+    proto.check_headers(headers)
     transport, owns = async_read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
@@ -491,7 +497,9 @@ async def async_send(
     lower-cased headers and body."""
     attempts = RetryState(retry)
     while True:
-        fresh = with_dynamic(req, await resolve_async(headers), await resolve_async(params))
+        fresh = with_dynamic(
+            req, await resolve_async(headers, headers=True), await resolve_async(params)
+        )
         otel = telemetry.active
         span = None
         if otel is not None:
@@ -715,6 +723,7 @@ class AsyncDurableStream(HandleBase):
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
+        proto.check_headers(headers)
         args = response_args(
             self.url,
             offset=offset,

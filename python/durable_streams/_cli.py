@@ -8,7 +8,7 @@ other streams as bytes. Errors are one line on stderr and an exit status:
 ====  ===============================================================================
 0     done
 1     the server refused (a conflict, a closed stream, ...) or another failure
-2     the command line is wrong
+2     the command line is wrong (also: a URL or a header that cannot be sent)
 3     no such stream
 4     the server could not be reached (connection refused, timed out)
 5     the input is not valid (a line of NDJSON that is not JSON: its number is named)
@@ -332,6 +332,9 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
     except InputError as exc:
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["bad-input"]
+    except errors.UsageError as exc:  # a URL or header that cannot work: the command line
+        stderr.write(f"durable-streams: {exc}\n")
+        return EXIT["usage"]
     except errors.StreamNotFoundError as exc:
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["not-found"]

@@ -3,6 +3,8 @@
 Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     DurableStreamError
+    ├── UsageError                      the call cannot work as given: a URL that is not http(s)
+    │                                   with a host, a header that cannot be sent (also ValueError)
     ├── TransportError                  network failure; httpx's exception is the __cause__
     │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
@@ -51,7 +53,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
                                         ValueError)
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
-query string, so tokens passed as params do not leak into logs.
+query string or user info, and header values never appear: credentials do not leak into logs.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ __all__ = [
     "SubscriptionNotFoundError",
     "TransportError",
     "UndeliveredError",
+    "UsageError",
     "WakeTokenError",
     "WakeTokenExpiredError",
     "WebhookUrlRejectedError",
@@ -112,14 +115,32 @@ __all__ = [
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without query string, fragment or user info: safe to print."""
+    """The URL without query string, fragment or user info: safe to print, even when it is
+    not a valid URL."""
     if url is None:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 host
+        return _redact_by_hand(url)
+    if not parts.netloc:  # no "//": "user:secret@host/x" parses as scheme "user"
+        return _redact_by_hand(url)
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _redact_by_hand(url: str) -> str:
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}"
 
 
 class DurableStreamError(Exception):
@@ -163,6 +184,14 @@ class DurableStreamError(Exception):
         if self.offset is None and offset is not None:
             self.offset = offset
         return self
+
+
+class UsageError(DurableStreamError, ValueError):
+    """The call cannot work as given, and no retry would mend it: a URL that is not http or
+    https with a host, a header name or value that cannot be sent (a value read from a file
+    keeps its trailing newline), a non-positive timeout. Raised where the mistake is made,
+    before anything is sent where that is possible; the message says what to fix and never
+    quotes a header value, a URL's user info or its query."""
 
 
 class TransportError(DurableStreamError):

@@ -35,7 +35,8 @@ class HandleBase:
         timeout: float | httpx.Timeout | None,
         retry: RetryPolicy | None,
     ) -> None:
-        self.url = url
+        self.url = proto.check_url(url)
+        proto.check_headers(headers)
         self.content_type = content_type
         self._headers = headers
         self._params = params

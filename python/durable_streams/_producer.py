@@ -94,6 +94,7 @@ class ProducerSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.producer_id, str) or not self.producer_id:
             raise ValueError("producer_id must be a non-empty string")
+        proto.check_header("Producer-Id", self.producer_id)  # it travels as one
         epoch = self.epoch
         if (
             isinstance(epoch, bool)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from . import _errors as errors
 
@@ -15,6 +17,9 @@ __all__ = [
     "HeadResult",
     "HttpRequest",
     "LiveMode",
+    "check_header",
+    "check_headers",
+    "check_url",
     "error_for_status",
     "is_json_content_type",
     "sse_data_is_text",
@@ -102,6 +107,73 @@ def format_expires_at(expires_at: _dt.datetime | str) -> str:
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
     return expires_at.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def check_url(url: str, what: str = "stream URL") -> str:
+    """``url``, if a request can go to it: http or https, with a host. Anything else is a
+    mistake no retry mends, so it fails here rather than as a network error later."""
+    if not isinstance(url, str):
+        raise TypeError(f"the {what} must be a str, not {type(url).__name__}")
+    shown = errors.redact_url(url)
+    if url != url.strip() or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise errors.UsageError(
+            f"the {what} {shown!r} has surrounding whitespace or a control character "
+            "(a URL read from a file keeps its newline: strip it)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        raise errors.UsageError(f"the {what} {shown!r} has an invalid host or port") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise errors.UsageError(
+            f"the {what} {shown!r} must start with http:// or https://, e.g. "
+            "http://127.0.0.1:4437/v1/stream/name"
+        )
+    if not parts.hostname:
+        raise errors.UsageError(f"the {what} {shown!r} has no host")
+    return url
+
+
+# RFC 9110: a header name is a token; a value is visible ASCII, spaces and tabs (we refuse
+# obs-text too: httpx encodes values as ASCII).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_header(name: object, value: str) -> None:
+    """Refuse a header that cannot be sent, naming it but never quoting its value (most
+    likely a credential)."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        shown = name if not isinstance(name, str) else name[: _token_prefix(name)] + "..."
+        raise errors.UsageError(
+            f"{shown!r} is not a header name: names are letters, digits and !#$%&'*+-.^_`|~ "
+            "(give the value apart: headers={'Authorization': 'Bearer ...'})"
+        )
+    if _HEADER_VALUE.fullmatch(value):
+        return
+    if "\n" in value or "\r" in value:
+        why = "a line break (a value read from a file keeps its newline: strip it)"
+    elif any(ord(c) > 0x7E for c in value):
+        why = "a character outside ASCII"
+    else:
+        why = "a control character"
+    raise errors.UsageError(f"the value of header {name!r} cannot be sent: it has {why}")
+
+
+def _token_prefix(name: str) -> int:
+    match = _HEADER_NAME.match(name)
+    return match.end() if match else 0
+
+
+def check_headers(headers: Mapping[str, Any] | None) -> None:
+    """:func:`check_header` for each header given as text; a callable's value is checked
+    each time it is called."""
+    for name, value in (headers or {}).items():
+        if callable(value):
+            check_header(name, "")
+        else:
+            check_header(name, str(value))
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ import anyio.abc
 import httpx
 
 from . import _errors as errors
+from . import _protocol as proto
 from ._async import AsyncDurableStream, astream
 from ._loopthread import LoopThread
 from ._protocol import OFFSET_BEGINNING, LiveMode
 from ._retry import RetryPolicy
-from ._shared import Headers
+from ._shared import Headers, make_timeout
 from ._statecore import Change, Control, State
 
 __all__ = ["AsyncStateView", "StateView", "SyncChanges"]
@@ -78,7 +79,8 @@ class AsyncStateView:
     ) -> None:
         if live is False:
             raise ValueError("a view tails its stream: live must be True, 'sse' or 'long-poll'")
-        self.url = url
+        self.url = proto.check_url(url)
+        proto.check_headers(headers)
         self.state = start if start is not None else State(on_malformed=on_malformed)
         self._from = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
         self._live = live
@@ -86,7 +88,7 @@ class AsyncStateView:
         self._handle_options: dict[str, Any] = {
             "headers": headers,
             "params": params,
-            "timeout": timeout,
+            "timeout": make_timeout(timeout),
             "retry": retry,
             "verify": verify,
         }

@@ -72,7 +72,8 @@ class Subscriptions:
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
-        self.root = root.rstrip("/")
+        self.root = proto.check_url(root, "stream root").rstrip("/")
+        proto.check_headers(headers)
         self._headers = headers
         self._params = params
         self._timeout = make_timeout(timeout)

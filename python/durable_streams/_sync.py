@@ -173,7 +173,10 @@ class StreamResponse(ResponseMetadata):
             raise errors.DurableStreamError("the response is closed", url=self.url)
         session = self._session
         while True:
-            req = session.request(resolve_sync(self._headers), resolve_sync(self._params))
+            req = session.request(
+                resolve_sync(self._headers, headers=True),
+                resolve_sync(self._params),
+            )
             timeout = self._live_timeout if session.live_request else self._timeout
             otel = telemetry.active
             span = None
@@ -450,7 +453,12 @@ def stream(
     for the default decision, a :class:`RetryAction` to retry with new headers or params (the
     only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
     the error at once; an exception it raises propagates instead.
+
+    A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
+    :class:`UsageError` here.
     """
+    proto.check_url(url)
+    proto.check_headers(headers)
     transport, owns = read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
@@ -482,7 +490,7 @@ def send(
     lower-cased headers and body."""
     attempts = RetryState(retry)
     while True:
-        fresh = with_dynamic(req, resolve_sync(headers), resolve_sync(params))
+        fresh = with_dynamic(req, resolve_sync(headers, headers=True), resolve_sync(params))
         otel = telemetry.active
         span = None
         if otel is not None:
@@ -704,6 +712,7 @@ class DurableStream(HandleBase):
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's HTTP client."""
+        proto.check_headers(headers)
         args = response_args(
             self.url,
             offset=offset,

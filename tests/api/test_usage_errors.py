@@ -1,0 +1,119 @@
+"""Mistakes in how the client is called fail at once, with a typed error that says what to
+fix (issue #26): a URL that is not http(s) with a host, a header that cannot be sent, a
+non-positive timeout. None is retried as a network fault, and no message quotes a
+credential."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import durable_streams as ds
+from durable_streams import DurableStream, stream
+from durable_streams.state import AsyncStateView
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t-t0ken"
+JSON = "application/json"
+
+BAD_URLS = [
+    "htp://127.0.0.1:4437/foo",
+    "127.0.0.1:4437/foo",
+    "localhost:4437/foo",
+    "streams/foo",
+    "http:///foo",
+    "http://127.0.0.1:port/foo",
+    "http://127.0.0.1:4437/foo\n",
+]
+
+
+def _makers(url: str, **options: Any) -> list[Callable[[], object]]:
+    """Everything that takes a stream URL (or root) and options, made without I/O."""
+    return [
+        lambda: stream(url, live="sse", **options),
+        lambda: ds.astream(url, **options),
+        lambda: DurableStream(url, **options),
+        lambda: ds.AsyncDurableStream(url, **options),
+        lambda: ds.Subscriptions(url, **options),
+        lambda: ds.AsyncSubscriptions(url, **options),
+        lambda: ds.IdempotentProducer(url, producer_id="p", content_type=JSON, **options),
+        lambda: AsyncStateView(url, **options),
+    ]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_url_that_cannot_be_requested_fails_where_it_is_given(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="durable_streams")
+    for make in _makers(url):
+        with pytest.raises(ds.UsageError) as caught:
+            make()
+        assert isinstance(caught.value, ValueError)
+        assert (
+            "http:// or https://" in str(caught.value)
+            or "host" in str(caught.value)
+            or ("control character" in str(caught.value))
+        )
+    assert caplog.records == []  # nothing was tried, so nothing was retried
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"htp://me:{SECRET}@127.0.0.1/foo?token={SECRET}",
+        f"me:{SECRET}@127.0.0.1/foo?token={SECRET}",
+        f"http://me:{SECRET}@127.0.0.1:port/foo?token={SECRET}",
+    ],
+)
+def test_the_error_for_a_bad_url_quotes_no_credential(url: str) -> None:
+    with pytest.raises(ds.UsageError) as caught:
+        DurableStream(url)
+    assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {SECRET}\n"},  # a token read from a file
+        {"Authorization": f"Bearer {SECRET}\r\nX-Injected: yes"},
+        {"Authorization": f"Bearer {SECRET}\x00"},
+        {f"Authorization: Bearer {SECRET}": "x"},  # the whole line given as a name
+    ],
+)
+def test_a_header_that_cannot_be_sent_fails_where_it_is_given(
+    stream_url: str, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="durable_streams")
+    with DurableStream.create(stream_url, content_type=JSON) as handle:
+        for make in [*_makers(stream_url, headers=headers), lambda: handle.stream(headers=headers)]:
+            with pytest.raises(ds.UsageError) as caught:
+                make()
+            assert "Authorization" in str(caught.value)
+            assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+    assert caplog.records == []
+
+
+def test_a_header_callable_giving_a_bad_value_fails_its_first_request(stream_url: str) -> None:
+    DurableStream.create(stream_url, content_type=JSON).close()
+    headers = {"Authorization": lambda: f"Bearer {SECRET}\n"}
+    with (
+        DurableStream(stream_url, headers=headers) as handle,
+        pytest.raises(ds.UsageError, match=r"'Authorization'.*line break") as caught,
+    ):
+        handle.head()
+    assert SECRET not in str(caught.value)
+    with pytest.raises(ds.UsageError) as caught, stream(stream_url, headers=headers) as res:
+        res.read_json()
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+def test_a_timeout_must_be_positive(timeout: float) -> None:
+    for make in _makers("http://127.0.0.1:4437/foo", timeout=timeout):
+        with pytest.raises(ds.UsageError, match="timeout must be a positive number"):
+            make()
