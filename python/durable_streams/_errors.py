@@ -161,8 +161,13 @@ class DurableStreamError(Exception):
         self.offset = offset
 
     def __str__(self) -> str:
+        return self._describe(with_url=True)
+
+    def _describe(self, *, with_url: bool) -> str:
+        """The message with its context; ``with_url=False`` leaves out the stream, for a
+        message that quotes this error under its own stream."""
         context = []
-        if self.url is not None:
+        if with_url and self.url is not None:
             context.append(f"stream {self.url}")
         if self.offset is not None:
             context.append(f"offset {self.offset}")
@@ -217,8 +222,8 @@ class ParseError(DurableStreamError, ValueError):
         super().__init__(message, url=url, status=status, offset=offset)
         self.position = position
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def _describe(self, *, with_url: bool) -> str:
+        text = super()._describe(with_url=with_url)
         if self.position is None:
             return text
         return f"{text} [at byte {self.position}]"

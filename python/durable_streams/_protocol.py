@@ -233,6 +233,21 @@ def _server_message(body: bytes | None) -> str:
     return text
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _with_detail(message: str, said: str) -> str:
+    """``message``, then what the server said about it, unless that mostly repeats it
+    ("stream is closed at offset X: Stream is closed" says it twice)."""
+    words = set(_WORD.findall(said.lower()))
+    if not words:
+        return message
+    repeated = words & set(_WORD.findall(message.lower()))
+    if 3 * len(repeated) >= 2 * len(words):
+        return message
+    return f"{message}: {said}"
+
+
 def error_for_status(
     status: int,
     headers: Mapping[str, str],
@@ -246,66 +261,71 @@ def error_for_status(
 ) -> errors.ResponseError:
     """The typed error for a non-success answer to ``operation`` (create, append, read, ...)."""
     said = _server_message(body)
-    detail = f": {said}" if said else ""
-    if said and said.lower().rstrip(".") in ("stream not found", "not found"):
-        detail = ""  # the message says it already
     common: dict[str, Any] = {"url": url, "status": status, "offset": offset, "body": said or None}
     if status == 400:
         if operation == "read":
-            return errors.InvalidOffsetError(f"the server rejected the read{detail}", **common)
-        return errors.BadRequestError(f"the server rejected the {operation}{detail}", **common)
+            return errors.InvalidOffsetError(
+                _with_detail("the server rejected the read", said), **common
+            )
+        return errors.BadRequestError(
+            _with_detail(f"the server rejected the {operation}", said), **common
+        )
     if status == 403 and producer:
         epoch = optional_int(headers, H_PRODUCER_EPOCH)
         return errors.StaleEpochError(
-            f"producer epoch is stale; the server is at epoch {epoch}{detail}",
+            _with_detail(f"producer epoch is stale; the server is at epoch {epoch}", said),
             current_epoch=epoch,
             **common,
         )
     if status == 404:
-        return errors.StreamNotFoundError(f"stream not found{detail}", **common)
+        return errors.StreamNotFoundError(_with_detail("stream not found", said), **common)
     if status == 409:
         if header_true(headers, H_CLOSED):
             final = headers.get(H_NEXT_OFFSET)
             return errors.StreamClosedError(
-                f"stream is closed at offset {final}{detail}", final_offset=final, **common
+                _with_detail(f"stream is closed at offset {final}", said),
+                final_offset=final,
+                **common,
             )
         if operation in ("create", "fork"):
             return errors.StreamExistsError(
-                f"a stream with another configuration exists{detail}", **common
+                _with_detail("a stream with another configuration exists", said), **common
             )
         if producer and H_EXPECTED_SEQ in headers:
             expected = optional_int(headers, H_EXPECTED_SEQ)
             received = optional_int(headers, H_RECEIVED_SEQ)
             return errors.SequenceGapError(
-                f"producer sequence gap: expected {expected}, sent {received}{detail}",
+                _with_detail(f"producer sequence gap: expected {expected}, sent {received}", said),
                 expected_seq=expected,
                 received_seq=received,
                 **common,
             )
         if "content type" in said.lower() or "content-type" in said.lower():
             return errors.ContentTypeMismatchError(
-                f"content type does not match the stream's{detail}", **common
+                _with_detail("content type does not match the stream's", said), **common
             )
         if seq:
             return errors.SeqConflictError(
-                f"Stream-Seq is not greater than the last one{detail}", **common
+                _with_detail("Stream-Seq is not greater than the last one", said), **common
             )
-        return errors.ConflictError(f"conflict{detail}", **common)
+        return errors.ConflictError(_with_detail("conflict", said), **common)
     if status == 410:
         return errors.RetentionGoneError(
-            f"gone: offset before retained data or stream deleted{detail}", **common
+            _with_detail("gone: offset before retained data or stream deleted", said), **common
         )
     if status == 413:
-        return errors.PayloadTooLargeError(f"request body too large{detail}", **common)
+        return errors.PayloadTooLargeError(_with_detail("request body too large", said), **common)
     if status == 429:
         return errors.RateLimitedError(
-            f"rate limited{detail}", retry_after=retry_after_seconds(headers), **common
+            _with_detail("rate limited", said), retry_after=retry_after_seconds(headers), **common
         )
     if status >= 500:
         return errors.ServerError(
-            f"server error{detail}", retry_after=retry_after_seconds(headers), **common
+            _with_detail("server error", said), retry_after=retry_after_seconds(headers), **common
         )
-    return errors.ResponseError(f"unexpected status {status} for {operation}{detail}", **common)
+    return errors.ResponseError(
+        _with_detail(f"unexpected status {status} for {operation}", said), **common
+    )
 
 
 def is_transient_status(status: int) -> bool:

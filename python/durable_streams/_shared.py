@@ -161,7 +161,11 @@ def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDe
     """What a reader's ``on_error`` hook says about ``exc`` (``None`` without a hook)."""
     if hook is None:
         return None
-    decision = hook(exc)
+    try:
+        decision = hook(exc)
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
     if inspect.isawaitable(decision):
         close = getattr(decision, "close", None)
         if close is not None:
@@ -173,10 +177,21 @@ def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDe
 async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
     if hook is None:
         return None
-    decision = hook(exc)
-    if inspect.isawaitable(decision):
-        return await decision
+    try:
+        decision = hook(exc)
+        if inspect.isawaitable(decision):
+            decision = await decision
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
     return decision
+
+
+def _chain(failure: Exception, original: errors.DurableStreamError) -> None:
+    """Give ``failure``, raised by an ``on_error`` hook, the error the hook was given as its
+    cause (unless the hook chained one itself): the traceback then shows both."""
+    if failure.__cause__ is None and failure is not original:
+        failure.__cause__ = original
 
 
 def compressed_body_cut_short(response: httpx.Response, received: bool) -> bool:

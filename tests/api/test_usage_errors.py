@@ -1,7 +1,7 @@
 """Mistakes in how the client is called fail at once, with a typed error that says what to
 fix (issue #26): a URL that is not http(s) with a host, a header that cannot be sent, a
 non-positive timeout. None is retried as a network fault, and no message quotes a
-credential."""
+credential. Errors say each thing once, and keep what they were given."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import durable_streams as ds
-from durable_streams import DurableStream, stream
+from durable_streams import DurableStream, StreamNotFoundError, stream
 from durable_streams.state import AsyncStateView
 
 pytestmark = pytest.mark.integration
@@ -117,3 +117,56 @@ def test_a_timeout_must_be_positive(timeout: float) -> None:
     for make in _makers("http://127.0.0.1:4437/foo", timeout=timeout):
         with pytest.raises(ds.UsageError, match="timeout must be a positive number"):
             make()
+
+
+def test_an_on_error_hook_that_raises_keeps_the_error_it_was_given(stream_url: str) -> None:
+    class HookFailed(Exception):
+        pass
+
+    def hook(error: ds.DurableStreamError) -> None:
+        raise HookFailed("the hook failed")
+
+    with pytest.raises(HookFailed) as caught, stream(stream_url, on_error=hook) as res:
+        res.read_json()
+    assert isinstance(caught.value.__cause__, StreamNotFoundError)
+
+
+@pytest.mark.anyio
+async def test_an_async_on_error_hook_that_raises_keeps_the_error_it_was_given(
+    stream_url: str,
+) -> None:
+    async def hook(error: ds.DurableStreamError) -> None:
+        raise KeyError("the hook failed")
+
+    with pytest.raises(KeyError) as caught:
+        async with ds.astream(stream_url, on_error=hook) as res:
+            await res.read_json()
+    assert isinstance(caught.value.__cause__, StreamNotFoundError)
+
+
+def test_error_messages_say_each_thing_once(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type="text/plain") as handle:
+        handle.close_stream("the end")
+        with pytest.raises(ds.StreamClosedError) as closed:
+            handle.append("more")
+        assert str(closed.value).lower().count("closed") == 1
+        with ds.SyncIdempotentProducer(handle, producer_id="p") as producer:
+            producer.append("more")
+            with pytest.raises(ds.UndeliveredError) as undelivered:
+                producer.flush()
+    assert str(undelivered.value).count(stream_url) == 1
+
+
+def test_a_failed_batch_shows_its_size_not_its_body() -> None:
+    body = b'{"n":1},' * 1_000_000
+    failed = ds.FailedBatch(
+        seq=3,
+        epoch=1,
+        count=1_000_000,
+        body=body,
+        error=ds.ServerError("server error", status=500),
+        maybe_delivered=False,
+    )
+    text = repr(failed)
+    assert len(text) < 400
+    assert "8,000,000 bytes" in text and text.count('{"n":1}') < 20 and "seq=3" in text
