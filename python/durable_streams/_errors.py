@@ -4,7 +4,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     DurableStreamError
     ├── UsageError                      the call cannot work as given: a URL that is not http(s)
-    │                                   with a host, a header that cannot be sent (also ValueError)
+    │   │                               with a host, a header that cannot be sent (also ValueError)
+    │   └── HandleClosedError           a stream handle used after close()
     ├── TransportError                  network failure; httpx's exception is the __cause__
     │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
@@ -78,6 +79,7 @@ __all__ = [
     "EventTooLargeError",
     "FencedError",
     "HTTPParseError",
+    "HandleClosedError",
     "InvalidOffsetError",
     "JSONParseError",
     "NoPendingWorkError",
@@ -197,6 +199,11 @@ class UsageError(DurableStreamError, ValueError):
     keeps its trailing newline), a non-positive timeout. Raised where the mistake is made,
     before anything is sent where that is possible; the message says what to fix and never
     quotes a header value, a URL's user info or its query."""
+
+
+class HandleClosedError(UsageError):
+    """A stream handle, or something sharing its HTTP client (a fork's handle, a producer
+    made from it), was used after ``close()``. Open a new handle."""
 
 
 class TransportError(DurableStreamError):

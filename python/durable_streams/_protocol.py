@@ -387,6 +387,46 @@ def create_result(
     )
 
 
+def fork_result(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    url: str,
+    source: str,
+    offset: str | None,
+    source_status: int | None = None,
+) -> CreateResult:
+    """:func:`create_result` of a fork at ``url`` of the stream at ``source``; errors name
+    the stream at fault. ``source_status`` is what a HEAD of the source answered, asked
+    after a 409 (the answer both to another fork at ``url`` and to a deleted source)."""
+    said = _server_message(body)
+    if status == 404:
+        raise errors.StreamNotFoundError(
+            "the stream to fork does not exist", url=source, status=status, body=said or None
+        )
+    if status == 409 and source_status in (404, 410):
+        raise errors.RetentionGoneError(
+            "the stream to fork was deleted (the server keeps its data only for the forks "
+            "it already has)",
+            url=source,
+            status=source_status,
+            body=said or None,
+        )
+    if status == 400 and offset is not None:
+        raise errors.BadRequestError(
+            _with_detail(
+                f"the server refused to fork at offset {offset} (a fork offset is one the "
+                "server returned, up to the tail; leave it out to fork at the tail)",
+                said,
+            ),
+            url=source,
+            status=status,
+            body=said or None,
+        )
+    return create_result(status, headers, body, url=url, operation="fork")
+
+
 def head_result(status: int, headers: Mapping[str, str], *, url: str) -> HeadResult:
     if status != 200:
         raise error_for_status(status, headers, None, url=url, operation="head")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from types import TracebackType
 from typing import Any
 
@@ -488,6 +488,12 @@ def send(
     """One request with ``headers`` and ``params`` (values may be callables) added, resent
     after transient failures where that cannot apply it twice; the answer's status,
     lower-cased headers and body."""
+    if client.is_closed:
+        raise errors.HandleClosedError(
+            "the HTTP client is closed: the handle it belongs to (or the one this was forked "
+            "or made from) was closed",
+            url=req.url,
+        )
     attempts = RetryState(retry)
     while True:
         fresh = with_dynamic(req, resolve_sync(headers, headers=True), resolve_sync(params))
@@ -568,7 +574,9 @@ class DurableStream(HandleBase):
         self.close()
 
     def close(self) -> None:
-        """Release the HTTP client (if the handle made it). The stream itself stays open."""
+        """Release the HTTP client (if the handle made it). The stream itself stays open; the
+        handle takes no more calls (:class:`HandleClosedError`)."""
+        self._closed = True
         if self._owns_client:
             self._client.close()
 
@@ -646,6 +654,7 @@ class DurableStream(HandleBase):
     # -- operations ---------------------------------------------------------------------------
 
     def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+        self._check_open()
         return send(self._client, req, self._headers, self._params, self._timeout, self._retry)
 
     def head(self) -> HeadResult:
@@ -689,10 +698,27 @@ class DurableStream(HandleBase):
     ) -> DurableStream:
         """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
         the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
-        sharing this handle's HTTP client."""
+        sharing this handle's HTTP client; ``fork.created`` says whether the fork is new
+        (an identical fork was there already: False)."""
+        self._check_open()
         fork = DurableStream(url, client=self._client, **self._fork_settings())
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        result = proto.create_result(*fork._send(req), url=url, operation="fork")
+        status, headers, body = fork._send(req)
+        source_status = None
+        if status == 409:
+            # Also the answer when the source was deleted: only the source can tell which.
+            with suppress(errors.DurableStreamError):
+                source_status = (self._send(HttpRequest("HEAD", self.url)))[0]
+        result = proto.fork_result(
+            status,
+            headers,
+            body,
+            url=url,
+            source=self.url,
+            offset=offset,
+            source_status=source_status,
+        )
+        fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
 
@@ -712,6 +738,7 @@ class DurableStream(HandleBase):
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's HTTP client."""
+        self._check_open()
         proto.check_headers(headers)
         args = response_args(
             self.url,

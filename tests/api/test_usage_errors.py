@@ -1,11 +1,13 @@
 """Mistakes in how the client is called fail at once, with a typed error that says what to
 fix (issue #26): a URL that is not http(s) with a host, a header that cannot be sent, a
-non-positive timeout. None is retried as a network fault, and no message quotes a
-credential. Errors say each thing once, and keep what they were given."""
+non-positive timeout, a handle used after close(), a fork at a read position. None is retried
+as a network fault, and no message quotes a credential. Errors name the stream at fault, say
+each thing once, and keep what they were given."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import durable_streams as ds
 from durable_streams import DurableStream, StreamNotFoundError, stream
 from durable_streams.state import AsyncStateView
+from durable_streams.testing import local_server
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +120,63 @@ def test_a_timeout_must_be_positive(timeout: float) -> None:
     for make in _makers("http://127.0.0.1:4437/foo", timeout=timeout):
         with pytest.raises(ds.UsageError, match="timeout must be a positive number"):
             make()
+
+
+def test_a_closed_handle_says_so(stream_url: str) -> None:
+    handle = DurableStream.create(stream_url, content_type=JSON)
+    fork = handle.fork(f"{stream_url}-fork")
+    handle.close()
+    calls: list[Callable[[], object]] = [
+        handle.head,
+        lambda: handle.append(1),
+        handle.stream,
+        lambda: handle.fork(f"{stream_url}-again"),
+        fork.head,  # it shares the closed handle's HTTP client
+    ]
+    for call in calls:
+        with pytest.raises(ds.HandleClosedError, match="closed"):
+            call()
+
+
+@pytest.mark.anyio
+async def test_a_closed_async_handle_says_so(stream_url: str) -> None:
+    handle = await ds.AsyncDurableStream.create(stream_url, content_type=JSON)
+    await handle.aclose()
+    with pytest.raises(ds.HandleClosedError, match="closed"):
+        await handle.head()
+    with pytest.raises(ds.HandleClosedError, match="closed"):
+        handle.stream()
+
+
+def test_fork_handles_say_whether_the_fork_is_new(stream_url: str) -> None:
+    with DurableStream.create(stream_url, content_type=JSON) as handle:
+        cut = handle.append(1).offset
+        with handle.fork(f"{stream_url}-fork", offset=cut) as fork:
+            assert fork.created is True
+    # The same fork again is the stream already there (the reference server answers 409
+    # to any repeated fork; see tests/server/test_matches_reference.py).
+    with local_server() as base, DurableStream.create(f"{base}/s", content_type=JSON) as src:
+        cut = src.append(1).offset
+        assert src.fork(f"{base}/f", offset=cut).created is True
+        assert src.fork(f"{base}/f", offset=cut).created is False
+
+
+def test_fork_errors_name_the_stream_at_fault(server_url: str) -> None:
+    base = f"{server_url}/test/{uuid.uuid4().hex}"
+    with DurableStream(f"{base}/nope") as missing, pytest.raises(StreamNotFoundError) as caught:
+        missing.fork(f"{base}/nope2")
+    assert caught.value.url == f"{base}/nope" and "nope2" not in str(caught.value)
+
+    with DurableStream.create(f"{base}/src", content_type=JSON) as source:
+        source.append(1)
+        source.fork(f"{base}/kept")  # the server keeps the source's data for it
+        for offset in ("-1", "now"):
+            with pytest.raises(ds.UsageError, match="fork offset is a position the server"):
+                source.fork(f"{base}/at-{offset}", offset=offset)
+        source.delete()
+        with pytest.raises(ds.RetentionGoneError, match="the stream to fork was deleted") as gone:
+            source.fork(f"{base}/late")
+    assert gone.value.url == f"{base}/src" and "configuration" not in str(gone.value)
 
 
 def test_an_on_error_hook_that_raises_keeps_the_error_it_was_given(stream_url: str) -> None:
