@@ -60,7 +60,11 @@ class AsyncStateView:
     ``start`` and ``offset`` begin from a state already loaded (a compacted snapshot:
     ``offset=start.snapshot_covers``). ``on_change(message)`` (plain or async) is called
     after each message is applied. ``live`` is the live mode of the tail (``True``: SSE for
-    JSON streams)."""
+    JSON streams).
+
+    Entering the view checks that the stream exists with one HEAD request, bounded by
+    ``timeout`` and retried only under an explicit ``retry``: a missing stream or an
+    unreachable server fails it at once. The tail then retries as every live reader does."""
 
     def __init__(
         self,
@@ -93,6 +97,7 @@ class AsyncStateView:
             "verify": verify,
         }
         self._read_options = dict(self._handle_options)
+        self._opening_options = {**self._handle_options, "retry": retry or RetryPolicy.never()}
         # Guards the state against readers on other threads (StateView) mid-batch.
         self.lock = threading.Lock()
         if offset is not None:  # a stream other than start's: its offset means nothing here
@@ -138,7 +143,7 @@ class AsyncStateView:
 
     async def __aenter__(self) -> AsyncStateView:
         # A missing stream fails here, not at the first wait.
-        async with AsyncDurableStream(self.url, **self._handle_options) as handle:
+        async with AsyncDurableStream(self.url, **self._opening_options) as handle:
             await handle.head()
         group = anyio.create_task_group()
         await group.__aenter__()
