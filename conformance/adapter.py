@@ -99,7 +99,7 @@ def error_code(exc: BaseException) -> str:
         return "TIMEOUT"
     if isinstance(exc, ds.TransportError):
         return "NETWORK_ERROR"
-    if isinstance(exc, ds.ContentTypeError):
+    if isinstance(exc, (ds.ContentTypeError, ds.UsageError)):
         return "INVALID_ARGUMENT"
     if isinstance(exc, ds.DurableStreamError):
         return "INTERNAL_ERROR"

@@ -25,7 +25,7 @@ def base() -> Iterator[str]:
 
 
 def cli(
-    *args: str, stdin: bytes = b"", base: str | None = None
+    *args: str, stdin: bytes = b"", base: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("DURABLE_STREAMS_URL", None)
@@ -35,7 +35,7 @@ def cli(
         [sys.executable, "-m", "durable_streams", *args],
         input=stdin,
         capture_output=True,
-        timeout=60,
+        timeout=timeout,
         env=env,
         check=False,
     )
@@ -137,3 +137,62 @@ def test_verbose_shows_the_retries_that_are_silent_by_default() -> None:
         assert verbose.returncode == 0 and verbose.stdout == b'{"n":1}\n'
         (line,) = verbose.stderr.decode().splitlines()
         assert line.startswith(f"durable-streams: INFO: reading {url}/{path} failed (attempt 1)")
+
+
+def test_a_base_url_with_a_query_keeps_it_and_it_is_never_printed(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    with_token = f"{base}?token=s3cr3t"  # the stream's path goes before the query
+    assert cli("create", "--url", with_token, path).returncode == 0
+    head = cli("head", "--url", with_token, path)
+    assert head.returncode == 0 and f"url: {base}/{path}\n".encode() in head.stdout
+    assert b"s3cr3t" not in head.stdout + head.stderr
+    facts = json.loads(cli("head", "--json", "--url", with_token, path).stdout)
+    assert facts["url"] == f"{base}/{path}"
+
+
+def test_what_cannot_work_is_a_usage_error_at_once(base: str) -> None:
+    for args in (
+        ("read", "-f", "--url", "htp://127.0.0.1:9", "s"),  # not retried as a network fault
+        ("head", "--url", "127.0.0.1:4437", "s"),  # no scheme
+        ("head", "s", "-H", "X-Token: abc\ns3cr3t", "--url", base),
+    ):
+        done = cli(*args, timeout=20)
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.decode().splitlines()
+        assert line.startswith("durable-streams: ") and "s3cr3t" not in line
+    no_time = cli("head", "s", "--timeout", "0", base=base)
+    assert no_time.returncode == 2 and b"must be a positive number of seconds" in no_time.stderr
+    both = cli("create", "s", "--json", "--content-type", "text/plain", base=base)
+    assert both.returncode == 2 and b"not allowed with argument" in both.stderr
+
+
+def test_fork_errors_name_the_stream_at_fault(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    missing = cli("fork", f"{path}-nope", f"{path}-nope2", base=base)
+    assert missing.returncode == 3
+    assert f"{base}/{path}-nope,".encode() in missing.stderr and b"nope2" not in missing.stderr
+    cli("create", "--json", path, base=base)
+    at_start = cli("fork", path, f"{path}-f", "--offset", "-1", base=base)
+    assert at_start.returncode == 2 and b"leave it out to fork at the tail" in at_start.stderr
+
+
+def test_arguments_to_a_text_stream_are_lines_as_stdin_lines_are(base: str) -> None:
+    path = f"cli/{uuid.uuid4().hex}"
+    cli("create", "--content-type", "text/plain", path, base=base)
+    assert cli("append", path, "a", base=base).returncode == 0
+    assert cli("append", path, "b", "c", base=base).returncode == 0
+    assert cli("append", path, base=base, stdin=b"d\n").returncode == 0
+    assert cli("read", path, base=base).stdout == b"a\nb\nc\nd\n"
+
+
+def test_library_warnings_stay_off_stderr_without_verbose() -> None:
+    with local_server(fault_injection=True) as url:
+        path = f"cli/{uuid.uuid4().hex}"
+        cli("create", "--json", path, base=url)
+        # The third retry in a row logs at WARNING; the command still succeeds.
+        inject_status(url, f"/{path}", status=503, count=3, method="HEAD")
+        quiet = cli("head", path, base=url)
+        assert quiet.returncode == 0 and quiet.stderr == b""
+        inject_status(url, f"/{path}", status=503, count=3, method="HEAD")
+        verbose = cli("head", "-v", path, base=url)
+        assert b"WARNING" in verbose.stderr

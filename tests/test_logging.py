@@ -57,3 +57,23 @@ def test_handle_requests_log_their_retries(faulty: str, caplog: pytest.LogCaptur
         assert handle.head().offset is not None
     (record,) = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
     assert record.getMessage().startswith(f"HEAD {url} failed (attempt 1): status 503")
+
+
+def test_a_header_that_cannot_be_sent_is_neither_retried_nor_logged(
+    faulty: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{faulty}/log/{uuid.uuid4().hex}"
+    ds.DurableStream.create(url, content_type="application/json").close()
+    caplog.set_level(logging.DEBUG, logger="durable_streams")
+    # A token read from a file, newline and all, by a callable evaluated per request.
+    headers = {"Authorization": lambda: f"Bearer {SECRET_HEADER}\n"}
+    with (
+        ds.DurableStream(url, headers=headers, retry=FAST) as handle,
+        pytest.raises(ds.UsageError) as caught,
+    ):
+        handle.append({"n": 1})
+    assert SECRET_HEADER not in str(caught.value)
+    with pytest.raises(ds.UsageError), ds.stream(url, headers=headers, retry=FAST) as res:
+        res.read_json()
+    assert not [r for r in caplog.records if SECRET_HEADER in r.getMessage()]
+    assert not [r for r in caplog.records if "failed (attempt" in r.getMessage()]

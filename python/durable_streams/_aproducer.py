@@ -31,7 +31,7 @@ from ._producer import (
     settle,
     undelivered,
 )
-from ._protocol import AppendResult, encode_append_body
+from ._protocol import AppendResult, check_headers, check_url, encode_append_body
 from ._retry import RetryPolicy, RetryState
 from ._shared import (
     CLIENT_LIMITS,
@@ -108,7 +108,7 @@ def settings_from(
     replay: bool = False,
     gapless: bool = True,
 ) -> ProducerSettings:
-    url = stream if isinstance(stream, str) else stream.url
+    url = check_url(stream) if isinstance(stream, str) else stream.url
     if content_type is None and not isinstance(stream, str):
         content_type = stream.content_type
     if content_type is None:
@@ -248,6 +248,8 @@ class IdempotentProducer:
         timeout: float | httpx.Timeout | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        check_headers(headers)
+        own_timeout = None if timeout is None else make_timeout(timeout)
         settings = settings_from(
             stream,
             producer_id=producer_id,
@@ -271,8 +273,8 @@ class IdempotentProducer:
         self._retry = retry or getattr(handle, "_retry", None) or RetryPolicy()
         self._headers = headers if headers is not None else getattr(handle, "_headers", None)
         self._params = params if params is not None else getattr(handle, "_params", None)
-        if timeout is not None:
-            self._timeout = make_timeout(timeout)
+        if own_timeout is not None:
+            self._timeout = own_timeout
         else:
             self._timeout = make_timeout(getattr(handle, "_timeout", None))
         if client is None and isinstance(handle, AsyncDurableStream):
@@ -484,7 +486,7 @@ class IdempotentProducer:
         try:
             while True:
                 try:
-                    headers = await resolve_async(self._headers)
+                    headers = await resolve_async(self._headers, headers=True)
                     req = with_dynamic(
                         core.request(batch), headers, await resolve_async(self._params)
                     )

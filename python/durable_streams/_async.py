@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from types import TracebackType
 from typing import Any
 
@@ -176,7 +176,8 @@ class AsyncStreamResponse(ResponseMetadata):
         session = self._session
         while True:
             req = session.request(
-                await resolve_async(self._headers), await resolve_async(self._params)
+                await resolve_async(self._headers, headers=True),
+                await resolve_async(self._params),
             )
             timeout = self._live_timeout if session.live_request else self._timeout
             otel = telemetry.active
@@ -459,7 +460,12 @@ def astream(
 
     In async code, ``on_error`` may also be an async function, and ``headers`` and ``params``
     values async callables.
+
+    A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
+    :class:`UsageError` here.
     """
+    proto.check_url(url)
+    proto.check_headers(headers)
     transport, owns = async_read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
@@ -489,9 +495,17 @@ async def async_send(
     """One request with ``headers`` and ``params`` (values may be callables) added, resent
     after transient failures where that cannot apply it twice; the answer's status,
     lower-cased headers and body."""
+    if client.is_closed:
+        raise errors.HandleClosedError(
+            "the HTTP client is closed: the handle it belongs to (or the one this was forked "
+            "or made from) was closed",
+            url=req.url,
+        )
     attempts = RetryState(retry)
     while True:
-        fresh = with_dynamic(req, await resolve_async(headers), await resolve_async(params))
+        fresh = with_dynamic(
+            req, await resolve_async(headers, headers=True), await resolve_async(params)
+        )
         otel = telemetry.active
         span = None
         if otel is not None:
@@ -569,7 +583,9 @@ class AsyncDurableStream(HandleBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP client (if the handle made it). The stream itself stays open."""
+        """Release the HTTP client (if the handle made it). The stream itself stays open; the
+        handle takes no more calls (:class:`HandleClosedError`)."""
+        self._closed = True
         if self._owns_client:
             await self._client.aclose()
 
@@ -647,6 +663,7 @@ class AsyncDurableStream(HandleBase):
     # -- operations ---------------------------------------------------------------------------
 
     async def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+        self._check_open()
         return await async_send(
             self._client, req, self._headers, self._params, self._timeout, self._retry
         )
@@ -692,10 +709,27 @@ class AsyncDurableStream(HandleBase):
     ) -> AsyncDurableStream:
         """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
         the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
-        sharing this handle's HTTP client."""
+        sharing this handle's HTTP client; ``fork.created`` says whether the fork is new
+        (an identical fork was there already: False)."""
+        self._check_open()
         fork = AsyncDurableStream(url, client=self._client, **self._fork_settings())
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        result = proto.create_result(*await fork._send(req), url=url, operation="fork")
+        status, headers, body = await fork._send(req)
+        source_status = None
+        if status == 409:
+            # Also the answer when the source was deleted: only the source can tell which.
+            with suppress(errors.DurableStreamError):
+                source_status = (await self._send(HttpRequest("HEAD", self.url)))[0]
+        result = proto.fork_result(
+            status,
+            headers,
+            body,
+            url=url,
+            source=self.url,
+            offset=offset,
+            source_status=source_status,
+        )
+        fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
 
@@ -715,6 +749,8 @@ class AsyncDurableStream(HandleBase):
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
+        self._check_open()
+        proto.check_headers(headers)
         args = response_args(
             self.url,
             offset=offset,

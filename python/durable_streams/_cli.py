@@ -8,7 +8,7 @@ other streams as bytes. Errors are one line on stderr and an exit status:
 ====  ===============================================================================
 0     done
 1     the server refused (a conflict, a closed stream, ...) or another failure
-2     the command line is wrong
+2     the command line is wrong (also: a URL or a header that cannot be sent)
 3     no such stream
 4     the server could not be reached (connection refused, timed out)
 5     the input is not valid (a line of NDJSON that is not JSON: its number is named)
@@ -22,11 +22,13 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from . import _errors as errors
 from ._producer import FailedBatch
@@ -57,10 +59,6 @@ class InputError(Exception):
     """The user's input (a line of NDJSON, a header) is not valid."""
 
 
-class UsageError(Exception):
-    """The command line asks for something that cannot be done as asked."""
-
-
 def add_commands(commands: Any) -> None:
     """The stream commands, on the ``durable-streams`` parser's subcommands."""
 
@@ -79,7 +77,7 @@ def add_commands(commands: Any) -> None:
             metavar="'NAME: VALUE'",
             help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
         )
-        parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        parser.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")
         parser.add_argument(
             "--retry-for",
             type=float,
@@ -99,8 +97,9 @@ def add_commands(commands: Any) -> None:
 
     create = command("create", "create a stream (or confirm an identical one)")
     create.add_argument("stream", help="the stream's URL, or a path under --url")
-    create.add_argument("--content-type", default=DEFAULT_CONTENT_TYPE)
-    create.add_argument("--json", action="store_true", help="short for --content-type " + JSON)
+    kind = create.add_mutually_exclusive_group()
+    kind.add_argument("--content-type", default=DEFAULT_CONTENT_TYPE)
+    kind.add_argument("--json", action="store_true", help="short for --content-type " + JSON)
     create.add_argument("--ttl", type=int, metavar="SECONDS", help="delete after this idle time")
     create.add_argument("--expires-at", metavar="RFC3339", help="delete at this time")
     create.add_argument("--closed", action="store_true", help="create it closed")
@@ -110,7 +109,9 @@ def add_commands(commands: Any) -> None:
         "append DATA, or stdin: NDJSON lines to a JSON stream, lines (or --raw bytes) to others",
     )
     append.add_argument("stream")
-    append.add_argument("data", nargs="*", help="messages (JSON text on JSON streams)")
+    append.add_argument(
+        "data", nargs="*", help="messages (JSON text on JSON streams, else lines of text)"
+    )
     append.add_argument("--raw", action="store_true", help="stdin as raw bytes, not lines")
     append.add_argument(
         "--producer-id",
@@ -150,12 +151,28 @@ def add_commands(commands: Any) -> None:
     delete.add_argument("stream")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
 def _url(args: argparse.Namespace, name: str) -> str:
     if name.startswith(("http://", "https://")):
         return name
     if not args.url:
         raise InputError(f"{name!r} is not a URL: give a full URL, or a base with --url")
-    return f"{args.url.rstrip('/')}/{name.lstrip('/')}"
+    # The name goes on the base's path; the base's query (a token) stays a query.
+    base_url: str = args.url
+    base = urlsplit(base_url)
+    own = urlsplit(name)
+    path = f"{base.path.rstrip('/')}/{own.path.lstrip('/')}"
+    query = "&".join(part for part in (base.query, own.query) if part)
+    return urlunsplit((base.scheme, base.netloc, path, query, ""))
 
 
 def _headers(args: argparse.Namespace) -> dict[str, str]:
@@ -223,14 +240,17 @@ class _Progress:
 
 def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
     if args.state and not args.producer_id:
-        raise UsageError("--state goes with --producer-id")
+        raise errors.UsageError("--state goes with --producer-id")
     handle = _handle(args, args.stream)
     with handle:
         handle.head()
         json_mode = is_json_content_type(handle.content_type)
         if args.data:
             for i, text in enumerate(args.data, 1):
-                handle.append(_message(text, json_mode, f"argument {i}"))
+                # Each argument is a line, as each line of stdin is.
+                handle.append(
+                    _message(text, json_mode, f"argument {i}") if json_mode else text + "\n"
+                )
             return EXIT["ok"]
         progress = _Progress(stderr, enabled=stderr.isatty() and not args.quiet)
         if args.raw:
@@ -371,7 +391,7 @@ def _head(args: argparse.Namespace, stdout: TextIO) -> int:
     with _handle(args, args.stream) as handle:
         result = handle.head()
     facts = {
-        "url": handle.url,
+        "url": errors.redact_url(handle.url),
         "content_type": result.content_type,
         "offset": result.offset,
         "closed": result.closed,
@@ -390,15 +410,17 @@ def _head(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """One stream command; the exit status."""
-    if not args.verbose:
-        return _run(args, stdin, stdout, stderr)
-    # The library's log (see durable_streams._log) on stderr, for this command only.
+    # The library's log (see durable_streams._log) on stderr with -v, for this command only.
+    # Without it, a handler that shows nothing: else Python's last-resort handler prints
+    # the library's warnings (a retry, then success) beside the command's own one line.
     logger = logging.getLogger("durable_streams")
-    handler = logging.StreamHandler(stderr)
-    handler.setFormatter(logging.Formatter("durable-streams: %(levelname)s: %(message)s"))
+    handler: logging.Handler = logging.NullHandler()
     level = logger.level
+    if args.verbose:
+        handler = logging.StreamHandler(stderr)
+        handler.setFormatter(logging.Formatter("durable-streams: %(levelname)s: %(message)s"))
+        logger.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
     try:
         return _run(args, stdin, stdout, stderr)
     finally:
@@ -449,7 +471,7 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
     except InputError as exc:
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["bad-input"]
-    except UsageError as exc:
+    except errors.UsageError as exc:  # a URL or header that cannot work: the command line
         stderr.write(f"durable-streams: {exc}\n")
         return EXIT["usage"]
     except errors.StreamNotFoundError as exc:

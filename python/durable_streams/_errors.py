@@ -3,6 +3,9 @@
 Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     DurableStreamError
+    ├── UsageError                      the call cannot work as given: a URL that is not http(s)
+    │   │                               with a host, a header that cannot be sent (also ValueError)
+    │   └── HandleClosedError           a stream handle used after close()
     ├── TransportError                  network failure; httpx's exception is the __cause__
     │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
@@ -51,7 +54,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
                                         ValueError)
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
-query string, so tokens passed as params do not leak into logs.
+query string or user info, and header values never appear: credentials do not leak into logs.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ __all__ = [
     "EventTooLargeError",
     "FencedError",
     "HTTPParseError",
+    "HandleClosedError",
     "InvalidOffsetError",
     "JSONParseError",
     "NoPendingWorkError",
@@ -104,6 +108,7 @@ __all__ = [
     "SubscriptionNotFoundError",
     "TransportError",
     "UndeliveredError",
+    "UsageError",
     "WakeTokenError",
     "WakeTokenExpiredError",
     "WebhookUrlRejectedError",
@@ -112,14 +117,32 @@ __all__ = [
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without query string, fragment or user info: safe to print."""
+    """The URL without query string, fragment or user info: safe to print, even when it is
+    not a valid URL."""
     if url is None:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 host
+        return _redact_by_hand(url)
+    if not parts.netloc:  # no "//": "user:secret@host/x" parses as scheme "user"
+        return _redact_by_hand(url)
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _redact_by_hand(url: str) -> str:
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}"
 
 
 class DurableStreamError(Exception):
@@ -140,8 +163,13 @@ class DurableStreamError(Exception):
         self.offset = offset
 
     def __str__(self) -> str:
+        return self._describe(with_url=True)
+
+    def _describe(self, *, with_url: bool) -> str:
+        """The message with its context; ``with_url=False`` leaves out the stream, for a
+        message that quotes this error under its own stream."""
         context = []
-        if self.url is not None:
+        if with_url and self.url is not None:
             context.append(f"stream {self.url}")
         if self.offset is not None:
             context.append(f"offset {self.offset}")
@@ -163,6 +191,19 @@ class DurableStreamError(Exception):
         if self.offset is None and offset is not None:
             self.offset = offset
         return self
+
+
+class UsageError(DurableStreamError, ValueError):
+    """The call cannot work as given, and no retry would mend it: a URL that is not http or
+    https with a host, a header name or value that cannot be sent (a value read from a file
+    keeps its trailing newline), a non-positive timeout. Raised where the mistake is made,
+    before anything is sent where that is possible; the message says what to fix and never
+    quotes a header value, a URL's user info or its query."""
+
+
+class HandleClosedError(UsageError):
+    """A stream handle, or something sharing its HTTP client (a fork's handle, a producer
+    made from it), was used after ``close()``. Open a new handle."""
 
 
 class TransportError(DurableStreamError):
@@ -188,8 +229,8 @@ class ParseError(DurableStreamError, ValueError):
         super().__init__(message, url=url, status=status, offset=offset)
         self.position = position
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def _describe(self, *, with_url: bool) -> str:
+        text = super()._describe(with_url=with_url)
         if self.position is None:
             return text
         return f"{text} [at byte {self.position}]"

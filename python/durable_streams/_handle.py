@@ -23,8 +23,10 @@ __all__ = ["HandleBase"]
 class HandleBase:
     url: str
     content_type: str | None
-    # After create(): whether the stream was new (201) rather than an identical one (200).
+    # After create() or fork(): whether the stream was new (201) rather than an identical
+    # one (200).
     created: bool | None = None
+    _closed = False
 
     def _configure(
         self,
@@ -35,7 +37,8 @@ class HandleBase:
         timeout: float | httpx.Timeout | None,
         retry: RetryPolicy | None,
     ) -> None:
-        self.url = url
+        self.url = proto.check_url(url)
+        proto.check_headers(headers)
         self.content_type = content_type
         self._headers = headers
         self._params = params
@@ -47,6 +50,13 @@ class HandleBase:
             f"<{type(self).__name__} {errors.redact_url(self.url)} "
             f"content_type={self.content_type!r}>"
         )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.HandleClosedError(
+                "the stream handle is closed: open a new one (close() released its HTTP client)",
+                url=self.url,
+            )
 
     def _fork_settings(self) -> dict[str, Any]:
         """The keyword arguments that give a fork this handle's settings."""
@@ -113,6 +123,11 @@ class HandleBase:
         ttl_seconds: int | None,
         expires_at: _dt.datetime | str | None,
     ) -> HttpRequest:
+        if offset in (proto.OFFSET_BEGINNING, proto.OFFSET_NOW):
+            raise errors.UsageError(
+                f"a fork offset is a position the server returned (an append's or head()'s "
+                f"offset), not {offset!r}; leave it out to fork at the tail"
+            )
         return proto.create_request(
             url,
             content_type=None,

@@ -101,6 +101,7 @@ class ProducerSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.producer_id, str) or not self.producer_id:
             raise ValueError("producer_id must be a non-empty string")
+        proto.check_header("Producer-Id", self.producer_id)  # it travels as one
         epoch = self.epoch
         if (
             isinstance(epoch, bool)
@@ -171,6 +172,10 @@ class StoreChanges:
     deletes: list[int]
 
 
+# How much of a failed batch's body its repr shows.
+_REPR_BODY_BYTES = 64
+
+
 @dataclass(frozen=True)
 class FailedBatch:
     """A batch that was not delivered, with what it held and why it failed.
@@ -188,6 +193,16 @@ class FailedBatch:
     maybe_delivered: bool
     json: bool = field(default=False, repr=False)
     kept: bool = False
+
+    def __repr__(self) -> str:
+        # The body can be megabytes, and reprs end up in error reports and logs.
+        shown = repr(self.body[:_REPR_BODY_BYTES])
+        more = "..." if len(self.body) > _REPR_BODY_BYTES else ""
+        return (
+            f"FailedBatch(seq={self.seq}, epoch={self.epoch}, count={self.count}, "
+            f"body=<{len(self.body):,} bytes: {shown}{more}>, error={self.error!r}, "
+            f"maybe_delivered={self.maybe_delivered}, kept={self.kept})"
+        )
 
     def messages(self) -> list[Any]:
         """The batch's messages: decoded JSON values on JSON streams, else its bytes as one item."""
@@ -929,7 +944,8 @@ def undelivered(failures: list[FailedBatch], url: str) -> errors.UndeliveredErro
     count = sum(f.count for f in failures)
     first = failures[0].error
     err = errors.UndeliveredError(
-        f"{len(failures)} batch(es) with {count} message(s) were not delivered; first: {first}",
+        f"{len(failures)} batch(es) with {count} message(s) were not delivered; first: "
+        f"{first._describe(with_url=False)}",
         failures,
         url=url,
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from . import _errors as errors
 
@@ -15,6 +17,9 @@ __all__ = [
     "HeadResult",
     "HttpRequest",
     "LiveMode",
+    "check_header",
+    "check_headers",
+    "check_url",
     "error_for_status",
     "is_json_content_type",
     "sse_data_is_text",
@@ -104,6 +109,73 @@ def format_expires_at(expires_at: _dt.datetime | str) -> str:
     return expires_at.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def check_url(url: str, what: str = "stream URL") -> str:
+    """``url``, if a request can go to it: http or https, with a host. Anything else is a
+    mistake no retry mends, so it fails here rather than as a network error later."""
+    if not isinstance(url, str):
+        raise TypeError(f"the {what} must be a str, not {type(url).__name__}")
+    shown = errors.redact_url(url)
+    if url != url.strip() or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise errors.UsageError(
+            f"the {what} {shown!r} has surrounding whitespace or a control character "
+            "(a URL read from a file keeps its newline: strip it)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError:
+        raise errors.UsageError(f"the {what} {shown!r} has an invalid host or port") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise errors.UsageError(
+            f"the {what} {shown!r} must start with http:// or https://, e.g. "
+            "http://127.0.0.1:4437/v1/stream/name"
+        )
+    if not parts.hostname:
+        raise errors.UsageError(f"the {what} {shown!r} has no host")
+    return url
+
+
+# RFC 9110: a header name is a token; a value is visible ASCII, spaces and tabs (we refuse
+# obs-text too: httpx encodes values as ASCII).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_header(name: object, value: str) -> None:
+    """Refuse a header that cannot be sent, naming it but never quoting its value (most
+    likely a credential)."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        shown = name if not isinstance(name, str) else name[: _token_prefix(name)] + "..."
+        raise errors.UsageError(
+            f"{shown!r} is not a header name: names are letters, digits and !#$%&'*+-.^_`|~ "
+            "(give the value apart: headers={'Authorization': 'Bearer ...'})"
+        )
+    if _HEADER_VALUE.fullmatch(value):
+        return
+    if "\n" in value or "\r" in value:
+        why = "a line break (a value read from a file keeps its newline: strip it)"
+    elif any(ord(c) > 0x7E for c in value):
+        why = "a character outside ASCII"
+    else:
+        why = "a control character"
+    raise errors.UsageError(f"the value of header {name!r} cannot be sent: it has {why}")
+
+
+def _token_prefix(name: str) -> int:
+    match = _HEADER_NAME.match(name)
+    return match.end() if match else 0
+
+
+def check_headers(headers: Mapping[str, Any] | None) -> None:
+    """:func:`check_header` for each header given as text; a callable's value is checked
+    each time it is called."""
+    for name, value in (headers or {}).items():
+        if callable(value):
+            check_header(name, "")
+        else:
+            check_header(name, str(value))
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     """One request to send, as data: the drivers turn it into an httpx call."""
@@ -161,6 +233,21 @@ def _server_message(body: bytes | None) -> str:
     return text
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _with_detail(message: str, said: str) -> str:
+    """``message``, then what the server said about it, unless that mostly repeats it
+    ("stream is closed at offset X: Stream is closed" says it twice)."""
+    words = set(_WORD.findall(said.lower()))
+    if not words:
+        return message
+    repeated = words & set(_WORD.findall(message.lower()))
+    if 3 * len(repeated) >= 2 * len(words):
+        return message
+    return f"{message}: {said}"
+
+
 def error_for_status(
     status: int,
     headers: Mapping[str, str],
@@ -174,66 +261,71 @@ def error_for_status(
 ) -> errors.ResponseError:
     """The typed error for a non-success answer to ``operation`` (create, append, read, ...)."""
     said = _server_message(body)
-    detail = f": {said}" if said else ""
-    if said and said.lower().rstrip(".") in ("stream not found", "not found"):
-        detail = ""  # the message says it already
     common: dict[str, Any] = {"url": url, "status": status, "offset": offset, "body": said or None}
     if status == 400:
         if operation == "read":
-            return errors.InvalidOffsetError(f"the server rejected the read{detail}", **common)
-        return errors.BadRequestError(f"the server rejected the {operation}{detail}", **common)
+            return errors.InvalidOffsetError(
+                _with_detail("the server rejected the read", said), **common
+            )
+        return errors.BadRequestError(
+            _with_detail(f"the server rejected the {operation}", said), **common
+        )
     if status == 403 and producer:
         epoch = optional_int(headers, H_PRODUCER_EPOCH)
         return errors.StaleEpochError(
-            f"producer epoch is stale; the server is at epoch {epoch}{detail}",
+            _with_detail(f"producer epoch is stale; the server is at epoch {epoch}", said),
             current_epoch=epoch,
             **common,
         )
     if status == 404:
-        return errors.StreamNotFoundError(f"stream not found{detail}", **common)
+        return errors.StreamNotFoundError(_with_detail("stream not found", said), **common)
     if status == 409:
         if header_true(headers, H_CLOSED):
             final = headers.get(H_NEXT_OFFSET)
             return errors.StreamClosedError(
-                f"stream is closed at offset {final}{detail}", final_offset=final, **common
+                _with_detail(f"stream is closed at offset {final}", said),
+                final_offset=final,
+                **common,
             )
         if operation in ("create", "fork"):
             return errors.StreamExistsError(
-                f"a stream with another configuration exists{detail}", **common
+                _with_detail("a stream with another configuration exists", said), **common
             )
         if producer and H_EXPECTED_SEQ in headers:
             expected = optional_int(headers, H_EXPECTED_SEQ)
             received = optional_int(headers, H_RECEIVED_SEQ)
             return errors.SequenceGapError(
-                f"producer sequence gap: expected {expected}, sent {received}{detail}",
+                _with_detail(f"producer sequence gap: expected {expected}, sent {received}", said),
                 expected_seq=expected,
                 received_seq=received,
                 **common,
             )
         if "content type" in said.lower() or "content-type" in said.lower():
             return errors.ContentTypeMismatchError(
-                f"content type does not match the stream's{detail}", **common
+                _with_detail("content type does not match the stream's", said), **common
             )
         if seq:
             return errors.SeqConflictError(
-                f"Stream-Seq is not greater than the last one{detail}", **common
+                _with_detail("Stream-Seq is not greater than the last one", said), **common
             )
-        return errors.ConflictError(f"conflict{detail}", **common)
+        return errors.ConflictError(_with_detail("conflict", said), **common)
     if status == 410:
         return errors.RetentionGoneError(
-            f"gone: offset before retained data or stream deleted{detail}", **common
+            _with_detail("gone: offset before retained data or stream deleted", said), **common
         )
     if status == 413:
-        return errors.PayloadTooLargeError(f"request body too large{detail}", **common)
+        return errors.PayloadTooLargeError(_with_detail("request body too large", said), **common)
     if status == 429:
         return errors.RateLimitedError(
-            f"rate limited{detail}", retry_after=retry_after_seconds(headers), **common
+            _with_detail("rate limited", said), retry_after=retry_after_seconds(headers), **common
         )
     if status >= 500:
         return errors.ServerError(
-            f"server error{detail}", retry_after=retry_after_seconds(headers), **common
+            _with_detail("server error", said), retry_after=retry_after_seconds(headers), **common
         )
-    return errors.ResponseError(f"unexpected status {status} for {operation}{detail}", **common)
+    return errors.ResponseError(
+        _with_detail(f"unexpected status {status} for {operation}", said), **common
+    )
 
 
 def is_transient_status(status: int) -> bool:
@@ -293,6 +385,46 @@ def create_result(
         content_type=headers.get("content-type"),
         closed=header_true(headers, H_CLOSED),
     )
+
+
+def fork_result(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    url: str,
+    source: str,
+    offset: str | None,
+    source_status: int | None = None,
+) -> CreateResult:
+    """:func:`create_result` of a fork at ``url`` of the stream at ``source``; errors name
+    the stream at fault. ``source_status`` is what a HEAD of the source answered, asked
+    after a 409 (the answer both to another fork at ``url`` and to a deleted source)."""
+    said = _server_message(body)
+    if status == 404:
+        raise errors.StreamNotFoundError(
+            "the stream to fork does not exist", url=source, status=status, body=said or None
+        )
+    if status == 409 and source_status in (404, 410):
+        raise errors.RetentionGoneError(
+            "the stream to fork was deleted (the server keeps its data only for the forks "
+            "it already has)",
+            url=source,
+            status=source_status,
+            body=said or None,
+        )
+    if status == 400 and offset is not None:
+        raise errors.BadRequestError(
+            _with_detail(
+                f"the server refused to fork at offset {offset} (a fork offset is one the "
+                "server returned, up to the tail; leave it out to fork at the tail)",
+                said,
+            ),
+            url=source,
+            status=status,
+            body=said or None,
+        )
+    return create_result(status, headers, body, url=url, operation="fork")
 
 
 def head_result(status: int, headers: Mapping[str, str], *, url: str) -> HeadResult:

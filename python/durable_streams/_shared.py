@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing
@@ -14,6 +15,7 @@ import httpx
 from . import _errors as errors
 from ._protocol import (
     HttpRequest,
+    check_header,
     is_json_content_type,
     is_transient_status,
     retry_after_seconds,
@@ -66,6 +68,11 @@ def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         return DEFAULT_TIMEOUT
     if isinstance(timeout, httpx.Timeout):
         return timeout
+    if isinstance(timeout, bool) or not (timeout > 0 and math.isfinite(timeout)):
+        # Zero would time every request out at once, which reads as an unreachable server.
+        raise errors.UsageError(
+            f"timeout must be a positive number of seconds (None: the default), not {timeout!r}"
+        )
     return httpx.Timeout(timeout)
 
 
@@ -111,8 +118,9 @@ def response_args(
     }
 
 
-def resolve_sync(values: Mapping[str, Any] | None) -> dict[str, str]:
-    """Evaluate callable header/param values, once per request."""
+def resolve_sync(values: Mapping[str, Any] | None, *, headers: bool = False) -> dict[str, str]:
+    """Evaluate callable header/param values, once per request; with ``headers``, what a
+    callable gave is checked as a header value (those given as text were checked already)."""
     if not values:
         return {}
     out: dict[str, str] = {}
@@ -124,11 +132,16 @@ def resolve_sync(values: Mapping[str, Any] | None) -> dict[str, str]:
                 if close is not None:
                     close()
                 raise TypeError(f"header/param {name!r} is async; use the async API for it")
+            value = str(value)
+            if headers:
+                check_header(name, value)
         out[name] = str(value)
     return out
 
 
-async def resolve_async(values: Mapping[str, Any] | None) -> dict[str, str]:
+async def resolve_async(
+    values: Mapping[str, Any] | None, *, headers: bool = False
+) -> dict[str, str]:
     if not values:
         return {}
     out: dict[str, str] = {}
@@ -137,6 +150,9 @@ async def resolve_async(values: Mapping[str, Any] | None) -> dict[str, str]:
             value = value()
             if inspect.isawaitable(value):
                 value = await value
+            value = str(value)
+            if headers:
+                check_header(name, value)
         out[name] = str(value)
     return out
 
@@ -145,7 +161,11 @@ def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDe
     """What a reader's ``on_error`` hook says about ``exc`` (``None`` without a hook)."""
     if hook is None:
         return None
-    decision = hook(exc)
+    try:
+        decision = hook(exc)
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
     if inspect.isawaitable(decision):
         close = getattr(decision, "close", None)
         if close is not None:
@@ -157,10 +177,21 @@ def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDe
 async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
     if hook is None:
         return None
-    decision = hook(exc)
-    if inspect.isawaitable(decision):
-        return await decision
+    try:
+        decision = hook(exc)
+        if inspect.isawaitable(decision):
+            decision = await decision
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
     return decision
+
+
+def _chain(failure: Exception, original: errors.DurableStreamError) -> None:
+    """Give ``failure``, raised by an ``on_error`` hook, the error the hook was given as its
+    cause (unless the hook chained one itself): the traceback then shows both."""
+    if failure.__cause__ is None and failure is not original:
+        failure.__cause__ = original
 
 
 def compressed_body_cut_short(response: httpx.Response, received: bool) -> bool:

@@ -30,11 +30,12 @@ import anyio.abc
 import httpx
 
 from . import _errors as errors
+from . import _protocol as proto
 from ._async import AsyncDurableStream, astream
 from ._loopthread import LoopThread
 from ._protocol import OFFSET_BEGINNING, LiveMode
 from ._retry import RetryPolicy
-from ._shared import Headers
+from ._shared import Headers, make_timeout
 from ._statecore import Change, Control, State
 
 __all__ = ["AsyncStateView", "StateView", "SyncChanges"]
@@ -59,7 +60,11 @@ class AsyncStateView:
     ``start`` and ``offset`` begin from a state already loaded (a compacted snapshot:
     ``offset=start.snapshot_covers``). ``on_change(message)`` (plain or async) is called
     after each message is applied. ``live`` is the live mode of the tail (``True``: SSE for
-    JSON streams)."""
+    JSON streams).
+
+    Entering the view checks that the stream exists with one HEAD request, bounded by
+    ``timeout`` and retried only under an explicit ``retry``: a missing stream or an
+    unreachable server fails it at once. The tail then retries as every live reader does."""
 
     def __init__(
         self,
@@ -78,7 +83,8 @@ class AsyncStateView:
     ) -> None:
         if live is False:
             raise ValueError("a view tails its stream: live must be True, 'sse' or 'long-poll'")
-        self.url = url
+        self.url = proto.check_url(url)
+        proto.check_headers(headers)
         self.state = start if start is not None else State(on_malformed=on_malformed)
         self._from = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
         self._live = live
@@ -86,11 +92,12 @@ class AsyncStateView:
         self._handle_options: dict[str, Any] = {
             "headers": headers,
             "params": params,
-            "timeout": timeout,
+            "timeout": make_timeout(timeout),
             "retry": retry,
             "verify": verify,
         }
         self._read_options = dict(self._handle_options)
+        self._opening_options = {**self._handle_options, "retry": retry or RetryPolicy.never()}
         # Guards the state against readers on other threads (StateView) mid-batch.
         self.lock = threading.Lock()
         if offset is not None:  # a stream other than start's: its offset means nothing here
@@ -136,7 +143,7 @@ class AsyncStateView:
 
     async def __aenter__(self) -> AsyncStateView:
         # A missing stream fails here, not at the first wait.
-        async with AsyncDurableStream(self.url, **self._handle_options) as handle:
+        async with AsyncDurableStream(self.url, **self._opening_options) as handle:
             await handle.head()
         group = anyio.create_task_group()
         await group.__aenter__()

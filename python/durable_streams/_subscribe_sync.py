@@ -59,7 +59,9 @@ class Subscriptions:
     Failed requests are retried under ``retry`` where resending cannot apply a call twice.
     Refusals raise :class:`SubscriptionError` subclasses named after the server's codes
     (:class:`FencedError`, :class:`AlreadyClaimedError`, ...). Use it as a context manager,
-    or close it; a ``client`` passed in is the caller's to close."""
+    or close it; a ``client`` passed in is the caller's to close. A ``root`` that turns out
+    to be a stream path (a server answers there as a stream) raises :class:`UsageError`,
+    and a stream its call created there is deleted again."""
 
     def __init__(
         self,
@@ -72,7 +74,8 @@ class Subscriptions:
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
     ) -> None:
-        self.root = root.rstrip("/")
+        self.root = proto.check_url(root, "stream root").rstrip("/")
+        proto.check_headers(headers)
         self._headers = headers
         self._params = params
         self._timeout = make_timeout(timeout)
@@ -108,7 +111,11 @@ class Subscriptions:
         operation: str,
         subscription_id: str | None,
         timeout: httpx.Timeout | None = None,
+        *,
+        stream: bool = False,
     ) -> tuple[int, dict[str, str], bytes]:
+        """``req`` to the subscription API (or, with ``stream``, to a stream): the answer, or
+        its typed error."""
         status, headers, body = send(
             self._client,
             req,
@@ -117,6 +124,18 @@ class Subscriptions:
             timeout or self._timeout,
             self._retry,
         )
+        if not stream and subs.answered_as_stream(status, headers):
+            if status == 201:  # made a stream where the subscription should be: undo that
+                with contextlib.suppress(errors.DurableStreamError):
+                    send(
+                        self._client,
+                        HttpRequest("DELETE", req.url),
+                        self._headers,
+                        self._params,
+                        self._timeout,
+                        self._retry,
+                    )
+            raise subs.not_a_root(self.root)
         if status >= 300:
             raise subs.error_for(
                 status,
@@ -278,7 +297,7 @@ class SubscriptionConsumer:
         wake_url = subs.stream_url(client.root, sub.wake_stream)
         # Wake events appended from here on are seen; work pending before it is claimed now.
         status, headers, _ = client._call(
-            HttpRequest("HEAD", wake_url), "read wake stream", self.subscription_id
+            HttpRequest("HEAD", wake_url), "read wake stream", self.subscription_id, stream=True
         )
         offset = proto.head_result(status, headers, url=wake_url).offset or proto.OFFSET_BEGINNING
         while True:
@@ -295,7 +314,7 @@ class SubscriptionConsumer:
         client = self._client
         req = HttpRequest("GET", wake_url, params=[("live", "long-poll"), ("offset", offset)])
         timeout = request_timeout(client._timeout, DEFAULT_LIVE_READ_TIMEOUT, True)
-        _, headers, _ = client._call(req, "wait on the wake stream", None, timeout)
+        _, headers, _ = client._call(req, "wait on the wake stream", None, timeout, stream=True)
         following = headers.get(proto.H_NEXT_OFFSET) or offset
         if proto.header_true(headers, proto.H_CLOSED) and following == offset:
             raise errors.StreamClosedError(

@@ -398,6 +398,20 @@ def error_for(
     return cls(text, **common)
 
 
+def answered_as_stream(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a success answered as a stream does (subscription answers carry no stream
+    offset): the call went to a stream path, so ``root`` is not the server's stream root."""
+    return status < 300 and proto.H_NEXT_OFFSET in headers
+
+
+def not_a_root(root: str) -> errors.UsageError:
+    return errors.UsageError(
+        f"{errors.redact_url(root)} is not the server's stream root: a stream answered there, "
+        "not the subscription API. Give the URL stream paths are relative to, e.g. "
+        "http://127.0.0.1:4437/v1/stream"
+    )
+
+
 def _object(body: bytes, *, url: str, what: str) -> dict[str, Any]:
     try:
         parsed = json.loads(body)

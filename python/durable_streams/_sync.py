@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from types import TracebackType
 from typing import Any
 
@@ -173,7 +173,10 @@ class StreamResponse(ResponseMetadata):
             raise errors.DurableStreamError("the response is closed", url=self.url)
         session = self._session
         while True:
-            req = session.request(resolve_sync(self._headers), resolve_sync(self._params))
+            req = session.request(
+                resolve_sync(self._headers, headers=True),
+                resolve_sync(self._params),
+            )
             timeout = self._live_timeout if session.live_request else self._timeout
             otel = telemetry.active
             span = None
@@ -450,7 +453,12 @@ def stream(
     for the default decision, a :class:`RetryAction` to retry with new headers or params (the
     only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
     the error at once; an exception it raises propagates instead.
+
+    A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
+    :class:`UsageError` here.
     """
+    proto.check_url(url)
+    proto.check_headers(headers)
     transport, owns = read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
@@ -480,9 +488,15 @@ def send(
     """One request with ``headers`` and ``params`` (values may be callables) added, resent
     after transient failures where that cannot apply it twice; the answer's status,
     lower-cased headers and body."""
+    if client.is_closed:
+        raise errors.HandleClosedError(
+            "the HTTP client is closed: the handle it belongs to (or the one this was forked "
+            "or made from) was closed",
+            url=req.url,
+        )
     attempts = RetryState(retry)
     while True:
-        fresh = with_dynamic(req, resolve_sync(headers), resolve_sync(params))
+        fresh = with_dynamic(req, resolve_sync(headers, headers=True), resolve_sync(params))
         otel = telemetry.active
         span = None
         if otel is not None:
@@ -560,7 +574,9 @@ class DurableStream(HandleBase):
         self.close()
 
     def close(self) -> None:
-        """Release the HTTP client (if the handle made it). The stream itself stays open."""
+        """Release the HTTP client (if the handle made it). The stream itself stays open; the
+        handle takes no more calls (:class:`HandleClosedError`)."""
+        self._closed = True
         if self._owns_client:
             self._client.close()
 
@@ -638,6 +654,7 @@ class DurableStream(HandleBase):
     # -- operations ---------------------------------------------------------------------------
 
     def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+        self._check_open()
         return send(self._client, req, self._headers, self._params, self._timeout, self._retry)
 
     def head(self) -> HeadResult:
@@ -681,10 +698,27 @@ class DurableStream(HandleBase):
     ) -> DurableStream:
         """Create a stream at ``url`` that inherits this one's data up to ``offset`` (default:
         the tail), plus ``sub_offset`` messages (JSON) or bytes past it. Returns its handle,
-        sharing this handle's HTTP client."""
+        sharing this handle's HTTP client; ``fork.created`` says whether the fork is new
+        (an identical fork was there already: False)."""
+        self._check_open()
         fork = DurableStream(url, client=self._client, **self._fork_settings())
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        result = proto.create_result(*fork._send(req), url=url, operation="fork")
+        status, headers, body = fork._send(req)
+        source_status = None
+        if status == 409:
+            # Also the answer when the source was deleted: only the source can tell which.
+            with suppress(errors.DurableStreamError):
+                source_status = (self._send(HttpRequest("HEAD", self.url)))[0]
+        result = proto.fork_result(
+            status,
+            headers,
+            body,
+            url=url,
+            source=self.url,
+            offset=offset,
+            source_status=source_status,
+        )
+        fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
 
@@ -704,6 +738,8 @@ class DurableStream(HandleBase):
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's HTTP client."""
+        self._check_open()
+        proto.check_headers(headers)
         args = response_args(
             self.url,
             offset=offset,

@@ -216,7 +216,7 @@ def _header_lines(fields: tuple[tuple[str, str], ...]) -> str:
     names = set()
     for name, value in fields:
         if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_BREAK.search(value):
-            raise ValueError(f"header {name!r} cannot be sent as given: {value!r}")
+            raise errors.UsageError(f"header {name!r} cannot be sent as given")
         names.add(name.lower())
         lines.append(f"{name}: {value}\r\n")
     if "user-agent" not in names:

@@ -131,6 +131,8 @@ SCRIPT: list[tuple[str, str, dict[str, str], bytes, str]] = [
     ("PUT", "/f6", {"stream-forked-from": "/src", "stream-fork-offset": "0_999999"}, b"", ""),
     ("PUT", "/f7", {"stream-forked-from": "/src", "stream-fork-sub-offset": "x"}, b"", ""),
     ("PUT", "/f8", {"content-type": T, "stream-fork-sub-offset": "1"}, b"", ""),
+    ("PUT", "/f2", {"stream-forked-from": "/src"}, b"", ""),  # /f2 forked at OFFSET_2, not the tail
+    ("PUT", "/f2", {"stream-forked-from": "/src", "stream-fork-offset": "-1"}, b"", ""),
     ("POST", "/f1", {"content-type": J}, b'"own"', ""),
     ("POST", "/src", {"content-type": J}, b'"later"', ""),
     ("GET", "/f1", {}, b"", ""),

@@ -3,6 +3,8 @@ changes batch by batch, report them, start from a compacted snapshot, and stop o
 
 from __future__ import annotations
 
+import logging
+import socket
 import uuid
 
 import anyio
@@ -171,6 +173,17 @@ def test_sync_changes_outlive_a_timeout_and_views_start_where_told(
             view.wait_for(covers, timeout=1)
     with pytest.raises(ds.StreamNotFoundError):
         StateView(f"{server_url}/v1/stream/missing-{uuid.uuid4().hex}")
+
+
+def test_a_view_of_an_unreachable_server_fails_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as listener:  # a port nothing listens on once this is closed
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="durable_streams")
+    with pytest.raises(ds.TransportError):
+        StateView(f"http://127.0.0.1:{port}/v1/stream/view")
+    # One HEAD, not a run of retries (about 10 s of them by default) inside the constructor.
+    assert [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()] == []
 
 
 @pytest.mark.parametrize("live", ["sse", "long-poll"])

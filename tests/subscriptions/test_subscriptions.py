@@ -45,6 +45,27 @@ def wait_for(predicate: object, timeout: float = WAIT) -> None:
         time.sleep(0.02)
 
 
+def test_a_base_url_that_is_not_the_stream_root_is_named_and_leaves_nothing_behind(
+    subs_server: str, root: str, prefix: str
+) -> None:
+    make_stream(root, f"{prefix}/wake").close()
+    sub_id = f"{prefix}-sub"
+    with (
+        ds.Subscriptions(subs_server) as subs,  # the server's URL, without /v1/stream
+        pytest.raises(ds.UsageError, match="is not the server's stream root") as caught,
+    ):
+        subs.create(sub_id, type="pull-wake", pattern=f"{prefix}/*", wake_stream=f"{prefix}/wake")
+    assert subs_server in str(caught.value) and "/v1/stream" in str(caught.value)
+    # The PUT made a stream where the subscription should have been; it is gone again.
+    with (
+        ds.DurableStream(f"{subs_server}/__ds/subscriptions/{sub_id}") as stray,
+        pytest.raises(ds.StreamNotFoundError),
+    ):
+        stray.head()
+    with ds.Subscriptions(root) as subs, pytest.raises(ds.SubscriptionNotFoundError):
+        subs.get(sub_id)
+
+
 def test_create_confirm_conflict_read_and_delete(root: str, prefix: str) -> None:
     with ds.Subscriptions(root) as subs:
         make_stream(root, f"{prefix}/wake").close()

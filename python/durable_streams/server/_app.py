@@ -180,7 +180,11 @@ class App:
         if fork_offset_text is not None:
             fork_offset = parse_offset(fork_offset_text)
             if fork_offset is None:
-                return _text(400, "invalid Stream-Fork-Offset")
+                return _text(
+                    400,
+                    "invalid Stream-Fork-Offset: give an offset the server returned "
+                    "(Stream-Next-Offset), not -1 or now; leave it out to fork at the tail",
+                )
         sub_offset = 0
         sub_text = header("stream-fork-sub-offset")
         if sub_text is not None:

@@ -423,11 +423,17 @@ class Store:
     def _matches(self, stream: Stream, spec: CreateSpec) -> bool:
         if spec.forked_from is not None:
             inherited = spec.ttl_seconds is None and spec.expires_at is None
+            fork_offset = spec.fork_offset
+            if fork_offset is None:  # the source's tail, which moves on: compare with it now
+                source = self._lookup(spec.forked_from)
+                if source is None or source.soft_deleted:
+                    return False
+                fork_offset = source.tail
             return (
                 spec.forked_from == stream.forked_from
                 and (spec.content_type is None or _same_type(spec.content_type, stream))
                 and (inherited or (spec.ttl_seconds, spec.expires_at) == _expiry(stream))
-                and spec.fork_offset in (None, stream.fork_offset)
+                and fork_offset == stream.fork_offset
                 and spec.fork_sub_offset == stream.fork_sub_offset
                 and spec.closed == stream.closed
             )
