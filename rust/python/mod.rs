@@ -2,6 +2,8 @@
 //! knows PyO3. Every error of the parsing modules is mapped here, once, to a class of
 //! `durable_streams._errors` (imported and cached).
 
+mod pybuild;
+
 use std::borrow::Cow;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -19,9 +21,10 @@ use crate::encode;
 use crate::framer::ArrayFramer;
 use crate::http::{self, HttpError, Part};
 use crate::json::{self, JsonError};
-use crate::pybuild::{self, Stop};
 use crate::sse::{self, Event, EventKind, SseError};
 use crate::state;
+
+use pybuild::Stop;
 
 /// Deepest container nesting `encode_json` follows (also what stops reference cycles).
 const MAX_ENCODE_DEPTH: usize = 500;
