@@ -2,16 +2,14 @@
 //! knows PyO3. Every error of the parsing modules is mapped here, once, to a class of
 //! `durable_streams._errors` (imported and cached).
 
+mod errors;
 mod pybuild;
-
-use std::borrow::Cow;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple,
 };
 
 use crate::base64::{self, Base64Error};
@@ -19,105 +17,16 @@ use crate::batch::Batch;
 use crate::control::{self, ControlError};
 use crate::encode;
 use crate::framer::ArrayFramer;
-use crate::http::{self, HttpError, Part};
+use crate::http::{self, Part};
 use crate::json::{self, JsonError};
-use crate::sse::{self, Event, EventKind, SseError};
+use crate::sse::{self, Event, EventKind};
 use crate::state;
 
+use errors::{json_err, type_name, ErrorClass, Fault};
 use pybuild::Stop;
 
 /// Deepest container nesting `encode_json` follows (also what stops reference cycles).
 const MAX_ENCODE_DEPTH: usize = 500;
-
-// ---------------------------------------------------------------------------------------------
-// Errors: one mapping from the core's errors to the Python classes.
-
-#[derive(Clone, Copy)]
-enum ErrorClass {
-    Json,
-    Sse,
-    TooLarge,
-    Base64,
-    Http,
-}
-
-/// An error of the core, ready to become a Python exception; or one Python raised while the
-/// core built objects (out of memory), which goes on as it is.
-struct Fault {
-    class: ErrorClass,
-    message: Cow<'static, str>,
-    position: u64,
-    raised: Option<PyErr>,
-}
-
-impl Fault {
-    fn new(class: ErrorClass, message: impl Into<Cow<'static, str>>, position: u64) -> Self {
-        Self {
-            class,
-            message: message.into(),
-            position,
-            raised: None,
-        }
-    }
-}
-
-static JSON_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static SSE_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static EVENT_TOO_LARGE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static BASE64_DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static HTTP_PARSE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-impl From<Fault> for PyErr {
-    fn from(f: Fault) -> PyErr {
-        if let Some(raised) = f.raised {
-            return raised;
-        }
-        Python::attach(|py| {
-            let (cell, name) = match f.class {
-                ErrorClass::Json => (&JSON_PARSE_ERROR, "JSONParseError"),
-                ErrorClass::Sse => (&SSE_PARSE_ERROR, "SSEParseError"),
-                ErrorClass::TooLarge => (&EVENT_TOO_LARGE_ERROR, "EventTooLargeError"),
-                ErrorClass::Base64 => (&BASE64_DECODE_ERROR, "Base64DecodeError"),
-                ErrorClass::Http => (&HTTP_PARSE_ERROR, "HTTPParseError"),
-            };
-            let build = || -> PyResult<PyErr> {
-                let cls = cell.import(py, "durable_streams._errors", name)?;
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("position", f.position)?;
-                Ok(PyErr::from_value(
-                    cls.call((f.message.as_ref(),), Some(&kwargs))?,
-                ))
-            };
-            build().unwrap_or_else(|e| e)
-        })
-    }
-}
-
-impl From<JsonError> for Fault {
-    fn from(e: JsonError) -> Self {
-        Fault::new(ErrorClass::Json, e.kind.message(), e.position as u64)
-    }
-}
-
-impl From<SseError> for PyErr {
-    fn from(e: SseError) -> PyErr {
-        let class = match e {
-            SseError::TooLarge { .. } => ErrorClass::TooLarge,
-            SseError::InvalidUtf8 { .. } => ErrorClass::Sse,
-        };
-        Fault::new(class, e.message(), e.position()).into()
-    }
-}
-
-impl From<HttpError> for PyErr {
-    fn from(e: HttpError) -> PyErr {
-        Fault::new(ErrorClass::Http, e.kind.message(), e.position).into()
-    }
-}
-
-fn json_err(e: JsonError) -> PyErr {
-    Fault::from(e).into()
-}
 
 // ---------------------------------------------------------------------------------------------
 // JSON bodies.
@@ -298,13 +207,6 @@ impl JsonArrayReader {
 
 // ---------------------------------------------------------------------------------------------
 // JSON encoding.
-
-fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".to_owned())
-}
 
 fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
     // Exact-type checks are one pointer comparison each; the subclass checks below need a
