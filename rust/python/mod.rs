@@ -2,333 +2,26 @@
 //! knows PyO3. Every error of the parsing modules is mapped here, once, to a class of
 //! `durable_streams._errors` (imported and cached).
 
+mod encode;
 mod errors;
+mod json;
 mod pybuild;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString, PyTuple,
-};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString};
 
 use crate::base64::{self, Base64Error};
 use crate::batch::Batch;
 use crate::control::{self, ControlError};
-use crate::encode;
-use crate::framer::ArrayFramer;
 use crate::http::{self, Part};
-use crate::json::{self, JsonError};
 use crate::sse::{self, Event, EventKind};
 use crate::state;
 
+use encode::encode_value;
 use errors::{json_err, type_name, ErrorClass, Fault};
-use pybuild::Stop;
-
-/// Deepest container nesting `encode_json` follows (also what stops reference cycles).
-const MAX_ENCODE_DEPTH: usize = 500;
-
-// ---------------------------------------------------------------------------------------------
-// JSON bodies.
-
-/// A JSON-mode body as a list of Python objects; errors are at offsets into `body`.
-fn parse_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
-    // The builder checks UTF-8 as it goes; a failure goes to the scanner, which checks it first.
-    let start = json::skip_ws(body, 0);
-    if start == body.len() {
-        return Ok(PyList::empty(py));
-    }
-    if body[start] != b'[' {
-        json::check_utf8(body)?;
-        return Err(JsonError {
-            kind: json::JsonErrorKind::ExpectedArray,
-            position: start,
-        }
-        .into());
-    }
-    let built = match pybuild::build_array(py, body, start) {
-        Ok((list, end)) if json::skip_ws(body, end) == body.len() => return Ok(list),
-        Ok(_) => Stop::Invalid,
-        Err(stop) => stop,
-    };
-    Err(match json::array_error(body) {
-        Some(e) => e.into(),
-        None => stopped(built, 0),
-    })
-}
-
-/// A build the scanner found no fault in: Python raised (out of memory: that exception goes
-/// on), or (never expected) the two disagree.
-#[cold]
-fn stopped(stop: Stop, position: usize) -> Fault {
-    match stop {
-        Stop::Raised(e) => Fault {
-            raised: Some(e),
-            ..Fault::new(ErrorClass::Json, "", position as u64)
-        },
-        Stop::Invalid => Fault::new(ErrorClass::Json, "invalid JSON", position as u64),
-    }
-}
-
-/// The raw bytes of each element `scan` finds in `s`; its errors pass through `json_fault`.
-fn element_bytes<'py>(
-    py: Python<'py>,
-    s: &[u8],
-    scan: impl FnOnce(&mut dyn FnMut(usize, usize)) -> json::JsonResult<()>,
-    json_fault: impl FnOnce(JsonError) -> Fault,
-) -> Result<Bound<'py, PyList>, Fault> {
-    let list = PyList::empty(py);
-    let mut err = None;
-    scan(&mut |a, b| {
-        if err.is_none() {
-            err = list.append(PyBytes::new(py, &s[a..b])).err();
-        }
-    })
-    .map_err(json_fault)?;
-    match err {
-        None => Ok(list),
-        Some(e) => Err(Fault::new(ErrorClass::Json, e.to_string(), 0)),
-    }
-}
-
-fn split_array_py<'py>(py: Python<'py>, body: &[u8]) -> Result<Bound<'py, PyList>, Fault> {
-    element_bytes(py, body, |f| json::scan_array(body, f), Fault::from)
-}
-
-#[pyfunction]
-fn parse_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    Ok(parse_array_py(py, body)?)
-}
-
-#[pyfunction]
-fn split_json_array<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    Ok(split_array_py(py, body)?)
-}
-
-/// A group of a body read in parts (see `framer`) as Python objects, or as the raw bytes
-/// of each element; errors are at body positions (`base` is the group's).
-fn group_py<'py>(
-    py: Python<'py>,
-    group: &[u8],
-    base: usize,
-    raw: bool,
-) -> Result<Bound<'py, PyList>, Fault> {
-    let at_base = |e: JsonError| -> Fault {
-        JsonError {
-            kind: e.kind,
-            position: base + e.position,
-        }
-        .into()
-    };
-    if raw {
-        return element_bytes(py, group, |f| json::scan_group(group, f), at_base);
-    }
-    let built = match pybuild::build_array(py, group, 0) {
-        Ok((list, end)) if end == group.len() => return Ok(list),
-        Ok(_) => Stop::Invalid,
-        Err(stop) => stop,
-    };
-    Err(match json::scan_group(group, |_, _| {}) {
-        Err(e) => at_base(e),
-        Ok(()) => stopped(built, base),
-    })
-}
-
-fn group_bytes(bytes: i64) -> PyResult<usize> {
-    if bytes < 0 {
-        return Err(PyValueError::new_err(
-            "min_group_bytes must not be negative",
-        ));
-    }
-    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
-}
-
-/// Reads a JSON-mode body as it arrives: whole elements come out a group at a time.
-#[pyclass(module = "durable_streams._core", name = "JsonArrayReader")]
-struct JsonArrayReader {
-    framer: ArrayFramer,
-    raw: bool,
-}
-
-impl JsonArrayReader {
-    fn take<'py>(&mut self, py: Python<'py>, finished: bool) -> PyResult<Bound<'py, PyList>> {
-        let list = match self.framer.group(finished).map_err(json_err)? {
-            None => return Ok(PyList::empty(py)),
-            Some((group, base)) => group_py(py, group, base, self.raw)?,
-        };
-        self.framer.consume();
-        Ok(list)
-    }
-}
-
-#[pymethods]
-impl JsonArrayReader {
-    #[new]
-    #[pyo3(signature = (raw = false, min_group_bytes = 1_048_576))]
-    fn new(raw: bool, min_group_bytes: i64) -> PyResult<Self> {
-        Ok(Self {
-            framer: ArrayFramer::new(group_bytes(min_group_bytes)?),
-            raw,
-        })
-    }
-
-    #[getter]
-    fn saw_array(&self) -> bool {
-        self.framer.saw_array()
-    }
-
-    #[getter]
-    fn buffered(&self) -> usize {
-        self.framer.buffered()
-    }
-
-    #[getter]
-    fn get_min_group_bytes(&self) -> usize {
-        self.framer.min_group_bytes()
-    }
-
-    #[setter]
-    fn set_min_group_bytes(&mut self, bytes: i64) -> PyResult<()> {
-        self.framer.set_min_group_bytes(group_bytes(bytes)?);
-        Ok(())
-    }
-
-    /// The next bytes of the body; returns the elements of a group that became ready.
-    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        self.framer.push(chunk).map_err(json_err)?;
-        self.take(py, false)
-    }
-
-    /// The body ended: the elements not returned yet; raises if the array is incomplete.
-    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        self.take(py, true)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON encoding.
-
-fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
-    // Exact-type checks are one pointer comparison each; the subclass checks below need a
-    // call into the interpreter under the stable ABI, so common values skip them.
-    if let Ok(s) = v.cast_exact::<PyString>() {
-        encode::push_str(out, s.to_str()?);
-        return Ok(());
-    }
-    if let Ok(i) = v.cast_exact::<PyInt>() {
-        if let Ok(n) = i.extract::<i64>() {
-            encode::push_i64(out, n);
-            return Ok(());
-        }
-    }
-    if let Ok(f) = v.cast_exact::<PyFloat>() {
-        if encode::push_f64(out, f.value()) {
-            return Ok(());
-        }
-    }
-    if let Ok(d) = v.cast_exact::<PyDict>() {
-        return encode_dict(out, d, depth);
-    }
-    if let Ok(l) = v.cast_exact::<PyList>() {
-        return encode_list(out, l, depth);
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        encode::push_str(out, s.to_str()?);
-    } else if v.is_none() {
-        out.extend_from_slice(b"null");
-    } else if let Ok(b) = v.cast::<PyBool>() {
-        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
-    } else if let Ok(i) = v.cast::<PyInt>() {
-        match i.extract::<i64>() {
-            Ok(n) => encode::push_i64(out, n),
-            Err(_) => {
-                let text = v.py().get_type::<PyInt>().call_method1("__repr__", (i,))?;
-                out.extend_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes());
-            }
-        }
-    } else if let Ok(f) = v.cast::<PyFloat>() {
-        let x = f.value();
-        if !encode::push_f64(out, x) {
-            let repr = v
-                .py()
-                .get_type::<PyFloat>()
-                .call_method1("__repr__", (f,))?;
-            return Err(PyValueError::new_err(format!(
-                "Out of range float values are not JSON compliant: {repr}"
-            )));
-        }
-    } else if let Ok(d) = v.cast::<PyDict>() {
-        encode_dict(out, d, depth)?;
-    } else if let Ok(l) = v.cast::<PyList>() {
-        encode_list(out, l, depth)?;
-    } else if let Ok(t) = v.cast::<PyTuple>() {
-        enter(depth)?;
-        out.push(b'[');
-        for (n, item) in t.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            encode_value(out, &item, depth + 1)?;
-        }
-        out.push(b']');
-    } else {
-        return Err(PyTypeError::new_err(format!(
-            "Object of type {} is not JSON serializable",
-            type_name(v)
-        )));
-    }
-    Ok(())
-}
-
-fn encode_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: usize) -> PyResult<()> {
-    enter(depth)?;
-    out.push(b'{');
-    for (n, (k, val)) in d.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        let Ok(k) = k.cast::<PyString>() else {
-            return Err(PyTypeError::new_err(format!(
-                "keys must be str, not {}",
-                type_name(&k)
-            )));
-        };
-        encode::push_str(out, k.to_str()?);
-        out.push(b':');
-        encode_value(out, &val, depth + 1)?;
-    }
-    out.push(b'}');
-    Ok(())
-}
-
-fn encode_list(out: &mut Vec<u8>, l: &Bound<'_, PyList>, depth: usize) -> PyResult<()> {
-    enter(depth)?;
-    out.push(b'[');
-    for (n, item) in l.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        encode_value(out, &item, depth + 1)?;
-    }
-    out.push(b']');
-    Ok(())
-}
-
-fn enter(depth: usize) -> PyResult<()> {
-    if depth >= MAX_ENCODE_DEPTH {
-        return Err(PyValueError::new_err(
-            "JSON nesting deeper than 500 levels (or a reference cycle)",
-        ));
-    }
-    Ok(())
-}
-
-#[pyfunction]
-fn encode_json<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let mut out = Vec::new();
-    encode_value(&mut out, value, 0)?;
-    Ok(PyBytes::new(py, &out))
-}
+use json::{parse_array_py, split_array_py};
 
 // ---------------------------------------------------------------------------------------------
 // SSE.
@@ -853,10 +546,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SseDecoder>()?;
     m.add_class::<BatchBuilder>()?;
     m.add_class::<HttpResponseDecoder>()?;
-    m.add_class::<JsonArrayReader>()?;
-    m.add_function(wrap_pyfunction!(parse_json_array, m)?)?;
-    m.add_function(wrap_pyfunction!(split_json_array, m)?)?;
-    m.add_function(wrap_pyfunction!(encode_json, m)?)?;
+    m.add_class::<json::JsonArrayReader>()?;
+    m.add_function(wrap_pyfunction!(json::parse_json_array, m)?)?;
+    m.add_function(wrap_pyfunction!(json::split_json_array, m)?)?;
+    m.add_function(wrap_pyfunction!(encode::encode_json, m)?)?;
     m.add_function(wrap_pyfunction!(fold_changes, m)?)?;
     Ok(())
 }
