@@ -1,5 +1,5 @@
 """The SSE decoder of the pure-Python core; mirrors ``rust/sse.rs``, ``rust/control.rs`` and
-the event interpretation of ``rust/python.rs`` rule for rule (see ``_core.pyi``)."""
+the event interpretation of ``rust/python/sse.rs`` rule for rule (see ``_core.pyi``)."""
 
 from __future__ import annotations
 
