@@ -13,250 +13,49 @@ needs the ``cryptography`` package and ``webhooks=True``; pull-wake works withou
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as _dt
 import hashlib
-import hmac
-import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from ._http import Request, Response
-from ._offsets import format_offset
 from ._store import Store, StoreError
+from ._subscription_model import (
+    PREFIX,
+    STREAM_ROOT,
+    ZERO,
+    Link,
+    Refusal,
+    Subscription,
+    glob_matches,
+    relative_path,
+    tail_offset,
+)
+from ._subscription_records import SubscriptionRecords
+from ._subscription_signing import Signer, WakeTokens
+from ._webhook_urls import resolved_problem, webhook_url_problem
 
 __all__ = ["PREFIX", "Subscriptions"]
 
 log = logging.getLogger("durable_streams.server")
 
-STREAM_ROOT = "/v1/stream/"
-PREFIX = "/v1/stream/__ds"
-ZERO = format_offset(0)
 DEFAULT_LEASE_MS = 30_000
 MIN_LEASE_MS = 1_000
 MAX_LEASE_MS = 600_000
-TOKEN_SECONDS = 3600
 WEBHOOK_TIMEOUT = 10.0
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
-
-_STATUS = {
-    "INVALID_REQUEST": 400,
-    "WEBHOOK_URL_REJECTED": 400,
-    "TOKEN_INVALID": 401,
-    "TOKEN_EXPIRED": 401,
-    "SUBSCRIPTION_NOT_FOUND": 404,
-    "SUBSCRIPTION_ALREADY_EXISTS": 409,
-    "FENCED": 409,
-    "ALREADY_CLAIMED": 409,
-    "NO_PENDING_WORK": 409,
-    "INVALID_OFFSET": 409,
-}
-
-
-class Refusal(Exception):
-    """An error answer: ``{"error": {"code", "message", ...extra}}`` with the code's status."""
-
-    def __init__(self, code: str, message: str | None, **extra: Any) -> None:
-        super().__init__(message or code)
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-    def response(self) -> Response:
-        error: dict[str, Any] = {"code": self.code}
-        if self.message is not None:
-            error["message"] = self.message
-        error.update(self.extra)
-        return _json(_STATUS[self.code], {"error": error})
 
 
 def _json(status: int, body: Any, content_type: str = "application/json") -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
     return Response(status, [("content-type", content_type)], data)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _segments(path: str) -> list[str]:
-    return [s for s in path.split("/") if s]
-
-
-def glob_matches(pattern: str, path: str) -> bool:
-    """``*`` is one whole segment, ``**`` any number (none included); ``%2A`` a literal star."""
-    pat, segs = _segments(pattern), _segments(path)
-
-    def match(i: int, j: int) -> bool:
-        if i == len(pat):
-            return j == len(segs)
-        if pat[i] == "**":
-            return any(match(i + 1, k) for k in range(j, len(segs) + 1))
-        if j == len(segs):
-            return False
-        literal = pat[i].replace("%2A", "*").replace("%2a", "*")
-        return (pat[i] == "*" or literal == segs[j]) and match(i + 1, j + 1)
-
-    return match(0, 0)
-
-
-# Besides private, loopback, link-local and unspecified addresses: shared address space
-# (carrier-grade NAT), which also never names a public webhook receiver.
-_SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")
-
-
-def _numeric_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a numeric host stands for, in any spelling a resolver accepts
-    (``127.1``, ``0x7f000001``, ``2130706433``, ``0177.0.0.1``); None for a name."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if address.version == 6:
-        return "IPv6 webhook addresses are not accepted"
-    if (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_unspecified
-        or address in _SHARED_SPACE
-    ):
-        return "private, loopback, link-local and shared addresses are not accepted"
-    return None
-
-
-def webhook_url_problem(url: str) -> str | None:
-    """Why the server refuses to deliver to ``url`` (PROTOCOL.md 12.8), or None. A host name
-    is checked again when a delivery resolves it (:func:`resolved_problem`)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return "invalid webhook URL"
-    if not host or parts.scheme not in ("http", "https"):
-        return "invalid webhook URL"
-    host = host.rstrip(".")
-    address = _numeric_host(host)
-    loopback = host == "localhost" or (
-        address is not None
-        and address.version == 4
-        and address.is_loopback
-        and host.startswith("127.")
-        and host.count(".") == 3
-    )
-    if parts.scheme == "http":
-        return None if loopback else "http is only allowed for localhost or 127.0.0.x"
-    if host == "localhost":
-        return "localhost webhooks must use http"
-    return None if address is None else address_problem(address)
-
-
-async def resolved_problem(url: str) -> str | None:
-    """Whether an https webhook's host name resolves to an address it may not reach."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
-    if parts.scheme != "https" or _numeric_host(host) is not None:
-        return None
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-    except OSError as exc:
-        return f"cannot resolve {host}: {exc}"
-    for info in infos:
-        problem = address_problem(ipaddress.ip_address(info[4][0]))
-        if problem is not None:
-            return f"{host} resolves to {info[4][0]}: {problem}"
-    return None
-
-
-@dataclass
-class Link:
-    types: set[str]
-    acked: str
-
-    @property
-    def link_type(self) -> str:
-        return "explicit" if "explicit" in self.types else "glob"
-
-
-@dataclass
-class Subscription:
-    id: str
-    type: str
-    pattern: str | None
-    streams: list[str]
-    webhook_url: str | None
-    wake_stream: str | None
-    lease_ttl_ms: int
-    description: str | None
-    config_hash: str
-    created_at: str
-    links: dict[str, Link] = field(default_factory=dict)
-    generation: int = 0
-    wake_id: str | None = None
-    snapshot: dict[str, str] | None = None
-    holder: str | None = None
-    lease: asyncio.TimerHandle | None = None
-    status: str = "active"
-    retries: int = 0
-    retry: asyncio.TimerHandle | None = None
-    deleted: bool = False
-
-    def cancel_timers(self) -> None:
-        for handle in (self.lease, self.retry):
-            if handle is not None:
-                handle.cancel()
-        self.lease = self.retry = None
-
-
-class Signer:
-    """The server's Ed25519 webhook key, from its 32 secret bytes (needs cryptography)."""
-
-    def __init__(self, secret: bytes) -> None:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        self._key = Ed25519PrivateKey.from_private_bytes(secret)
-        raw = self._key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        x = _b64url(raw)
-        thumbprint = json.dumps(
-            {"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":")
-        ).encode()
-        self.kid = "ds_" + _b64url(hashlib.sha256(thumbprint).digest())
-        self.jwk = {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": x,
-            "kid": self.kid,
-            "use": "sig",
-            "alg": "EdDSA",
-        }
-
-    def header(self, body: bytes) -> str:
-        stamp = str(int(time.time()))
-        signature = self._key.sign(stamp.encode() + b"." + body)
-        return f"t={stamp},kid={self.kid},ed25519={_b64url(signature)}"
 
 
 class Subscriptions:
@@ -267,16 +66,15 @@ class Subscriptions:
         self, store: Store, base_url: Callable[[], str], *, webhooks: bool = False
     ) -> None:
         self._store = store
-        self._journal = store.journal
+        self._records = SubscriptionRecords(store.journal)
         self._base_url = base_url
         self._webhooks = webhooks
         self._subs: dict[str, Subscription] = {}
-        self._token_key = self._journal.secret("wake-token-key", lambda: secrets.token_bytes(32))
+        self._tokens = WakeTokens(self._records.token_key())
         self._signer: Signer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: Any = None
-        for _, text in self._journal.records("subscription"):
-            sub = _restore(text)
+        for sub in self._records.load():
             self._subs[sub.id] = sub
 
     def start(self) -> None:
@@ -287,8 +85,7 @@ class Subscriptions:
                 self._maybe_wake(sub)
 
     def _save(self, sub: Subscription) -> None:
-        if not sub.deleted:
-            self._journal.save_record("subscription", sub.id, _persisted(sub))
+        self._records.save(sub)
 
     # -- routing -----------------------------------------------------------------
 
@@ -300,7 +97,7 @@ class Subscriptions:
         try:
             return self._route(request)
         except Refusal as exc:
-            return exc.response()
+            return _refused(exc)
 
     def _route(self, request: Request) -> Response:
         rest = request.path[len(PREFIX) :].split("/")[1:]
@@ -452,7 +249,7 @@ class Subscriptions:
             self._link(sub, path, "explicit", self._tail(path))
         if pattern is not None:
             for path in self._store.paths():
-                relative = _relative(path)
+                relative = relative_path(path)
                 if relative is not None and glob_matches(pattern, relative):
                     self._link(sub, relative, "glob", self._tail(relative))
         self._subs[sub_id] = sub
@@ -491,7 +288,7 @@ class Subscriptions:
         if sub is not None:
             sub.deleted = True
             sub.cancel_timers()
-            self._journal.remove_record("subscription", sub_id)
+            self._records.remove(sub_id)
 
     def _add_streams(self, sub_id: str, body: dict[str, Any]) -> Response:
         streams = body.get("streams")
@@ -528,7 +325,7 @@ class Subscriptions:
 
     def _signing(self) -> Signer:
         if self._signer is None:
-            secret = self._journal.secret("webhook-signing-key", lambda: secrets.token_bytes(32))
+            secret = self._records.signing_key()
             try:
                 self._signer = Signer(secret)
             except ImportError:
@@ -540,13 +337,7 @@ class Subscriptions:
     # -- membership ----------------------------------------------------------------
 
     def _tail(self, path: str) -> str:
-        return self._tail_if_readable(path) or ZERO
-
-    def _tail_if_readable(self, path: str) -> str | None:
-        try:
-            return format_offset(self._store.get(STREAM_ROOT + path).tail)
-        except StoreError:
-            return None
+        return tail_offset(self._store, path) or ZERO
 
     @staticmethod
     def _link(sub: Subscription, path: str, kind: str, offset: str) -> Link:
@@ -559,7 +350,7 @@ class Subscriptions:
 
     def on_append(self, path: str) -> None:
         """A stream got data through the API: join it to matching globs, wake who follows it."""
-        relative = _relative(path)
+        relative = relative_path(path)
         if relative is None:
             return
         for sub in list(self._subs.values()):
@@ -574,7 +365,7 @@ class Subscriptions:
                 self._maybe_wake(sub, relative)
 
     def on_delete(self, path: str) -> None:
-        relative = _relative(path)
+        relative = relative_path(path)
         if relative is None:
             return
         for sub in self._subs.values():
@@ -587,7 +378,7 @@ class Subscriptions:
         """Every linked stream with its tail and whether it has work."""
         out = []
         for path, link in sub.links.items():
-            tail = self._tail_if_readable(path)
+            tail = tail_offset(self._store, path)
             out.append(
                 {
                     "path": path,
@@ -663,48 +454,6 @@ class Subscriptions:
         sub.snapshot = None
         return self._maybe_wake(sub)
 
-    # -- tokens --------------------------------------------------------------------
-
-    def _token(self, sub: Subscription) -> str:
-        claims = {
-            "sub": f"subscription:{sub.id}",
-            "epoch": sub.generation,
-            "exp": int(time.time()) + TOKEN_SECONDS,
-            "jti": secrets.token_hex(8),
-        }
-        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-        mac = hmac.new(self._token_key, payload.encode(), hashlib.sha256).digest()
-        return f"{payload}.{_b64url(mac)}"
-
-    def _check_token(self, sub: Subscription, token: str, body: dict[str, Any]) -> None:
-        parts = token.split(".")
-        if len(parts) != 2:
-            raise Refusal("TOKEN_INVALID", "the token is malformed")
-        payload, mac = parts
-        if not (payload.isascii() and mac.isascii()):
-            raise Refusal("TOKEN_INVALID", "the token is malformed")
-        expected = _b64url(hmac.new(self._token_key, payload.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(mac.encode(), expected.encode()):
-            raise Refusal("TOKEN_INVALID", "the token's signature does not verify")
-        try:
-            claims = json.loads(_unb64url(payload))
-        except (ValueError, RecursionError):
-            raise Refusal("TOKEN_INVALID", "the token is malformed") from None
-        if not isinstance(claims, dict) or claims.get("sub") != f"subscription:{sub.id}":
-            raise Refusal("TOKEN_INVALID", "the token is for another subscription")
-        exp = claims.get("exp")
-        if not isinstance(exp, int) or exp < time.time():
-            raise Refusal("TOKEN_EXPIRED", "the token has expired")
-        generation = body.get("generation")
-        if (
-            claims.get("epoch") != sub.generation
-            or type(generation) is not int
-            or generation != sub.generation
-            or body.get("wake_id") != sub.wake_id
-            or sub.wake_id is None
-        ):
-            raise Refusal("FENCED", "Wake generation is stale")
-
     # -- claim, ack, release, callback ---------------------------------------------
 
     def _claim(self, sub_id: str, body: dict[str, Any]) -> Response:
@@ -733,7 +482,7 @@ class Subscriptions:
             {
                 "wake_id": sub.wake_id,
                 "generation": sub.generation,
-                "token": self._token(sub),
+                "token": self._tokens.issue(sub),
                 "streams": self._pending(sub),
                 "lease_ttl_ms": sub.lease_ttl_ms,
             },
@@ -745,7 +494,7 @@ class Subscriptions:
         sub = self._get(sub_id)
         if pull_wake and sub.type != "pull-wake":
             raise Refusal("INVALID_REQUEST", "Subscription is not pull-wake")
-        self._check_token(sub, token, body)
+        self._tokens.check(sub, token, body)
         acks = body.get("acks") or []
         if not isinstance(acks, list):
             raise Refusal("INVALID_REQUEST", "acks must be a list")
@@ -776,7 +525,7 @@ class Subscriptions:
         sub = self._get(sub_id)
         if sub.type != "pull-wake":
             raise Refusal("INVALID_REQUEST", "Subscription is not pull-wake")
-        self._check_token(sub, token, body)
+        self._tokens.check(sub, token, body)
         self._finish(sub)
         return Response(204)
 
@@ -812,7 +561,7 @@ class Subscriptions:
             "generation": sub.generation,
             "streams": self._pending(sub),
             "callback_url": callback,
-            "callback_token": self._token(sub),
+            "callback_token": self._tokens.issue(sub),
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
         wake_id = sub.wake_id
@@ -875,44 +624,12 @@ class Subscriptions:
             await self._client.aclose()
 
 
-_CONFIG = (
-    "id",
-    "type",
-    "pattern",
-    "streams",
-    "webhook_url",
-    "wake_stream",
-    "lease_ttl_ms",
-    "description",
-    "config_hash",
-    "created_at",
-    "generation",
-    "status",
-)
-
-
-def _persisted(sub: Subscription) -> str:
-    state: dict[str, Any] = {name: getattr(sub, name) for name in _CONFIG}
-    state["links"] = [[path, sorted(link.types), link.acked] for path, link in sub.links.items()]
-    return json.dumps(state, separators=(",", ":"))
-
-
-def _restore(text: str) -> Subscription:
-    state = json.loads(text)
-    links = state.pop("links")
-    sub = Subscription(**state)
-    sub.links = {path: Link(set(types), acked) for path, types, acked in links}
-    return sub
-
-
-def _relative(path: str) -> str | None:
-    """A stream's path under the stream root, or None outside it (and for ``__ds``)."""
-    if not path.startswith(STREAM_ROOT):
-        return None
-    relative = path[len(STREAM_ROOT) :].strip("/")
-    if not relative or relative == "__ds" or relative.startswith("__ds/"):
-        return None
-    return relative
+def _refused(refusal: Refusal) -> Response:
+    error: dict[str, Any] = {"code": refusal.code}
+    if refusal.message is not None:
+        error["message"] = refusal.message
+    error.update(refusal.extra)
+    return _json(refusal.status, {"error": error})
 
 
 def _method_not_allowed() -> Response:
