@@ -33,7 +33,8 @@ from ._store import (
     media_type,
     parse_timestamp,
 )
-from ._subscriptions import Subscriptions
+from ._subscription_registry import SubscriptionRegistry
+from ._subscription_routes import SubscriptionRoutes
 
 __all__ = ["App", "Settings"]
 
@@ -100,7 +101,8 @@ class App:
         self._notifier = notifier
         self._settings = settings
         self._faults = Faults() if settings.fault_injection else None
-        self.subscriptions = Subscriptions(store, base_url, webhooks=settings.webhooks)
+        self.subscriptions = SubscriptionRegistry(store, base_url, webhooks=settings.webhooks)
+        self._subscription_routes = SubscriptionRoutes(self.subscriptions, base_url)
         self.closing = False
 
     async def __call__(self, request: Request) -> Response:
@@ -131,8 +133,8 @@ class App:
                     return _text(fault.status, "injected error for testing", extra)
         if not request.path.startswith("/"):
             return _text(400, "the request target must be a path")
-        if self.subscriptions.handles(request.path):
-            return await self.subscriptions.dispatch(request)
+        if self._subscription_routes.handles(request.path):
+            return await self._subscription_routes.dispatch(request)
         try:
             if method == "PUT":
                 return self._create(request)

@@ -3,8 +3,8 @@
 With a data file, subscriptions survive a restart (the reference server keeps them in memory
 only): their configuration, links and acknowledged offsets, generation and status, one record
 each; and the server's token and signing keys, so what it issued before still verifies. A
-wake in flight is not kept: its holder is fenced after the restart (see
-:meth:`SubscriptionRegistry.start`).
+wake in flight is not kept: its holder is fenced after the restart, and a subscription with
+pending work is woken again under a new generation.
 """
 
 from __future__ import annotations
