@@ -101,8 +101,9 @@ class App:
         self._notifier = notifier
         self._settings = settings
         self._faults = Faults() if settings.fault_injection else None
-        self.subscriptions = SubscriptionRegistry(store, base_url, webhooks=settings.webhooks)
-        self._subscription_routes = SubscriptionRoutes(self.subscriptions, base_url)
+        registry = SubscriptionRegistry(store, base_url, webhooks=settings.webhooks)
+        self.subscription_registry = registry
+        self._subscription_routes = SubscriptionRoutes(registry, base_url)
         self.closing = False
 
     async def __call__(self, request: Request) -> Response:
@@ -145,11 +146,11 @@ class App:
             if method == "POST":
                 response = self._append(request)
                 if request.body and response.status in (200, 204):
-                    self.subscriptions.on_append(request.path)
+                    self.subscription_registry.on_append(request.path)
                 return response
             if method == "DELETE":
                 self._store.delete(request.path)
-                self.subscriptions.on_delete(request.path)
+                self.subscription_registry.on_delete(request.path)
                 return Response(204)
         except ClosedConflict as exc:
             closed = [("stream-closed", "true"), ("stream-next-offset", format_offset(exc.tail))]
@@ -215,7 +216,7 @@ class App:
         if stream.closed:
             headers.append(("stream-closed", "true"))
         if created and request.body:
-            self.subscriptions.on_append(request.path)
+            self.subscription_registry.on_append(request.path)
         return Response(201 if created else 200, headers)
 
     # -- HEAD -------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ._subscription_model import (
 from ._subscription_records import SubscriptionRecords
 from ._subscription_signing import Signer, WakeTokens
 from ._subscription_wakes import Wakes
-from ._webhook_delivery import WebhookDelivery
+from ._webhook_sender import WebhookSender
 from ._webhook_urls import webhook_url_problem
 
 __all__ = ["SubscriptionRegistry"]
@@ -119,7 +119,7 @@ class SubscriptionRegistry:
         self._signer: Signer | None = None
         self.wakes = Wakes(store, self._records, tokens)
         if webhooks:
-            self.wakes.delivery = WebhookDelivery(
+            self.wakes.sender = WebhookSender(
                 self.wakes, self._records, tokens, self.signer, base_url
             )
         for sub in self._records.load():
@@ -261,5 +261,5 @@ class SubscriptionRegistry:
     async def aclose(self) -> None:
         for sub in self._subs.values():
             sub.cancel_timers()
-        if self.wakes.delivery is not None:
-            await self.wakes.delivery.aclose()
+        if self.wakes.sender is not None:
+            await self.wakes.sender.aclose()

@@ -20,7 +20,7 @@ from ._subscription_records import SubscriptionRecords
 from ._subscription_signing import WakeTokens
 
 if TYPE_CHECKING:
-    from ._webhook_delivery import WebhookDelivery
+    from ._webhook_sender import WebhookSender
 
 __all__ = ["Wakes"]
 
@@ -33,7 +33,7 @@ class Wakes:
         self._records = records
         self._tokens = tokens
         # Set when the server delivers webhooks: the driver that sends a webhook's wakes.
-        self.delivery: WebhookDelivery | None = None
+        self.sender: WebhookSender | None = None
 
     def pending(self, sub: Subscription) -> list[dict[str, Any]]:
         """Every linked stream with its tail and whether it has work."""
@@ -74,8 +74,8 @@ class Wakes:
             self._start_lease(sub)
             # None when webhooks are off, for a webhook subscription kept from a run that
             # allowed them.
-            if self.delivery is not None:
-                self.delivery.deliver_soon(sub)
+            if self.sender is not None:
+                self.sender.deliver_soon(sub)
             return
         assert sub.wake_stream is not None
         event = {

@@ -22,7 +22,7 @@ from ._webhook_urls import resolved_problem
 if TYPE_CHECKING:
     from ._subscription_wakes import Wakes
 
-__all__ = ["WebhookDelivery"]
+__all__ = ["WebhookSender"]
 
 log = logging.getLogger("durable_streams.server")
 
@@ -31,7 +31,7 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 
 
-class WebhookDelivery:
+class WebhookSender:
     def __init__(
         self,
         wakes: Wakes,
