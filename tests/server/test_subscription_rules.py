@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from durable_streams.server._subscriptions import glob_matches, webhook_url_problem
+from durable_streams.server._subscription_model import glob_matches
+from durable_streams.server._webhook_urls import webhook_url_problem
 
 
 @pytest.mark.parametrize(

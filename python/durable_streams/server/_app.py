@@ -33,7 +33,8 @@ from ._store import (
     media_type,
     parse_timestamp,
 )
-from ._subscriptions import Subscriptions
+from ._subscription_registry import SubscriptionRegistry
+from ._subscription_routes import SubscriptionRoutes
 
 __all__ = ["App", "Settings"]
 
@@ -100,7 +101,9 @@ class App:
         self._notifier = notifier
         self._settings = settings
         self._faults = Faults() if settings.fault_injection else None
-        self.subscriptions = Subscriptions(store, base_url, webhooks=settings.webhooks)
+        registry = SubscriptionRegistry(store, base_url, webhooks=settings.webhooks)
+        self.subscription_registry = registry
+        self._subscription_routes = SubscriptionRoutes(registry, base_url)
         self.closing = False
 
     async def __call__(self, request: Request) -> Response:
@@ -131,8 +134,8 @@ class App:
                     return _text(fault.status, "injected error for testing", extra)
         if not request.path.startswith("/"):
             return _text(400, "the request target must be a path")
-        if self.subscriptions.handles(request.path):
-            return await self.subscriptions.dispatch(request)
+        if self._subscription_routes.handles(request.path):
+            return await self._subscription_routes.dispatch(request)
         try:
             if method == "PUT":
                 return self._create(request)
@@ -143,11 +146,11 @@ class App:
             if method == "POST":
                 response = self._append(request)
                 if request.body and response.status in (200, 204):
-                    self.subscriptions.on_append(request.path)
+                    self.subscription_registry.on_append(request.path)
                 return response
             if method == "DELETE":
                 self._store.delete(request.path)
-                self.subscriptions.on_delete(request.path)
+                self.subscription_registry.on_delete(request.path)
                 return Response(204)
         except ClosedConflict as exc:
             closed = [("stream-closed", "true"), ("stream-next-offset", format_offset(exc.tail))]
@@ -213,7 +216,7 @@ class App:
         if stream.closed:
             headers.append(("stream-closed", "true"))
         if created and request.body:
-            self.subscriptions.on_append(request.path)
+            self.subscription_registry.on_append(request.path)
         return Response(201 if created else 200, headers)
 
     # -- HEAD -------------------------------------------------------------------

@@ -119,7 +119,7 @@ class Server:
         port = self._listener.sockets[0].getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._url = f"http://{host}:{port}"
-        self._app.subscriptions.start()
+        self._app.subscription_registry.start()
         self._stopped = asyncio.Event()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return self._url
@@ -152,7 +152,7 @@ class Server:
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*stuck, return_exceptions=True)
-        await self._app.subscriptions.aclose()
+        await self._app.subscription_registry.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
