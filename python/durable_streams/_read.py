@@ -14,7 +14,11 @@ same offset after a reconnect skips exactly that.
 
 A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
 the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
-:data:`STOP`.
+:data:`STOP`. A connection that broke after the server answered and sent data is retried at
+once, not after a growing wait: a reader behind a stream that is being written would otherwise
+ask for a longer answer after each wait, one even more likely to be cut. An SSE catch-up burst
+carries one control event at its end, so a cut anywhere in it commits nothing; after such a
+cut the reader takes the backlog with catch-up requests, then goes back to SSE.
 """
 
 from __future__ import annotations
@@ -195,6 +199,10 @@ class ReadSession:
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
         self._requested_offset = offset
+        # _bytes_received when the request in flight was made: whether its answer sent data.
+        self._bytes_at_request = 0
+        # The offset at which an SSE reader last took a cut burst's backlog by catch-up requests.
+        self._fallback_offset: str | None = None
         self._override_headers: dict[str, str] = {}
         self._override_params: dict[str, str] = {}
         # The body being read: its consumer kind (None: not started), JSON reader, bytes
@@ -258,6 +266,7 @@ class ReadSession:
                 query["cursor"] = self.cursor
         self._current = self._mode
         self._requested_offset = self.offset
+        self._bytes_at_request = self._bytes_received
         self._requests += 1
         out_headers = dict(headers)
         if self._override_headers:
@@ -633,6 +642,12 @@ class ReadSession:
         """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
 
         ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
+        received = self._bytes_received != self._bytes_at_request
+        burst_cut = (
+            received and self._current == "sse" and (bool(self._pending) or not self._controls_seen)
+        )
+        # Once per offset: if the catch-up found nothing newer there, SSE itself is what fails.
+        fall_back = burst_cut and self._fallback_offset != self.offset
         self._decoder = None
         self._pending = []
         self._reset_body()
@@ -644,18 +659,22 @@ class ReadSession:
             raise TypeError(
                 f"on_error must return None, a RetryAction or STOP, not {decision!r}"
             ) from exc
-        delay = self._decide_delay(exc, decision, changed)
+        grow = not received or (burst_cut and not fall_back)
+        delay = self._decide_delay(exc, decision, changed, grow)
         if delay is not None:
             self._retries += 1
+            if fall_back:
+                self._fallback_offset = self.offset
+                self._mode = "catch-up"
         return delay
 
     def _decide_delay(
-        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool, grow: bool
     ) -> float | None:
         if decision is STOP:
             return None
         if isinstance(exc, errors.TransportError):
-            return self._retry.next_delay()
+            return self._retry.next_delay(grow=grow)
         if not isinstance(exc, errors.ResponseError) or exc.status is None:
             return None
         if is_transient_status(exc.status):
