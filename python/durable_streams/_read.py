@@ -527,6 +527,8 @@ class ReadSession:
         for event in events:
             if type(event) is control_type:
                 out.append(self._on_control(event))
+                if self.closed:
+                    break  # nothing follows the end of a closed stream
             else:
                 self._pending.append(event)
         held = decoder.take_error()

@@ -307,11 +307,21 @@ class StreamEvent:
     stream_closed: bool
 
 
+# How a consumer kind is read, in the words of the API.
+READ_AS: dict[ConsumerKind | None, str] = {
+    "json": "iter_json(), read_json() or iter_events()",
+    "json-raw": "a decode= hook",
+    "bytes": "iter_bytes(), read_bytes() or iter_events()",
+    "text": "iter_text() or read_text()",
+}
+
+
 class Delivery:
     """Hands out a batch's items one by one, so that a consumer who stops or fails part-way
     (``break``, an exception in a ``decode=`` hook) loses nothing: the rest of the batch is
-    kept and the next iteration starts with it. ``offset`` moves on only once a whole batch
-    has been handed out, so a reader that resumes from it never skips an item."""
+    kept and the next iteration starts with it, and so are the batches one read delivered
+    with it. ``offset`` moves on only once a whole batch has been handed out, so a reader
+    that resumes from it never skips an item."""
 
     __slots__ = (
         "batch",
@@ -320,17 +330,25 @@ class Delivery:
         "cursor",
         "kind",
         "offset",
+        "queued",
+        "queued_at",
+        "queued_kind",
         "rest",
         "stream_closed",
         "up_to_date",
+        "url",
     )
 
-    def __init__(self, offset: str, cursor: str | None) -> None:
+    def __init__(self, url: str, offset: str, cursor: str | None) -> None:
+        self.url = url
         self.carried: deque[Any] = deque()
         self.carried_kind: ConsumerKind | None = None
         self.batch: Batch | None = None
         self.kind: ConsumerKind | None = None
         self.rest: Iterator[Any] = iter(())
+        self.queued: list[Batch] = []
+        self.queued_at = 0
+        self.queued_kind: ConsumerKind | None = None
         self.offset = offset
         self.cursor = cursor
         self.up_to_date = False
@@ -339,8 +357,10 @@ class Delivery:
     def _check_kind(self, held: ConsumerKind | None, kind: ConsumerKind) -> None:
         if held != kind:
             raise errors.DurableStreamError(
-                f"items read as {held} are only partly handed out; take them with the same "
-                f"kind of reader before switching to {kind} (at offset {self.offset})"
+                f"items read for {READ_AS[held]} are still to be handed out; read them that way "
+                f"before reading with {READ_AS[kind]}",
+                url=self.url,
+                offset=self.offset,
             )
 
     def carry(self, kind: ConsumerKind, items: list[Any]) -> None:
@@ -360,6 +380,23 @@ class Delivery:
         if self.batch is not None:
             self._check_kind(self.kind, kind)
         return self.batch
+
+    def queue(self, batches: list[Batch], kind: ConsumerKind) -> None:
+        """The batches of one read after its first, which is being handed out."""
+        self.queued = batches
+        self.queued_at = 1
+        self.queued_kind = kind
+
+    def take_queued(self, kind: ConsumerKind) -> Batch | None:
+        queued = self.queued
+        if not queued:
+            return None
+        self._check_kind(self.queued_kind, kind)
+        batch = queued[self.queued_at]
+        self.queued_at += 1
+        if self.queued_at == len(queued):
+            self.queued = []
+        return batch
 
     def start(self, batch: Batch, kind: ConsumerKind) -> None:
         self.batch = batch

@@ -103,11 +103,11 @@ class StreamResponse(ResponseMetadata):
         self._live_read_timeout = live_read_timeout
         self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
-        self._delivery = Delivery(session.offset, session.cursor)
+        self._delivery = Delivery(session.url, session.offset, session.cursor)
         self._held = _Held(transport if owns_transport else None)
         self._release = closer(self, self._held)
         self._kind: str | None = None
-        self._source: Iterator[Batch] | None = None
+        self._source: Iterator[list[Batch]] | None = None
         self._consumer: Iterator[Any] | None = None
         self._handing_over = False
         self._closed = False
@@ -222,7 +222,9 @@ class StreamResponse(ResponseMetadata):
         retrying("reading", session.url, exc, session.attempts, delay, "read")
         sleep(delay)
 
-    def _batches(self) -> Iterator[Batch]:
+    def _batches(self) -> Iterator[list[Batch]]:
+        """The batches of each read, never an empty list: one chunk of SSE may carry several,
+        and the session is past all of them once it returns them."""
         session = self._session
         while not session.done:
             if self._http is None:
@@ -238,13 +240,12 @@ class StreamResponse(ResponseMetadata):
                     chunks = http.iter_bytes()
                     try:
                         for chunk in chunks:
-                            for batch in session.feed(chunk):
-                                if batch.closed:
-                                    final = batch
+                            batches = session.feed(chunk)
+                            if batches:
+                                if batches[-1].closed:
+                                    final = batches
                                     break
-                                yield batch
-                            if final is not None:
-                                break
+                                yield batches
                             session.raise_held()
                     finally:
                         # Shielded: once the session holds the closing batch, a cancellation
@@ -261,12 +262,12 @@ class StreamResponse(ResponseMetadata):
                         for chunk in chunks:
                             part = session.on_body_chunk(chunk)
                             if part is not None:
-                                yield part
+                                yield [part]
                     self._close_http()
-                    yield session.on_body_end()
+                    yield [session.on_body_end()]
                 else:
                     self._close_http()
-                    yield session.on_empty()
+                    yield [session.on_empty()]
             except errors.TransportError as exc:
                 self._close_http()
                 self._wait_or_raise(exc)
@@ -275,27 +276,35 @@ class StreamResponse(ResponseMetadata):
                     self._close_http()
 
     def _next_batch(self, kind: ConsumerKind) -> Batch | None:
-        pending = self._delivery.take_pending(kind)
+        delivery = self._delivery
+        pending = delivery.take_pending(kind)
         if pending is not None:
             return pending
-        session = self._session
-        if session.needs_new_connection(kind):
-            self._drop_connection()
-        session.consumer = kind
-        if self._source is None:
-            if session.done:
+        # Batches read together with the last one go first: the session is past them, and
+        # stays so when this connection is dropped (an iterator closed, another kind wanted).
+        batch = delivery.take_queued(kind)
+        if batch is None:
+            session = self._session
+            if session.needs_new_connection(kind):
+                self._drop_connection()
+            session.consumer = kind
+            if self._source is None:
+                if session.done:
+                    return None
+                self._source = self._batches()
+            try:
+                batches = self._source.__next__()
+            except StopIteration:
+                self._source = None
                 return None
-            self._source = self._batches()
-        try:
-            batch = self._source.__next__()
-        except StopIteration:
-            self._source = None
-            return None
-        except BaseException:
-            self._source = None
-            self._close_http()
-            raise
-        self._delivery.start(batch, kind)
+            except BaseException:
+                self._source = None
+                self._close_http()
+                raise
+            batch = batches[0]
+            if len(batches) > 1:
+                delivery.queue(batches, kind)
+        delivery.start(batch, kind)
         return batch
 
     def _items(
