@@ -342,6 +342,12 @@ class AsyncStreamResponse(ResponseMetadata):
                 try:
                     for item in draining:
                         yield item
+                except Exception:
+                    # Nothing but the decode hook runs in the loop: it failed on an item it had
+                    # been handed, which is not handed out then.
+                    if transform is not None:
+                        delivery.put_back()
+                    raise
                 finally:
                     out._ready = None
                 if delivery.finish(until_up_to_date):

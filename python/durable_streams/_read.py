@@ -52,6 +52,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, RetryState
 
 __all__ = [
+    "READ_AS",
     "STOP",
     "Batch",
     "ConsumerKind",
@@ -64,8 +65,16 @@ __all__ = [
 ]
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
+# How each kind is read, in the words of the API.
+READ_AS: dict[ConsumerKind | None, str] = {
+    "json": "iter_json(), read_json() or iter_events()",
+    "json-raw": "a decode= hook",
+    "bytes": "iter_bytes(), read_bytes() or iter_events()",
+    "text": "iter_text() or read_text()",
+}
 ResponseKind = Literal["body", "sse", "empty", "error"]
 Mode = Literal["catch-up", "long-poll", "sse"]
+JSON_KINDS: set[ConsumerKind | None] = {"json", "json-raw"}
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 # The reference server answers a catch-up read with the whole stream in one body, which is
@@ -251,10 +260,12 @@ class ReadSession:
         params: Mapping[str, str],
     ) -> HttpRequest:
         """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
-        if self._produced and self._produced_kind != self.consumer:
+        held = self._produced_kind
+        # A body's messages are counted alike whether they were decoded or kept raw.
+        if self._produced and held != self.consumer and {held, self.consumer} != JSON_KINDS:
             raise errors.DurableStreamError(
-                f"part of the body at offset {self.offset} was read as {self._produced_kind}; "
-                f"read the rest the same way before switching to {self.consumer}",
+                f"part of the answer at this offset went out to {READ_AS[held]}; read the rest "
+                f"of it that way before reading with {READ_AS[self.consumer]}",
                 url=self.url,
                 offset=self.offset,
             )

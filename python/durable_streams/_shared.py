@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 
 from . import _errors as errors
+from . import _impl
 from ._protocol import (
     HttpRequest,
     is_json_content_type,
@@ -19,6 +21,7 @@ from ._protocol import (
     retry_after_seconds,
 )
 from ._read import (
+    READ_AS,
     Batch,
     ConsumerKind,
     ErrorDecision,
@@ -307,15 +310,6 @@ class StreamEvent:
     stream_closed: bool
 
 
-# How a consumer kind is read, in the words of the API.
-READ_AS: dict[ConsumerKind | None, str] = {
-    "json": "iter_json(), read_json() or iter_events()",
-    "json-raw": "a decode= hook",
-    "bytes": "iter_bytes(), read_bytes() or iter_events()",
-    "text": "iter_text() or read_text()",
-}
-
-
 class Delivery:
     """Hands out a batch's items one by one, so that a consumer who stops or fails part-way
     (``break``, an exception in a ``decode=`` hook) loses nothing: the rest of the batch is
@@ -328,6 +322,7 @@ class Delivery:
         "carried",
         "carried_kind",
         "cursor",
+        "items",
         "kind",
         "offset",
         "queued",
@@ -345,6 +340,7 @@ class Delivery:
         self.carried_kind: ConsumerKind | None = None
         self.batch: Batch | None = None
         self.kind: ConsumerKind | None = None
+        self.items: Sequence[Any] = ()  # what ``rest`` goes through
         self.rest: Iterator[Any] = iter(())
         self.queued: list[Batch] = []
         self.queued_at = 0
@@ -363,6 +359,14 @@ class Delivery:
                 offset=self.offset,
             )
 
+    def _as_kind(self, items: list[Any], held: ConsumerKind | None, kind: ConsumerKind) -> Any:
+        """Items read as ``held`` for a consumer of ``kind``: messages kept raw for a decode=
+        hook are decoded by the core; other kinds cannot be turned into one another."""
+        if held == "json-raw" and kind == "json":
+            return _impl.core.parse_json_array(b"[" + b",".join(items) + b"]")
+        self._check_kind(held, kind)
+        return items
+
     def carry(self, kind: ConsumerKind, items: list[Any]) -> None:
         """Keep items a ``read_*`` call had taken when it failed; the next read returns them."""
         self.carried = deque(items)
@@ -376,10 +380,17 @@ class Delivery:
             yield self.carried.popleft()
 
     def take_pending(self, kind: ConsumerKind) -> Batch | None:
-        """The batch a previous iteration stopped in the middle of, if any."""
-        if self.batch is not None:
-            self._check_kind(self.kind, kind)
+        """The batch a previous iteration stopped in the middle of, if any, its items not
+        handed out yet made ``kind`` items."""
+        if self.batch is not None and self.kind != kind:
+            self.items = self._as_kind(self._remaining(), self.kind, kind)
+            self.rest = iter(self.items)
+            self.kind = kind
         return self.batch
+
+    def _remaining(self) -> list[Any]:
+        items = self.items
+        return list(items[len(items) - operator.length_hint(self.rest) :])
 
     def queue(self, batches: list[Batch], kind: ConsumerKind) -> None:
         """The batches of one read after its first, which is being handed out."""
@@ -391,8 +402,9 @@ class Delivery:
         queued = self.queued
         if not queued:
             return None
-        self._check_kind(self.queued_kind, kind)
         batch = queued[self.queued_at]
+        if self.queued_kind != kind:
+            batch.data = self._as_kind(batch.data, self.queued_kind, kind)
         self.queued_at += 1
         if self.queued_at == len(queued):
             self.queued = []
@@ -402,7 +414,8 @@ class Delivery:
         self.batch = batch
         self.kind = kind
         data = batch.data
-        self.rest = iter(data if kind in ("json", "json-raw") else (data,) if data else ())
+        self.items = data if kind in ("json", "json-raw") else (data,) if data else ()
+        self.rest = iter(self.items)
 
     def drain(self, transform: Callable[[Any], Any] | None) -> Iterator[Any]:
         """The current batch's items not handed out yet; each counts as handed out when
@@ -411,6 +424,14 @@ class Delivery:
         if transform is None:
             return self.rest
         return map(transform, self.rest)
+
+    def put_back(self) -> None:
+        """``drain``'s transform (a decode= hook) raised: ``map`` had taken the item it failed
+        on from ``rest``, so it goes back, to come first next time."""
+        items = self.items
+        failed = len(items) - operator.length_hint(self.rest) - 1
+        self.items = items[failed:]
+        self.rest = iter(self.items)
 
     def event(self, item: Any) -> StreamEvent:
         """``item`` of the current batch, with where the stream stands after that batch."""
