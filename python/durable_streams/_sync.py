@@ -277,35 +277,31 @@ class StreamResponse(ResponseMetadata):
 
     def _next_batch(self, kind: ConsumerKind) -> Batch | None:
         delivery = self._delivery
-        pending = delivery.take_pending(kind)
-        if pending is not None:
-            return pending
         # Batches read together with the last one go first: the session is past them, and
         # stays so when this connection is dropped (an iterator closed, another kind wanted).
         batch = delivery.take_queued(kind)
-        if batch is None:
-            session = self._session
-            if session.needs_new_connection(kind):
-                self._drop_connection()
-            session.consumer = kind
-            if self._source is None:
-                if session.done:
-                    return None
-                self._source = self._batches()
-            try:
-                batches = self._source.__next__()
-            except StopIteration:
-                self._source = None
+        if batch is not None:
+            return batch
+        session = self._session
+        if session.needs_new_connection(kind):
+            self._drop_connection()
+        session.consumer = kind
+        if self._source is None:
+            if session.done:
                 return None
-            except BaseException:
-                self._source = None
-                self._close_http()
-                raise
-            batch = batches[0]
-            if len(batches) > 1:
-                delivery.queue(batches, kind)
-        delivery.start(batch, kind)
-        return batch
+            self._source = self._batches()
+        try:
+            batches = self._source.__next__()
+        except StopIteration:
+            self._source = None
+            return None
+        except BaseException:
+            self._source = None
+            self._close_http()
+            raise
+        if len(batches) > 1:
+            delivery.queue(batches, kind)
+        return batches[0]
 
     def _items(
         self,
@@ -330,8 +326,11 @@ class StreamResponse(ResponseMetadata):
             for item in delivery.drain_carried(kind):
                 yield item
             while True:
-                if self._next_batch(kind) is None:
-                    return
+                if not delivery.part_way(kind):
+                    batch = self._next_batch(kind)
+                    if batch is None:
+                        return
+                    delivery.start(batch, kind)
                 draining = delivery.drain(transform)
                 if transform is None:
                     out._ready = draining
@@ -346,7 +345,11 @@ class StreamResponse(ResponseMetadata):
                     raise
                 finally:
                     out._ready = None
-                if delivery.finish(until_up_to_date):
+                if delivery.has_last:
+                    yield delivery.take_last(transform)
+                else:  # a batch without items
+                    delivery.commit()
+                if delivery.stops(until_up_to_date):
                     return
         except GeneratorExit:
             if not self._handing_over:
@@ -424,9 +427,10 @@ class StreamResponse(ResponseMetadata):
             batch = self._next_batch("json")
             if batch is None:
                 return
+            delivery.current = batch
             yield batch
-            delivery.rest = iter(())
-            if delivery.finish(until_up_to_date):
+            delivery.commit()
+            if delivery.stops(until_up_to_date):
                 return
 
     def __iter__(self) -> Iterator[Any]:

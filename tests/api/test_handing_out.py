@@ -1,6 +1,7 @@
 """What a consumer sees while a batch is handed out: a ``decode=`` hook that raises loses
-nothing (#26, item 3), and batches one read delivered together survive an iterator closed
-after the first. Played back through ``httpx.MockTransport``.
+nothing (#26, item 3), ``offset`` and the flags move with the last item of a batch (#26, item
+4), and batches one read delivered together survive an iterator closed after the first.
+Played back through ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
@@ -176,6 +177,102 @@ async def test_plain_iter_json_after_a_failed_decode_takes_the_rest_of_the_batch
                 got.append(item)
         got.extend([item async for item in res.iter_json()])
     assert got == MESSAGES
+
+
+# -- offset and flags move with the last item of a batch (#26, item 4) --------------------------
+
+
+def _long_poll_script() -> Script:
+    return Script([_json([1, 2, 3], "0_3"), _json([4], "0_4", closed=True)])
+
+
+def test_offset_and_flags_move_as_the_last_item_of_a_batch_goes_out() -> None:
+    script = _long_poll_script()
+    with ds.stream(URL, live="long-poll", client=_client(script)) as res:
+        seen = [(x, res.offset, res.up_to_date, res.stream_closed) for x in res.iter_json()]
+    assert seen == [
+        (1, "-1", False, False),
+        (2, "-1", False, False),
+        (3, "0_3", True, False),
+        (4, "0_4", True, True),
+    ]
+
+
+def test_a_loop_that_stops_when_up_to_date_ends_on_a_live_read() -> None:
+    script = _long_poll_script()
+    with ds.stream(URL, live="long-poll", client=_client(script)) as res:
+        got = []
+        for x in res.iter_json():
+            got.append(x)
+            if res.up_to_date:
+                break
+    assert got == [1, 2, 3]
+    assert script.offsets == ["-1"]
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "resumes_at", "rest"), [(3, "0_3", [4]), (2, "-1", [1, 2, 3, 4])]
+)
+def test_a_checkpoint_taken_after_break_resumes_without_loss_or_repeat(
+    stop_after: int, resumes_at: str, rest: list[int]
+) -> None:
+    """Right after a batch's last item the checkpoint is behind the batch; in the middle of a
+    batch it is still before it (messages of a batch share their offset)."""
+    with ds.stream(URL, live="long-poll", client=_client(_long_poll_script())) as res:
+        for x in res.iter_json():
+            if x == stop_after:
+                break
+        checkpoint = res.offset
+    assert checkpoint == resumes_at
+    answers = [_json([1, 2, 3, 4], "0_4", closed=True), _json([4], "0_4", closed=True)]
+    script = Script(answers[1:] if checkpoint == "0_3" else answers[:1])
+    with ds.stream(URL, offset=checkpoint, client=_client(script)) as res:
+        assert list(res.iter_json()) == rest
+    assert script.offsets == [checkpoint]
+
+
+def test_events_carry_the_offset_after_their_batch() -> None:
+    with ds.stream(URL, live="long-poll", client=_client(_long_poll_script())) as res:
+        events = [(e.data, e.offset, e.up_to_date, e.stream_closed) for e in res.iter_events()]
+        assert res.offset == "0_4"
+    assert events == [
+        (1, "0_3", True, False),
+        (2, "0_3", True, False),
+        (3, "0_3", True, False),
+        (4, "0_4", True, True),
+    ]
+
+
+def test_next_on_the_iterator_sees_the_same_offsets() -> None:
+    with ds.stream(URL, live="long-poll", client=_client(_long_poll_script())) as res:
+        items = res.iter_json()
+        assert (next(items), res.offset) == (1, "-1")
+        assert (next(items), res.offset) == (2, "-1")
+        assert (next(items), res.offset, res.up_to_date) == (3, "0_3", True)
+        assert (next(items), res.offset, res.stream_closed) == (4, "0_4", True)
+
+
+@pytest.mark.anyio
+async def test_offset_and_flags_move_as_the_last_item_of_a_batch_goes_out_async() -> None:
+    script = _long_poll_script()
+    async with _aclient(script) as client, ds.astream(URL, live="long-poll", client=client) as res:
+        seen = [(x, res.offset, res.up_to_date) async for x in res.iter_json()]
+        assert res.stream_closed
+    assert seen == [(1, "-1", False), (2, "-1", False), (3, "0_3", True), (4, "0_4", True)]
+
+
+@pytest.mark.anyio
+async def test_a_loop_that_stops_when_up_to_date_ends_on_a_live_read_async() -> None:
+    script = _long_poll_script()
+    async with _aclient(script) as client, ds.astream(URL, live="long-poll", client=client) as res:
+        got = []
+        async for x in res.iter_json():
+            got.append(x)
+            if res.up_to_date:
+                break
+        assert res.offset == "0_3"
+    assert got == [1, 2, 3]
+    assert script.offsets == ["-1"]
 
 
 # -- batches one read delivered together --------------------------------------------------------
