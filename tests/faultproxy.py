@@ -8,17 +8,17 @@
         proxy.set_faults(cut_mid_response=0)   # e.g. turn faults off to verify the result
 
 ``FaultProxy(upstream_url, *, seed=0, fragment=True, max_delay=0.0, cut_mid_response=0.0,
-cut_after_request=0.0, cut_mid_request=0.0)`` listens on 127.0.0.1 at a free port and forwards
-every connection to the upstream's host and port. It is a context manager; ``start()`` and
-``close()`` do the same by hand. ``close()`` cuts every open connection and joins every thread
-within a few seconds (``RuntimeError`` if one is stuck).
+cut_after_request=0.0, cut_mid_request=0.0, cut_sse_after=0)`` listens on 127.0.0.1 at a free
+port and forwards every connection to the upstream's host and port. It is a context manager;
+``start()`` and ``close()`` do the same by hand. ``close()`` cuts every open connection and
+joins every thread within a few seconds (``RuntimeError`` if one is stuck).
 
 Attributes and methods:
 
 - ``url``: ``"http://127.0.0.1:<port>"`` plus the upstream URL's path, if it has one.
 - ``stats``: counters, updated live: ``connections`` (accepted), ``fragments`` (response pieces
   sent separately), ``cuts_mid_response``, ``cuts_after_request``, ``cuts_mid_request``,
-  ``requests_forwarded`` (client reads passed on upstream whole).
+  ``cuts_sse``, ``requests_forwarded`` (client reads passed on upstream whole).
 - ``wait_stat(key, at_least, timeout)``: wait until a counter reaches a value.
 - ``open_connections``: client connections not yet closed by either side.
 - ``wait_open_connections(n, timeout)``: wait until exactly ``n`` are open; returns whether
@@ -42,6 +42,10 @@ chosen with the three cut probabilities (their sum must not exceed 1):
 - ``cut_mid_request``: only part of the first bytes the client sends (its first request's
   start, never all of it) is forwarded, then both sides are closed: the upstream never sees a
   complete request.
+
+And one fault by content, on every connection: ``cut_sse_after`` (0: off) closes both sides
+once that many bytes went down after a response's ``content-type: text/event-stream`` header,
+so every SSE response longer than that is cut, and nothing else is.
 
 A cut is ``shutdown(SHUT_RDWR)`` on both sockets, so no blocked thread on either side waits
 for anything; the sockets are closed once both of the connection's pumps have stopped.
@@ -75,8 +79,10 @@ STAT_KEYS = (
     "cuts_mid_response",
     "cuts_after_request",
     "cuts_mid_request",
+    "cuts_sse",
     "requests_forwarded",
 )
+SSE_HEAD = b"content-type: text/event-stream"
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,11 @@ class _Faults:
     cut_mid_response: float = 0.0
     cut_after_request: float = 0.0
     cut_mid_request: float = 0.0
+    cut_sse_after: int = 0
 
     def __post_init__(self) -> None:
+        if self.cut_sse_after < 0:
+            raise ValueError(f"cut_sse_after must be >= 0, not {self.cut_sse_after!r}")
         if not (0.0 <= self.max_delay < math.inf):
             raise ValueError(f"max_delay must be >= 0, not {self.max_delay!r}")
         rates = (self.cut_mid_response, self.cut_after_request, self.cut_mid_request)
@@ -202,6 +211,8 @@ class _Link:
         upstream = self._upstream
         assert upstream is not None
         sent = 0
+        sse_at: int | None = None  # where an SSE response's content type went down
+        tail = b""  # the last bytes sent, lower-cased: a header split across reads still shows
         try:
             while True:
                 data = upstream.recv(RECV_SIZE)
@@ -213,6 +224,18 @@ class _Link:
                 if self._fault_on("mid_response") and sent + len(data) > self._plan.cut_at:
                     self._send(data[: self._plan.cut_at - sent])
                     self._proxy._count("cuts_mid_response")
+                    return
+                cut_sse_after = self._proxy._faults.cut_sse_after
+                if cut_sse_after and sse_at is None:
+                    window = tail + data.lower()
+                    found = window.find(SSE_HEAD)
+                    if found >= 0:
+                        sse_at = sent - len(tail) + found
+                    tail = window[-len(SSE_HEAD) :]
+                cut_at = None if sse_at is None else sse_at + cut_sse_after
+                if cut_sse_after and cut_at is not None and sent + len(data) > cut_at:
+                    self._send(data[: cut_at - sent])
+                    self._proxy._count("cuts_sse")
                     return
                 self._send(data)
                 sent += len(data)
@@ -251,6 +274,7 @@ class FaultProxy:
         cut_mid_response: float = 0.0,
         cut_after_request: float = 0.0,
         cut_mid_request: float = 0.0,
+        cut_sse_after: int = 0,
     ) -> None:
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or parts.hostname is None:
@@ -259,7 +283,7 @@ class FaultProxy:
         self._path = parts.path.rstrip("/")
         self._seed = seed
         self._faults = _Faults(
-            fragment, max_delay, cut_mid_response, cut_after_request, cut_mid_request
+            fragment, max_delay, cut_mid_response, cut_after_request, cut_mid_request, cut_sse_after
         )
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()

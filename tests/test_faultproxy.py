@@ -166,6 +166,26 @@ def test_same_seed_same_faults(blob_url: str) -> None:
     assert len(set(first)) > 1
 
 
+def test_cuts_sse_answers_after_so_many_bytes_and_nothing_else(server_url: str) -> None:
+    url = f"{server_url}/test/{uuid.uuid4().hex}"
+    with httpx.Client() as client:
+        assert client.put(url, headers={"content-type": "text/plain"}).status_code == 201
+        text = {"content-type": "text/plain"}
+        assert client.post(url, content=b"x" * 20_000, headers=text).status_code == 204
+    with FaultProxy(server_url, fragment=False, cut_sse_after=3000) as proxy:
+        target = proxy.url + url.removeprefix(server_url)
+        with httpx.Client() as client:
+            assert len(client.get(target, params={"offset": "-1"}).content) == 20_000
+            received = 0
+            sse = client.stream("GET", target, params={"offset": "-1", "live": "sse"})
+            with pytest.raises(httpx.TransportError), sse as res:
+                for chunk in res.iter_raw():
+                    received += len(chunk)
+        assert 0 < received < 3000
+        assert proxy.stats["cuts_sse"] == 1
+        assert proxy.stats["cuts_mid_response"] == 0
+
+
 def test_cut_after_request_means_processed_but_unanswered(server_url: str) -> None:
     url = f"{server_url}/test/{uuid.uuid4().hex}"
     path = url.removeprefix(server_url)

@@ -14,7 +14,11 @@ same offset after a reconnect skips exactly that.
 
 A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
 the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
-:data:`STOP`.
+:data:`STOP`. A connection that broke after the server answered and sent data is retried at
+once, not after a growing wait: a reader behind a stream that is being written would otherwise
+ask for a longer answer after each wait, one even more likely to be cut. An SSE catch-up burst
+carries one control event at its end, so a cut anywhere in it commits nothing; after such a
+cut the reader takes the backlog with catch-up requests, then goes back to SSE.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from ._protocol import (
 from ._retry import RetryPolicy, RetryState
 
 __all__ = [
+    "READ_AS",
     "STOP",
     "Batch",
     "ConsumerKind",
@@ -60,8 +65,16 @@ __all__ = [
 ]
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
+# How each kind is read, in the words of the API.
+READ_AS: dict[ConsumerKind | None, str] = {
+    "json": "iter_json(), read_json() or iter_events()",
+    "json-raw": "a decode= hook",
+    "bytes": "iter_bytes(), read_bytes() or iter_events()",
+    "text": "iter_text() or read_text()",
+}
 ResponseKind = Literal["body", "sse", "empty", "error"]
 Mode = Literal["catch-up", "long-poll", "sse"]
+JSON_KINDS: set[ConsumerKind | None] = {"json", "json-raw"}
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 # The reference server answers a catch-up read with the whole stream in one body, which is
@@ -195,6 +208,10 @@ class ReadSession:
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
         self._requested_offset = offset
+        # _bytes_received when the request in flight was made: whether its answer sent data.
+        self._bytes_at_request = 0
+        # The offset at which an SSE reader last took a cut burst's backlog by catch-up requests.
+        self._fallback_offset: str | None = None
         self._override_headers: dict[str, str] = {}
         self._override_params: dict[str, str] = {}
         # The body being read: its consumer kind (None: not started), JSON reader, bytes
@@ -243,10 +260,12 @@ class ReadSession:
         params: Mapping[str, str],
     ) -> HttpRequest:
         """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
-        if self._produced and self._produced_kind != self.consumer:
+        held = self._produced_kind
+        # A body's messages are counted alike whether they were decoded or kept raw.
+        if self._produced and held != self.consumer and {held, self.consumer} != JSON_KINDS:
             raise errors.DurableStreamError(
-                f"part of the body at offset {self.offset} was read as {self._produced_kind}; "
-                f"read the rest the same way before switching to {self.consumer}",
+                f"part of the answer at this offset went out to {READ_AS[held]}; read the rest "
+                f"of it that way before reading with {READ_AS[self.consumer]}",
                 url=self.url,
                 offset=self.offset,
             )
@@ -258,6 +277,7 @@ class ReadSession:
                 query["cursor"] = self.cursor
         self._current = self._mode
         self._requested_offset = self.offset
+        self._bytes_at_request = self._bytes_received
         self._requests += 1
         out_headers = dict(headers)
         if self._override_headers:
@@ -518,6 +538,8 @@ class ReadSession:
         for event in events:
             if type(event) is control_type:
                 out.append(self._on_control(event))
+                if self.closed:
+                    break  # nothing follows the end of a closed stream
             else:
                 self._pending.append(event)
         held = decoder.take_error()
@@ -633,6 +655,12 @@ class ReadSession:
         """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
 
         ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
+        received = self._bytes_received != self._bytes_at_request
+        burst_cut = (
+            received and self._current == "sse" and (bool(self._pending) or not self._controls_seen)
+        )
+        # Once per offset: if the catch-up found nothing newer there, SSE itself is what fails.
+        fall_back = burst_cut and self._fallback_offset != self.offset
         self._decoder = None
         self._pending = []
         self._reset_body()
@@ -644,18 +672,22 @@ class ReadSession:
             raise TypeError(
                 f"on_error must return None, a RetryAction or STOP, not {decision!r}"
             ) from exc
-        delay = self._decide_delay(exc, decision, changed)
+        grow = not received or (burst_cut and not fall_back)
+        delay = self._decide_delay(exc, decision, changed, grow)
         if delay is not None:
             self._retries += 1
+            if fall_back:
+                self._fallback_offset = self.offset
+                self._mode = "catch-up"
         return delay
 
     def _decide_delay(
-        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool, grow: bool
     ) -> float | None:
         if decision is STOP:
             return None
         if isinstance(exc, errors.TransportError):
-            return self._retry.next_delay()
+            return self._retry.next_delay(grow=grow)
         if not isinstance(exc, errors.ResponseError) or exc.status is None:
             return None
         if is_transient_status(exc.status):

@@ -17,7 +17,9 @@ class RetryPolicy:
     ``max_retries`` counts retries after the first attempt (``None``: no limit, for live
     readers); ``deadline`` bounds the whole run of attempts in seconds (``None``: no bound).
     Each wait is drawn uniformly from ``[0, min(max_delay, initial_delay * multiplier**n)]``
-    (full jitter), or is the server's ``Retry-After`` when that is longer.
+    (full jitter), or is the server's ``Retry-After`` when that is longer. ``n`` counts the
+    failed attempts in a row that got nothing: a reader's connection cut after the server
+    answered and sent data waits at most ``initial_delay``, and the growth starts over.
     """
 
     max_retries: int | None = 8
@@ -56,12 +58,15 @@ class RetryState:
     """One run of attempts under a policy. ``next_delay`` says how long to wait, or ``None``
     when the policy is exhausted; ``reset`` starts over after a success."""
 
-    __slots__ = ("_attempts", "_policy", "_rng", "_started")
+    __slots__ = ("_attempts", "_policy", "_rng", "_started", "_step")
 
     def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
         self._policy = policy
         self._rng = rng or random.Random()
         self._attempts = 0
+        # The exponent of the next growing wait: attempts counts every retry of the run, but
+        # only attempts that got nothing make the waits grow.
+        self._step = 0
         self._started: float | None = None
 
     @property
@@ -70,20 +75,26 @@ class RetryState:
 
     def reset(self) -> None:
         self._attempts = 0
+        self._step = 0
         self._started = None
 
-    def next_delay(self, retry_after: float | None = None) -> float | None:
+    def next_delay(self, retry_after: float | None = None, *, grow: bool = True) -> float | None:
+        """The wait before the next attempt. ``grow=False`` for a failed attempt that still got
+        somewhere (the server answered and sent data): its wait is the first step's, and the
+        growth starts over. Every attempt counts against ``max_retries`` and ``deadline``."""
         policy = self._policy
         now = time.monotonic()
         if self._started is None:
             self._started = now
         if policy.max_retries is not None and self._attempts >= policy.max_retries:
             return None
-        ceiling = min(policy.max_delay, policy.initial_delay * policy.multiplier**self._attempts)
+        step = self._step if grow else 0
+        ceiling = min(policy.max_delay, policy.initial_delay * policy.multiplier**step)
         delay = self._rng.uniform(0, ceiling)
         if retry_after is not None:
             delay = max(delay, retry_after)
         if policy.deadline is not None and now + delay - self._started > policy.deadline:
             return None
         self._attempts += 1
+        self._step = step + 1 if grow else 0
         return delay

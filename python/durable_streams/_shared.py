@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from . import _errors as errors
+from . import _impl
 from ._protocol import (
     HttpRequest,
     check_header,
@@ -21,6 +23,7 @@ from ._protocol import (
     retry_after_seconds,
 )
 from ._read import (
+    READ_AS,
     Batch,
     ConsumerKind,
     ErrorDecision,
@@ -341,27 +344,47 @@ class StreamEvent:
 class Delivery:
     """Hands out a batch's items one by one, so that a consumer who stops or fails part-way
     (``break``, an exception in a ``decode=`` hook) loses nothing: the rest of the batch is
-    kept and the next iteration starts with it. ``offset`` moves on only once a whole batch
-    has been handed out, so a reader that resumes from it never skips an item."""
+    kept and the next iteration starts with it, and so are the batches one read delivered
+    with it.
+
+    ``offset``, ``cursor`` and the flags move on as the last item of a batch goes out, before
+    the consumer has it: one that stops right after it resumes behind the batch, one that
+    stops earlier resumes before it, and never skips an item. The last item is split off the
+    batch's list when the batch starts, so the others go out straight from the list's
+    iterator, with no Python code per item."""
 
     __slots__ = (
-        "batch",
         "carried",
         "carried_kind",
+        "current",
         "cursor",
+        "has_last",
+        "items",
         "kind",
+        "last",
         "offset",
+        "queued",
+        "queued_at",
+        "queued_kind",
         "rest",
         "stream_closed",
         "up_to_date",
+        "url",
     )
 
-    def __init__(self, offset: str, cursor: str | None) -> None:
+    def __init__(self, url: str, offset: str, cursor: str | None) -> None:
+        self.url = url
         self.carried: deque[Any] = deque()
         self.carried_kind: ConsumerKind | None = None
-        self.batch: Batch | None = None
+        self.current: Batch | None = None  # the batch handed out last, or being handed out
         self.kind: ConsumerKind | None = None
-        self.rest: Iterator[Any] = iter(())
+        self.items: Sequence[Any] = ()  # the current batch's items before its last one
+        self.rest: Iterator[Any] = iter(())  # where in ``items`` the handing out is
+        self.has_last = False  # whether the current batch's last item is still to go out
+        self.last: Any = None
+        self.queued: list[Batch] = []
+        self.queued_at = 0
+        self.queued_kind: ConsumerKind | None = None
         self.offset = offset
         self.cursor = cursor
         self.up_to_date = False
@@ -370,9 +393,19 @@ class Delivery:
     def _check_kind(self, held: ConsumerKind | None, kind: ConsumerKind) -> None:
         if held != kind:
             raise errors.DurableStreamError(
-                f"items read as {held} are only partly handed out; take them with the same "
-                f"kind of reader before switching to {kind} (at offset {self.offset})"
+                f"items read for {READ_AS[held]} are still to be handed out; read them that way "
+                f"before reading with {READ_AS[kind]}",
+                url=self.url,
+                offset=self.offset,
             )
+
+    def _as_kind(self, items: list[Any], held: ConsumerKind | None, kind: ConsumerKind) -> Any:
+        """Items read as ``held`` for a consumer of ``kind``: messages kept raw for a decode=
+        hook are decoded by the core; other kinds cannot be turned into one another."""
+        if held == "json-raw" and kind == "json":
+            return _impl.core.parse_json_array(b"[" + b",".join(items) + b"]")
+        self._check_kind(held, kind)
+        return items
 
     def carry(self, kind: ConsumerKind, items: list[Any]) -> None:
         """Keep items a ``read_*`` call had taken when it failed; the next read returns them."""
@@ -386,43 +419,99 @@ class Delivery:
         while self.carried:
             yield self.carried.popleft()
 
-    def take_pending(self, kind: ConsumerKind) -> Batch | None:
-        """The batch a previous iteration stopped in the middle of, if any."""
-        if self.batch is not None:
-            self._check_kind(self.kind, kind)
-        return self.batch
+    def part_way(self, kind: ConsumerKind) -> bool:
+        """Whether a previous iteration stopped in the middle of the current batch; its items
+        not handed out yet are then made ``kind`` items."""
+        if not self.has_last:
+            return False
+        if self.kind != kind:
+            items = self.items
+            left = list(items[len(items) - operator.length_hint(self.rest) :])
+            converted = self._as_kind([*left, self.last], self.kind, kind)
+            self.last = converted.pop()
+            self.items = converted
+            self.rest = iter(converted)
+            self.kind = kind
+        return True
+
+    def queue(self, batches: list[Batch], kind: ConsumerKind) -> None:
+        """The batches of one read after its first, which is being handed out."""
+        self.queued = batches
+        self.queued_at = 1
+        self.queued_kind = kind
+
+    def take_queued(self, kind: ConsumerKind) -> Batch | None:
+        queued = self.queued
+        if not queued:
+            return None
+        batch = queued[self.queued_at]
+        if self.queued_kind != kind:
+            batch.data = self._as_kind(batch.data, self.queued_kind, kind)
+        self.queued_at += 1
+        if self.queued_at == len(queued):
+            self.queued = []
+        return batch
 
     def start(self, batch: Batch, kind: ConsumerKind) -> None:
-        self.batch = batch
+        """Hand ``batch`` out next; a list of messages gives up its last one to ``last``."""
+        self.current = batch
         self.kind = kind
         data = batch.data
-        self.rest = iter(data if kind in ("json", "json-raw") else (data,) if data else ())
+        if kind in ("json", "json-raw"):
+            self.has_last = bool(data)
+            self.last = data.pop() if data else None
+            self.items = data
+        else:  # bytes or text: the whole batch is one item
+            self.has_last = bool(data)
+            self.last = data
+            self.items = ()
+        self.rest = iter(self.items)
 
     def drain(self, transform: Callable[[Any], Any] | None) -> Iterator[Any]:
-        """The current batch's items not handed out yet; each counts as handed out when
-        yielded (``rest`` itself, when there is no ``transform``: the list iterator is the
-        position, so items cost no Python code each). A batch of bytes or text is one item."""
+        """The current batch's items not handed out yet, but its last; each counts as handed
+        out when yielded (``rest`` itself, when there is no ``transform``: the list iterator
+        is the position, so items cost no Python code each)."""
         if transform is None:
             return self.rest
         return map(transform, self.rest)
 
-    def event(self, item: Any) -> StreamEvent:
-        """``item`` of the current batch, with where the stream stands after that batch."""
-        batch = self.batch
-        assert batch is not None
-        return StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
+    def put_back(self) -> None:
+        """``drain``'s transform (a decode= hook) raised: ``map`` had taken the item it failed
+        on from ``rest``, so it goes back, to come first next time."""
+        items = self.items
+        failed = len(items) - operator.length_hint(self.rest) - 1
+        self.items = items[failed:]
+        self.rest = iter(self.items)
 
-    def finish(self, until_up_to_date: bool) -> bool:
-        """The current batch is handed out: move the offset on. Returns whether the reader
-        stops here (end of a closed stream, or up to date when that was asked for)."""
-        batch = self.batch
+    def take_last(self, transform: Callable[[Any], Any] | None) -> Any:
+        """The current batch's last item, through ``transform``. The batch counts as handed
+        out with it, so ``offset`` moves on before the consumer has it; a transform that
+        raises leaves it for the next iteration."""
+        item = self.last if transform is None else transform(self.last)
+        self.has_last = False
+        self.last = None
+        self.commit()
+        return item
+
+    def commit(self) -> None:
+        """The current batch is handed out: move the offset on."""
+        batch = self.current
         assert batch is not None
-        self.batch = None
         self.offset = batch.offset
         self.cursor = batch.cursor
         self.up_to_date = batch.up_to_date
         self.stream_closed = batch.closed
-        return batch.closed or (until_up_to_date and batch.up_to_date)
+
+    def stops(self, until_up_to_date: bool) -> bool:
+        """Whether the reader stops after the batch handed out last: at the end of a closed
+        stream, or up to date when that was asked for."""
+        return self.stream_closed or (until_up_to_date and self.up_to_date)
+
+    def event(self, item: Any) -> StreamEvent:
+        """``item`` of the current batch, with where the stream stands after that batch."""
+        batch = self.current
+        assert batch is not None
+        return StreamEvent(item, batch.offset, batch.cursor, batch.up_to_date, batch.closed)
 
 
 class ResponseMetadata:

@@ -103,11 +103,11 @@ class StreamResponse(ResponseMetadata):
         self._live_read_timeout = live_read_timeout
         self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
-        self._delivery = Delivery(session.offset, session.cursor)
+        self._delivery = Delivery(session.url, session.offset, session.cursor)
         self._held = _Held(transport if owns_transport else None)
         self._release = closer(self, self._held)
         self._kind: str | None = None
-        self._source: Iterator[Batch] | None = None
+        self._source: Iterator[list[Batch]] | None = None
         self._consumer: Iterator[Any] | None = None
         self._handing_over = False
         self._closed = False
@@ -225,7 +225,9 @@ class StreamResponse(ResponseMetadata):
         retrying("reading", session.url, exc, session.attempts, delay, "read")
         sleep(delay)
 
-    def _batches(self) -> Iterator[Batch]:
+    def _batches(self) -> Iterator[list[Batch]]:
+        """The batches of each read, never an empty list: one chunk of SSE may carry several,
+        and the session is past all of them once it returns them."""
         session = self._session
         while not session.done:
             if self._http is None:
@@ -241,13 +243,12 @@ class StreamResponse(ResponseMetadata):
                     chunks = http.iter_bytes()
                     try:
                         for chunk in chunks:
-                            for batch in session.feed(chunk):
-                                if batch.closed:
-                                    final = batch
+                            batches = session.feed(chunk)
+                            if batches:
+                                if batches[-1].closed:
+                                    final = batches
                                     break
-                                yield batch
-                            if final is not None:
-                                break
+                                yield batches
                             session.raise_held()
                     finally:
                         # Shielded: once the session holds the closing batch, a cancellation
@@ -264,12 +265,12 @@ class StreamResponse(ResponseMetadata):
                         for chunk in chunks:
                             part = session.on_body_chunk(chunk)
                             if part is not None:
-                                yield part
+                                yield [part]
                     self._close_http()
-                    yield session.on_body_end()
+                    yield [session.on_body_end()]
                 else:
                     self._close_http()
-                    yield session.on_empty()
+                    yield [session.on_empty()]
             except errors.TransportError as exc:
                 self._close_http()
                 self._wait_or_raise(exc)
@@ -278,9 +279,12 @@ class StreamResponse(ResponseMetadata):
                     self._close_http()
 
     def _next_batch(self, kind: ConsumerKind) -> Batch | None:
-        pending = self._delivery.take_pending(kind)
-        if pending is not None:
-            return pending
+        delivery = self._delivery
+        # Batches read together with the last one go first: the session is past them, and
+        # stays so when this connection is dropped (an iterator closed, another kind wanted).
+        batch = delivery.take_queued(kind)
+        if batch is not None:
+            return batch
         session = self._session
         if session.needs_new_connection(kind):
             self._drop_connection()
@@ -290,7 +294,7 @@ class StreamResponse(ResponseMetadata):
                 return None
             self._source = self._batches()
         try:
-            batch = self._source.__next__()
+            batches = self._source.__next__()
         except StopIteration:
             self._source = None
             return None
@@ -298,8 +302,9 @@ class StreamResponse(ResponseMetadata):
             self._source = None
             self._close_http()
             raise
-        self._delivery.start(batch, kind)
-        return batch
+        if len(batches) > 1:
+            delivery.queue(batches, kind)
+        return batches[0]
 
     def _items(
         self,
@@ -324,17 +329,30 @@ class StreamResponse(ResponseMetadata):
             for item in delivery.drain_carried(kind):
                 yield item
             while True:
-                if self._next_batch(kind) is None:
-                    return
+                if not delivery.part_way(kind):
+                    batch = self._next_batch(kind)
+                    if batch is None:
+                        return
+                    delivery.start(batch, kind)
                 draining = delivery.drain(transform)
                 if transform is None:
                     out._ready = draining
                 try:
                     for item in draining:
                         yield item
+                except Exception:
+                    # Nothing but the decode hook runs in the loop: it failed on an item it had
+                    # been handed, which is not handed out then.
+                    if transform is not None:
+                        delivery.put_back()
+                    raise
                 finally:
                     out._ready = None
-                if delivery.finish(until_up_to_date):
+                if delivery.has_last:
+                    yield delivery.take_last(transform)
+                else:  # a batch without items
+                    delivery.commit()
+                if delivery.stops(until_up_to_date):
                     return
         except GeneratorExit:
             if not self._handing_over:
@@ -412,9 +430,10 @@ class StreamResponse(ResponseMetadata):
             batch = self._next_batch("json")
             if batch is None:
                 return
+            delivery.current = batch
             yield batch
-            delivery.rest = iter(())
-            if delivery.finish(until_up_to_date):
+            delivery.commit()
+            if delivery.stops(until_up_to_date):
                 return
 
     def __iter__(self) -> Iterator[Any]:

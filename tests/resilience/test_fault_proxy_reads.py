@@ -161,12 +161,14 @@ async def test_closed_stream_async(
 
 
 class Writer(threading.Thread):
-    """Appends ``EXPECTED`` in batches directly to the server, at most ``WINDOW`` batches ahead
-    of what the reader has reported, then closes the stream."""
+    """Appends ``EXPECTED`` from ``first`` on in batches directly to the server, at most
+    ``ahead`` messages ahead of what the reader has reported, then closes the stream."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, first: int = 0, ahead: int = WINDOW * LIVE_BATCH) -> None:
         super().__init__(name="live-writer", daemon=True)
         self.url = url
+        self.first = first
+        self.ahead = ahead
         self.error: BaseException | None = None
         self._read = 0
         self._stopped = False
@@ -192,8 +194,8 @@ class Writer(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(timeout=10) as client:
-                for start in range(0, N_MESSAGES, LIVE_BATCH):
-                    if not self._wait_for_reader(start - WINDOW * LIVE_BATCH):
+                for start in range(self.first, N_MESSAGES, LIVE_BATCH):
+                    if not self._wait_for_reader(start - self.ahead):
                         return
                     _append(client, self.url, EXPECTED[start : start + LIVE_BATCH])
                 _close(client, self.url)
@@ -248,6 +250,71 @@ async def test_live_tail_async(
         assert writer.error is None, writer.error
         assert items == EXPECTED
         assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+# -- far behind a writer, through a proxy that cuts every SSE answer after a few KB -----------
+
+# A catch-up burst over SSE carries one control event, at its end: cut anywhere, it commits
+# nothing, and the next one (the writer went on meanwhile) is longer still.
+BEHIND = N_MESSAGES // 2
+SSE_CUT = 4096
+
+
+@pytest.fixture
+def behind(stream_url: str) -> Iterator[Writer]:
+    """A stream with ``BEHIND`` messages, and a writer that keeps the reader that far behind."""
+    _create(stream_url)
+    with httpx.Client() as client:
+        for start in range(0, BEHIND, BATCH):
+            _append(client, stream_url, EXPECTED[start : start + BATCH])
+    thread = Writer(stream_url, first=BEHIND, ahead=BEHIND)
+    yield thread
+    thread.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("live", ["sse", "long-poll"])
+def test_far_behind_sync(
+    behind: Writer, stream_url: str, server_url: str, live: ds.LiveMode
+) -> None:
+    items = []
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        behind.start()
+        with ds.stream(_through(proxy, server_url, stream_url), live=live) as res:
+            for item in res.iter_json():
+                items.append(item)
+                behind.advance()
+            assert res.stream_closed
+        behind.join(10)
+        assert behind.error is None, behind.error
+        assert items == EXPECTED
+        if live == "sse":
+            assert proxy.stats["cuts_sse"] > 0
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("live", ["sse", "long-poll"])
+async def test_far_behind_async(
+    behind: Writer, stream_url: str, server_url: str, live: ds.LiveMode
+) -> None:
+    items = []
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        behind.start()
+        # pytest-timeout's signal does not stop a trio run that is waiting to retry.
+        with anyio.fail_after(45):
+            async with ds.astream(_through(proxy, server_url, stream_url), live=live) as res:
+                async for item in res.iter_json():
+                    items.append(item)
+                    behind.advance()
+                assert res.stream_closed
+        await anyio.to_thread.run_sync(behind.join, 10)
+        assert behind.error is None, behind.error
+        assert items == EXPECTED
+        if live == "sse":
+            assert proxy.stats["cuts_sse"] > 0
 
 
 # -- the server's own injected faults (POST /_test/inject-error) --------------------------------

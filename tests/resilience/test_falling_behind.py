@@ -1,0 +1,145 @@
+"""A reader whose connections are cut after the server answered keeps up with a stream being
+written: it retries at once instead of after a growing wait (which only lets the next answer
+grow), and an SSE reader whose catch-up burst was cut before its control event takes the
+backlog with catch-up requests, then goes back to SSE.
+
+The session's decisions, without I/O; the fault-proxy reads in test_fault_proxy_reads.py show
+them against the real server.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import durable_streams as ds
+from durable_streams._read import ReadSession
+from durable_streams._retry import RetryPolicy, RetryState
+
+URL = "http://streams.test/s/behind"
+POLICY = RetryPolicy(max_retries=None, initial_delay=1.0, max_delay=64.0, deadline=None)
+JSON = {
+    "content-type": "application/json",
+    "stream-next-offset": "0_5",
+    "stream-up-to-date": "true",
+}
+SSE = {"content-type": "text/event-stream"}
+CUT = ds.TransportError("connection reset", url=URL)
+
+
+class Longest(random.Random):
+    """Jitter that always waits the longest it may, so the waits show their ceilings."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def _session(live: ds.LiveMode) -> ReadSession:
+    session = ReadSession(URL, offset="-1", live=live, retry=POLICY)
+    session._retry = RetryState(POLICY, Longest())
+    session.consumer = "json"
+    return session
+
+
+def _caught_up(session: ReadSession) -> None:
+    session.request({}, {})
+    assert session.on_response(200, JSON) == "body"
+    session.on_body_chunk(b"[1,2,3,4,5]")
+    assert session.on_body_end().data == [1, 2, 3, 4, 5]
+
+
+def _mode(session: ReadSession) -> str | None:
+    return dict(session.request({}, {}).params).get("live")
+
+
+def _unanswered(session: ReadSession) -> float | None:
+    session.request({}, {})
+    return session.retry_delay(CUT)
+
+
+def _cut_mid_body(session: ReadSession) -> float | None:
+    session.request({}, {})
+    assert session.on_response(200, JSON) == "body"
+    assert session.on_body_chunk(b'[{"n": 1}, {"n"') is None
+    return session.retry_delay(CUT)
+
+
+def _cut_mid_burst(session: ReadSession) -> float | None:
+    session.request({}, {})
+    assert session.on_response(200, SSE) == "sse"
+    assert session.feed(b'event: data\ndata: [{"n": 6}]\n\nevent: data\ndata: [{"n"') == []
+    return session.retry_delay(CUT)
+
+
+def test_waits_grow_only_after_attempts_that_got_nothing() -> None:
+    session = _session("long-poll")
+    assert [_unanswered(session) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert [_cut_mid_body(session) for _ in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    assert [_unanswered(session) for _ in range(3)] == [1.0, 2.0, 4.0]
+    assert session.attempts == 11
+
+
+def test_cuts_mid_body_still_count_against_the_policy() -> None:
+    policy = RetryPolicy(max_retries=3, initial_delay=1.0, deadline=None)
+    session = ReadSession(URL, offset="-1", live=False, retry=policy)
+    session.consumer = "json"
+    assert [_cut_mid_body(session) is not None for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_cut_sse_burst_is_taken_by_catch_up_requests_then_sse_again() -> None:
+    session = _session("sse")
+    _caught_up(session)
+    assert _cut_mid_burst(session) == 1.0
+    assert _mode(session) is None, "the backlog is asked for by a catch-up request"
+    assert session.on_response(200, {**JSON, "stream-next-offset": "0_9"}) == "body"
+    assert session.on_body_chunk(b"[6,7,8,9]") is None
+    assert session.on_body_end().offset == "0_9"
+    assert _mode(session) == "sse"
+
+
+def test_a_burst_cut_after_a_commit_on_the_same_connection_falls_back_too() -> None:
+    session = _session("sse")
+    _caught_up(session)
+    session.request({}, {})
+    session.on_response(200, SSE)
+    control = b'event: control\ndata: {"streamNextOffset": "0_6", "streamCursor": "c"}\n\n'
+    (batch,) = session.feed(b'event: data\ndata: [{"n": 6}]\n\n' + control)
+    assert batch.offset == "0_6"
+    assert session.feed(b'event: data\ndata: [{"n": 7}]\n\n') == []
+    assert session.retry_delay(CUT) == 1.0
+    assert _mode(session) is None
+
+
+def test_sse_that_fails_again_where_the_catch_up_found_nothing_backs_off() -> None:
+    """Falling back happens once per offset: an SSE answer that breaks before its first
+    control event where a catch-up request just said there is nothing more is broken SSE, not
+    a long burst, and is retried with growing waits, not in a loop of quick requests."""
+    session = _session("sse")
+    _caught_up(session)
+    assert _cut_mid_burst(session) == 1.0
+    _caught_up(session)  # the catch-up found nothing newer: still at 0_5
+    assert [_cut_mid_burst(session) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert _mode(session) == "sse"
+
+
+def test_an_sse_connection_cut_between_events_reconnects_to_sse() -> None:
+    session = _session("sse")
+    _caught_up(session)
+    session.request({}, {})
+    session.on_response(200, SSE)
+    control = b'event: control\ndata: {"streamNextOffset": "0_6", "streamCursor": "c"}\n\n'
+    assert len(session.feed(b'event: data\ndata: [{"n": 6}]\n\n' + control)) == 1
+    assert session.retry_delay(CUT) == 1.0
+    assert _mode(session) == "sse"
+
+
+@pytest.mark.parametrize("status", [503, 500])
+def test_error_statuses_back_off_as_before(status: int) -> None:
+    session = _session("long-poll")
+    delays = []
+    for _ in range(3):
+        session.request({}, {})
+        assert session.on_response(status, {}) == "error"
+        delays.append(session.retry_delay(session.error(status, {}, b"")))
+    assert delays == [1.0, 2.0, 4.0]
