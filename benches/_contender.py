@@ -530,7 +530,7 @@ def run_core(args: argparse.Namespace, m: Meter) -> int:
     """This project's native core alone on the same bytes: ``parse_json_array`` of the
     catch-up body; the SSE body (framing included) through ``SseDecoder("json")`` in 64 KiB
     chunks. What the client adds to this is HTTP and hand-out."""
-    from durable_streams import _core
+    from durable_streams._core import _native as _core
 
     m.info["core"] = _core.__version__
     body, _ = _same_bytes(args)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import _payloads as P
 import orjson
 
-from durable_streams import _core
+from durable_streams._core import _native as _core
 
 
 def per_message(decode: Callable[[bytes], int], inputs: list[bytes], pause: float) -> float:

@@ -193,14 +193,14 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def ours_python() -> str:
     """An interpreter that imports this repository's durable_streams (with its native core)."""
-    probe = "import durable_streams._core"
+    probe = "import durable_streams._core._native"
     for py in (sys.executable, str(VENV_PYTHON)):
         if (
             Path(py).exists()
             and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0
         ):
             return py
-    raise SystemExit("no interpreter here imports durable_streams._core; build it (scripts/test)")
+    raise SystemExit("no interpreter here imports durable_streams._core._native; build it (scripts/test)")
 
 
 def official_python() -> str:

@@ -346,7 +346,8 @@ def main() -> None:
         return
 
     try:
-        from durable_streams import _core, _pure
+        from durable_streams._core import _native as _core
+        from durable_streams._core import _pure
     except ImportError as e:
         raise SystemExit(f"run this with the repository's .venv/bin/python ({e})") from None
     if Path(_core.__file__).suffix not in (".so", ".pyd"):

@@ -49,7 +49,7 @@ def load_extension(path: Path) -> Any:
 
 
 def contenders(extra: list[Path]) -> dict[str, Callable[[bytes], Any]]:
-    from durable_streams import _core
+    from durable_streams._core import _native as _core
 
     out: dict[str, Callable[[bytes], Any]] = {"ours parse_json_array": _core.parse_json_array}
     # Lab-only entry points, when the build has them: other ways of building the objects.

@@ -44,9 +44,9 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.pure:
-        from durable_streams import _pure as core
+        from durable_streams._core import _pure as core
     else:
-        from durable_streams import _core as core
+        from durable_streams._core import _native as core
 
     block = b"".join(
         P.json_sse_body(1).replace(b'"upToDate":true', b'"upToDate":false') for _ in range(20)

@@ -6,7 +6,7 @@ Not part of the test run (``testpaths = ["tests"]``). Run them with::
     .venv/bin/python -m pytest benches --benchmark-only
 
 The server is the pinned reference server (``refserver/``), in-memory, compression off, one
-for the session. The core is switched per test with ``durable_streams._impl.use`` (the
+for the session. The core is switched per test with ``durable_streams._core.use`` (the
 API looks the core up on every use). Reads are driven through the public API only; the
 writers of the read benchmarks are plain httpx, so the two implementations differ in the
 reader alone. Figures are wall time per round; ``extra_info`` has the per-message cost.
@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 import durable_streams as ds
-from durable_streams import _impl
+from durable_streams import _core
 
 REPO = Path(__file__).resolve().parent.parent
 CATCH_UP_MESSAGES = 20_000
@@ -53,10 +53,10 @@ def writer() -> Iterator[httpx.Client]:
 
 @pytest.fixture(params=["native", "pure"])
 def impl(request: pytest.FixtureRequest) -> Iterator[str]:
-    previous = _impl.IMPLEMENTATION
-    _impl.use(request.param)
+    previous = _core.IMPLEMENTATION
+    _core.use(request.param)
     yield request.param
-    _impl.use(previous)
+    _core.use(previous)
 
 
 def new_stream(writer: httpx.Client, server_url: str, tag: str) -> str:

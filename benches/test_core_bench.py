@@ -19,7 +19,8 @@ import _payloads as P
 import orjson
 import pytest
 
-from durable_streams import _core, _pure
+from durable_streams._core import _native as _core
+from durable_streams._core import _pure
 
 SSE_EVENTS = 20  # 20 data events of 1,000 messages: 20,000 messages, ~1 MB, 16 chunks
 BINARY_EVENTS = 20  # 20 x 48 KiB raw, ~1.3 MB of base64 SSE

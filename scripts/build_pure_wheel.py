@@ -2,7 +2,7 @@
 
     python scripts/build_pure_wheel.py [--out dist]
 
-It installs wherever no native wheel fits; ``durable_streams._impl`` then picks the pure core.
+It installs wherever no native wheel fits; ``durable_streams._core`` then picks the pure core.
 maturin builds only platform wheels for a crate with bindings, so this writes the wheel itself
 (a zip with METADATA, WHEEL and RECORD, per the wheel spec) from ``python/durable_streams``.
 """

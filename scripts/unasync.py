@@ -1,6 +1,6 @@
-"""Generates the sync drivers from the async ones in python/durable_streams: _sync.py from
-_async.py (reads and the stream handle), _subscribe_sync.py from _subscribe_async.py
-(subscriptions and their consumer) and _state_sync.py from _state_async.py (state streams).
+"""Generates the sync twins of the async modules in python/durable_streams: every
+``X_async.py`` has an ``X_sync.py`` made from it, unless its sync twin is an ``X_threaded.py``
+(a class that runs the async one on a loop thread, written by hand).
 
 Each is written once, in async code; the sync twin is that text with the async words taken
 out. What really differs between the two lives in _flavours.py under paired names
@@ -29,15 +29,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "python" / "durable_streams"
 
-HEADER = "# Generated from {source} by scripts/unasync.py: edit that file, then run the script.\n"
+HEADER = (
+    "# Generated from {source} by scripts/unasync.py:\n# edit that file, then run the script.\n"
+)
 
-# Text that reads differently in sync code: (as written in _async.py, what _sync.py says).
+# Text that reads differently in sync code: (as the async file says it, what its twin says).
 READS_PROSE: list[tuple[str, str]] = [
     (
-        '"""The asynchronous API: ``astream()``, :class:`AsyncStreamResponse` and\n'
-        ':class:`AsyncDurableStream`, for asyncio and trio alike (through anyio)."""',
-        '"""The synchronous API: ``stream()``, :class:`StreamResponse` and '
-        ':class:`DurableStream`."""',
+        '"""The async stream response: ``astream()`` and :class:`AsyncStreamResponse`, '
+        "a loop around\n"
+        'a :class:`ReadSession` and a transport, for asyncio and trio alike (through anyio)."""',
+        '"""The sync stream response: ``stream()`` and :class:`StreamResponse`, a loop around a\n'
+        ':class:`ReadSession` and a transport."""',
     ),
     (
         "The block closes the connection even when it is left by cancellation. An async response\n"
@@ -49,6 +52,26 @@ READS_PROSE: list[tuple[str, str]] = [
         "\n\n    In async code, ``on_error`` may also be an async function, and ``headers`` and"
         " ``params``\n    values async callables.\n",
         "\n",
+    ),
+]
+
+HANDLE_PROSE: list[tuple[str, str]] = [
+    (
+        '"""The async stream handle, :class:`AsyncDurableStream`: create, append, head, close,\n'
+        'delete, fork and read one stream, for asyncio and trio alike."""',
+        '"""The sync stream handle, :class:`DurableStream`: create, append, head, close, delete,\n'
+        'fork and read one stream."""',
+    ),
+]
+
+CLIENT_PROSE: list[tuple[str, str]] = [
+    ("Sending one request (async; ``_client_sync`` is generated from it)", "Sending one request"),
+]
+
+HTTPX_PROSE: list[tuple[str, str]] = [
+    (
+        "The httpx transport for async code (``_httpx_sync`` is generated from it)",
+        "The httpx transport for sync code",
     ),
 ]
 
@@ -65,12 +88,36 @@ STATE_PROSE: list[tuple[str, str]] = [
     ("State Protocol) for async code:", "State Protocol) for sync code:"),
 ]
 
-# Async file, sync file, and the sentences that differ between them.
-PAIRS: list[tuple[str, str, list[tuple[str, str]]]] = [
-    ("_async.py", "_sync.py", READS_PROSE),
-    ("_subscribe_async.py", "_subscribe_sync.py", SUBSCRIBE_PROSE),
-    ("_state_async.py", "_state_sync.py", STATE_PROSE),
+SELECT_PROSE: list[tuple[str, str]] = [
+    (
+        "for async code (``_select_sync`` is generated from it):\nthe",
+        "for sync code:\nthe",
+    ),
 ]
+
+# The sentences that differ between an async file and its sync twin.
+PROSE: dict[str, list[tuple[str, str]]] = {
+    "_reading/_response_async.py": READS_PROSE,
+    "_writing/_handle_async.py": HANDLE_PROSE,
+    "_client_async.py": CLIENT_PROSE,
+    "_transport/_httpx_async.py": HTTPX_PROSE,
+    "_transport/_select_async.py": SELECT_PROSE,
+    "_subscriptions/_client_async.py": SUBSCRIBE_PROSE,
+    "state/_streams_async.py": STATE_PROSE,
+}
+
+
+def pairs() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Every async module with a generated twin: (async file, sync file, prose)."""
+    out = []
+    for path in sorted(PACKAGE.rglob("*_async.py")):
+        source = path.relative_to(PACKAGE).as_posix()
+        stem = source.removesuffix("_async.py")
+        if (PACKAGE / f"{stem}_threaded.py").exists():
+            continue
+        out.append((source, f"{stem}_sync.py", PROSE.get(source, [])))
+    return out
+
 
 # Word-bounded renames, in order. ``Async``-prefixed names and ``async_``-prefixed ones lose
 # the prefix, ``_async``-suffixed ones become ``_sync``; the rest are the async spellings of
@@ -89,9 +136,10 @@ RENAMES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"\baclosing\b", "closing"),
     (r"\bastream\b", "stream"),
     (r"\b(aload_state|aload_compacted|amaterialize|acompact)\b", lambda m: m.group(1)[1:]),
-    (r"\b_aproducer\b", "_sproducer"),
+    (r"\b_producer_async\b", "_producer_threaded"),
     (r"\bIdempotentProducer\b", "SyncIdempotentProducer"),
     (r"_async\b", "_sync"),  # resolve_async, ._async, _subscribe_async
+    (r"\bAsyncGenerator\[([^\]]*), None\]", r"Generator[\1, None, None]"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_(\w+)", r"\1"),
 ]
@@ -143,7 +191,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if a sync file is stale")
     args = parser.parse_args()
     stale = 0
-    for source, target, prose in PAIRS:
+    for source, target, prose in pairs():
         try:
             generated = generate(source, target, prose)
         except Stale as exc:

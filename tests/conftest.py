@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_streams import _impl
+from durable_streams import _core
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "refserver"))
 
@@ -60,11 +60,11 @@ IMPLEMENTATIONS = os.environ.get("DURABLE_STREAMS_TEST_IMPLS", "native,pure").sp
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def core_impl(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Runs the test with the API on this core (``durable_streams._impl.use``)."""
-    previous = _impl.IMPLEMENTATION
-    _impl.use(request.param)
+    """Runs the test with the API on this core (``durable_streams._core.use``)."""
+    previous = _core.IMPLEMENTATION
+    _core.use(request.param)
     yield request.param
-    _impl.use(previous)
+    _core.use(previous)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -197,7 +197,7 @@ def test_live_reader_lag_gauge(recorded: Recorded, stream_url: str) -> None:
 
 
 def test_a_reader_behind_the_tail_reports_how_long() -> None:
-    from durable_streams._read import ReadSession
+    from durable_streams._reading._session import ReadSession
 
     session = ReadSession("http://127.0.0.1:1/s", offset="-1", live=True)
     session._up_to_date_changed = 100.0

@@ -7,8 +7,7 @@ subclasses (see ``durable_streams._errors`` for the tree).
 
 from __future__ import annotations
 
-from ._aproducer import Acknowledgement, IdempotentProducer
-from ._async import AsyncDurableStream, AsyncStreamResponse, astream
+from ._core import IMPLEMENTATION
 from ._errors import (
     AckOffsetError,
     AlreadyClaimedError,
@@ -21,6 +20,7 @@ from ._errors import (
     DeadlineExceededError,
     DurableStreamError,
     EventTooLargeError,
+    FailedBatch,
     FencedError,
     HandleClosedError,
     HTTPParseError,
@@ -58,27 +58,36 @@ from ._errors import (
     WebhookUrlRejectedError,
     WebhookVerificationError,
 )
-from ._impl import IMPLEMENTATION
-from ._producer import FailedBatch, ProducerStats
-from ._protocol import OFFSET_BEGINNING, OFFSET_NOW, AppendResult, HeadResult, LiveMode
-from ._read import STOP, ErrorDecision, ReaderStats, RetryAction
+from ._protocol import OFFSET_BEGINNING, OFFSET_NOW
+from ._reading._response_async import AsyncStreamResponse, astream
+from ._reading._response_sync import StreamResponse, stream
 from ._retry import RetryPolicy
-from ._shared import StreamEvent
-from ._sproducer import SyncIdempotentProducer
-from ._subscribe_async import AsyncSubscriptionConsumer, AsyncSubscriptions
-from ._subscribe_sync import SubscriptionConsumer, Subscriptions
-from ._subscriptions import (
+from ._subscriptions._client_async import AsyncSubscriptionConsumer, AsyncSubscriptions
+from ._subscriptions._client_sync import SubscriptionConsumer, Subscriptions
+from ._values import (
+    STOP,
     Ack,
+    AppendResult,
     Claim,
     ConsumerStats,
+    ErrorDecision,
+    HeadResult,
+    LiveMode,
     PendingStream,
+    ProducerStats,
+    ReaderStats,
+    RetryAction,
+    StreamEvent,
     Subscription,
     SubscriptionLink,
     SubscriptionMessage,
     WebhookDelivery,
     WebhookSigning,
 )
-from ._sync import DurableStream, StreamResponse, stream
+from ._writing._handle_async import AsyncDurableStream
+from ._writing._handle_sync import DurableStream
+from ._writing._producer_async import Acknowledgement, IdempotentProducer
+from ._writing._producer_threaded import SyncIdempotentProducer
 
 __all__ = [
     "IMPLEMENTATION",

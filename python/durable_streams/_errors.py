@@ -59,11 +59,10 @@ query string or user info, and header values never appear: credentials do not le
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json as json_module
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-if TYPE_CHECKING:
-    from ._producer import FailedBatch
 
 __all__ = [
     "AckOffsetError",
@@ -77,6 +76,7 @@ __all__ = [
     "DeadlineExceededError",
     "DurableStreamError",
     "EventTooLargeError",
+    "FailedBatch",
     "FencedError",
     "HTTPParseError",
     "HandleClosedError",
@@ -486,3 +486,46 @@ class WebhookVerificationError(DurableStreamError, ValueError):
     """A webhook request does not carry a valid signature from the server's keys: a missing or
     malformed ``Webhook-Signature`` header, an unknown key, a timestamp outside the tolerance,
     or a body that is not the one signed. Answer such a request with 401 and do nothing."""
+
+
+# How much of a failed batch's body its repr shows.
+_REPR_BODY_BYTES = 64
+
+
+@dataclass(frozen=True)
+class FailedBatch:
+    """A batch that was not delivered, with what it held and why it failed.
+
+    ``maybe_delivered`` is True when the outcome is unknown: a request reached the server but
+    no answer came back before the retries ran out (the batch may be stored once).
+    ``kept`` is True when the batch stays in the producer's state file: the next session
+    opened on that file resends it under the same number, so do not resend it yourself."""
+
+    seq: int
+    epoch: int
+    count: int
+    body: bytes
+    error: DurableStreamError
+    maybe_delivered: bool
+    json: bool = field(default=False, repr=False)
+    kept: bool = False
+
+    def __repr__(self) -> str:
+        # The body can be megabytes, and reprs end up in error reports and logs.
+        shown = repr(self.body[:_REPR_BODY_BYTES])
+        more = "..." if len(self.body) > _REPR_BODY_BYTES else ""
+        return (
+            f"FailedBatch(seq={self.seq}, epoch={self.epoch}, count={self.count}, "
+            f"body=<{len(self.body):,} bytes: {shown}{more}>, error={self.error!r}, "
+            f"maybe_delivered={self.maybe_delivered}, kept={self.kept})"
+        )
+
+    def messages(self) -> list[Any]:
+        """The batch's messages: decoded JSON values on JSON streams, else its bytes as one item."""
+        if not self.body:
+            return []
+        if self.json:
+            # The producer built the body: a JSON array of the messages, nothing else.
+            items: list[Any] = json_module.loads(self.body)
+            return items
+        return [self.body]

@@ -10,12 +10,22 @@ import inspect
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, Protocol
 
 import anyio
 
 from . import _errors as errors
+from ._options import AsyncOnError, OnError
+from ._protocol import check_header
+from ._values import ErrorDecision
 
 __all__ = [
     "AsyncItems",
@@ -227,3 +237,79 @@ def heartbeat(interval: float, beat: Callable[[], Any]) -> Iterator[Beat]:
         stop.set()
         # A beat in flight ends within the client's timeout; the thread is a daemon either way.
         thread.join(timeout=interval)
+
+
+def resolve_sync(values: Mapping[str, Any] | None, *, headers: bool = False) -> dict[str, str]:
+    """Evaluate callable header/param values, once per request; with ``headers``, what a
+    callable gave is checked as a header value (those given as text were checked already)."""
+    if not values:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if callable(value):
+            value = value()
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(f"header/param {name!r} is async; use the async API for it")
+            value = str(value)
+            if headers:
+                check_header(name, value)
+        out[name] = str(value)
+    return out
+
+
+async def resolve_async(
+    values: Mapping[str, Any] | None, *, headers: bool = False
+) -> dict[str, str]:
+    if not values:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if callable(value):
+            value = value()
+            if inspect.isawaitable(value):
+                value = await value
+            value = str(value)
+            if headers:
+                check_header(name, value)
+        out[name] = str(value)
+    return out
+
+
+def decide_sync(hook: OnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
+    """What a reader's ``on_error`` hook says about ``exc`` (``None`` without a hook)."""
+    if hook is None:
+        return None
+    try:
+        decision = hook(exc)
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
+    if inspect.isawaitable(decision):
+        close = getattr(decision, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("on_error is async; use the async API (astream) for it") from exc
+    return decision
+
+
+async def decide_async(hook: AsyncOnError | None, exc: errors.DurableStreamError) -> ErrorDecision:
+    if hook is None:
+        return None
+    try:
+        decision = hook(exc)
+        if inspect.isawaitable(decision):
+            decision = await decision
+    except Exception as failure:
+        _chain(failure, exc)
+        raise
+    return decision
+
+
+def _chain(failure: Exception, original: errors.DurableStreamError) -> None:
+    """Give ``failure``, raised by an ``on_error`` hook, the error the hook was given as its
+    cause (unless the hook chained one itself): the traceback then shows both."""
+    if failure.__cause__ is None and failure is not original:
+        failure.__cause__ = original

@@ -6,48 +6,70 @@ import datetime as _dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
+from . import _core
 from . import _errors as errors
-
-__all__ = [
-    "OFFSET_BEGINNING",
-    "OFFSET_NOW",
-    "HeadResult",
-    "HttpRequest",
-    "LiveMode",
-    "check_header",
-    "check_headers",
-    "check_url",
-    "error_for_status",
-    "is_json_content_type",
-    "sse_data_is_text",
-]
+from ._values import AppendResult, HeadResult
 
 OFFSET_BEGINNING = "-1"
+
+
 OFFSET_NOW = "now"
 
-LiveMode = Literal[False, True, "long-poll", "sse"]
 
 H_NEXT_OFFSET = "stream-next-offset"
+
+
 H_CURSOR = "stream-cursor"
+
+
 H_UP_TO_DATE = "stream-up-to-date"
+
+
 H_CLOSED = "stream-closed"
+
+
 H_TTL = "stream-ttl"
+
+
 H_EXPIRES_AT = "stream-expires-at"
+
+
 H_SEQ = "stream-seq"
+
+
 H_SSE_ENCODING = "stream-sse-data-encoding"
+
+
 H_FORKED_FROM = "stream-forked-from"
+
+
 H_FORK_OFFSET = "stream-fork-offset"
+
+
 H_FORK_SUB_OFFSET = "stream-fork-sub-offset"
+
+
 H_PRODUCER_ID = "producer-id"
+
+
 H_PRODUCER_EPOCH = "producer-epoch"
+
+
 H_PRODUCER_SEQ = "producer-seq"
+
+
 H_EXPECTED_SEQ = "producer-expected-seq"
+
+
 H_RECEIVED_SEQ = "producer-received-seq"
 
+
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
 ERROR_BODY_LIMIT = 4096
 
 
@@ -138,6 +160,8 @@ def check_url(url: str, what: str = "stream URL") -> str:
 # RFC 9110: a header name is a token; a value is visible ASCII, spaces and tabs (we refuse
 # obs-text too: httpx encodes values as ASCII).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
@@ -187,32 +211,6 @@ class HttpRequest:
     content: bytes | None = None
     # Whether resending after an ambiguous failure (request possibly processed) is harmless.
     idempotent: bool = True
-
-
-@dataclass(frozen=True)
-class HeadResult:
-    """What ``HEAD`` says about a stream."""
-
-    status: int
-    offset: str | None
-    content_type: str | None
-    ttl_seconds: int | None
-    expires_at: str | None
-    closed: bool
-    etag: str | None
-    headers: Mapping[str, str] = field(repr=False)  # every header, CORS ones included
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    """The outcome of one append: the tail after it, and producer facts when a producer sent it."""
-
-    status: int
-    offset: str | None
-    closed: bool = False
-    duplicate: bool = False
-    producer_epoch: int | None = None
-    producer_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -331,9 +329,6 @@ def error_for_status(
 def is_transient_status(status: int) -> bool:
     """Statuses worth retrying: the server asked us to wait, or failed."""
     return status == 429 or status >= 500
-
-
-# --- the I/O-free halves of the handle operations ----------------------------------------------
 
 
 def create_request(
@@ -503,10 +498,8 @@ def delete_result(status: int, headers: Mapping[str, str], body: bytes, *, url: 
 def encode_append_body(data: Any, *, json_mode: bool) -> bytes:
     """One append's body. JSON streams: ``data`` is one message (a list stays one message);
     str/bytes there are taken as already-serialized JSON text."""
-    from ._impl import core
-
     if json_mode:
-        builder = core.BatchBuilder(True, 1 << 62)
+        builder = _core.impl.BatchBuilder(True, 1 << 62)
         builder.push(data)
         body: bytes = builder.take()
         return body

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import httpx
+
+from ._protocol import HttpRequest, is_transient_status, retry_after_seconds
 
 __all__ = ["RetryPolicy", "RetryState"]
 
@@ -98,3 +103,28 @@ class RetryState:
         self._attempts += 1
         self._step = step + 1 if grow else 0
         return delay
+
+
+def delay_after_transport_error(
+    retry: RetryState, req: HttpRequest, exc: httpx.HTTPError
+) -> float | None:
+    """How long to wait before resending ``req`` after ``exc``, or ``None`` to give up.
+
+    A request that never reached the server is always safe to send again; one that may have
+    been processed only when resending it cannot store anything twice."""
+    safe = req.idempotent or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    return retry.next_delay() if safe else None
+
+
+def delay_after_status(
+    retry: RetryState, req: HttpRequest, status: int, headers: Mapping[str, str]
+) -> float | None:
+    """How long to wait before resending ``req`` after a transient status, or ``None``.
+
+    An answer from the server itself (429, 500, 503) says the request was not applied, so even
+    appends are resent; a gateway's 502/504 does not (the origin may have stored it)."""
+    if not is_transient_status(status):
+        return None
+    if not (req.idempotent or status in (429, 500, 503)):
+        return None
+    return retry.next_delay(retry_after_seconds(headers))

@@ -59,8 +59,8 @@ from ._errors import redact_url
 from ._protocol import H_CLOSED, H_FORKED_FROM, H_NEXT_OFFSET, HttpRequest
 
 if TYPE_CHECKING:
-    from ._producer import ProducerCore
-    from ._read import ReadSession
+    from ._reading._session import ReadSession
+    from ._writing._sequencer import Sequencer
 
 __all__ = ["instrument", "instrumented", "operation_of", "uninstrument"]
 
@@ -85,7 +85,7 @@ class Live(Generic[T]):
 
 
 # What the observable gauges look at.
-producers: Live[ProducerCore] = Live()
+producers: Live[Sequencer] = Live()
 readers: Live[ReadSession] = Live()
 
 
@@ -157,7 +157,7 @@ class Instruments:
         )
         observation = metrics.Observation
 
-        def per_producer(value: Callable[[ProducerCore], int]) -> Callable[[Any], Iterable[Any]]:
+        def per_producer(value: Callable[[Sequencer], int]) -> Callable[[Any], Iterable[Any]]:
             def observe(_options: Any) -> Iterable[Any]:
                 for core in producers.snapshot():
                     yield observation(value(core), producer_attributes(core))
@@ -301,7 +301,7 @@ def operation_of(req: HttpRequest) -> str:
     return "append" if method == "POST" else method.lower()
 
 
-def producer_attributes(core: ProducerCore) -> dict[str, Any]:
+def producer_attributes(core: Sequencer) -> dict[str, Any]:
     settings = core.settings
     return {
         "url.full": url_attributes(settings.url)[0],

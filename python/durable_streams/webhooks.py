@@ -36,8 +36,9 @@ from typing import Any, Protocol
 import httpx
 
 from . import _errors as errors
-from ._shared import CLIENT_LIMITS
-from ._subscriptions import WebhookDelivery, delivery_from
+from ._options import CLIENT_LIMITS
+from ._subscriptions._rules import delivery_from
+from ._values import WebhookDelivery
 
 __all__ = ["SIGNATURE_HEADER", "Headers", "WebhookVerifier"]
 

@@ -9,7 +9,7 @@ use crate::batch::Batch;
 use super::encode::encode_value;
 use super::errors::{json_err, type_name};
 
-#[pyclass(module = "durable_streams._core", name = "BatchBuilder")]
+#[pyclass(module = "durable_streams._core._native", name = "BatchBuilder")]
 pub(crate) struct BatchBuilder {
     core: Batch,
     scratch: Vec<u8>,

@@ -6,7 +6,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::http::{self, Part};
 
-#[pyclass(module = "durable_streams._core", name = "HttpResponseDecoder")]
+#[pyclass(module = "durable_streams._core._native", name = "HttpResponseDecoder")]
 pub(crate) struct HttpResponseDecoder {
     core: http::ResponseDecoder,
 }

@@ -130,7 +130,7 @@ fn group_bytes(bytes: i64) -> PyResult<usize> {
 }
 
 /// Reads a JSON-mode body as it arrives: whole elements come out a group at a time.
-#[pyclass(module = "durable_streams._core", name = "JsonArrayReader")]
+#[pyclass(module = "durable_streams._core._native", name = "JsonArrayReader")]
 pub(crate) struct JsonArrayReader {
     framer: ArrayFramer,
     raw: bool,

@@ -1,4 +1,4 @@
-//! The Python module `durable_streams._core`: the only code that knows PyO3. One file per
+//! The Python module `durable_streams._core._native`: the only code that knows PyO3. One file per
 //! capability, named after the parsing module it binds; [`errors`] maps every error of those
 //! modules, once, to a class of `durable_streams._errors`, and [`pybuild`] builds Python
 //! objects straight from JSON text.
@@ -15,7 +15,7 @@ mod state;
 use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<sse::Control>()?;
     m.add_class::<sse::SseDecoder>()?;

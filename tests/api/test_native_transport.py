@@ -30,16 +30,12 @@ from durable_streams import (
     astream,
     stream,
 )
-from durable_streams._exchange import AsyncHttpxTransport, HttpxTransport
 from durable_streams._protocol import HttpRequest
-from durable_streams._wire import (
-    PAUSE_READING_BYTES,
-    AsyncWireTransport,
-    WireTransport,
-    _AsyncioConnection,
-    _query,
-    prepare,
-)
+from durable_streams._transport._connections import PAUSE_READING_BYTES, AsyncioConnection
+from durable_streams._transport._httpx_async import AsyncHttpxTransport
+from durable_streams._transport._httpx_sync import HttpxTransport
+from durable_streams._transport._native import AsyncNativeTransport, NativeTransport
+from durable_streams._transport._request import _query, prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -63,8 +59,8 @@ def test_reads_take_the_native_transport_unless_something_needs_httpx(
     stream_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with DurableStream.create(stream_url, content_type=JSON) as handle:
-        assert isinstance(transport_of(stream(stream_url)), WireTransport)
-        assert isinstance(transport_of(handle.stream()), WireTransport)
+        assert isinstance(transport_of(stream(stream_url)), NativeTransport)
+        assert isinstance(transport_of(handle.stream()), NativeTransport)
         with httpx.Client() as client:  # the caller's own client is always used
             assert isinstance(transport_of(stream(stream_url, client=client)), HttpxTransport)
         with DurableStream(stream_url, client=httpx.Client()) as own:
@@ -77,7 +73,7 @@ def test_reads_take_the_native_transport_unless_something_needs_httpx(
         monkeypatch.setenv("NO_PROXY", "")
         assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        assert isinstance(transport_of(stream(stream_url)), WireTransport)
+        assert isinstance(transport_of(stream(stream_url)), NativeTransport)
         monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "fast")
         with pytest.raises(ValueError, match="DURABLE_STREAMS_READ_TRANSPORT"):
             stream(stream_url)
@@ -202,7 +198,7 @@ def test_https_reads_verify_the_servers_certificate(
         handle.append({"secure": True})
     url = base + urlsplit(stream_url).path
     with stream(url, verify=ca_file) as response:
-        assert isinstance(response._transport, WireTransport)
+        assert isinstance(response._transport, NativeTransport)
         assert response.read_json() == [{"secure": True}]
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -225,9 +221,9 @@ def test_https_reads_verify_the_servers_certificate(
 async def test_async_reads_take_the_native_transport_too(stream_url: str) -> None:
     async with await AsyncDurableStream.create(stream_url, content_type=JSON) as handle:
         async with astream(stream_url) as response:
-            assert isinstance(response._transport, AsyncWireTransport)
+            assert isinstance(response._transport, AsyncNativeTransport)
         async with handle.stream() as response:
-            assert isinstance(response._transport, AsyncWireTransport)
+            assert isinstance(response._transport, AsyncNativeTransport)
         async with httpx.AsyncClient() as client, astream(stream_url, client=client) as response:
             assert isinstance(response._transport, AsyncHttpxTransport)
 
@@ -258,7 +254,7 @@ async def test_async_https_reads_verify_the_servers_certificate(
         await handle.append({"secure": "async"})
     url = base + urlsplit(stream_url).path
     async with astream(url, verify=ca_file) as response:
-        assert isinstance(response._transport, AsyncWireTransport)
+        assert isinstance(response._transport, AsyncNativeTransport)
         assert await response.read_json() == [{"secure": "async"}]
     with pytest.raises(TransportError) as info:
         async with astream(url, retry=RetryPolicy(max_retries=0)) as response:
@@ -304,7 +300,7 @@ def test_a_stream_whose_path_needs_encoding_reads_back(server_url: str) -> None:
     with DurableStream.create(url, content_type=JSON) as handle:
         handle.append({"path": "encoded"})
     with stream(url) as response:
-        assert isinstance(response._transport, WireTransport)
+        assert isinstance(response._transport, NativeTransport)
         assert response.read_json() == [{"path": "encoded"}]
 
 
@@ -337,13 +333,13 @@ def test_the_query_is_what_urlencode_makes_of_it(params: list[tuple[str, str]]) 
 # -- the asyncio connection ------------------------------------------------------------------
 
 
-async def _asyncio_pair() -> tuple[_AsyncioConnection, socket.socket]:
+async def _asyncio_pair() -> tuple[AsyncioConnection, socket.socket]:
     """A connection of the asyncio kind on one end of a TCP connection; the other end raw."""
     loop = asyncio.get_running_loop()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         ours = socket.create_connection(listener.getsockname())
         theirs, _ = listener.accept()
-    _, connection = await loop.create_connection(lambda: _AsyncioConnection(loop), sock=ours)
+    _, connection = await loop.create_connection(lambda: AsyncioConnection(loop), sock=ours)
     return connection, theirs
 
 
@@ -423,7 +419,7 @@ def test_the_asyncio_connection_keeps_every_receives_own_deadline() -> None:
 def test_a_sync_connection_keeps_the_write_and_read_timeouts_apart(stream_url: str) -> None:
     with DurableStream.create(stream_url, content_type=JSON) as handle:
         handle.append({"n": 1})
-    transport = WireTransport()
+    transport = NativeTransport()
     try:
         request = HttpRequest("GET", stream_url, {}, [("offset", "-1")])
         reply = transport.send(request, httpx.Timeout(30.0, write=1.5, read=2.25))

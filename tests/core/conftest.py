@@ -12,18 +12,18 @@ import pytest
 @pytest.fixture(params=["native", "pure"])
 def core(request: pytest.FixtureRequest) -> ModuleType:
     """The core under test; the native one must import (a failure here fails the test)."""
-    name = "durable_streams._core" if request.param == "native" else "durable_streams._pure"
+    name = "durable_streams._core._native" if request.param == "native" else "durable_streams._core._pure"
     return importlib.import_module(name)
 
 
 @pytest.fixture(scope="session")
 def native() -> ModuleType:
-    return importlib.import_module("durable_streams._core")
+    return importlib.import_module("durable_streams._core._native")
 
 
 @pytest.fixture(scope="session")
 def pure() -> ModuleType:
-    return importlib.import_module("durable_streams._pure")
+    return importlib.import_module("durable_streams._core._pure")
 
 
 def same(a: Any, b: Any) -> bool:

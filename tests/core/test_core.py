@@ -57,7 +57,7 @@ def test_native_version_matches_cargo(native: ModuleType) -> None:
 
 
 def test_pure_does_not_import_native() -> None:
-    import durable_streams._pure as pure
+    import durable_streams._core._pure as pure
 
     root = Path(pure.__file__).parent
     for src in root.glob("*.py"):

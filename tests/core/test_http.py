@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import durable_streams._core as native
-import durable_streams._pure as pure
+import durable_streams._core._native as native
+import durable_streams._core._pure as pure
 from durable_streams import HTTPParseError, TransportError
 
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

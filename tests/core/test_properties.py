@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import durable_streams._core as native
-import durable_streams._pure as pure
+import durable_streams._core._native as native
+import durable_streams._core._pure as pure
 from durable_streams._errors import ParseError
 
 from .conftest import same

@@ -34,7 +34,7 @@ from durable_streams import (
     UndeliveredError,
     stream,
 )
-from durable_streams._producer import fresh_epoch
+from durable_streams._writing._sequencer import fresh_epoch
 
 FAST_RETRY = RetryPolicy(max_retries=20, initial_delay=0.01, max_delay=0.2, deadline=20)
 

@@ -18,11 +18,11 @@ from durable_streams import (
     StreamClosedError,
     TransportError,
 )
-from durable_streams._producer import (
+from durable_streams._writing._sequencer import (
     MAX_PRODUCER_NUMBER,
     Batch,
-    ProducerCore,
     ProducerSettings,
+    Sequencer,
     StoredBatch,
     fresh_epoch,
     settle,
@@ -38,7 +38,7 @@ def connect_error() -> TransportError:
 OK = (200, {}, b"")
 
 
-def make(**overrides: object) -> ProducerCore:
+def make(**overrides: object) -> Sequencer:
     settings: dict[str, object] = {
         "url": URL,
         "producer_id": "p",
@@ -48,10 +48,10 @@ def make(**overrides: object) -> ProducerCore:
         "max_in_flight": 3,
     }
     settings.update(overrides)
-    return ProducerCore(ProducerSettings(**settings))  # type: ignore[arg-type]
+    return Sequencer(ProducerSettings(**settings))  # type: ignore[arg-type]
 
 
-def sent(core: ProducerCore) -> list[Batch]:
+def sent(core: Sequencer) -> list[Batch]:
     return core.due(now=1e9)[0]
 
 

@@ -24,8 +24,8 @@ from durable_streams import (
     UndeliveredError,
     stream,
 )
-from durable_streams._producer import StoreChanges, StoredBatch
-from durable_streams._state import StateFile
+from durable_streams._writing._sequencer import StoreChanges, StoredBatch
+from durable_streams._writing._state_file import StateFile
 
 JSON = "application/json"
 

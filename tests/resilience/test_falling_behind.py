@@ -14,7 +14,7 @@ import random
 import pytest
 
 import durable_streams as ds
-from durable_streams._read import ReadSession
+from durable_streams._reading._session import ReadSession
 from durable_streams._retry import RetryPolicy, RetryState
 
 URL = "http://streams.test/s/behind"

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 import durable_streams as ds
-from durable_streams import RetryPolicy, _read
+from durable_streams import RetryPolicy
+from durable_streams._reading import _session as _read
 from faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

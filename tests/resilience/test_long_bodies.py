@@ -16,7 +16,7 @@ import pytest
 
 import durable_streams as ds
 from durable_streams import RetryPolicy
-from durable_streams._read import BODY_BATCH_BYTES, ReadSession
+from durable_streams._reading._session import BODY_BATCH_BYTES, ReadSession
 
 URL = "http://streams.test/s/long"
 FAST = RetryPolicy(max_retries=3, initial_delay=0.001, max_delay=0.002, deadline=None)

@@ -1282,7 +1282,7 @@ def test_native_sync(case: Case, replay: Callable[[Script], ReplayServer]) -> No
     case, options = _native(case)
     try:
         with ds.stream(URL_WITH_TOKEN, **options) as res:
-            assert type(res._transport).__name__ == "WireTransport"
+            assert type(res._transport).__name__ == "NativeTransport"
             outcome = _read_sync(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
@@ -1295,7 +1295,7 @@ def test_native_recovery_sync(rec: Recovery, replay: Callable[[Script], ReplaySe
     replay(script)
     before: list[Any] = []
     with ds.stream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
-        assert type(res._transport).__name__ == "WireTransport"
+        assert type(res._transport).__name__ == "NativeTransport"
         with pytest.raises(rec.error) as info:
             if rec.first == "read":
                 before.extend(_read_sync(res, _READ[rec.kind]))
@@ -1321,7 +1321,7 @@ async def test_native_async(
     case, options = _native(case)
     try:
         async with ds.astream(URL_WITH_TOKEN, **options) as res:
-            assert type(res._transport).__name__ == "AsyncWireTransport"
+            assert type(res._transport).__name__ == "AsyncNativeTransport"
             outcome = await _read_async(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
@@ -1337,7 +1337,7 @@ async def test_native_recovery_async(
     replay(script)
     before: list[Any] = []
     async with ds.astream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
-        assert type(res._transport).__name__ == "AsyncWireTransport"
+        assert type(res._transport).__name__ == "AsyncNativeTransport"
         with pytest.raises(rec.error) as info:
             if rec.first == "read":
                 before.extend(await _read_async(res, _READ[rec.kind]))

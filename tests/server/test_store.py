@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_streams.server._offsets import (
-    BEYOND_ANY,
-    format_offset,
-    parse_offset,
-    response_cursor,
-)
+from durable_streams.server._offsets import BEYOND_ANY, format_offset, parse_offset, response_cursor
 from durable_streams.server._store import (
     ClosedConflict,
     Conflict,

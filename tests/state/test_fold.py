@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import durable_streams as ds
-from durable_streams import _impl
+from durable_streams import _core
 from durable_streams.state import State
 
 # Every core this install has (the pure-Python wheel has no native one).
 FOLDS = [
-    _impl._load(name).fold_changes
+    _core.load(name).fold_changes
     for name in os.environ.get("DURABLE_STREAMS_TEST_IMPLS", "native,pure").split(",")
 ]
 

@@ -1,0 +1,490 @@
+# Generated from _reading/_response_async.py by scripts/unasync.py:
+# edit that file, then run the script.
+"""The sync stream response: ``stream()`` and :class:`StreamResponse`, a loop around a
+:class:`ReadSession` and a transport."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .. import _errors as errors
+from .. import _protocol as proto
+from .. import telemetry
+from .._flavours import (
+    Items,
+    closer,
+    decide_sync,
+    extend,
+    resolve_sync,
+    shield,
+    sleep,
+)
+from .._log import retrying
+from .._options import (
+    DEFAULT_LIVE_READ_TIMEOUT,
+    Headers,
+    OnError,
+    make_timeout,
+    request_timeout,
+)
+from .._protocol import OFFSET_BEGINNING
+from .._retry import RetryPolicy
+from .._transport import Reply, Transport, read_transport
+from .._values import LiveMode, StreamEvent
+from ._delivery import Delivery, ResponseMetadata, response_args
+from ._session import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_EVENT_BYTES,
+    Batch,
+    ConsumerKind,
+    ReadSession,
+)
+
+
+class _Held:
+    """What a response must release: the reply in flight and the transport it made. The
+    response's closer holds this, not the response, so that in sync code a response dropped
+    unclosed is closed by the garbage collector without the response being kept alive."""
+
+    __slots__ = ("http", "transport")
+
+    def __init__(self, transport: Transport | None) -> None:
+        self.http: Reply | None = None
+        self.transport = transport
+
+    def close(self) -> None:
+        http, self.http = self.http, None
+        if http is not None:
+            http.close()
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            transport.close()
+
+
+class StreamResponse(ResponseMetadata):
+    """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
+    ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
+
+    Use it as a context manager; leaving the block closes the connection (and the HTTP client
+    when ``stream()`` made one). Closing an iterator early (``close()``) gives its connection
+    back as well; the next iterator resumes where that one stopped.
+
+    A response dropped without being closed is closed when it is garbage collected."""
+
+    def __init__(
+        self,
+        session: ReadSession,
+        transport: Transport,
+        *,
+        owns_transport: bool,
+        headers: Headers | None,
+        params: Headers | None,
+        timeout: httpx.Timeout,
+        live_read_timeout: float,
+        on_error: OnError | None = None,
+    ) -> None:
+        self._session = session
+        self._transport = transport
+        self._headers = headers
+        self._params = params
+        self._timeout = timeout
+        self._live_read_timeout = live_read_timeout
+        self._live_timeout = request_timeout(timeout, live_read_timeout, True)
+        self._on_error = on_error
+        self._delivery = Delivery(session.url, session.offset, session.cursor)
+        self._held = _Held(transport if owns_transport else None)
+        self._release = closer(self, self._held)
+        self._kind: str | None = None
+        self._source: Iterator[list[Batch]] | None = None
+        self._consumer: Iterator[Any] | None = None
+        self._handing_over = False
+        self._closed = False
+
+    @property
+    def _http(self) -> Reply | None:
+        return self._held.http
+
+    @_http.setter
+    def _http(self, http: Reply | None) -> None:
+        self._held.http = http
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> StreamResponse:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection, and the HTTP client if this response made it."""
+        if self._closed:
+            return
+        self._closed = True
+        # A block left by cancellation must still give its connection back.
+        with shield():
+            self._drop_source()
+            self._release()
+
+    def _drop_source(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()  # type: ignore[attr-defined]
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()  # type: ignore[attr-defined]
+        self._close_http()
+
+    def _close_http(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
+    # -- the loop around the session ----------------------------------------------------------
+
+    def _open(self) -> None:
+        """Send requests until one is answered with data to read (retrying what may be)."""
+        if self._closed:
+            raise errors.DurableStreamError("the response is closed", url=self.url)
+        session = self._session
+        while True:
+            req = session.request(
+                resolve_sync(self._headers, headers=True),
+                resolve_sync(self._params),
+            )
+            timeout = self._live_timeout if session.live_request else self._timeout
+            otel = telemetry.active
+            span = None
+            if otel is not None:
+                req, span = otel.request("read", req, session.attempts + 1)
+            try:
+                http = self._transport.send(req, timeout)
+            except errors.TransportError as exc:
+                if span is not None:
+                    span.failed(exc)
+                self._wait_or_raise(exc)
+                continue
+            except BaseException as exc:  # cancelled, or a bug: the span still ends
+                if span is not None:
+                    span.failed(exc)
+                raise
+            if span is not None:
+                span.answered(http.status_code, http.headers)
+            try:
+                kind = session.on_response(http.status_code, http.headers)
+                if kind == "error":
+                    body = http.read(proto.ERROR_BODY_LIMIT)
+            except errors.TransportError as exc:
+                http.close()
+                self._wait_or_raise(exc)
+                continue
+            except BaseException:
+                http.close()
+                raise
+            if kind == "error":
+                http.close()
+                self._wait_or_raise(session.error(http.status_code, http.headers, body))
+                continue
+            self._http, self._kind = http, kind
+            return
+
+    def _ensure_open(self) -> None:
+        if self._session.status is None and self._http is None:
+            self._open()
+
+    def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
+        session = self._session
+        delay = session.retry_delay(exc, decide_sync(self._on_error, exc))
+        if delay is None:
+            raise exc
+        retrying("reading", session.url, exc, session.attempts, delay, "read")
+        sleep(delay)
+
+    def _batches(self) -> Iterator[list[Batch]]:
+        """The batches of each read, never an empty list: one chunk of SSE may carry several,
+        and the session is past all of them once it returns them."""
+        session = self._session
+        while not session.done:
+            if self._http is None:
+                self._open()
+            http = self._http
+            assert http is not None
+            try:
+                if self._kind == "sse":
+                    # The batch that ends a closed stream is complete with its control event:
+                    # nothing after it is read, so a connection that fails or stalls
+                    # afterwards can neither delay it nor lose it.
+                    final = None
+                    chunks = http.iter_bytes()
+                    try:
+                        for chunk in chunks:
+                            batches = session.feed(chunk)
+                            if batches:
+                                if batches[-1].closed:
+                                    final = batches
+                                    break
+                                yield batches
+                            session.raise_held()
+                    finally:
+                        # Shielded: once the session holds the closing batch, a cancellation
+                        # here would leave the reader done without having handed it out.
+                        with shield():
+                            chunks.close()
+                            if final is not None:
+                                self._close_http()
+                    session.on_sse_end()
+                    if final is not None:
+                        yield final
+                elif self._kind == "body":
+                    with closing(http.iter_bytes()) as chunks:
+                        for chunk in chunks:
+                            part = session.on_body_chunk(chunk)
+                            if part is not None:
+                                yield [part]
+                    self._close_http()
+                    yield [session.on_body_end()]
+                else:
+                    self._close_http()
+                    yield [session.on_empty()]
+            except errors.TransportError as exc:
+                self._close_http()
+                self._wait_or_raise(exc)
+            finally:
+                if self._http is http:
+                    self._close_http()
+
+    def _next_batch(self, kind: ConsumerKind) -> Batch | None:
+        delivery = self._delivery
+        # Batches read together with the last one go first: the session is past them, and
+        # stays so when this connection is dropped (an iterator closed, another kind wanted).
+        batch = delivery.take_queued(kind)
+        if batch is not None:
+            return batch
+        session = self._session
+        if session.needs_new_connection(kind):
+            self._drop_connection()
+        session.consumer = kind
+        if self._source is None:
+            if session.done:
+                return None
+            self._source = self._batches()
+        try:
+            batches = self._source.__next__()
+        except StopIteration:
+            self._source = None
+            return None
+        except BaseException:
+            self._source = None
+            self._close_http()
+            raise
+        if len(batches) > 1:
+            delivery.queue(batches, kind)
+        return batches[0]
+
+    def _items(
+        self,
+        kind: ConsumerKind | None,
+        until_up_to_date: bool,
+        transform: Callable[[Any], Any] | None,
+        previous: Iterator[Any] | None,
+        out: Items,
+    ) -> Iterator[Any]:
+        if previous is not None:
+            # This iterator goes on where the previous one stopped, on the same connection.
+            self._handing_over = True
+            try:
+                previous.close()  # type: ignore[attr-defined]
+            finally:
+                self._handing_over = False
+        self._ensure_open()
+        if kind is None:  # iterating the response itself, or iter_events
+            kind = self._event_kind(raw_json=transform is not None)
+        delivery = self._delivery
+        try:
+            for item in delivery.drain_carried(kind):
+                yield item
+            while True:
+                if not delivery.part_way(kind):
+                    batch = self._next_batch(kind)
+                    if batch is None:
+                        return
+                    delivery.start(batch, kind)
+                draining = delivery.drain(transform)
+                if transform is None:
+                    out._ready = draining
+                try:
+                    for item in draining:
+                        yield item
+                except Exception:
+                    # Nothing but the decode hook runs in the loop: it failed on an item it had
+                    # been handed, which is not handed out then.
+                    if transform is not None:
+                        delivery.put_back()
+                    raise
+                finally:
+                    out._ready = None
+                if delivery.has_last:
+                    yield delivery.take_last(transform)
+                else:  # a batch without items
+                    delivery.commit()
+                if delivery.stops(until_up_to_date):
+                    return
+        except GeneratorExit:
+            if not self._handing_over:
+                with shield():
+                    self._drop_connection()
+            raise
+
+    def _iterate(
+        self,
+        kind: ConsumerKind | None,
+        until_up_to_date: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> Items:
+        items = Items(wrap)
+        gen = self._items(kind, until_up_to_date, transform, self._consumer, items)
+        self._consumer = items._gen = gen
+        return items
+
+    # -- public iteration ---------------------------------------------------------------------
+
+    def iter_json(self, decode: Callable[[bytes], Any] | None = None) -> Iterator[Any]:
+        """Each message of a JSON stream, decoded by the core, or by ``decode`` from its raw
+        bytes when given (e.g. ``orjson.loads`` or a model's ``model_validate_json``)."""
+        if decode is None:
+            return self._iterate("json")
+        return self._iterate("json-raw", transform=decode)
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The stream's bytes, chunk by chunk (base64 over SSE is decoded)."""
+        return self._iterate("bytes")
+
+    def iter_text(self) -> Iterator[str]:
+        """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
+        return self._iterate("text")
+
+    def iter_events(self, decode: Callable[[bytes], Any] | None = None) -> Iterator[StreamEvent]:
+        """Items with their offset: messages for JSON streams, byte chunks otherwise."""
+        return self._iterate(None, transform=decode, wrap=self._delivery.event)
+
+    def _read_all(
+        self, kind: ConsumerKind, transform: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Everything up to the tail. If a later batch fails, what was read before it is kept
+        for the next read instead of vanishing with the exception."""
+        items: list[Any] = []
+        try:
+            extend(items, self._iterate(kind, True, transform))
+        except BaseException:
+            self._delivery.carry(kind, items)
+            raise
+        return items
+
+    def read_json(self, decode: Callable[[bytes], Any] | None = None) -> list[Any]:
+        """Every message until the reader is up to date (or the stream ended)."""
+        if decode is None:
+            return self._read_all("json")
+        return self._read_all("json-raw", decode)
+
+    def read_bytes(self) -> bytes:
+        """All bytes until the reader is up to date (or the stream ended)."""
+        return b"".join(self._read_all("bytes"))
+
+    def read_text(self) -> str:
+        """All text until the reader is up to date (or the stream ended)."""
+        return "".join(self._read_all("text"))
+
+    def _whole_batches(self, until_up_to_date: bool = True) -> Iterator[Batch]:
+        """JSON batches, each counted as handed out once the caller asks for the next (for
+        consumers in this package that take a batch at a time: folding state). Ends at the
+        end of a closed stream and, with ``until_up_to_date``, when up to date."""
+        self._ensure_open()
+        delivery = self._delivery
+        while True:
+            batch = self._next_batch("json")
+            if batch is None:
+                return
+            delivery.current = batch
+            yield batch
+            delivery.commit()
+            if delivery.stops(until_up_to_date):
+                return
+
+    def __iter__(self) -> Iterator[Any]:
+        """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
+        return self._iterate(None)
+
+
+def stream(
+    url: str,
+    *,
+    offset: str = OFFSET_BEGINNING,
+    live: LiveMode = False,
+    cursor: str | None = None,
+    headers: Headers | None = None,
+    params: Headers | None = None,
+    client: httpx.Client | None = None,
+    timeout: float | httpx.Timeout | None = None,
+    live_read_timeout: float = DEFAULT_LIVE_READ_TIMEOUT,
+    retry: RetryPolicy | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    verify: bool | str | ssl.SSLContext = True,
+    on_error: OnError | None = None,
+) -> StreamResponse:
+    """Read the stream at ``url`` from ``offset``.
+
+    ``live``: ``False`` reads what is there and stops when up to date; ``"long-poll"`` and
+    ``"sse"`` then keep tailing; ``True`` picks SSE for JSON and text streams, long-poll for
+    binary ones. Iteration ends at the end of a closed stream in every mode. ``headers`` and
+    ``params`` values may be callables, evaluated for every request.
+
+    Failed requests and dropped connections are retried under ``retry`` (default: a bounded
+    policy; unbounded with a 30 s cap between tries for live reads) from the last offset handed
+    out, so no item is lost or repeated. ``on_error(error)`` is called with the typed error
+    before each retry decision, transport errors and error statuses alike. It returns ``None``
+    for the default decision, a :class:`RetryAction` to retry with new headers or params (the
+    only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
+    the error at once; an exception it raises propagates instead.
+
+    A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
+    :class:`UsageError` here.
+    """
+    proto.check_url(url)
+    proto.check_headers(headers)
+    transport, owns = read_transport(url, verify=verify, user_client=client)
+    args = response_args(
+        url,
+        offset=offset,
+        live=live,
+        cursor=cursor,
+        headers=headers,
+        params=params,
+        timeout=make_timeout(timeout),
+        live_read_timeout=live_read_timeout,
+        retry=retry,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=max_body_bytes,
+        on_error=on_error,
+    )
+    return StreamResponse(transport=transport, owns_transport=owns, **args)

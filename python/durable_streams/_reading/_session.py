@@ -1,0 +1,670 @@
+"""The reader's state machine, free of I/O.
+
+A :class:`ReadSession` says which request to send next, interprets each response's status and
+headers, turns body bytes into :class:`Batch` es through the core (native or pure), and decides
+whether a failure is retried. The sync and async drivers are short loops around it.
+
+Exactly-once delivery rests on one rule: a batch is handed out only together with the offset
+that follows it. For catch-up and long-poll that is the response's ``Stream-Next-Offset``; over
+SSE the data events are held until the ``control`` event after them, and data whose control
+event never arrived is dropped, because the reconnect at the committed offset sends it again.
+A body longer than :data:`BODY_BATCH_BYTES` is the exception: its batches go out while it
+arrives, at the offset before it, and the session counts what went out, so that a body at the
+same offset after a reconnect skips exactly that.
+
+A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
+the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
+:data:`STOP`. A connection that broke after the server answered and sent data is retried at
+once, not after a growing wait: a reader behind a stream that is being written would otherwise
+ask for a longer answer after each wait, one even more likely to be cut. An SSE catch-up burst
+carries one control event at its end, so a cut anywhere in it commits nothing; after such a
+cut the reader takes the backlog with catch-up requests, then goes back to SSE."""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .. import _core, telemetry
+from .. import _errors as errors
+from .._protocol import (
+    H_CLOSED,
+    H_CURSOR,
+    H_NEXT_OFFSET,
+    H_SSE_ENCODING,
+    H_UP_TO_DATE,
+    OFFSET_NOW,
+    HttpRequest,
+    error_for_status,
+    header_true,
+    is_json_content_type,
+    is_transient_status,
+    media_type,
+    retry_after_seconds,
+    sse_data_is_text,
+)
+from .._retry import RetryPolicy, RetryState
+from .._values import STOP, ErrorDecision, LiveMode, Mode, ReaderStats, RetryAction
+
+ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
+
+
+# How each kind is read, in the words of the API.
+READ_AS: dict[ConsumerKind | None, str] = {
+    "json": "iter_json(), read_json() or iter_events()",
+    "json-raw": "a decode= hook",
+    "bytes": "iter_bytes(), read_bytes() or iter_events()",
+    "text": "iter_text() or read_text()",
+}
+
+
+ResponseKind = Literal["body", "sse", "empty", "error"]
+
+
+JSON_KINDS: set[ConsumerKind | None] = {"json", "json-raw"}
+
+
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+# The reference server answers a catch-up read with the whole stream in one body, which is
+# read in batches as it arrives: the cap guards against a server sending without end.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
+
+
+# A body longer than this is handed out in batches before it ends; a shorter one as one batch
+# once it ended, with the offset after it.
+BODY_BATCH_BYTES = 1024 * 1024
+
+
+# After its first batch, a long JSON body goes out in batches of about this size: parsed
+# while still in the CPU's cache, they cost about a sixth less than megabyte ones.
+BODY_PART_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a live tail
+class Batch:
+    """What one response (or one SSE control event) delivered, and where the stream stands after.
+
+    ``data`` is a list of messages for the ``json``/``json-raw`` consumers, else bytes or str.
+    """
+
+    data: Any
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    closed: bool
+
+
+"""What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
+
+
+def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
+    return errors.ProtocolError(
+        f"response body exceeds the limit of {limit} bytes (max_body_bytes)",
+        url=url,
+        offset=offset,
+    )
+
+
+def _empty_data(kind: ConsumerKind) -> Any:
+    if kind == "bytes":
+        return b""
+    if kind == "text":
+        return ""
+    return []
+
+
+class ReadSession:
+    """Where a reader stands and what it asks next; no I/O."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        offset: str,
+        live: LiveMode,
+        cursor: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if live not in (False, True, "long-poll", "sse"):
+            raise ValueError(f"live must be False, True, 'long-poll' or 'sse', not {live!r}")
+        if not isinstance(offset, str) or not offset:
+            raise ValueError(f"offset must be a non-empty string, not {offset!r}")
+        if max_event_bytes <= 0 or max_body_bytes <= 0:
+            raise ValueError("max_event_bytes and max_body_bytes must be positive")
+        self.url = url
+        self.live: LiveMode = live
+        self.offset = offset
+        self.cursor = cursor
+        self.up_to_date = False
+        self.closed = False
+        self.content_type: str | None = None
+        self.status: int | None = None
+        self.headers: Mapping[str, str] = {}
+        self.max_event_bytes = max_event_bytes
+        self.max_body_bytes = max_body_bytes
+        self.consumer: ConsumerKind = "bytes"
+        self._retry = RetryState(retry or (RetryPolicy.live() if live else RetryPolicy()))
+        self._mode: Mode = self._first_mode()
+        self._current: Mode = self._mode
+        self._decoder: Any = None
+        self._decoder_kind: ConsumerKind | None = None
+        self._pending: list[Any] = []
+        self._held: errors.DurableStreamError | None = None
+        self._controls_seen = 0
+        self._text_decoder: codecs.IncrementalDecoder | None = None
+        self._requested_offset = offset
+        # _bytes_received when the request in flight was made: whether its answer sent data.
+        self._bytes_at_request = 0
+        # The offset at which an SSE reader last took a cut burst's backlog by catch-up requests.
+        self._fallback_offset: str | None = None
+        self._override_headers: dict[str, str] = {}
+        self._override_params: dict[str, str] = {}
+        # The body being read: its consumer kind (None: not started), JSON reader, bytes
+        # waiting to form a batch, bytes received, and units (messages, or bytes) read in it.
+        self._body_kind: ConsumerKind | None = None
+        self._body_reader: Any = None
+        self._body_pending: list[bytes] = []
+        self._body_pending_bytes = 0
+        self._body_received = 0
+        self._body_units = 0
+        # Units of a body at the current offset already handed out in batches before the
+        # body ended: a body at the same offset after a reconnect skips that many.
+        self._produced = 0
+        self._produced_kind: ConsumerKind | None = None
+        # For stats(): cheap counters, and when the reader last changed between behind and up
+        # to date (a reader that has not caught up yet has been behind since it started).
+        self._requests = 0
+        self._retries = 0
+        self._batches = 0
+        self._messages = 0
+        self._bytes_received = 0
+        self._up_to_date_changed = time.monotonic()
+        telemetry.readers.add(self)
+
+    # -- what to ask -------------------------------------------------------------------------
+
+    def _first_mode(self) -> Mode:
+        # SSE responses do not say the stream's content type, which decides how data events
+        # decode, so SSE readers start with one catch-up request as well.
+        if self.live == "long-poll" and self.offset == OFFSET_NOW:
+            return "long-poll"
+        return "catch-up"
+
+    @property
+    def done(self) -> bool:
+        """No request is left to make: EOF of a closed stream, or caught up when not live."""
+        return self.closed or (self.live is False and self.up_to_date)
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def request(
+        self,
+        headers: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> HttpRequest:
+        """The next GET, with query parameters in sorted order so CDN cache keys are stable."""
+        held = self._produced_kind
+        # A body's messages are counted alike whether they were decoded or kept raw.
+        if self._produced and held != self.consumer and {held, self.consumer} != JSON_KINDS:
+            raise errors.DurableStreamError(
+                f"part of the answer at this offset went out to {READ_AS[held]}; read the rest "
+                f"of it that way before reading with {READ_AS[self.consumer]}",
+                url=self.url,
+                offset=self.offset,
+            )
+        query: dict[str, str] = {**params, **self._override_params}
+        query["offset"] = self.offset
+        if self._mode != "catch-up":
+            query["live"] = self._mode
+            if self.cursor is not None:
+                query["cursor"] = self.cursor
+        self._current = self._mode
+        self._requested_offset = self.offset
+        self._bytes_at_request = self._bytes_received
+        self._requests += 1
+        out_headers = dict(headers)
+        if self._override_headers:
+            replaced = {name.lower() for name in self._override_headers}
+            out_headers = {k: v for k, v in out_headers.items() if k.lower() not in replaced}
+            out_headers.update(self._override_headers)
+        if self._mode == "sse":
+            out_headers.setdefault("accept", "text/event-stream")
+        return HttpRequest("GET", self.url, out_headers, sorted(query.items()))
+
+    @property
+    def live_request(self) -> bool:
+        """Whether the request in flight may be held open by the server (long-poll or SSE)."""
+        return self._current != "catch-up"
+
+    # -- what an answer means -----------------------------------------------------------------
+
+    def on_response(self, status: int, headers: Mapping[str, str]) -> ResponseKind:
+        self.status = status
+        self.headers = headers
+        if status == 204 and self._current == "long-poll":
+            return "empty"
+        if status != 200:
+            return "error"
+        ct = headers.get("content-type")
+        if self._current == "sse":
+            if media_type(ct) != "text/event-stream":
+                raise errors.ProtocolError(
+                    f"SSE read answered with content type {ct!r}, not text/event-stream",
+                    url=self.url,
+                    status=status,
+                    offset=self._requested_offset,
+                )
+            self._start_sse(headers)
+            return "sse"
+        self.content_type = ct
+        if H_NEXT_OFFSET not in headers:
+            raise errors.ProtocolError(
+                "read response has no Stream-Next-Offset header",
+                url=self.url,
+                status=status,
+                offset=self._requested_offset,
+            )
+        self._reset_body()
+        return "body"
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> errors.ResponseError:
+        return error_for_status(
+            status, headers, body, url=self.url, operation="read", offset=self._requested_offset
+        )
+
+    def _check_consumer_fits(self, binary_sse: bool = False) -> None:
+        if self.consumer in ("json", "json-raw") and (
+            binary_sse
+            or (self.content_type is not None and not is_json_content_type(self.content_type))
+        ):
+            raise errors.ContentTypeError(
+                f"iter_json needs an application/json stream; this one is {self.content_type!r}",
+                url=self.url,
+                offset=self._requested_offset,
+            )
+
+    def _reset_body(self) -> None:
+        self._body_kind = None
+        self._body_reader = None
+        self._body_pending = []
+        self._body_pending_bytes = 0
+        self._body_received = 0
+        self._body_units = 0
+
+    def _start_body(self) -> None:
+        self._check_consumer_fits()
+        kind = self._body_kind = self.consumer
+        if kind in ("json", "json-raw"):
+            self._body_reader = _core.impl.JsonArrayReader(kind == "json-raw", BODY_BATCH_BYTES)
+
+    def on_body_chunk(self, chunk: bytes) -> Batch | None:
+        """Bytes of a catch-up or long-poll 200 response's body: a batch once enough whole
+        messages arrived (handed out at the offset before the body), else ``None``."""
+        if self._body_kind is None:
+            self._start_body()
+        self._body_received += len(chunk)
+        self._bytes_received += len(chunk)
+        if self._body_received > self.max_body_bytes:
+            raise body_too_large(self.max_body_bytes, url=self.url, offset=self._requested_offset)
+        reader = self._body_reader
+        if reader is not None:
+            data: Any = self._json_step(reader.feed, chunk)
+        else:
+            self._body_pending.append(chunk)
+            self._body_pending_bytes += len(chunk)
+            if self._body_pending_bytes < BODY_BATCH_BYTES:
+                return None
+            data = self._bytes_step(final=False)
+        if not data:
+            return None
+        self._count(data)
+        return Batch(data, self.offset, self.cursor, False, False)
+
+    def on_body_end(self) -> Batch:
+        """The body ended: the last batch, with the offset, cursor and flags of the answer."""
+        if self._body_kind is None:
+            self._start_body()
+        headers = self.headers
+        closed = header_true(headers, H_CLOSED)
+        reader = self._body_reader
+        if reader is not None:
+            data: Any = self._json_step(lambda _: reader.finish(), b"")
+            if not reader.saw_array:
+                # A JSON read always answers an array, "[]" when empty; nothing at all is a
+                # body lost on the way (a truncated one decompresses to nothing).
+                raise errors.ProtocolError(
+                    "JSON read answered with an empty body, not a JSON array",
+                    url=self.url,
+                    status=self.status,
+                    offset=self._requested_offset,
+                )
+        else:
+            data = self._bytes_step(final=closed)
+        if self._body_units < self._produced:
+            raise errors.ProtocolError(
+                f"the server answered offset {self._requested_offset} with less than it sent "
+                "there before",
+                url=self.url,
+                status=self.status,
+                offset=self._requested_offset,
+            )
+        next_offset = headers[H_NEXT_OFFSET]
+        up_to_date = header_true(headers, H_UP_TO_DATE)
+        if (
+            self._body_units == 0
+            and not up_to_date
+            and not closed
+            and next_offset == self._requested_offset
+        ):
+            raise errors.ProtocolError(
+                "server returned no data, no progress and not up to date",
+                url=self.url,
+                status=self.status,
+                offset=self._requested_offset,
+            )
+        self._reset_body()
+        return self._commit(data, next_offset, headers.get(H_CURSOR), up_to_date, closed)
+
+    def _fresh(self, units: int) -> int:
+        """Counts ``units`` more read in this body; how many of them were not handed out."""
+        before = self._body_units
+        self._body_units = before + units
+        return self._body_units - max(before, self._produced)
+
+    def _json_step(self, step: Callable[[bytes], list[Any]], chunk: bytes) -> list[Any]:
+        try:
+            items = step(chunk)
+        except errors.DurableStreamError as exc:
+            raise exc.with_context(url=self.url, offset=self._requested_offset) from None
+        if items and self._body_reader.min_group_bytes > BODY_PART_BYTES:
+            self._body_reader.min_group_bytes = BODY_PART_BYTES
+        fresh = self._fresh(len(items))
+        if fresh <= 0:
+            return []
+        self._note_produced()
+        return items if fresh == len(items) else items[len(items) - fresh :]
+
+    def _bytes_step(self, *, final: bool) -> Any:
+        pending = self._body_pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._body_pending = []
+        self._body_pending_bytes = 0
+        fresh = self._fresh(len(data))
+        if fresh < len(data):
+            data = data[len(data) - fresh :] if fresh > 0 else b""
+        out = self._decode_text(data, final=final) if self._body_kind == "text" else data
+        if data:
+            self._note_produced()
+        return out
+
+    def _note_produced(self) -> None:
+        self._produced = self._body_units
+        self._produced_kind = self._body_kind
+
+    def on_empty(self) -> Batch:
+        """A long-poll 204: nothing new before the server's timeout, or EOF."""
+        headers = self.headers
+        next_offset = headers.get(H_NEXT_OFFSET, self.offset)
+        closed = header_true(headers, H_CLOSED)
+        data = _empty_data(self.consumer)
+        if closed and self.consumer == "text":
+            data = self._decode_text(b"", final=True)
+        return self._commit(
+            data,
+            next_offset,
+            headers.get(H_CURSOR),
+            True,
+            closed,
+        )
+
+    def _decode_body(self, body: bytes, *, final: bool) -> Any:
+        kind = self.consumer
+        core = _core.impl
+        try:
+            if kind == "json":
+                return core.parse_json_array(body)
+            if kind == "json-raw":
+                return core.split_json_array(body)
+            if kind == "text":
+                return self._decode_text(body, final=final)
+        except errors.DurableStreamError as exc:
+            raise exc.with_context(url=self.url, offset=self._requested_offset) from None
+        return body
+
+    def _decode_text(self, body: bytes, *, final: bool) -> str:
+        if self._text_decoder is None:
+            self._text_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        try:
+            return self._text_decoder.decode(body, final=final)
+        except UnicodeDecodeError as exc:
+            raise errors.ParseError(
+                f"stream data is not valid UTF-8: {exc.reason}",
+                position=exc.start,
+                url=self.url,
+                offset=self._requested_offset,
+            ) from None
+
+    def _start_sse(self, headers: Mapping[str, str]) -> None:
+        base64_data = headers.get(H_SSE_ENCODING, "").strip().lower() == "base64"
+        self._check_consumer_fits(binary_sse=base64_data)
+        kind = self.consumer
+        if base64_data:
+            data_mode = "base64"
+        elif kind in ("json", "json-raw"):
+            data_mode = kind
+        else:
+            data_mode = "text"
+        self._decoder = _core.impl.SseDecoder(data_mode, self.max_event_bytes)
+        self._decoder_kind = kind
+        self._pending = []
+        self._controls_seen = 0
+
+    def needs_new_connection(self, kind: ConsumerKind) -> bool:
+        """Whether the open connection's body or SSE events decode for another consumer."""
+        if self._body_kind is not None and self._body_kind != kind:
+            return True
+        return self._decoder is not None and self._decoder_kind != kind
+
+    def feed(self, chunk: bytes) -> list[Batch]:
+        """Bytes of an SSE body; returns the batches whose covering control event arrived."""
+        decoder = self._decoder
+        self._bytes_received += len(chunk)
+        try:
+            events = decoder.feed(chunk)
+        except errors.DurableStreamError as exc:
+            self._decoder = None
+            raise exc.with_context(url=self.url, offset=self.offset) from None
+        if not events:
+            return []
+        out: list[Batch] = []
+        control_type = _core.impl.Control
+        for event in events:
+            if type(event) is control_type:
+                out.append(self._on_control(event))
+                if self.closed:
+                    break  # nothing follows the end of a closed stream
+            else:
+                self._pending.append(event)
+        held = decoder.take_error()
+        if held is not None:
+            # Bad bytes after good events in one read: the good ones go out first.
+            self._decoder = None
+            self._held = held.with_context(url=self.url, offset=self.offset)
+        return out
+
+    def raise_held(self) -> None:
+        """Raise the error met after the batches the last :meth:`feed` returned; a driver
+        calls it once those are handed out, before it reads on."""
+        held, self._held = self._held, None
+        if held is not None:
+            raise held
+
+    def _on_control(self, control: Any) -> Batch:
+        self._controls_seen += 1
+        pending = self._pending
+        self._pending = []
+        kind = self._decoder_kind
+        if kind in ("json", "json-raw"):
+            data: Any = pending[0] if len(pending) == 1 else [m for part in pending for m in part]
+        elif kind == "bytes":
+            data = b"".join(p if isinstance(p, bytes) else p.encode("utf-8") for p in pending)
+        elif kind == "text":
+            if pending and isinstance(pending[0], bytes):
+                data = self._decode_text(b"".join(pending), final=control.closed)
+            else:
+                data = "".join(pending)
+        else:  # pragma: no cover - the decoder is only made with a kind
+            data = pending
+        return self._commit(
+            data,
+            control.next_offset,
+            control.cursor,
+            control.up_to_date or control.closed,
+            control.closed,
+        )
+
+    def on_sse_end(self) -> None:
+        """The SSE body ended. Uncovered data is dropped: the reconnect sends it again."""
+        self._decoder = None
+        self._pending = []
+        if not self.closed and self._controls_seen == 0:
+            raise errors.TransportError(
+                "SSE connection ended before any control event",
+                url=self.url,
+                offset=self.offset,
+            )
+
+    def _commit(
+        self, data: Any, next_offset: str, cursor: str | None, up_to_date: bool, closed: bool
+    ) -> Batch:
+        self.offset = next_offset
+        self._produced = 0
+        self._produced_kind = None
+        if cursor is not None:
+            self.cursor = cursor
+        if up_to_date is not self.up_to_date:
+            self._up_to_date_changed = time.monotonic()
+        self.up_to_date = up_to_date
+        self.closed = closed
+        self._retry.reset()
+        self._count(data)
+        if up_to_date and self._mode == "catch-up" and self.live is not False:
+            self._mode = self._live_mode()
+        return Batch(data, next_offset, self.cursor, up_to_date, closed)
+
+    def _count(self, data: Any) -> None:
+        self._batches += 1
+        if type(data) is list:
+            self._messages += len(data)
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the reader has been behind the stream's tail: 0.0 when up to date."""
+        if self.up_to_date:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._up_to_date_changed
+
+    def stats(self) -> ReaderStats:
+        return ReaderStats(
+            offset=self.offset,
+            up_to_date=self.up_to_date,
+            closed=self.closed,
+            mode=self._mode,
+            lag_seconds=self.lag_seconds(),
+            requests=self._requests,
+            retries=self._retries,
+            batches=self._batches,
+            messages=self._messages,
+            bytes_received=self._bytes_received,
+        )
+
+    def _live_mode(self) -> Mode:
+        if self.live == "long-poll":
+            return "long-poll"
+        if self.live == "sse":
+            return "sse"
+        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE.
+        return "sse" if sse_data_is_text(self.content_type) else "long-poll"
+
+    # -- failures -----------------------------------------------------------------------------
+
+    @property
+    def attempts(self) -> int:
+        """Retries of the current run (since the last batch that arrived)."""
+        return self._retry.attempts
+
+    def retry_delay(
+        self, exc: errors.DurableStreamError, decision: ErrorDecision = None
+    ) -> float | None:
+        """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
+
+        ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
+        received = self._bytes_received != self._bytes_at_request
+        burst_cut = (
+            received and self._current == "sse" and (bool(self._pending) or not self._controls_seen)
+        )
+        # Once per offset: if the catch-up found nothing newer there, SSE itself is what fails.
+        fall_back = burst_cut and self._fallback_offset != self.offset
+        self._decoder = None
+        self._pending = []
+        self._reset_body()
+        if decision is None or decision is STOP:
+            changed = False
+        elif isinstance(decision, RetryAction):
+            changed = self._apply(decision)
+        else:
+            raise TypeError(
+                f"on_error must return None, a RetryAction or STOP, not {decision!r}"
+            ) from exc
+        grow = not received or (burst_cut and not fall_back)
+        delay = self._decide_delay(exc, decision, changed, grow)
+        if delay is not None:
+            self._retries += 1
+            if fall_back:
+                self._fallback_offset = self.offset
+                self._mode = "catch-up"
+        return delay
+
+    def _decide_delay(
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool, grow: bool
+    ) -> float | None:
+        if decision is STOP:
+            return None
+        if isinstance(exc, errors.TransportError):
+            return self._retry.next_delay(grow=grow)
+        if not isinstance(exc, errors.ResponseError) or exc.status is None:
+            return None
+        if is_transient_status(exc.status):
+            return self._retry.next_delay(self._retry_after(exc))
+        if exc.status in (401, 403) and changed:
+            return self._retry.next_delay()
+        return None
+
+    def _retry_after(self, exc: errors.ResponseError) -> float | None:
+        if isinstance(exc, errors.RateLimitedError):
+            return exc.retry_after
+        # Retry-After on a 503 says as much as on a 429; the error types keep it only there.
+        return retry_after_seconds(self.headers) if exc.status == self.status else None
+
+    def _apply(self, action: RetryAction) -> bool:
+        """Take the action's headers and params for every later request; whether it had any."""
+        headers = dict(action.headers or {})
+        params = dict(action.params or {})
+        for name, value in [*headers.items(), *params.items()]:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"RetryAction headers and params are str, not {name!r}: {value!r}")
+        if headers:
+            replaced = {name.lower() for name in headers}
+            kept = self._override_headers.items()
+            self._override_headers = {k: v for k, v in kept if k.lower() not in replaced}
+            self._override_headers.update(headers)
+        self._override_params.update(params)
+        return bool(headers or params)

@@ -1,0 +1,80 @@
+"""The httpx transport for async code (``_httpx_sync`` is generated from it): a caller's own
+``httpx.AsyncClient``, or one of ours where the native transport does not reach."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import httpx
+
+from .. import _errors as errors
+from .._protocol import HttpRequest
+from ._exchange import Gathered
+from ._failures import transport_error
+from ._httpx import build_httpx_request, compressed_body_cut_short, lower_headers
+
+
+class AsyncHttpxReply:
+    """An httpx response, seen as an :class:`AsyncReply`."""
+
+    def __init__(self, http: httpx.Response, *, url: str, offset: str | None) -> None:
+        self._http = http
+        self.status_code = http.status_code
+        self.headers = lower_headers(http.headers)
+        self._url = url
+        self._offset = offset
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives; one cut short (also inside its compression) raises
+        :class:`TransportError`."""
+        received = False
+        try:
+            async with aclosing(self._http.aiter_bytes()) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    received = received or bool(chunk)
+                    yield chunk
+        except httpx.HTTPError as exc:
+            await self._http.aclose()
+            raise transport_error(exc, url=self._url, offset=self._offset) from exc
+        if compressed_body_cut_short(self._http, received):
+            await self._http.aclose()
+            raise errors.TransportError(
+                "compressed body ended early", url=self._url, offset=self._offset
+            )
+
+    async def aread(self, limit: int) -> bytes:
+        """The whole body, refusing one over ``limit`` bytes."""
+        gathered = Gathered(limit, url=self._url, offset=self._offset)
+        try:
+            async for chunk in self.aiter_bytes():
+                gathered.add(chunk)
+        except errors.ProtocolError:
+            await self._http.aclose()
+            raise
+        return gathered.body()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class AsyncHttpxTransport:
+    """Requests through an httpx client; ``owns``: closing the transport closes the client."""
+
+    def __init__(self, client: httpx.AsyncClient, *, owns: bool) -> None:
+        self.client = client
+        self._owns = owns
+
+    async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncHttpxReply:
+        offset = dict(req.params).get("offset")
+        try:
+            http = await self.client.send(
+                build_httpx_request(self.client, req, timeout), stream=True
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, url=req.url, offset=offset) from exc
+        return AsyncHttpxReply(http, url=req.url, offset=offset)
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.client.aclose()

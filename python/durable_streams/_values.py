@@ -1,0 +1,287 @@
+"""The public value types: what operations return (:class:`AppendResult`,
+:class:`HeadResult`), what readers hand out (:class:`StreamEvent`) and decide
+(:class:`RetryAction`, :data:`STOP`), stats snapshots, and the subscription values. Frozen
+dataclasses that import nothing but the errors."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import (
+    Mapping,
+)
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+__all__ = [
+    "STOP",
+    "Ack",
+    "AppendResult",
+    "Claim",
+    "ConsumerStats",
+    "ErrorDecision",
+    "HeadResult",
+    "LiveMode",
+    "Mode",
+    "PendingStream",
+    "ProducerStats",
+    "ReaderStats",
+    "RetryAction",
+    "Stop",
+    "StreamEvent",
+    "Subscription",
+    "SubscriptionLink",
+    "SubscriptionMessage",
+    "SubscriptionType",
+    "WebhookDelivery",
+    "WebhookSigning",
+]
+# How a reader is reading now (ReaderStats.mode).
+Mode = Literal["catch-up", "long-poll", "sse"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One item read from a stream with the offset to resume from after its batch.
+
+    Items of one batch share the offset: the protocol marks positions between batches only.
+    """
+
+    data: Any
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    stream_closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderStats:
+    """A snapshot of a reader, from its ``stats()``: where it stands and what it has done.
+
+    ``lag_seconds`` is how long the reader has been behind the stream's tail (0.0 when up to
+    date; offsets are opaque, so how far behind is not known). ``messages`` counts JSON
+    messages received (0 on other streams); ``bytes_received`` the response bytes read
+    (SSE framing included); ``retries`` the requests sent again after a failure."""
+
+    offset: str
+    up_to_date: bool
+    closed: bool
+    mode: Mode
+    lag_seconds: float
+    requests: int
+    retries: int
+    batches: int
+    messages: int
+    bytes_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAction:
+    """What an ``on_error`` hook returns to retry with other headers or query parameters.
+
+    Each name given replaces the reader's own value (header names case-insensitively) for the
+    retry and every later request of the same read, e.g. a refreshed token after a 401. A
+    transient failure is retried as it would be anyway; a 401 or 403 is retried only because
+    of an action that changes something. Other errors are raised all the same. Retries count
+    against the reader's :class:`RetryPolicy`.
+    """
+
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, str] | None = None
+
+
+class Stop(enum.Enum):
+    """The type of :data:`STOP`."""
+
+    STOP = "stop"
+
+
+STOP: Final = Stop.STOP
+
+
+ErrorDecision = RetryAction | Stop | None
+
+
+LiveMode = Literal[False, True, "long-poll", "sse"]
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    """What ``HEAD`` says about a stream."""
+
+    status: int
+    offset: str | None
+    content_type: str | None
+    ttl_seconds: int | None
+    expires_at: str | None
+    closed: bool
+    etag: str | None
+    headers: Mapping[str, str] = field(repr=False)  # every header, CORS ones included
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """The outcome of one append: the tail after it, and producer facts when a producer sent it."""
+
+    status: int
+    offset: str | None
+    closed: bool = False
+    duplicate: bool = False
+    producer_epoch: int | None = None
+    producer_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    """A snapshot of a producer, from its ``stats()``.
+
+    Settled batches are ``acknowledged`` (stored, or found stored already) or ``failed``
+    (see :attr:`~IdempotentProducer.failures`). ``buffered_*`` is what the producer holds:
+    taken and not yet settled (in flight, queued to send, or in the batch being filled).
+    ``attempts_failed`` counts requests that failed in a way worth retrying (a network error,
+    a 5xx, a 429), whether or not retries remained; ``epoch_changes`` the moves to a new
+    epoch within this session."""
+
+    epoch: int
+    next_seq: int
+    messages_acknowledged: int
+    bytes_acknowledged: int
+    batches_acknowledged: int
+    messages_failed: int
+    batches_failed: int
+    batches_in_flight: int
+    batches_queued: int
+    buffered_messages: int
+    buffered_bytes: int
+    attempts_failed: int
+    epoch_changes: int
+
+
+SubscriptionType = Literal["webhook", "pull-wake"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLink:
+    """One stream a subscription follows: its ``path`` under the stream root, how it came to
+    be linked (``"glob"`` or ``"explicit"``) and the offset acknowledged so far (``"-1"``:
+    nothing yet; reads resume from it)."""
+
+    path: str
+    link_type: str
+    acked_offset: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSigning:
+    """How the server signs its webhook requests: the algorithm, the key id in force and
+    where its public keys are published (a JWKS)."""
+
+    alg: str
+    kid: str
+    jwks_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A subscription as the server describes it. ``created`` says, after ``create``,
+    whether it is new (the server answered 201) or was already there as configured (200)."""
+
+    id: str
+    type: SubscriptionType
+    pattern: str | None
+    streams: tuple[SubscriptionLink, ...]
+    webhook_url: str | None
+    signing: WebhookSigning | None
+    wake_stream: str | None
+    lease_ttl_ms: int
+    created_at: str | None
+    status: str
+    description: str | None
+    created: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStream:
+    """A linked stream as a wake sees it: ``tail_offset`` is where the stream ends now, and
+    ``has_pending`` says whether that is past ``acked_offset``."""
+
+    path: str
+    link_type: str
+    acked_offset: str
+    tail_offset: str
+    has_pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed pull-wake wake: the worker holds it until ``done``, ``release`` or the end of
+    its lease (``lease_ttl_ms``, renewed by every ack). ``token`` authorizes the acks."""
+
+    subscription_id: str
+    worker: str
+    wake_id: str
+    generation: int
+    token: str
+    streams: tuple[PendingStream, ...]
+    lease_ttl_ms: int
+
+    def __repr__(self) -> str:  # the token is a credential: keep it out of logs
+        return (
+            f"Claim(subscription_id={self.subscription_id!r}, worker={self.worker!r}, "
+            f"wake_id={self.wake_id!r}, generation={self.generation}, "
+            f"streams={len(self.streams)}, lease_ttl_ms={self.lease_ttl_ms})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """A verified webhook request: the wake it announces, the streams with their offsets, and
+    where (``callback_url``, with ``callback_token``) to acknowledge and finish it."""
+
+    subscription_id: str
+    wake_id: str
+    generation: int
+    streams: tuple[PendingStream, ...]
+    callback_url: str
+    callback_token: str
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookDelivery(subscription_id={self.subscription_id!r}, "
+            f"wake_id={self.wake_id!r}, generation={self.generation}, "
+            f"streams={len(self.streams)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``stream`` (a path under the stream root) is processed up to ``offset``: the offset a
+    read of it reached (:attr:`StreamEvent.offset`), from which the next read resumes."""
+
+    stream: str
+    offset: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionMessage:
+    """One message handed to a consumer's handler: ``data`` (a JSON stream's message, or a
+    chunk of another stream's bytes) of the stream at path ``stream``. ``offset`` is where
+    that stream is acknowledged up to once the message's batch is handled."""
+
+    subscription_id: str
+    stream: str
+    data: Any
+    offset: str
+    generation: int
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """What a consumer has done so far: wakes worked, messages handed to the handler, acks
+    sent, wakes lost to fencing (their unacknowledged messages go to the next holder), and
+    streams skipped because they were deleted."""
+
+    wakes: int = 0
+    messages: int = 0
+    acks: int = 0
+    fenced: int = 0
+    missing_streams: list[str] = field(default_factory=list)

@@ -1,0 +1,142 @@
+"""What a stream handle is, apart from I/O: its settings and the request each operation sends.
+
+:class:`DurableStream` and :class:`AsyncDurableStream` inherit this and add only the sending.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .. import _errors as errors
+from .. import _protocol as proto
+from .._options import Headers, make_timeout
+from .._protocol import HttpRequest
+from .._retry import RetryPolicy
+
+__all__ = ["HandleBase"]
+
+
+class HandleBase:
+    url: str
+    content_type: str | None
+    # After create() or fork(): whether the stream was new (201) rather than an identical
+    # one (200).
+    created: bool | None = None
+    _closed = False
+
+    def _configure(
+        self,
+        url: str,
+        content_type: str | None,
+        headers: Headers | None,
+        params: Headers | None,
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        self.url = proto.check_url(url)
+        proto.check_headers(headers)
+        self.content_type = content_type
+        self._headers = headers
+        self._params = params
+        self._timeout = make_timeout(timeout)
+        self._retry = retry or RetryPolicy()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {errors.redact_url(self.url)} "
+            f"content_type={self.content_type!r}>"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.HandleClosedError(
+                "the stream handle is closed: open a new one (close() released its HTTP client)",
+                url=self.url,
+            )
+
+    def _fork_settings(self) -> dict[str, Any]:
+        """The keyword arguments that give a fork this handle's settings."""
+        return {
+            "content_type": self.content_type,
+            "headers": self._headers,
+            "params": self._params,
+            "timeout": self._timeout,
+            "retry": self._retry,
+        }
+
+    def _learn_content_type(self, content_type: str | None) -> None:
+        if content_type:
+            self.content_type = content_type
+
+    def _body(self, data: Any) -> bytes:
+        return proto.encode_append_body(
+            data, json_mode=proto.is_json_content_type(self.content_type)
+        )
+
+    def _create_request(
+        self,
+        ttl_seconds: int | None,
+        expires_at: _dt.datetime | str | None,
+        data: Any,
+        closed: bool,
+    ) -> HttpRequest:
+        return proto.create_request(
+            self.url,
+            content_type=self.content_type,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            body=None if data is None else self._body(data),
+            closed=closed,
+            headers={},
+        )
+
+    def _append_request(self, data: Any, *, seq: str | None = None) -> HttpRequest:
+        """The POST appending ``data`` (``None`` is JSON null here). ``content_type`` must be
+        known (the drivers ask HEAD first when it is not)."""
+        return proto.append_request(
+            self.url,
+            self._body(data),
+            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
+            headers={},
+            seq=seq,
+        )
+
+    def _close_request(self, final: Any) -> HttpRequest:
+        """The POST closing the stream, appending ``final`` first unless it is ``None``."""
+        return proto.append_request(
+            self.url,
+            b"" if final is None else self._body(final),
+            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
+            headers={},
+            close=True,
+        )
+
+    def _fork_request(
+        self,
+        url: str,
+        offset: str | None,
+        sub_offset: int | None,
+        ttl_seconds: int | None,
+        expires_at: _dt.datetime | str | None,
+    ) -> HttpRequest:
+        if offset in (proto.OFFSET_BEGINNING, proto.OFFSET_NOW):
+            raise errors.UsageError(
+                f"a fork offset is a position the server returned (an append's or head()'s "
+                f"offset), not {offset!r}; leave it out to fork at the tail"
+            )
+        return proto.create_request(
+            url,
+            content_type=None,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            body=None,
+            closed=False,
+            headers={},
+            forked_from=urlsplit(self.url).path,
+            fork_offset=offset,
+            fork_sub_offset=sub_offset,
+        )
