@@ -7,6 +7,8 @@ subclasses (see ``durable_streams._errors`` for the tree).
 
 from __future__ import annotations
 
+import inspect
+
 from ._core import IMPLEMENTATION
 from ._errors import (
     AckOffsetError,
@@ -177,6 +179,17 @@ __all__ = [
 ]
 
 
+def _name_public_module(names: dict[str, object], public: list[str], module: str) -> None:
+    """Public names say where users find them (``{module}.Name`` in reprs and tracebacks),
+    not which private module of the package defines them."""
+    for name in public:
+        value = names[name]
+        if (isinstance(value, type) or inspect.isfunction(value)) and value.__module__.startswith(
+            f"{module}."
+        ):
+            value.__module__ = module
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -187,3 +200,4 @@ def _version() -> str:
 
 
 __version__ = _version()
+_name_public_module(globals(), __all__, __name__)

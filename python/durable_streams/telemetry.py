@@ -52,15 +52,43 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ._errors import redact_url
 from ._protocol import H_CLOSED, H_FORKED_FROM, H_NEXT_OFFSET, HttpRequest
 
-if TYPE_CHECKING:
-    from ._reading._session import ReadSession
-    from ._writing._sequencer import Sequencer
+
+class _ProducerSettings(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def producer_id(self) -> str: ...
+
+
+class Producer(Protocol):
+    """What telemetry reads of a producer (the sequencer), from the metric reader's thread."""
+
+    @property
+    def settings(self) -> _ProducerSettings: ...
+    @property
+    def batches_in_flight(self) -> int: ...
+    @property
+    def buffered_bytes(self) -> int: ...
+
+
+class Reader(Protocol):
+    """What telemetry reads of a live reader (its session)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def live(self) -> Any: ...
+    @property
+    def done(self) -> bool: ...
+
+    def lag_seconds(self, now: float | None = None) -> float: ...
+
 
 __all__ = ["instrument", "instrumented", "operation_of", "uninstrument"]
 
@@ -85,8 +113,8 @@ class Live(Generic[T]):
 
 
 # What the observable gauges look at.
-producers: Live[Sequencer] = Live()
-readers: Live[ReadSession] = Live()
+producers: Live[Producer] = Live()
+readers: Live[Reader] = Live()
 
 
 def instrument(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
@@ -157,7 +185,7 @@ class Instruments:
         )
         observation = metrics.Observation
 
-        def per_producer(value: Callable[[Sequencer], int]) -> Callable[[Any], Iterable[Any]]:
+        def per_producer(value: Callable[[Producer], int]) -> Callable[[Any], Iterable[Any]]:
             def observe(_options: Any) -> Iterable[Any]:
                 for core in producers.snapshot():
                     yield observation(value(core), producer_attributes(core))
@@ -301,7 +329,7 @@ def operation_of(req: HttpRequest) -> str:
     return "append" if method == "POST" else method.lower()
 
 
-def producer_attributes(core: Sequencer) -> dict[str, Any]:
+def producer_attributes(core: Producer) -> dict[str, Any]:
     settings = core.settings
     return {
         "url.full": url_attributes(settings.url)[0],

@@ -12,7 +12,11 @@ import pytest
 @pytest.fixture(params=["native", "pure"])
 def core(request: pytest.FixtureRequest) -> ModuleType:
     """The core under test; the native one must import (a failure here fails the test)."""
-    name = "durable_streams._core._native" if request.param == "native" else "durable_streams._core._pure"
+    name = (
+        "durable_streams._core._native"
+        if request.param == "native"
+        else "durable_streams._core._pure"
+    )
     return importlib.import_module(name)
 
 

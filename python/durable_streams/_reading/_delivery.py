@@ -9,7 +9,7 @@ import operator
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -19,26 +19,36 @@ from .._options import Headers
 from .._protocol import (
     is_json_content_type,
 )
-from .._values import ReaderStats, StreamEvent
+from .._retry import RetryPolicy
+from .._values import LiveMode, ReaderStats, StreamEvent
 from ._session import READ_AS, Batch, ConsumerKind, ReadSession
+
+
+class ResponseArgs(TypedDict):
+    """What a stream response is made of, apart from its transport."""
+
+    session: ReadSession
+    headers: Headers | None
+    params: Headers | None
+    timeout: httpx.Timeout
+    live_read_timeout: float
 
 
 def response_args(
     url: str,
     *,
     offset: str,
-    live: Any,
+    live: LiveMode,
     cursor: str | None,
     headers: Headers | None,
     params: Headers | None,
     timeout: httpx.Timeout,
     live_read_timeout: float,
-    retry: Any,
+    retry: RetryPolicy | None,
     max_event_bytes: int,
     max_body_bytes: int,
-    on_error: Any = None,
-) -> dict[str, Any]:
-    """The arguments of a stream response, apart from its HTTP client, from read options."""
+) -> ResponseArgs:
+    """The arguments of a stream response, apart from its transport, from read options."""
     session = ReadSession(
         url,
         offset=offset,
@@ -48,14 +58,13 @@ def response_args(
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
     )
-    return {
-        "session": session,
-        "headers": headers,
-        "params": params,
-        "timeout": timeout,
-        "live_read_timeout": live_read_timeout,
-        "on_error": on_error,
-    }
+    return ResponseArgs(
+        session=session,
+        headers=headers,
+        params=params,
+        timeout=timeout,
+        live_read_timeout=live_read_timeout,
+    )
 
 
 class Delivery:

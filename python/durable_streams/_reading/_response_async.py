@@ -490,6 +490,5 @@ def astream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
-        on_error=on_error,
     )
-    return AsyncStreamResponse(transport=transport, owns_transport=owns, **args)
+    return AsyncStreamResponse(transport=transport, owns_transport=owns, on_error=on_error, **args)

@@ -485,6 +485,5 @@ def stream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
-        on_error=on_error,
     )
-    return StreamResponse(transport=transport, owns_transport=owns, **args)
+    return StreamResponse(transport=transport, owns_transport=owns, on_error=on_error, **args)

@@ -253,7 +253,6 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
-            on_error=on_error,
         )
         transport, owns = async_read_transport(
             self.url,
@@ -261,4 +260,6 @@ class AsyncDurableStream(HandleBase):
             user_client=None if self._owns_client else self._client,
             fallback_client=self._client,
         )
-        return AsyncStreamResponse(transport=transport, owns_transport=owns, **args)
+        return AsyncStreamResponse(
+            transport=transport, owns_transport=owns, on_error=on_error, **args
+        )

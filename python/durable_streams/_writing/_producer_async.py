@@ -30,7 +30,7 @@ from .._transport._httpx import build_httpx_request, lower_headers
 from .._values import AppendResult, ProducerStats
 from ._handle import HandleBase
 from ._handle_async import AsyncDurableStream
-from ._sequencer import Batch, ProducerSettings, Sequencer, settle, undelivered
+from ._sequencer import Batch, ProducerSettings, Sequencer, Waiter, settle, undelivered
 from ._state_file import StateFile
 
 __all__ = ["Acknowledgement", "IdempotentProducer"]
@@ -578,18 +578,47 @@ class IdempotentProducer:
         """Buffer one message, waiting for room when the buffer is full. Returns its
         :class:`Acknowledgement`; ``await`` that for the result."""
         ack = Acknowledgement()
-        while True:
-            self._core.check_open()
-            if not self._core.full():
-                try:
-                    if self._core.add(data, ack):
-                        self._notify()
-                    return ack
-                except errors.BufferFullError:
-                    pass
-            self._start()
+        while not self.offer(data, ack):
+            await self.room()
+        return ack
+
+    def offer(self, data: Any, waiter: Waiter) -> bool:
+        """Buffer one message whose outcome goes to ``waiter`` (an :class:`Acknowledgement`,
+        or a ``concurrent.futures.Future`` from another thread); False, taking nothing, when
+        the buffer is full. Raises :class:`ProducerClosedError` after close or a fatal error."""
+        self._core.check_open()
+        if self._core.full():
+            return False
+        try:
+            if self._core.add(data, waiter):
+                self._notify()
+        except errors.BufferFullError:
+            return False
+        return True
+
+    async def room(self) -> None:
+        """Wait until the buffer has room (or the producer stopped taking messages)."""
+        self._start()
+        while self._core.full() and not self._core.halted:
             assert self._progress is not None
             await self._progress.wait()
+
+    def serve_other_threads(
+        self, call_soon_threadsafe: Callable[[Callable[[], None]], object]
+    ) -> None:
+        """Messages will come from threads other than the event loop's (the threaded twin):
+        each wakes the sender through ``call_soon_threadsafe``, and the sequencer takes its
+        lock for them. Call it before the first message."""
+
+        def notify() -> None:
+            call_soon_threadsafe(self._wake_up)
+
+        self._notify = notify
+        self._core.share_between_threads()
+
+    def start_sending(self) -> None:
+        """Start the sender now, on the running event loop, rather than at the first message."""
+        self._start()
 
     # -- waiting --------------------------------------------------------------------------------
 

@@ -109,17 +109,13 @@ class SyncIdempotentProducer:
             timeout=timeout if timeout is not None else getattr(stream, "_timeout", None),
         )
         self._runner = LoopThread(f"durable-streams-producer-{producer_id}")
-        self._producer._notify = self._notify_from_thread
-        self._producer._core.share_between_threads()
+        self._producer.serve_other_threads(self._runner.loop.call_soon_threadsafe)
         self._closed = False
         self._call(self._started(), None)
         _open_producers.add(self)
 
     async def _started(self) -> None:
-        self._producer._start()
-
-    def _notify_from_thread(self) -> None:
-        self._runner.loop.call_soon_threadsafe(self._producer._wake_up)
+        self._producer.start_sending()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
         if self._closed:
@@ -169,7 +165,10 @@ class SyncIdempotentProducer:
         return self._producer.stats()
 
     def __repr__(self) -> str:
-        return repr(self._producer).replace("IdempotentProducer", type(self).__name__, 1)
+        return (
+            f"<SyncIdempotentProducer {errors.redact_url(self.url)} "
+            f"producer_id={self.producer_id!r} epoch={self.epoch} next_seq={self.next_seq}>"
+        )
 
     # -- appending ------------------------------------------------------------------------------
 
@@ -186,23 +185,10 @@ class SyncIdempotentProducer:
     ) -> concurrent.futures.Future[AppendResult]:
         """Buffer one message, blocking up to ``timeout`` seconds for room. Returns a future
         of its :class:`AppendResult` (or of the typed error its batch failed with)."""
-        core = self._producer._core
         future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
-        while True:
-            core.check_open()
-            try:
-                if core.add(data, future):
-                    self._notify_from_thread()
-                return future
-            except errors.BufferFullError:
-                self._call(self._room(), timeout)
-
-    async def _room(self) -> None:
-        core = self._producer._core
-        while core.full():
-            progress = self._producer._progress
-            assert progress is not None
-            await progress.wait()
+        while not self._producer.offer(data, future):
+            self._call(self._producer.room(), timeout)
+        return future
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything buffered and wait for the answers; raises

@@ -12,7 +12,10 @@ In tests: :func:`durable_streams.testing.local_server` and the pytest plugin the
 
 from __future__ import annotations
 
+from .. import _name_public_module
 from ._http import Limits
 from ._server import Server
 
 __all__ = ["Limits", "Server"]
+
+_name_public_module(globals(), __all__, __name__)

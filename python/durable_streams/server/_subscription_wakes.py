@@ -12,15 +12,20 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._store import Store, StoreError
 from ._subscription_model import STREAM_ROOT, ZERO, Refusal, Subscription, tail_offset
 from ._subscription_records import SubscriptionRecords
 from ._subscription_signing import WakeTokens
 
-if TYPE_CHECKING:
-    from ._webhook_sender import WebhookSender
+
+class Sender(Protocol):
+    """What sends a webhook subscription's wakes (``WebhookSender``)."""
+
+    def deliver_soon(self, sub: Subscription) -> None: ...
+    async def aclose(self) -> None: ...
+
 
 __all__ = ["Wakes"]
 
@@ -33,7 +38,7 @@ class Wakes:
         self._records = records
         self._tokens = tokens
         # Set when the server delivers webhooks: the driver that sends a webhook's wakes.
-        self.sender: WebhookSender | None = None
+        self.sender: Sender | None = None
 
     def pending(self, sub: Subscription) -> list[dict[str, Any]]:
         """Every linked stream with its tail and whether it has work."""

@@ -13,6 +13,7 @@ async twin (``amaterialize``, ``aload_state``, ``acompact``, :class:`AsyncStateW
 
 from __future__ import annotations
 
+from .. import _name_public_module
 from .._errors import StateMessageError
 from ._protocol import (
     Change,
@@ -50,3 +51,5 @@ __all__ = [
     "materialize",
     "parse_message",
 ]
+
+_name_public_module(globals(), __all__, __name__)

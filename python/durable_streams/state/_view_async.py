@@ -20,7 +20,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 import anyio
 import anyio.abc
@@ -48,6 +48,21 @@ OnChange = Callable[[Applied], Any]
 # How far a subscriber of changes() may fall behind before it is cut off (with an error when
 # it reaches the cut): the view itself never waits for a subscriber.
 CHANGES_BUFFER = 65_536
+
+
+class ViewOptions(TypedDict):
+    """The options of a view, passed on as they were given (to the threaded view's async one)."""
+
+    start: State | None
+    offset: str | None
+    live: LiveMode
+    on_change: OnChange | None
+    on_malformed: Literal["raise", "skip"]
+    headers: Headers | None
+    params: Headers | None
+    timeout: float | httpx.Timeout | None
+    retry: RetryPolicy | None
+    verify: bool | str | ssl.SSLContext
 
 
 class AsyncStateView:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ssl
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+
+import httpx
 
 from .. import _errors as errors
 from .._loop_thread import LoopThread
+from .._options import Headers
+from .._retry import RetryPolicy
+from .._values import LiveMode
 from ._protocol import State
-from ._view_async import Applied, AsyncStateView, T, _Changes
+from ._view_async import Applied, AsyncStateView, OnChange, T, ViewOptions, _Changes
 
 # How long closing a view waits for its background thread once the tail has stopped.
 _THREAD_JOIN_TIMEOUT = 10.0
@@ -25,7 +31,34 @@ class StateView:
     ``wait_current`` block (with a timeout). ``on_change`` runs on the background thread.
     Use it as a context manager, or call :meth:`close`."""
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        start: State | None = None,
+        offset: str | None = None,
+        live: LiveMode = True,
+        on_change: OnChange | None = None,
+        on_malformed: Literal["raise", "skip"] = "raise",
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+    ) -> None:
+        """The same options as :class:`AsyncStateView`."""
+        options = ViewOptions(
+            start=start,
+            offset=offset,
+            live=live,
+            on_change=on_change,
+            on_malformed=on_malformed,
+            headers=headers,
+            params=params,
+            timeout=timeout,
+            retry=retry,
+            verify=verify,
+        )
         self._runner = LoopThread("durable-streams-state-view")
         self._closed = False
         opened: concurrent.futures.Future[AsyncStateView] = concurrent.futures.Future()
@@ -42,7 +75,7 @@ class StateView:
     async def _hold(
         self,
         url: str,
-        options: dict[str, Any],
+        options: ViewOptions,
         opened: concurrent.futures.Future[AsyncStateView],
     ) -> None:
         self._stop = asyncio.Event()
@@ -60,16 +93,14 @@ class StateView:
         if self._closed:
             coro.close()
             raise errors.DurableStreamError("the view is closed", url=self._view.url)
-        future = self._runner.submit(coro)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if future.cancel():
-                raise errors.DeadlineExceededError(f"no answer within {timeout} s") from None
-            return future.result()  # it finished as the time ran out
+        return self._runner.call(
+            coro,
+            timeout,
+            lambda: errors.DeadlineExceededError(f"no answer within {timeout} s", url=self.url),
+        )
 
     def __repr__(self) -> str:
-        return repr(self._view).replace("AsyncStateView", "StateView", 1)
+        return f"<StateView {errors.redact_url(self.url)} at {self.offset}>"
 
     @property
     def url(self) -> str:
