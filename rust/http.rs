@@ -14,7 +14,7 @@
 //! - a 1xx answer other than 101 is skipped; 101, `Transfer-Encoding` other than a lone
 //!   `chunked`, and differing `Content-Length` values are errors;
 //! - a chunk size has at most 15 hex digits and its line (with extensions) at most 4 KiB;
-//! - 204 and 304 answers have no body (the decoder serves GET requests).
+//! - 204 and 304 answers have no body, nor has any answer to a HEAD request (`no_body`).
 
 use std::fmt;
 
@@ -139,6 +139,8 @@ enum State {
 
 pub struct ResponseDecoder {
     max_head_bytes: usize,
+    /// The request was a HEAD: whatever the head says, no body follows it.
+    no_body: bool,
     state: State,
     /// Bytes of an unfinished head, chunk-size line, chunk-data CRLF or trailer section.
     carry: Vec<u8>,
@@ -188,8 +190,15 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 impl ResponseDecoder {
     pub fn new(max_head_bytes: usize) -> Self {
+        Self::for_request(max_head_bytes, false)
+    }
+
+    /// A decoder for the answer to a request whose answers carry no body when `no_body`
+    /// (HEAD): Content-Length there describes what a GET would get.
+    pub fn for_request(max_head_bytes: usize, no_body: bool) -> Self {
         Self {
             max_head_bytes,
+            no_body,
             state: State::Head,
             carry: Vec::new(),
             carry_start: 0,
@@ -328,7 +337,11 @@ impl ResponseDecoder {
             }
             return Ok(used_of_data); // an interim answer: the real head follows
         }
-        self.state = body_state(&head, head_start)?;
+        self.state = if self.no_body {
+            State::Done
+        } else {
+            body_state(&head, head_start)?
+        };
         on_part(Part::Head(head))?;
         if self.state == State::Done {
             on_part(Part::End)?;

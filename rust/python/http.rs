@@ -14,14 +14,14 @@ pub(crate) struct HttpResponseDecoder {
 #[pymethods]
 impl HttpResponseDecoder {
     #[new]
-    #[pyo3(signature = (max_head_bytes = 65_536))]
-    fn new(max_head_bytes: i64) -> PyResult<Self> {
+    #[pyo3(signature = (max_head_bytes = 65_536, no_body = false))]
+    fn new(max_head_bytes: i64, no_body: bool) -> PyResult<Self> {
         if max_head_bytes <= 0 {
             return Err(PyValueError::new_err("max_head_bytes must be positive"));
         }
         let cap = usize::try_from(max_head_bytes).unwrap_or(usize::MAX);
         Ok(Self {
-            core: http::ResponseDecoder::new(cap),
+            core: http::ResponseDecoder::for_request(cap, no_body),
         })
     }
 

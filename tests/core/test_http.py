@@ -71,6 +71,21 @@ def test_interim_answers_are_skipped_and_204_has_no_body(core: ModuleType) -> No
     assert (head, body, done, rest) == ((204, {}), b"", True, b"X")
 
 
+def test_the_answer_to_a_head_request_has_no_body_whatever_its_head_says(
+    core: ModuleType,
+) -> None:
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: 512\r\nTransfer-Encoding: gzip\r\n\r\nNEXT"
+    for at in range(len(wire) + 1):
+        decoder = core.HttpResponseDecoder(65536, True)
+        head, body, taken = decoder.feed(wire[:at])
+        if head is None:
+            head, body, more = decoder.feed(wire[at:])
+            taken = at + more
+        assert head == (200, {"content-length": "512", "transfer-encoding": "gzip"})
+        assert (body, decoder.done, wire[taken:]) == (b"", True, b"NEXT")
+    assert not core.HttpResponseDecoder(65536, no_body=True).done  # nothing fed yet
+
+
 def test_a_whole_body_read_comes_back_without_a_copy(core: ModuleType) -> None:
     decoder = core.HttpResponseDecoder()
     decoder.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")

@@ -114,7 +114,8 @@ class BatchBuilder:
 
 @final
 class HttpResponseDecoder:
-    """Incremental decoder of one HTTP/1.1 response to a GET, fed the bytes of a connection.
+    """Incremental decoder of one HTTP/1.1 response, fed the bytes of a connection
+    (``no_body``: the answer to a HEAD, which has no body whatever its head says).
 
     ``feed(data)`` returns ``(head, body, taken)``: ``head`` is ``(status, headers)`` (names
     lower-cased, repeated fields joined with ", ", values latin-1) in the call where the head
@@ -128,6 +129,6 @@ class HttpResponseDecoder:
 
     done: Final[bool]
     close_delimited: Final[bool]
-    def __new__(cls, max_head_bytes: int = 65536) -> Self: ...
+    def __new__(cls, max_head_bytes: int = 65536, no_body: bool = False) -> Self: ...
     def feed(self, data: bytes) -> tuple[tuple[int, dict[str, str]] | None, bytes, int]: ...
     def finish(self) -> None: ...

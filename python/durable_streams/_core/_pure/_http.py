@@ -113,22 +113,24 @@ def _body_state(status: int, fields: list[tuple[str, str]], position: int) -> tu
 
 @final
 class HttpResponseDecoder:
-    """Incremental HTTP/1.1 response decoder; see ``durable_streams._core``."""
+    """Incremental HTTP/1.1 response decoder; see ``durable_streams._core._native``."""
 
     __slots__ = (
         "_carry",
         "_carry_start",
         "_left",
         "_max_head",
+        "_no_body",
         "_position",
         "_state",
         "_trailers_start",
     )
 
-    def __init__(self, max_head_bytes: int = 65_536) -> None:
+    def __init__(self, max_head_bytes: int = 65_536, no_body: bool = False) -> None:
         if max_head_bytes <= 0:
             raise ValueError("max_head_bytes must be positive")
         self._max_head = max_head_bytes
+        self._no_body = no_body
         self._state = _HEAD
         self._left = 0
         self._carry = bytearray()
@@ -214,7 +216,10 @@ class HttpResponseDecoder:
             if status == 101:
                 raise HTTPParseError(_SWITCHING, position=head_start)
             return used, None
-        self._state, self._left = _body_state(status, fields, head_start)
+        if self._no_body:
+            self._state, self._left = _DONE, 0
+        else:
+            self._state, self._left = _body_state(status, fields, head_start)
         headers: dict[str, str] = {}
         for name, value in fields:
             old = headers.get(name)
