@@ -95,6 +95,18 @@ SELECT_PROSE: list[tuple[str, str]] = [
     ),
 ]
 
+POOL_PROSE: list[tuple[str, str]] = [
+    ("(async; ``_pool_sync`` is\ngenerated from it)", "(sync; generated\nfrom ``_pool_async``)"),
+]
+
+NATIVE_PROSE: list[tuple[str, str]] = [
+    (
+        "for async code (``_native_sync`` is generated from it): Python\nsockets (our own asyncio"
+        " protocol on asyncio, anyio's streams under trio)",
+        "for sync code: Python\nblocking sockets",
+    ),
+]
+
 # The sentences that differ between an async file and its sync twin.
 PROSE: dict[str, list[tuple[str, str]]] = {
     "_reading/_response_async.py": READS_PROSE,
@@ -102,6 +114,8 @@ PROSE: dict[str, list[tuple[str, str]]] = {
     "_client_async.py": CLIENT_PROSE,
     "_transport/_httpx_async.py": HTTPX_PROSE,
     "_transport/_select_async.py": SELECT_PROSE,
+    "_transport/_pool_async.py": POOL_PROSE,
+    "_transport/_native_async.py": NATIVE_PROSE,
     "_subscriptions/_client_async.py": SUBSCRIBE_PROSE,
     "state/_streams_async.py": STATE_PROSE,
 }

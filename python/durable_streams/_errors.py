@@ -202,12 +202,18 @@ class UsageError(DurableStreamError, ValueError):
 
 
 class HandleClosedError(UsageError):
-    """A stream handle, or something sharing its HTTP client (a fork's handle, a producer
-    made from it), was used after ``close()``. Open a new handle."""
+    """A stream handle or a client, or something sharing it (a fork's handle, a producer or
+    reader made from it), was used after ``close()``. Open a new one."""
 
 
 class TransportError(DurableStreamError):
-    """The request did not complete: connection refused, reset, or cut mid-body."""
+    """The request did not complete: connection refused, reset, or cut mid-body.
+
+    ``request_sent`` is False when the request cannot have been applied: the connection
+    failed before all of it went out (so an append was not stored, and sending it again is
+    safe); True when it went out and no answer came (an append may have been stored)."""
+
+    request_sent = True
 
 
 class DeadlineExceededError(TransportError, TimeoutError):

@@ -1,7 +1,7 @@
-"""The few things the async and sync read drivers do differently, each under a pair of names
-that ``scripts/unasync.py`` maps onto each other when it generates ``_sync.py`` from
-``_async.py``: ``async_x`` becomes ``x`` and ``AsyncX`` becomes ``X``. Everything else in the
-drivers is written once, in ``_async.py``."""
+"""The few things async and sync code do differently, each under a pair of names that
+``scripts/unasync.py`` maps onto each other when it generates an ``X_sync.py`` from its
+``X_async.py``: ``async_x`` becomes ``x`` and ``AsyncX`` becomes ``X``. Everything else is
+written once, in the async file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import (
+    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -18,7 +19,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import anyio
 
@@ -28,22 +29,98 @@ from ._protocol import check_header
 from ._values import ErrorDecision
 
 __all__ = [
+    "AsyncGuard",
     "AsyncItems",
+    "AsyncSignal",
     "Beat",
+    "Guard",
     "Items",
+    "Signal",
     "async_call",
+    "async_chunks",
     "async_closer",
     "async_extend",
+    "async_guard",
     "async_heartbeat",
     "async_shield",
+    "async_signal",
     "async_sleep",
+    "async_wait_signal",
     "call",
+    "chunks",
     "closer",
     "extend",
+    "guard",
     "heartbeat",
     "shield",
+    "signal",
     "sleep",
+    "wait_signal",
 ]
+
+
+class _Unguarded:
+    """Async code changes shared bookkeeping between awaits, on one thread: nothing to lock."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNGUARDED = _Unguarded()
+
+AsyncGuard = _Unguarded
+Guard: TypeAlias = "threading.Lock"
+AsyncSignal = anyio.Event
+Signal = threading.Event
+
+
+def async_guard() -> AsyncGuard:
+    """What keeps bookkeeping shared by many callers consistent: nothing in async code."""
+    return _UNGUARDED
+
+
+def guard() -> Guard:
+    """A lock: sync code may share the bookkeeping between threads."""
+    return threading.Lock()
+
+
+def async_signal() -> AsyncSignal:
+    return anyio.Event()
+
+
+def signal() -> Signal:
+    return threading.Event()
+
+
+async def async_wait_signal(signal: AsyncSignal, timeout: float | None) -> bool:
+    """Wait for ``signal`` at most ``timeout`` seconds; whether it came."""
+    with anyio.move_on_after(timeout):
+        await signal.wait()
+        return True
+    return False
+
+
+def wait_signal(signal: Signal, timeout: float | None) -> bool:
+    return signal.wait(timeout)
+
+
+async def async_chunks(source: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of a body sent as it is produced: from an iterable or an async one."""
+    if isinstance(source, AsyncIterable):
+        async for chunk in source:
+            yield chunk
+    else:
+        for chunk in source:
+            yield chunk
+
+
+def chunks(source: Iterable[bytes] | AsyncIterable[bytes]) -> Iterator[bytes]:
+    if isinstance(source, AsyncIterable):
+        raise TypeError("an async iterable of chunks needs the async API")
+    yield from source
 
 
 async def async_sleep(seconds: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -202,7 +202,7 @@ def check_headers(headers: Mapping[str, Any] | None) -> None:
 
 @dataclass(frozen=True)
 class HttpRequest:
-    """One request to send, as data: the drivers turn it into an httpx call."""
+    """One request to send, as data: a transport puts it on the wire."""
 
     method: str
     url: str
@@ -211,6 +211,8 @@ class HttpRequest:
     content: bytes | None = None
     # Whether resending after an ambiguous failure (request possibly processed) is harmless.
     idempotent: bool = True
+    # A body sent as it is produced (chunked), instead of ``content``; it cannot be resent.
+    stream: Iterable[bytes] | AsyncIterable[bytes] | None = None
 
 
 @dataclass(frozen=True)

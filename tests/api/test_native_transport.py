@@ -34,7 +34,8 @@ from durable_streams._protocol import HttpRequest
 from durable_streams._transport._connections import PAUSE_READING_BYTES, AsyncioConnection
 from durable_streams._transport._httpx_async import AsyncHttpxTransport
 from durable_streams._transport._httpx_sync import HttpxTransport
-from durable_streams._transport._native import AsyncNativeTransport, NativeTransport
+from durable_streams._transport._native_async import AsyncNativeTransport
+from durable_streams._transport._native_sync import NativeTransport
 from durable_streams._transport._request import _query, prepare
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -424,7 +425,8 @@ def test_a_sync_connection_keeps_the_write_and_read_timeouts_apart(stream_url: s
         request = HttpRequest("GET", stream_url, {}, [("offset", "-1")])
         reply = transport.send(request, httpx.Timeout(30.0, write=1.5, read=2.25))
         assert reply.read(1 << 20) == b'[{"n":1}]'
-        (connection,) = transport._idle.values()
+        (pool,) = transport.pools()
+        (connection,) = pool._idle
         sock = connection.sock
         assert sock.gettimeout() is None  # the kernel keeps the timeouts, not Python
         for option, seconds in ((socket.SO_SNDTIMEO, 1.5), (socket.SO_RCVTIMEO, 2.25)):

@@ -47,6 +47,7 @@ from .._protocol import (
     sse_data_is_text,
 )
 from .._retry import RetryPolicy, RetryState
+from .._transport._exchange import body_too_large
 from .._values import STOP, ErrorDecision, LiveMode, Mode, ReaderStats, RetryAction
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
@@ -100,14 +101,6 @@ class Batch:
 
 
 """What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
-
-
-def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
-    return errors.ProtocolError(
-        f"response body exceeds the limit of {limit} bytes (max_body_bytes)",
-        url=url,
-        offset=offset,
-    )
 
 
 def _empty_data(kind: ConsumerKind) -> Any:

@@ -1,23 +1,26 @@
 """Connections of the native transport, a socket each: blocking ones for sync code (kernel
 timeouts, one reused receive buffer), an asyncio protocol of our own on asyncio, and anyio's
-streams under trio; all say the same things (receive, send, abort, when they went idle)."""
+streams under trio. All say the same things: ``receive(timeout)``, ``send(data, timeout)``,
+``abort()``, whether they may still serve a request (``alive()``, checked before reusing an
+idle one: the server may have closed it), whether an answer has begun to arrive
+(``answered()``, checked while a long body goes out: a server that refuses it answers early),
+and how many bytes of what was sent have not left yet (``unsent()``). ``connect`` and
+``async_connect`` open one."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import socket
 import ssl
 import struct
 import sys
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
-if TYPE_CHECKING:
-    pass
-
+from .._errors import HTTPParseError
 
 RECV_BYTES = 256 * 1024
 
@@ -42,7 +45,22 @@ def _timeval(seconds: float | None) -> bytes:
     return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
 
 
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read now (bytes, or the peer's close); poll, not
+    select, so that a process with thousands of sockets is not limited to fd 1023."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+Origin = tuple[str, str, int]
+
+
 class BlockingConnection:
+    """A blocking socket, for sync code."""
+
     __slots__ = ("_kernel_timeouts", "_timeouts", "_view", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
@@ -81,12 +99,48 @@ class BlockingConnection:
         except BlockingIOError:  # what the kernel's receive timeout running out looks like
             raise TimeoutError("timed out") from None
 
-    def send(self, data: bytes, timeout: float | None) -> None:
+    def receive(self, timeout: float | None) -> bytes:
+        """The next bytes within ``timeout`` seconds (``b""`` at the end)."""
+        self._use_timeout(socket.SO_RCVTIMEO, timeout)
+        return self.recv()
+
+    def send(self, data: bytes | memoryview, timeout: float | None) -> None:
         self._use_timeout(socket.SO_SNDTIMEO, timeout)
         try:
             self.sock.sendall(data)
         except BlockingIOError:
             raise TimeoutError("timed out") from None
+
+    def alive(self) -> bool:
+        """Whether an idle connection may serve another request: nothing arrived on it since
+        (an idle connection readable is one the server closed, or one that went wrong)."""
+        return self.sock.fileno() >= 0 and not _readable(self.sock)
+
+    def answered(self) -> bool:
+        return _readable(self.sock)
+
+    def unsent(self) -> int:
+        return 0  # sendall returns once the kernel has every byte, or raises
+
+    def abort(self) -> None:
+        self.sock.close()
+
+
+def connect(
+    origin: Origin, timeout: float | None, tls: ssl.SSLContext | None
+) -> BlockingConnection:
+    """A new connection to ``origin`` (TLS through ``tls`` for https)."""
+    scheme, host, port = origin
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            assert tls is not None
+            sock = tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return BlockingConnection(sock)
 
 
 class AnyioConnection:
@@ -105,9 +159,22 @@ class AnyioConnection:
         except anyio.EndOfStream:
             return b""
 
-    async def send(self, data: bytes, timeout: float | None) -> None:
+    async def send(self, data: bytes | memoryview, timeout: float | None) -> None:
         with anyio.fail_after(timeout):
-            await self.stream.send(data)
+            await self.stream.send(bytes(data))
+
+    def _readable(self) -> bool:
+        sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        return sock is not None and _readable(sock)
+
+    def alive(self) -> bool:
+        return not self._readable()
+
+    def answered(self) -> bool:
+        return self._readable()
+
+    def unsent(self) -> int:
+        return 0  # send returns once the stream took every byte
 
     async def abort(self) -> None:
         """Close without waiting on the peer (a TLS close_notify could block), even when the
@@ -239,7 +306,17 @@ class AsyncioConnection(asyncio.BufferedProtocol):
             raise self._error
         return b""
 
-    async def send(self, data: bytes, timeout: float | None) -> None:
+    def alive(self) -> bool:
+        transport = self._transport
+        return not (self._ended or self._received or transport is None or transport.is_closing())
+
+    def answered(self) -> bool:
+        return bool(self._received) or self._ended
+
+    def unsent(self) -> int:
+        return 0 if self._transport is None else self._transport.get_write_buffer_size()
+
+    async def send(self, data: bytes | memoryview, timeout: float | None) -> None:
         transport = self._transport
         if transport is None or self._ended or transport.is_closing():
             raise self._error or ConnectionResetError("the connection is closed")
@@ -267,6 +344,44 @@ class AsyncioConnection(asyncio.BufferedProtocol):
 
 
 AsyncConnection = AnyioConnection | AsyncioConnection
+Connection = BlockingConnection
+
+# What a connection's failures look like, whatever drives it (the decoder's among them: a
+# connection that ended before an answer).
+FAILURES = (OSError, TimeoutError, anyio.BrokenResourceError, HTTPParseError)
+
+
+async def async_connect(
+    origin: Origin, timeout: float | None, tls: ssl.SSLContext | None
+) -> AsyncConnection:
+    """A new connection to ``origin``: our asyncio protocol on asyncio, anyio's streams on
+    anything else (trio)."""
+    scheme, host, port = origin
+    context = tls if scheme == "https" else None
+    loop = asyncio_loop()
+    if loop is not None:
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: AsyncioConnection(loop),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            raise TimeoutError(f"connecting to {host}:{port} timed out") from None
+        return connection
+    with anyio.fail_after(timeout):
+        if context is not None:
+            stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                host, port, ssl_context=context, tls_hostname=host, tls_standard_compatible=False
+            )
+        else:
+            stream = await anyio.connect_tcp(host, port)
+    return AnyioConnection(stream)
 
 
 def asyncio_loop() -> asyncio.AbstractEventLoop | None:

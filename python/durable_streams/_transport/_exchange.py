@@ -9,10 +9,17 @@ from typing import TYPE_CHECKING
 
 from .. import _core
 from .. import _errors as errors
-from .._reading._session import body_too_large
 
 if TYPE_CHECKING:
     from .._core._native import HttpResponseDecoder
+
+
+def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
+    return errors.ProtocolError(
+        f"response body exceeds the limit of {limit} bytes (max_body_bytes)",
+        url=url,
+        offset=offset,
+    )
 
 
 class Gathered:
@@ -44,10 +51,12 @@ class Exchange:
     the head, then the body with framing and compression undone, and says whether the
     connection may serve another request. Every failure is a typed error naming the URL."""
 
-    def __init__(self, url: str, offset: str | None, max_head_bytes: int) -> None:
+    def __init__(
+        self, url: str, offset: str | None, max_head_bytes: int, no_body: bool = False
+    ) -> None:
         self.url = url
         self.offset = offset
-        self.decoder: HttpResponseDecoder = _core.impl.HttpResponseDecoder(max_head_bytes)
+        self.decoder: HttpResponseDecoder = _core.impl.HttpResponseDecoder(max_head_bytes, no_body)
         self.status = 0
         self.headers: dict[str, str] = {}
         self._inflate: zlib._Decompress | None = None

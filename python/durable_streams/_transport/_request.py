@@ -8,18 +8,15 @@ import os
 import re
 import ssl
 import urllib.request
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from .. import _errors as errors
 from .._protocol import HttpRequest
-
-if TYPE_CHECKING:
-    pass
-
+from ._connections import Origin
 
 USER_AGENT = "durable-streams-rs"
 
@@ -65,17 +62,18 @@ def ssl_context(verify: Verify) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-Origin = tuple[str, str, int]
-
-
 @dataclass(slots=True)
 class Prepared:
-    """A GET ready for the wire: where it goes and its request head."""
+    """A request ready for the wire: where it goes, its head, and its body: ``body`` of known
+    length (sent with Content-Length), or ``stream``, chunks sent as they come (chunked)."""
 
     origin: Origin
     head: bytes
     url: str
     offset: str | None
+    body: bytes | None = None
+    stream: Iterable[bytes] | AsyncIterable[bytes] | None = None
+    no_body: bool = False  # a HEAD: its answer has no body, whatever its head says
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -143,9 +141,9 @@ def _header_lines(fields: tuple[tuple[str, str], ...]) -> str:
 
 
 def prepare(req: HttpRequest) -> Prepared:
-    """The request head of ``req``, its target encoded as httpx would encode it. A header
-    that could not travel as given (a line break or NUL in it, a name that is not a token,
-    text beyond latin-1) is a ValueError, never sent."""
+    """The request head of ``req``, its target encoded as httpx would encode it, and its body
+    framed. A header that could not travel as given (a line break or NUL in it, a name that
+    is not a token, text beyond latin-1) is a :class:`UsageError`, never sent."""
     origin, authority, target = _locate(req.url)
     params = req.params
     offset = None
@@ -159,5 +157,16 @@ def prepare(req: HttpRequest) -> Prepared:
             if name == "offset":
                 offset = value
     lines = _header_lines(tuple(req.headers.items()))
-    head = f"GET {target} HTTP/1.1\r\nHost: {authority}\r\n{lines}\r\n".encode("latin-1")
-    return Prepared(origin, head, req.url, offset)
+    method = req.method
+    body = req.content
+    stream = req.stream
+    if stream is not None:
+        framing = "Transfer-Encoding: chunked\r\n"
+    elif body is not None:
+        framing = f"Content-Length: {len(body)}\r\n"
+    elif method in ("POST", "PUT", "PATCH"):
+        framing = "Content-Length: 0\r\n"
+    else:
+        framing = ""
+    head = f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n{lines}{framing}\r\n"
+    return Prepared(origin, head.encode("latin-1"), req.url, offset, body, stream, method == "HEAD")

@@ -10,8 +10,8 @@ import httpx
 
 from .._options import CLIENT_LIMITS
 from .._protocol import HttpRequest
-from . import _native
 from ._httpx_async import AsyncHttpxTransport
+from ._native_async import AsyncNativeTransport
 from ._request import Verify, native_enabled, usable_for
 
 __all__ = ["AsyncReply", "AsyncTransport", "async_read_transport"]
@@ -46,7 +46,7 @@ def async_read_transport(
     if user_client is not None:
         return AsyncHttpxTransport(user_client, owns=False), False
     if native_enabled() and usable_for(url):
-        return _native.AsyncNativeTransport(verify), True
+        return AsyncNativeTransport(verify), True
     if fallback_client is not None:
         return AsyncHttpxTransport(fallback_client, owns=False), False
     client = httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)

@@ -12,8 +12,8 @@ import httpx
 
 from .._options import CLIENT_LIMITS
 from .._protocol import HttpRequest
-from . import _native
 from ._httpx_sync import HttpxTransport
+from ._native_sync import NativeTransport
 from ._request import Verify, native_enabled, usable_for
 
 __all__ = ["Reply", "Transport", "read_transport"]
@@ -48,7 +48,7 @@ def read_transport(
     if user_client is not None:
         return HttpxTransport(user_client, owns=False), False
     if native_enabled() and usable_for(url):
-        return _native.NativeTransport(verify), True
+        return NativeTransport(verify), True
     if fallback_client is not None:
         return HttpxTransport(fallback_client, owns=False), False
     client = httpx.Client(verify=verify, limits=CLIENT_LIMITS)

@@ -1,0 +1,243 @@
+"""The native transport, for async code (``_native_sync`` is generated from it): Python
+sockets (our own asyncio protocol on asyncio, anyio's streams under trio), the core's HTTP/1.1
+decoder, and nothing in between; a pool of connections per origin.
+
+httpx costs a request a few hundred microseconds in its pure-Python layers (httpcore, h11 and
+their generators), and its pool grows quadratic with queued requests. Here a request is one
+send of its head and body, and a response is one receive (usually) fed to the core's
+:class:`HttpResponseDecoder`, which undoes the body's framing. Drivers see the same status,
+lower-cased headers and body chunks as with httpx, and the same typed errors.
+
+What it covers: every method over ``http://`` and ``https://`` (TLS through :mod:`ssl`,
+honouring ``verify`` as httpx does), bodies of known length and streamed ones (chunked),
+HTTP/1.1 keep-alive, connect, read, write and pool timeouts. An answer that arrives while a
+long body is still going out (a server refusing it early, as with 413) is read and returned,
+and the rest of the body is not sent. Every failure says whether the request was sent in full
+(:attr:`TransportError.request_sent`): one that was not cannot have been applied. What it does
+not cover (proxies, HTTP/2, a caller's own httpx client) stays on httpx; ``_select`` decides."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncGenerator
+
+import httpx
+
+from .. import _errors as errors
+from .._flavours import async_chunks
+from .._protocol import HttpRequest
+from ._connections import FAILURES, AsyncConnection, Origin
+from ._exchange import Exchange, Gathered
+from ._failures import nothing_arrived, transport_error
+from ._pool_async import AsyncConnectionPool, PoolLimits
+from ._request import Prepared, Verify, prepare, ssl_context
+
+__all__ = ["AsyncNativeReply", "AsyncNativeTransport"]
+
+# A body up to this size goes out with its head in one send; a longer one in slices, with a
+# look between them for an early answer.
+ONE_SEND_BYTES = 64 * 1024
+SLICE_BYTES = 256 * 1024
+
+
+def _failure(exc: BaseException, prepared: Prepared, sent: bool) -> errors.TransportError:
+    """``exc`` as the typed error of this request; ``sent``: all of it went out."""
+    if isinstance(exc, errors.TransportError):
+        failure = exc
+    else:
+        failure = transport_error(exc, url=prepared.url, offset=prepared.offset)
+    failure.request_sent = sent
+    return failure
+
+
+class AsyncNativeReply:
+    """One response: its status and headers, then its body as it arrives. Closing it gives
+    the connection back to the pool (kept when the answer ended cleanly)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        connection: AsyncConnection | None,
+        exchange: Exchange,
+        first: bytes,
+        read_timeout: float | None,
+        *,
+        live: bool,
+        reusable: bool,
+    ) -> None:
+        self.status_code = exchange.status
+        self.headers = exchange.headers
+        self._pool = pool
+        self._connection: AsyncConnection | None = connection
+        self._exchange = exchange
+        self._first = first
+        self._read_timeout = read_timeout
+        self._live = live
+        self._reusable = reusable
+
+    async def aiter_bytes(self) -> AsyncGenerator[bytes, None]:
+        """The body's bytes as they come; raises :class:`TransportError` (or
+        :class:`HTTPParseError`) if the connection fails or ends early."""
+        exchange = self._exchange
+        first, self._first = self._first, b""
+        if first:
+            yield first
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            while not exchange.done:
+                try:
+                    data = await connection.receive(self._read_timeout)
+                except FAILURES as exc:
+                    raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
+                body = exchange.on_data(data)
+                if body:
+                    yield body
+        finally:
+            await self.aclose()
+
+    async def aread(self, limit: int) -> bytes:
+        """The whole body, refusing one over ``limit`` bytes."""
+        gathered = Gathered(limit, url=self._exchange.url, offset=self._exchange.offset)
+        if self._connection is None:  # the whole answer came with its head
+            first, self._first = self._first, b""
+            gathered.add(first)
+            return gathered.body()
+        try:
+            async for chunk in self.aiter_bytes():
+                gathered.add(chunk)
+        finally:
+            await self.aclose()
+        return gathered.body()
+
+    async def aclose(self) -> None:
+        """Done with the response: its connection goes back for the next request if the
+        body ended cleanly, else (read only in part, or close-delimited) it is closed."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            reusable = self._reusable and self._exchange.keep_alive
+            await self._pool.release(connection, live=self._live, reusable=reusable)
+
+
+class AsyncNativeTransport:
+    """Requests over pooled connections, one pool per origin."""
+
+    def __init__(
+        self,
+        verify: Verify = True,
+        limits: PoolLimits | None = None,
+        max_head_bytes: int = 65_536,
+    ) -> None:
+        self._verify = verify
+        self._tls: ssl.SSLContext | None = None
+        self._limits = limits or PoolLimits()
+        self._max_head_bytes = max_head_bytes
+        self._pools: dict[Origin, AsyncConnectionPool] = {}
+        self.closed = False
+
+    def _pool(self, origin: Origin) -> AsyncConnectionPool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            if self.closed:
+                raise errors.HandleClosedError("the client is closed")
+            if origin[0] == "https" and self._tls is None:
+                self._tls = ssl_context(self._verify)
+            pool = self._pools[origin] = AsyncConnectionPool(origin, self._limits, self._tls)
+        return pool
+
+    def pools(self) -> list[AsyncConnectionPool]:
+        return list(self._pools.values())
+
+    async def aclose(self) -> None:
+        self.closed = True
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.aclose()
+
+    async def send(
+        self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
+    ) -> AsyncNativeReply:
+        """Send ``req`` and read up to the end of the answer's head. ``live``: the server may
+        hold the answer open (long-poll, SSE), so its connection is not counted by the pool's
+        bound."""
+        prepared = prepare(req)
+        pool = self._pool(prepared.origin)
+        # A connection kept from an earlier request may have been closed by the server just
+        # before this one reached it: then nothing comes back, and the request goes again
+        # once on a new connection, if it went out whole only when resending is harmless.
+        retry_stale = req.stream is None
+        while True:
+            try:
+                connection, reused = await pool.acquire(timeout.connect, timeout.pool, live=live)
+            except errors.DurableStreamError:
+                raise
+            except FAILURES as exc:
+                raise _failure(exc, prepared, sent=False) from exc
+            complete = False
+            try:
+                complete = await self._send_request(connection, prepared, timeout)
+                exchange = Exchange(
+                    prepared.url, prepared.offset, self._max_head_bytes, prepared.no_body
+                )
+                first = await self._read_head(connection, exchange, timeout.read)
+            except FAILURES as exc:
+                sent = complete and connection.unsent() == 0
+                await pool.release(connection, live=live, reusable=False)
+                if retry_stale and reused and nothing_arrived(exc) and (req.idempotent or not sent):
+                    retry_stale = False
+                    continue
+                raise _failure(exc, prepared, sent) from exc
+            except BaseException:
+                await pool.release(connection, live=live, reusable=False)
+                raise
+            if exchange.done:  # the whole answer came with its head: the connection is free
+                reusable = complete and exchange.keep_alive
+                await pool.release(connection, live=live, reusable=reusable)
+                return AsyncNativeReply(
+                    pool, None, exchange, first, timeout.read, live=live, reusable=complete
+                )
+            return AsyncNativeReply(
+                pool, connection, exchange, first, timeout.read, live=live, reusable=complete
+            )
+
+    async def _send_request(
+        self, connection: AsyncConnection, prepared: Prepared, timeout: httpx.Timeout
+    ) -> bool:
+        """Send the head and body; False when the server answered before all of the body
+        went out (the rest is not sent, and the connection cannot serve again)."""
+        write = timeout.write
+        body = prepared.body
+        stream = prepared.stream
+        if stream is not None:
+            await connection.send(prepared.head, write)
+            async for chunk in async_chunks(stream):
+                if chunk:
+                    await connection.send(b"%x\r\n%b\r\n" % (len(chunk), chunk), write)
+                    if connection.answered():
+                        return False
+            await connection.send(b"0\r\n\r\n", write)
+            return True
+        if body is None or len(body) <= ONE_SEND_BYTES:
+            await connection.send(prepared.head + body if body else prepared.head, write)
+            return True
+        await connection.send(prepared.head, write)
+        view = memoryview(body)
+        for start in range(0, len(body), SLICE_BYTES):
+            if connection.answered():
+                return False
+            try:
+                await connection.send(view[start : start + SLICE_BYTES], write)
+            except FAILURES:
+                if connection.answered():
+                    return False  # it stopped reading because it answered: read that
+                raise
+        return True
+
+    async def _read_head(
+        self, connection: AsyncConnection, exchange: Exchange, read_timeout: float | None
+    ) -> bytes:
+        while True:
+            first = exchange.on_head_data(await connection.receive(read_timeout))
+            if first is not None:
+                return first
