@@ -65,7 +65,12 @@ HANDLE_PROSE: list[tuple[str, str]] = [
 ]
 
 CLIENT_PROSE: list[tuple[str, str]] = [
-    ("Sending one request (async; ``_client_sync`` is generated from it)", "Sending one request"),
+    (
+        "Settings stated once for many streams (async; ``_client_sync`` is generated from it):",
+        "Settings stated once for many streams:",
+    ),
+    ("everything opened from it (asyncio or trio).", "everything opened from it."),
+    ("a default pool per server and event loop.", "a default pool per server."),
 ]
 
 HTTPX_PROSE: list[tuple[str, str]] = [
@@ -88,10 +93,10 @@ STATE_PROSE: list[tuple[str, str]] = [
     ("State Protocol) for async code:", "State Protocol) for sync code:"),
 ]
 
-SELECT_PROSE: list[tuple[str, str]] = [
+INTERFACE_PROSE: list[tuple[str, str]] = [
     (
-        "for async code (``_select_sync`` is generated from it):\nthe",
-        "for sync code:\nthe",
+        "async code (``_interface_sync`` is generated from it): a\n``send``",
+        "sync code: a\n``send``",
     ),
 ]
 
@@ -107,15 +112,23 @@ NATIVE_PROSE: list[tuple[str, str]] = [
     ),
 ]
 
+DISPATCH_PROSE: list[tuple[str, str]] = [
+    (
+        "for async code (``_dispatch_sync`` is generated from it): the\ntransport",
+        "for sync code: the\ntransport",
+    ),
+]
+
 # The sentences that differ between an async file and its sync twin.
 PROSE: dict[str, list[tuple[str, str]]] = {
     "_reading/_response_async.py": READS_PROSE,
     "_writing/_handle_async.py": HANDLE_PROSE,
     "_client_async.py": CLIENT_PROSE,
     "_transport/_httpx_async.py": HTTPX_PROSE,
-    "_transport/_select_async.py": SELECT_PROSE,
+    "_transport/_interface_async.py": INTERFACE_PROSE,
     "_transport/_pool_async.py": POOL_PROSE,
     "_transport/_native_async.py": NATIVE_PROSE,
+    "_dispatch_async.py": DISPATCH_PROSE,
     "_subscriptions/_client_async.py": SUBSCRIBE_PROSE,
     "state/_streams_async.py": STATE_PROSE,
 }

@@ -18,6 +18,7 @@ class LoopbackServer:
         self.port: int = self.listener.getsockname()[1]
         self.connections = 0
         self._threads: list[threading.Thread] = []
+        self._open: list[socket.socket] = []
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
         self._acceptor.start()
 
@@ -31,6 +32,7 @@ class LoopbackServer:
             except OSError:
                 return
             self.connections += 1
+            self._open.append(conn)
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -45,6 +47,11 @@ class LoopbackServer:
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self._acceptor.join(timeout=JOIN_TIMEOUT)
+        # Connections a client keeps alive for its next request end with the server, as with
+        # any server: a handler waiting on one for another request wakes up to its end.
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             thread.join(timeout=JOIN_TIMEOUT)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 
+from ._client_async import AsyncClient
+from ._client_sync import Client
 from ._core import IMPLEMENTATION
 from ._errors import (
     AckOffsetError,
@@ -101,6 +103,7 @@ __all__ = [
     "Acknowledgement",
     "AlreadyClaimedError",
     "AppendResult",
+    "AsyncClient",
     "AsyncDurableStream",
     "AsyncStreamResponse",
     "AsyncSubscriptionConsumer",
@@ -109,6 +112,7 @@ __all__ = [
     "Base64DecodeError",
     "BufferFullError",
     "Claim",
+    "Client",
     "ConflictError",
     "ConsumerStats",
     "ContentTypeError",

@@ -1,84 +1,263 @@
-"""Sending one request (async; ``_client_sync`` is generated from it): the caller's headers
-and params evaluated, resent after a transient failure where resending cannot apply it twice,
-the whole answer returned. Handles and subscriptions send their requests through it."""
+"""Settings stated once for many streams (async; ``_client_sync`` is generated from it):
+:class:`AsyncClient` holds a base URL, headers, params, timeouts, retries, TLS and connection
+limits, and opens handles, readers, producers and subscriptions that share its connection
+pool."""
 
 from __future__ import annotations
+
+import datetime as _dt
+import ssl
+from types import TracebackType
+from typing import Any
 
 import httpx
 
 from . import _errors as errors
-from . import telemetry
-from ._flavours import (
-    async_sleep,
-    resolve_async,
-)
-from ._log import retrying
-from ._options import (
-    Headers,
-    with_dynamic,
-)
-from ._protocol import HttpRequest
-from ._retry import RetryPolicy, RetryState, delay_after_status, delay_after_transport_error
-from ._transport._failures import transport_error
-from ._transport._httpx import build_httpx_request, lower_headers
+from . import _protocol as proto
+from ._dispatch_async import AsyncDispatcher
+from ._options import DEFAULT_LIVE_READ_TIMEOUT, AsyncOnError, Headers, make_timeout, merge
+from ._protocol import OFFSET_BEGINNING
+from ._reading._response_async import AsyncStreamResponse, astream
+from ._reading._session import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
+from ._retry import RetryPolicy
+from ._subscriptions._client_async import AsyncSubscriptions
+from ._transport._pool_async import PoolLimits
+from ._values import LiveMode
+from ._writing._handle_async import AsyncDurableStream
+from ._writing._producer_async import IdempotentProducer
+
+__all__ = ["AsyncClient"]
 
 
-async def async_send(
-    client: httpx.AsyncClient,
-    req: HttpRequest,
-    headers: Headers | None,
-    params: Headers | None,
-    timeout: httpx.Timeout,
-    retry: RetryPolicy,
-) -> tuple[int, dict[str, str], bytes]:
-    """One request with ``headers`` and ``params`` (values may be callables) added, resent
-    after transient failures where that cannot apply it twice; the answer's status,
-    lower-cased headers and body."""
-    if client.is_closed:
-        raise errors.HandleClosedError(
-            "the HTTP client is closed: the handle it belongs to (or the one this was forked "
-            "or made from) was closed",
-            url=req.url,
+class AsyncClient:
+    """Settings stated once for many streams, and one connection pool per server shared by
+    everything opened from it (asyncio or trio).
+
+    ``base_url`` is what stream paths are relative to (``client.stream("orders/7")``); full
+    URLs work as well. ``headers`` and ``params`` (values may be callables, evaluated for each
+    request: a token that refreshes), ``timeout``, ``retry`` and ``verify`` apply to every
+    handle, reader, producer and subscription made from the client, under what each call adds
+    of its own. ``max_connections`` bounds the sockets per server serving requests that end on
+    their own (appends, control calls, catch-up reads, producer batches): one more waits for a
+    connection to come free, up to the timeout's ``pool`` part; live reads come on top.
+    ``http_client``: a caller's own ``httpx.AsyncClient`` for every request instead (proxies,
+    HTTP/2), closed by its owner.
+
+    Use it as a context manager, or close it: its connections close; what was opened from it
+    takes no more requests. The per-URL API (``astream(url)``, ``AsyncDurableStream(url)``)
+    keeps working without a client and shares a default pool per server and event loop."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        max_connections: int = PoolLimits.max_connections,
+        keepalive_expiry: float = PoolLimits.keepalive_expiry,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = None if base_url is None else proto.check_url(base_url, "base URL")
+        proto.check_headers(headers)
+        self.headers = headers
+        self.params = params
+        self.timeout = make_timeout(timeout)
+        self.retry = retry
+        self.verify = verify
+        self._dispatcher = AsyncDispatcher(
+            verify=verify,
+            limits=PoolLimits(max_connections, keepalive_expiry),
+            http_client=http_client,
         )
-    attempts = RetryState(retry)
-    while True:
-        fresh = with_dynamic(
-            req, await resolve_async(headers, headers=True), await resolve_async(params)
-        )
-        otel = telemetry.active
-        span = None
-        if otel is not None:
-            fresh, span = otel.request(None, fresh, attempts.attempts + 1)
-        try:
-            http = await client.send(build_httpx_request(client, fresh, timeout))
-        except httpx.HTTPError as exc:
-            failure = transport_error(exc, url=req.url)
-            if span is not None:
-                span.failed(failure)
-            delay = delay_after_transport_error(attempts, req, exc)
-            if delay is None:
-                raise failure from exc
-            retrying(
-                req.method, req.url, failure, attempts.attempts, delay, telemetry.operation_of(req)
+
+    @property
+    def dispatcher(self) -> AsyncDispatcher:
+        return self._dispatcher
+
+    def __repr__(self) -> str:
+        base = "" if self.base_url is None else f" {errors.redact_url(self.base_url)}"
+        return f"<{type(self).__name__}{base}>"
+
+    def url(self, path: str) -> str:
+        """The URL of a stream: ``path`` under ``base_url``, or ``path`` itself if it is a
+        full URL."""
+        if path.startswith(("http://", "https://")):
+            return proto.check_url(path)
+        if self.base_url is None:
+            raise errors.UsageError(
+                f"{path!r} is not a URL, and the client has no base_url to put it under"
             )
-            await async_sleep(delay)
-            continue
-        except BaseException as exc:  # cancelled, or a bug: the span still ends
-            if span is not None:
-                span.failed(exc)
-            raise
-        answer_headers = lower_headers(http.headers)
-        if span is not None:
-            span.answered(http.status_code, answer_headers)
-        delay = delay_after_status(attempts, req, http.status_code, answer_headers)
-        if delay is None:
-            return http.status_code, answer_headers, http.content
-        retrying(
-            req.method,
-            req.url,
-            f"status {http.status_code}",
-            attempts.attempts,
-            delay,
-            telemetry.operation_of(req),
+        return proto.join_url(self.base_url, path)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection of the client's pools."""
+        await self._dispatcher.aclose()
+
+    def _settings(
+        self,
+        headers: Headers | None,
+        params: Headers | None,
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy | None,
+    ) -> dict[str, Any]:
+        return {
+            "headers": merge(self.headers, headers),
+            "params": merge(self.params, params),
+            "timeout": self.timeout if timeout is None else make_timeout(timeout),
+            "retry": self.retry if retry is None else retry,
+        }
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def handle(
+        self,
+        path: str,
+        *,
+        content_type: str | None = None,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        coalesce: bool = True,
+    ) -> AsyncDurableStream:
+        """A handle on the stream at ``path`` (under ``base_url``, or a URL); nothing is
+        sent."""
+        return AsyncDurableStream(
+            self.url(path),
+            content_type=content_type,
+            client=self,
+            verify=self.verify,
+            coalesce=coalesce,
+            **self._settings(headers, params, timeout, retry),
         )
-        await async_sleep(delay)
+
+    async def create(
+        self,
+        path: str,
+        *,
+        content_type: str = proto.DEFAULT_CONTENT_TYPE,
+        ttl_seconds: int | None = None,
+        expires_at: _dt.datetime | str | None = None,
+        data: Any = None,
+        closed: bool = False,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        coalesce: bool = True,
+    ) -> AsyncDurableStream:
+        """Create the stream at ``path`` (or accept an identical one); see
+        :meth:`AsyncDurableStream.create`."""
+        return await AsyncDurableStream.create(
+            self.url(path),
+            content_type=content_type,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+            data=data,
+            closed=closed,
+            client=self,
+            verify=self.verify,
+            coalesce=coalesce,
+            **self._settings(headers, params, timeout, retry),
+        )
+
+    async def connect(
+        self,
+        path: str,
+        *,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncDurableStream:
+        """A handle on an existing stream; :class:`StreamNotFoundError` if there is none."""
+        return await AsyncDurableStream.connect(
+            self.url(path),
+            client=self,
+            verify=self.verify,
+            **self._settings(headers, params, timeout, retry),
+        )
+
+    def stream(
+        self,
+        path: str,
+        *,
+        offset: str = OFFSET_BEGINNING,
+        live: LiveMode = False,
+        cursor: str | None = None,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        live_read_timeout: float = DEFAULT_LIVE_READ_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_error: AsyncOnError | None = None,
+    ) -> AsyncStreamResponse:
+        """Read the stream at ``path``; see :func:`astream`."""
+        settings = self._settings(headers, params, timeout, None)
+        return astream(
+            self.url(path),
+            offset=offset,
+            live=live,
+            cursor=cursor,
+            client=self,
+            live_read_timeout=live_read_timeout,
+            retry=retry,
+            max_event_bytes=max_event_bytes,
+            max_body_bytes=max_body_bytes,
+            verify=self.verify,
+            on_error=on_error,
+            headers=settings["headers"],
+            params=settings["params"],
+            timeout=settings["timeout"],
+        )
+
+    def producer(
+        self,
+        path: str | AsyncDurableStream,
+        *,
+        producer_id: str,
+        content_type: str | None = None,
+        **options: Any,
+    ) -> IdempotentProducer:
+        """An :class:`IdempotentProducer` appending to the stream at ``path`` (or through a
+        handle), with the client's settings; ``options`` are the producer's."""
+        handle = self.handle(path, content_type=content_type) if isinstance(path, str) else path
+        return IdempotentProducer(
+            handle, producer_id=producer_id, content_type=content_type, **options
+        )
+
+    def subscriptions(
+        self,
+        root: str | None = None,
+        *,
+        headers: Headers | None = None,
+        params: Headers | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncSubscriptions:
+        """The subscriptions under ``root`` (default: ``base_url``, the stream root)."""
+        where = self.base_url if root is None else self.url(root)
+        if where is None:
+            raise errors.UsageError("subscriptions need a root: pass it, or give a base_url")
+        return AsyncSubscriptions(
+            where,
+            client=self,
+            verify=self.verify,
+            **self._settings(headers, params, timeout, retry),
+        )

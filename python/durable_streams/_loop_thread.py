@@ -75,3 +75,5 @@ async def _cancel_others() -> None:
         task.cancel()
     if others:
         await asyncio.wait(others)
+    # What belongs to the loop closes with it (the default connection pools among them).
+    await asyncio.get_running_loop().shutdown_asyncgens()

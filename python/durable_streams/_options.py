@@ -81,4 +81,5 @@ def with_dynamic(
         sorted({**params, **dict(req.params)}.items()),
         req.content,
         req.idempotent,
+        req.stream,
     )

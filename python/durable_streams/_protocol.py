@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import _core
 from . import _errors as errors
@@ -129,6 +129,15 @@ def format_expires_at(expires_at: _dt.datetime | str) -> str:
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
     return expires_at.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``path`` under ``base_url``: on the base's path, the base's query (a token) kept."""
+    base = urlsplit(base_url)
+    own = urlsplit(path)
+    joined = f"{base.path.rstrip('/')}/{own.path.lstrip('/')}"
+    query = "&".join(part for part in (base.query, own.query) if part)
+    return urlunsplit((base.scheme, base.netloc, joined, query, ""))
 
 
 def check_url(url: str, what: str = "stream URL") -> str:

@@ -30,6 +30,7 @@ from durable_streams import (
     astream,
     stream,
 )
+from durable_streams._defaults import default_dispatcher
 from durable_streams._protocol import HttpRequest
 from durable_streams._transport._connections import PAUSE_READING_BYTES, AsyncioConnection
 from durable_streams._transport._httpx_async import AsyncHttpxTransport
@@ -53,7 +54,10 @@ def native_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def transport_of(response: Any) -> Any:
-    return response._transport
+    """The transport a response's requests go through (the default pool's, if it has none
+    of its own yet)."""
+    dispatcher = response._dispatcher or default_dispatcher(response._verify)
+    return dispatcher.transport_for(response.url)
 
 
 def test_reads_take_the_native_transport_unless_something_needs_httpx(
@@ -66,7 +70,7 @@ def test_reads_take_the_native_transport_unless_something_needs_httpx(
             assert isinstance(transport_of(stream(stream_url, client=client)), HttpxTransport)
         with DurableStream(stream_url, client=httpx.Client()) as own:
             assert isinstance(transport_of(own.stream()), HttpxTransport)
-            own._client.close()
+            own._client.close()  # type: ignore[union-attr]
         monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "httpx")
         assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
         monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
@@ -199,7 +203,7 @@ def test_https_reads_verify_the_servers_certificate(
         handle.append({"secure": True})
     url = base + urlsplit(stream_url).path
     with stream(url, verify=ca_file) as response:
-        assert isinstance(response._transport, NativeTransport)
+        assert isinstance(transport_of(response), NativeTransport)
         assert response.read_json() == [{"secure": True}]
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -222,11 +226,11 @@ def test_https_reads_verify_the_servers_certificate(
 async def test_async_reads_take_the_native_transport_too(stream_url: str) -> None:
     async with await AsyncDurableStream.create(stream_url, content_type=JSON) as handle:
         async with astream(stream_url) as response:
-            assert isinstance(response._transport, AsyncNativeTransport)
+            assert isinstance(transport_of(response), AsyncNativeTransport)
         async with handle.stream() as response:
-            assert isinstance(response._transport, AsyncNativeTransport)
+            assert isinstance(transport_of(response), AsyncNativeTransport)
         async with httpx.AsyncClient() as client, astream(stream_url, client=client) as response:
-            assert isinstance(response._transport, AsyncHttpxTransport)
+            assert isinstance(transport_of(response), AsyncHttpxTransport)
 
 
 @pytest.mark.anyio
@@ -255,7 +259,7 @@ async def test_async_https_reads_verify_the_servers_certificate(
         await handle.append({"secure": "async"})
     url = base + urlsplit(stream_url).path
     async with astream(url, verify=ca_file) as response:
-        assert isinstance(response._transport, AsyncNativeTransport)
+        assert isinstance(transport_of(response), AsyncNativeTransport)
         assert await response.read_json() == [{"secure": "async"}]
     with pytest.raises(TransportError) as info:
         async with astream(url, retry=RetryPolicy(max_retries=0)) as response:
@@ -301,7 +305,7 @@ def test_a_stream_whose_path_needs_encoding_reads_back(server_url: str) -> None:
     with DurableStream.create(url, content_type=JSON) as handle:
         handle.append({"path": "encoded"})
     with stream(url) as response:
-        assert isinstance(response._transport, NativeTransport)
+        assert isinstance(transport_of(response), NativeTransport)
         assert response.read_json() == [{"path": "encoded"}]
 
 

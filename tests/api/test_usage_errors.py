@@ -131,10 +131,21 @@ def test_a_closed_handle_says_so(stream_url: str) -> None:
         lambda: handle.append(1),
         handle.stream,
         lambda: handle.fork(f"{stream_url}-again"),
-        fork.head,  # it shares the closed handle's HTTP client
     ]
     for call in calls:
         with pytest.raises(ds.HandleClosedError, match="closed"):
+            call()
+    # The fork is a handle of its own: it shares the pool, which outlives any handle.
+    assert fork.head().offset is not None
+    fork.close()
+
+
+def test_a_closed_client_says_so_and_what_was_made_from_it_too(stream_url: str) -> None:
+    with ds.Client() as client:
+        handle = client.create(stream_url, content_type=JSON)
+        handle.append(1)
+    for call in (handle.head, lambda: client.stream(stream_url).read_json()):
+        with pytest.raises(ds.HandleClosedError, match="client is closed"):
             call()
 
 

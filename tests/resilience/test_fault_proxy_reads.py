@@ -114,7 +114,9 @@ LIVE_MODES = [False, "long-poll", "sse"]
 
 
 def _read_sync(url: str, live: ds.LiveMode) -> list[Any]:
-    with ds.stream(url, live=live, retry=RETRY, timeout=10) as res:
+    # A client of its own per read: its connections are new, so each read meets the faults
+    # the proxy draws per connection (a shared pool would reuse one connection for all).
+    with ds.Client() as client, client.stream(url, live=live, retry=RETRY, timeout=10) as res:
         items = list(res.iter_json())
         assert res.stream_closed
         assert res.up_to_date
@@ -136,7 +138,10 @@ def test_closed_stream_sync(
 
 
 async def _read_async(url: str, live: ds.LiveMode) -> list[Any]:
-    async with ds.astream(url, live=live, retry=RETRY, timeout=10) as res:
+    async with (
+        ds.AsyncClient() as client,
+        client.stream(url, live=live, retry=RETRY, timeout=10) as res,
+    ):
         items = [item async for item in res.iter_json()]
         assert res.stream_closed
         assert res.up_to_date

@@ -27,10 +27,16 @@ import pytest
 
 import durable_streams as ds
 from durable_streams import RetryPolicy
+from durable_streams._defaults import default_dispatcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loopback import LoopbackServer, read_head
+
+
+def _transport_name(res: Any) -> str:
+    return type((res._dispatcher or default_dispatcher(True)).transport_for(res.url)).__name__
+
 
 URL = "http://streams.test/s/one"
 SECRET = "SECRET-TOKEN"
@@ -1282,7 +1288,7 @@ def test_native_sync(case: Case, replay: Callable[[Script], ReplayServer]) -> No
     case, options = _native(case)
     try:
         with ds.stream(URL_WITH_TOKEN, **options) as res:
-            assert type(res._transport).__name__ == "NativeTransport"
+            assert _transport_name(res) == "NativeTransport"
             outcome = _read_sync(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
@@ -1295,7 +1301,7 @@ def test_native_recovery_sync(rec: Recovery, replay: Callable[[Script], ReplaySe
     replay(script)
     before: list[Any] = []
     with ds.stream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
-        assert type(res._transport).__name__ == "NativeTransport"
+        assert _transport_name(res) == "NativeTransport"
         with pytest.raises(rec.error) as info:
             if rec.first == "read":
                 before.extend(_read_sync(res, _READ[rec.kind]))
@@ -1321,7 +1327,7 @@ async def test_native_async(
     case, options = _native(case)
     try:
         async with ds.astream(URL_WITH_TOKEN, **options) as res:
-            assert type(res._transport).__name__ == "AsyncNativeTransport"
+            assert _transport_name(res) == "AsyncNativeTransport"
             outcome = await _read_async(res, case.call)
     except ds.DurableStreamError as exc:
         error = exc
@@ -1337,7 +1343,7 @@ async def test_native_recovery_async(
     replay(script)
     before: list[Any] = []
     async with ds.astream(URL_WITH_TOKEN, live=rec.live, retry=FAST, **rec.options) as res:
-        assert type(res._transport).__name__ == "AsyncNativeTransport"
+        assert _transport_name(res) == "AsyncNativeTransport"
         with pytest.raises(rec.error) as info:
             if rec.first == "read":
                 before.extend(await _read_async(res, _READ[rec.kind]))

@@ -28,11 +28,10 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import _errors as errors
 from .._errors import FailedBatch
-from .._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type
+from .._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type, join_url
 from .._reading._response_sync import stream
 from .._retry import RetryPolicy
 from .._writing._handle_sync import DurableStream
@@ -167,13 +166,7 @@ def _url(args: argparse.Namespace, name: str) -> str:
         return name
     if not args.url:
         raise InputError(f"{name!r} is not a URL: give a full URL, or a base with --url")
-    # The name goes on the base's path; the base's query (a token) stays a query.
-    base_url: str = args.url
-    base = urlsplit(base_url)
-    own = urlsplit(name)
-    path = f"{base.path.rstrip('/')}/{own.path.lstrip('/')}"
-    query = "&".join(part for part in (base.query, own.query) if part)
-    return urlunsplit((base.scheme, base.netloc, path, query, ""))
+    return join_url(args.url, name)
 
 
 def _headers(args: argparse.Namespace) -> dict[str, str]:

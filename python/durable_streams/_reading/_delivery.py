@@ -20,6 +20,7 @@ from .._protocol import (
     is_json_content_type,
 )
 from .._retry import RetryPolicy
+from .._transport._request import native_enabled
 from .._values import LiveMode, ReaderStats, StreamEvent
 from ._session import READ_AS, Batch, ConsumerKind, ReadSession
 
@@ -49,6 +50,7 @@ def response_args(
     max_body_bytes: int,
 ) -> ResponseArgs:
     """The arguments of a stream response, apart from its transport, from read options."""
+    native_enabled()  # a wrong DURABLE_STREAMS_READ_TRANSPORT is an error here, not later
     session = ReadSession(
         url,
         offset=offset,

@@ -14,6 +14,8 @@ import httpx
 from .. import _errors as errors
 from .. import _protocol as proto
 from .. import telemetry
+from .._defaults import async_default_dispatcher
+from .._dispatch_async import AsyncClientLike, AsyncDispatcher, dispatcher_for
 from .._flavours import (
     AsyncItems,
     async_closer,
@@ -33,7 +35,8 @@ from .._options import (
 )
 from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
-from .._transport import AsyncReply, AsyncTransport, async_read_transport
+from .._transport import AsyncReply
+from .._transport._request import Verify
 from .._values import LiveMode, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
 from ._session import (
@@ -46,32 +49,29 @@ from ._session import (
 
 
 class _Held:
-    """What a response must release: the reply in flight and the transport it made. The
-    response's closer holds this, not the response, so that in sync code a response dropped
-    unclosed is closed by the garbage collector without the response being kept alive."""
+    """What a response must release: the reply in flight (its connection goes back to the
+    pool). The response's closer holds this, not the response, so that in sync code a
+    response dropped unclosed is closed by the garbage collector without the response being
+    kept alive."""
 
-    __slots__ = ("http", "transport")
+    __slots__ = ("http",)
 
-    def __init__(self, transport: AsyncTransport | None) -> None:
+    def __init__(self) -> None:
         self.http: AsyncReply | None = None
-        self.transport = transport
 
     async def aclose(self) -> None:
         http, self.http = self.http, None
         if http is not None:
             await http.aclose()
-        transport, self.transport = self.transport, None
-        if transport is not None:
-            await transport.aclose()
 
 
 class AsyncStreamResponse(ResponseMetadata):
     """A read of one stream: iterate it with ``iter_json``/``iter_text``/``iter_bytes``/
     ``iter_events``, or take everything up to the tail with the ``read_*`` methods.
 
-    Use it as a context manager; leaving the block closes the connection (and the HTTP client
-    when ``astream()`` made one). Closing an iterator early (``aclose()``) gives its connection
-    back as well; the next iterator resumes where that one stopped.
+    Use it as a context manager; leaving the block gives its connection back to the pool.
+    Closing an iterator early (``aclose()``) gives it back as well; the next iterator resumes
+    where that one stopped.
 
     The block closes the connection even when it is left by cancellation. An async response
     must be closed: one dropped unclosed is left to the garbage collector and the event loop's
@@ -80,9 +80,9 @@ class AsyncStreamResponse(ResponseMetadata):
     def __init__(
         self,
         session: ReadSession,
-        transport: AsyncTransport,
+        dispatcher: AsyncDispatcher | None,
         *,
-        owns_transport: bool,
+        verify: Verify,
         headers: Headers | None,
         params: Headers | None,
         timeout: httpx.Timeout,
@@ -90,7 +90,8 @@ class AsyncStreamResponse(ResponseMetadata):
         on_error: AsyncOnError | None = None,
     ) -> None:
         self._session = session
-        self._transport = transport
+        self._dispatcher = dispatcher
+        self._verify = verify
         self._headers = headers
         self._params = params
         self._timeout = timeout
@@ -98,7 +99,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self._live_timeout = request_timeout(timeout, live_read_timeout, True)
         self._on_error = on_error
         self._delivery = Delivery(session.url, session.offset, session.cursor)
-        self._held = _Held(transport if owns_transport else None)
+        self._held = _Held()
         self._release = async_closer(self, self._held)
         self._kind: str | None = None
         self._source: AsyncIterator[list[Batch]] | None = None
@@ -133,7 +134,7 @@ class AsyncStreamResponse(ResponseMetadata):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection, and the HTTP client if this response made it."""
+        """Give the connection back (closed, if the answer was not read to its end)."""
         if self._closed:
             return
         self._closed = True
@@ -166,6 +167,9 @@ class AsyncStreamResponse(ResponseMetadata):
         if self._closed:
             raise errors.DurableStreamError("the response is closed", url=self.url)
         session = self._session
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
         while True:
             req = session.request(
                 await resolve_async(self._headers, headers=True),
@@ -177,7 +181,7 @@ class AsyncStreamResponse(ResponseMetadata):
             if otel is not None:
                 req, span = otel.request("read", req, session.attempts + 1)
             try:
-                http = await self._transport.send(req, timeout)
+                http = await dispatcher.open(req, timeout, live=session.live_request)
             except errors.TransportError as exc:
                 if span is not None:
                     span.failed(exc)
@@ -445,7 +449,7 @@ def astream(
     cursor: str | None = None,
     headers: Headers | None = None,
     params: Headers | None = None,
-    client: httpx.AsyncClient | None = None,
+    client: AsyncClientLike | httpx.AsyncClient | None = None,
     timeout: float | httpx.Timeout | None = None,
     live_read_timeout: float = DEFAULT_LIVE_READ_TIMEOUT,
     retry: RetryPolicy | None = None,
@@ -477,7 +481,6 @@ def astream(
     """
     proto.check_url(url)
     proto.check_headers(headers)
-    transport, owns = async_read_transport(url, verify=verify, user_client=client)
     args = response_args(
         url,
         offset=offset,
@@ -491,4 +494,6 @@ def astream(
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
     )
-    return AsyncStreamResponse(transport=transport, owns_transport=owns, on_error=on_error, **args)
+    return AsyncStreamResponse(
+        dispatcher=dispatcher_for(client, verify), verify=verify, on_error=on_error, **args
+    )

@@ -19,11 +19,11 @@ import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
-from .._client_async import async_send
+from .._defaults import async_default_dispatcher
+from .._dispatch_async import AsyncClientLike, dispatcher_for
 from .._flavours import Beat, async_call, async_heartbeat, async_shield
 from .._log import log
 from .._options import (
-    CLIENT_LIMITS,
     DEFAULT_LIVE_READ_TIMEOUT,
     Headers,
     make_timeout,
@@ -59,7 +59,9 @@ class AsyncSubscriptions:
     Failed requests are retried under ``retry`` where resending cannot apply a call twice.
     Refusals raise :class:`SubscriptionError` subclasses named after the server's codes
     (:class:`FencedError`, :class:`AlreadyClaimedError`, ...). Use it as a context manager,
-    or close it; a ``client`` passed in is the caller's to close. A ``root`` that turns out
+    or close it. Requests share the ``client``'s connection pool (an :class:`AsyncClient`, or
+    a caller's own httpx client), else the running event loop's default one. A ``root`` that
+    turns out
     to be a stream path (a server answers there as a stream) raises :class:`UsageError`,
     and a stream its call created there is deleted again."""
 
@@ -69,7 +71,7 @@ class AsyncSubscriptions:
         *,
         headers: Headers | None = None,
         params: Headers | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: AsyncClientLike | httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
@@ -81,10 +83,8 @@ class AsyncSubscriptions:
         self._timeout = make_timeout(timeout)
         self._retry = retry or RetryPolicy()
         self._verify = verify
-        self._owns_client = client is None
-        self._client = (
-            client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
-        )
+        self._client = client
+        self._dispatcher = dispatcher_for(client, verify)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {errors.redact_url(self.root)}>"
@@ -101,9 +101,7 @@ class AsyncSubscriptions:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP client (if this object made it)."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Done with it; the pooled connections stay, shared with others."""
 
     async def _call(
         self,
@@ -116,24 +114,25 @@ class AsyncSubscriptions:
     ) -> tuple[int, dict[str, str], bytes]:
         """``req`` to the subscription API (or, with ``stream``, to a stream): the answer, or
         its typed error."""
-        status, headers, body = await async_send(
-            self._client,
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
+        status, headers, body = await dispatcher.send(
             req,
-            self._headers,
-            self._params,
-            timeout or self._timeout,
-            self._retry,
+            headers=self._headers,
+            params=self._params,
+            timeout=timeout or self._timeout,
+            retry=self._retry,
         )
         if not stream and subs.answered_as_stream(status, headers):
             if status == 201:  # made a stream where the subscription should be: undo that
                 with contextlib.suppress(errors.DurableStreamError):
-                    await async_send(
-                        self._client,
+                    await dispatcher.send(
                         HttpRequest("DELETE", req.url),
-                        self._headers,
-                        self._params,
-                        self._timeout,
-                        self._retry,
+                        headers=self._headers,
+                        params=self._params,
+                        timeout=self._timeout,
+                        retry=self._retry,
                     )
             raise subs.not_a_root(self.root)
         if status >= 300:
@@ -386,6 +385,7 @@ class AsyncSubscriptionConsumer:
                 offset=acked,
                 headers=client._headers,
                 params=client._params,
+                client=client._client,
                 verify=client._verify,
             ) as res:
                 async for event in res.iter_events():

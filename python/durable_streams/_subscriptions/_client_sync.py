@@ -21,11 +21,11 @@ import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
-from .._client_sync import send
+from .._defaults import default_dispatcher
+from .._dispatch_sync import ClientLike, dispatcher_for
 from .._flavours import Beat, call, heartbeat, shield
 from .._log import log
 from .._options import (
-    CLIENT_LIMITS,
     DEFAULT_LIVE_READ_TIMEOUT,
     Headers,
     make_timeout,
@@ -61,7 +61,9 @@ class Subscriptions:
     Failed requests are retried under ``retry`` where resending cannot apply a call twice.
     Refusals raise :class:`SubscriptionError` subclasses named after the server's codes
     (:class:`FencedError`, :class:`AlreadyClaimedError`, ...). Use it as a context manager,
-    or close it; a ``client`` passed in is the caller's to close. A ``root`` that turns out
+    or close it. Requests share the ``client``'s connection pool (an :class:`Client`, or
+    a caller's own httpx client), else the running event loop's default one. A ``root`` that
+    turns out
     to be a stream path (a server answers there as a stream) raises :class:`UsageError`,
     and a stream its call created there is deleted again."""
 
@@ -71,7 +73,7 @@ class Subscriptions:
         *,
         headers: Headers | None = None,
         params: Headers | None = None,
-        client: httpx.Client | None = None,
+        client: ClientLike | httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
@@ -83,10 +85,8 @@ class Subscriptions:
         self._timeout = make_timeout(timeout)
         self._retry = retry or RetryPolicy()
         self._verify = verify
-        self._owns_client = client is None
-        self._client = (
-            client if client is not None else httpx.Client(verify=verify, limits=CLIENT_LIMITS)
-        )
+        self._client = client
+        self._dispatcher = dispatcher_for(client, verify)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {errors.redact_url(self.root)}>"
@@ -103,9 +103,7 @@ class Subscriptions:
         self.close()
 
     def close(self) -> None:
-        """Release the HTTP client (if this object made it)."""
-        if self._owns_client:
-            self._client.close()
+        """Done with it; the pooled connections stay, shared with others."""
 
     def _call(
         self,
@@ -118,24 +116,25 @@ class Subscriptions:
     ) -> tuple[int, dict[str, str], bytes]:
         """``req`` to the subscription API (or, with ``stream``, to a stream): the answer, or
         its typed error."""
-        status, headers, body = send(
-            self._client,
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self._dispatcher = default_dispatcher(self._verify)
+        status, headers, body = dispatcher.send(
             req,
-            self._headers,
-            self._params,
-            timeout or self._timeout,
-            self._retry,
+            headers=self._headers,
+            params=self._params,
+            timeout=timeout or self._timeout,
+            retry=self._retry,
         )
         if not stream and subs.answered_as_stream(status, headers):
             if status == 201:  # made a stream where the subscription should be: undo that
                 with contextlib.suppress(errors.DurableStreamError):
-                    send(
-                        self._client,
+                    dispatcher.send(
                         HttpRequest("DELETE", req.url),
-                        self._headers,
-                        self._params,
-                        self._timeout,
-                        self._retry,
+                        headers=self._headers,
+                        params=self._params,
+                        timeout=self._timeout,
+                        retry=self._retry,
                     )
             raise subs.not_a_root(self.root)
         if status >= 300:
@@ -384,6 +383,7 @@ class SubscriptionConsumer:
                 offset=acked,
                 headers=client._headers,
                 params=client._params,
+                client=client._client,
                 verify=client._verify,
             ) as res:
                 for event in res.iter_events():

@@ -47,3 +47,14 @@ def lower_headers(headers: httpx.Headers) -> dict[str, str]:
         key = name.lower()
         out[key] = f"{out[key]}, {value}" if key in out else value
     return out
+
+
+# httpx's failures that leave the request unsent, or not sent whole: it cannot have been
+# applied, whatever it was.
+NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)

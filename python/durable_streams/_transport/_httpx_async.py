@@ -12,7 +12,7 @@ from .. import _errors as errors
 from .._protocol import HttpRequest
 from ._exchange import Gathered
 from ._failures import transport_error
-from ._httpx import build_httpx_request, compressed_body_cut_short, lower_headers
+from ._httpx import NOT_SENT, build_httpx_request, compressed_body_cut_short, lower_headers
 
 
 class AsyncHttpxReply:
@@ -65,14 +65,18 @@ class AsyncHttpxTransport:
         self.client = client
         self._owns = owns
 
-    async def send(self, req: HttpRequest, timeout: httpx.Timeout) -> AsyncHttpxReply:
+    async def send(
+        self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
+    ) -> AsyncHttpxReply:
         offset = dict(req.params).get("offset")
         try:
             http = await self.client.send(
                 build_httpx_request(self.client, req, timeout), stream=True
             )
         except httpx.HTTPError as exc:
-            raise transport_error(exc, url=req.url, offset=offset) from exc
+            failure = transport_error(exc, url=req.url, offset=offset)
+            failure.request_sent = not isinstance(exc, NOT_SENT)
+            raise failure from exc
         return AsyncHttpxReply(http, url=req.url, offset=offset)
 
     async def aclose(self) -> None:

@@ -105,6 +105,22 @@ class HandleBase:
             seq=seq,
         )
 
+    def _batch_request(self, bodies: list[bytes]) -> HttpRequest:
+        """One POST carrying several appends' bodies, in order: on JSON streams their messages
+        in one array, on others their bytes one after another."""
+        if len(bodies) == 1:
+            body = bodies[0]
+        elif proto.is_json_content_type(self.content_type):
+            body = b"[" + b",".join([b[1:-1] for b in bodies]) + b"]"
+        else:
+            body = b"".join(bodies)
+        return proto.append_request(
+            self.url,
+            body,
+            content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
+            headers={},
+        )
+
     def _close_request(self, final: Any) -> HttpRequest:
         """The POST closing the stream, appending ``final`` first unless it is ``None``."""
         return proto.append_request(

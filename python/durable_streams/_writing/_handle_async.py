@@ -13,9 +13,10 @@ import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
-from .._client_async import async_send
+from .._defaults import async_default_dispatcher
+from .._dispatch_async import AsyncClientLike, dispatcher_for
+from .._flavours import async_guard, async_signal, async_wait_signal
 from .._options import (
-    CLIENT_LIMITS,
     DEFAULT_LIVE_READ_TIMEOUT,
     AsyncOnError,
     Headers,
@@ -30,16 +31,48 @@ from .._reading._session import (
     DEFAULT_MAX_EVENT_BYTES,
 )
 from .._retry import RetryPolicy
-from .._transport import async_read_transport
 from .._values import AppendResult, HeadResult, LiveMode
 from ._handle import HandleBase
+
+# A request carrying several appends stays under this many bytes (one larger append goes
+# alone).
+COALESCE_BYTES = 1 << 20
+
+
+class _Pending:
+    """One append waiting for the request that carries it (appends made while another is in
+    flight go out together)."""
+
+    __slots__ = ("body", "lead", "outcome", "signal")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.signal = async_signal()
+        self.outcome: AppendResult | BaseException | None = None
+        self.lead = False  # woken to send what is queued, itself first
+
+    def result(self) -> AppendResult:
+        outcome = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
 
 
 class AsyncDurableStream(HandleBase):
     """A handle on one stream: create, append, read, close, delete and fork it.
 
-    The handle keeps one HTTP client (connections are reused); close the handle, or use it as a
-    context manager, to release it. A client passed in is the caller's to close.
+    Requests go out over a connection pool shared by everything talking to the same server:
+    the ``client``'s (an :class:`AsyncClient`, whose settings apply unless given here), else
+    the running event loop's default one. A caller's own ``httpx.AsyncClient`` is used as it
+    is. Closing the handle (or leaving its ``async with`` block) ends it; the pool stays.
+
+    Appends made while another is in flight on the same handle are sent together in the
+    next request, as the official clients do (``coalesce=False`` sends each alone): each
+    returns once that request is answered, with its result (the offset after the whole
+    request), or raises its error. Such a request is never resent once it may have been
+    stored, so every append it carried fails alike with ``request_sent`` True, or none is
+    stored.
     """
 
     def __init__(
@@ -49,17 +82,20 @@ class AsyncDurableStream(HandleBase):
         content_type: str | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: AsyncClientLike | httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        coalesce: bool = True,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
         self._verify = verify
-        self._owns_client = client is None
-        self._client = (
-            client if client is not None else httpx.AsyncClient(verify=verify, limits=CLIENT_LIMITS)
-        )
+        self._client = client
+        self._dispatcher = dispatcher_for(client, verify)
+        self._coalesce = coalesce
+        self._guard = async_guard()
+        self._queue: list[_Pending] = []
+        self._sending = False
 
     async def __aenter__(self) -> AsyncDurableStream:
         return self
@@ -73,11 +109,9 @@ class AsyncDurableStream(HandleBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP client (if the handle made it). The stream itself stays open; the
-        handle takes no more calls (:class:`HandleClosedError`)."""
+        """End the handle: it takes no more calls (:class:`HandleClosedError`). The stream
+        itself stays open, and so do the pooled connections, shared with others."""
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -93,10 +127,11 @@ class AsyncDurableStream(HandleBase):
         closed: bool = False,
         headers: Headers | None = None,
         params: Headers | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: AsyncClientLike | httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        coalesce: bool = True,
     ) -> AsyncDurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -112,6 +147,7 @@ class AsyncDurableStream(HandleBase):
             timeout=timeout,
             retry=retry,
             verify=verify,
+            coalesce=coalesce,
         )
         try:
             req = handle._create_request(ttl_seconds, expires_at, data, closed)
@@ -128,10 +164,11 @@ class AsyncDurableStream(HandleBase):
         *,
         headers: Headers | None = None,
         params: Headers | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: AsyncClientLike | httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        coalesce: bool = True,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -142,6 +179,7 @@ class AsyncDurableStream(HandleBase):
             timeout=timeout,
             retry=retry,
             verify=verify,
+            coalesce=coalesce,
         )
         try:
             await handle.head()
@@ -154,8 +192,15 @@ class AsyncDurableStream(HandleBase):
 
     async def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
         self._check_open()
-        return await async_send(
-            self._client, req, self._headers, self._params, self._timeout, self._retry
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
+        return await dispatcher.send(
+            req,
+            headers=self._headers,
+            params=self._params,
+            timeout=self._timeout,
+            retry=self._retry,
         )
 
     async def head(self) -> HeadResult:
@@ -171,10 +216,61 @@ class AsyncDurableStream(HandleBase):
 
     async def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
-        bytes are taken as serialized JSON) or raw bytes/str to other streams."""
+        bytes are taken as serialized JSON) or raw bytes/str to other streams. Appends made
+        while one is in flight go out together in the next request (see the class)."""
         await self._know_content_type()
-        answer = await self._send(self._append_request(data, seq=seq))
-        return proto.append_result(*answer, url=self.url, seq=seq is not None)
+        if seq is not None or not self._coalesce:
+            answer = await self._send(self._append_request(data, seq=seq))
+            return proto.append_result(*answer, url=self.url, seq=seq is not None)
+        pending = _Pending(self._body(data))
+        with self._guard:
+            self._queue.append(pending)
+            lead = not self._sending
+            self._sending = True
+        if not lead:
+            await async_wait_signal(pending.signal, None)
+            if not pending.lead:
+                return pending.result()
+        with self._guard:
+            batch = self._take_batch()
+        outcome: AppendResult | BaseException
+        try:
+            answer = await self._send(self._batch_request([p.body for p in batch]))
+            outcome = proto.append_result(*answer, url=self.url)
+        except Exception as exc:
+            outcome = exc
+        except BaseException:
+            outcome = errors.TransportError(
+                "the request carrying this append was interrupted before its answer came; it "
+                "may have been stored",
+                url=self.url,
+            )
+            raise
+        finally:
+            with self._guard:
+                if self._queue:
+                    self._queue[0].lead = True  # the next one in line sends the rest
+                    self._queue[0].signal.set()
+                else:
+                    self._sending = False
+            for other in batch:
+                if other is not pending:
+                    other.outcome = outcome
+                    other.signal.set()
+        pending.outcome = outcome
+        return pending.result()
+
+    def _take_batch(self) -> list[_Pending]:
+        """What the next request carries: the queue's head, up to COALESCE_BYTES."""
+        queue = self._queue
+        size = len(queue[0].body)
+        count = 1
+        while count < len(queue) and size + len(queue[count].body) <= COALESCE_BYTES:
+            size += len(queue[count].body)
+            count += 1
+        batch = queue[:count]
+        del queue[:count]
+        return batch
 
     async def close_stream(self, data: Any = None) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
@@ -202,7 +298,10 @@ class AsyncDurableStream(HandleBase):
         sharing this handle's HTTP client; ``fork.created`` says whether the fork is new
         (an identical fork was there already: False)."""
         self._check_open()
-        fork = AsyncDurableStream(url, client=self._client, **self._fork_settings())
+        fork = AsyncDurableStream(
+            url, client=self._client, verify=self._verify, **self._fork_settings()
+        )
+        fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
         status, headers, body = await fork._send(req)
         source_status = None
@@ -238,7 +337,7 @@ class AsyncDurableStream(HandleBase):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
-        """Read this stream; see :func:`astream`. Uses the handle's HTTP client."""
+        """Read this stream; see :func:`astream`. Uses the handle's connection pool."""
         self._check_open()
         proto.check_headers(headers)
         args = response_args(
@@ -254,12 +353,6 @@ class AsyncDurableStream(HandleBase):
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
         )
-        transport, owns = async_read_transport(
-            self.url,
-            verify=self._verify,
-            user_client=None if self._owns_client else self._client,
-            fallback_client=self._client,
-        )
         return AsyncStreamResponse(
-            transport=transport, owns_transport=owns, on_error=on_error, **args
+            dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
         )

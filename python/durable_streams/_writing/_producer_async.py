@@ -19,14 +19,15 @@ import httpx
 
 from .. import _errors as errors
 from .. import telemetry
+from .._defaults import async_default_dispatcher
+from .._dispatch_async import ANSWER_LIMIT, AsyncClientLike, dispatcher_for
 from .._errors import FailedBatch
 from .._flavours import resolve_async
 from .._log import log, retrying
-from .._options import CLIENT_LIMITS, Headers, make_timeout, with_dynamic
-from .._protocol import check_headers, check_url, encode_append_body
+from .._options import Headers, make_timeout, with_dynamic
+from .._protocol import ERROR_BODY_LIMIT, check_headers, check_url, encode_append_body
 from .._retry import RetryPolicy, RetryState
-from .._transport._failures import transport_error
-from .._transport._httpx import build_httpx_request, lower_headers
+from .._transport._request import Verify
 from .._values import AppendResult, ProducerStats
 from ._handle import HandleBase
 from ._handle_async import AsyncDurableStream
@@ -234,7 +235,7 @@ class IdempotentProducer:
         headers: Headers | None = None,
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: AsyncClientLike | httpx.AsyncClient | None = None,
     ) -> None:
         check_headers(headers)
         own_timeout = None if timeout is None else make_timeout(timeout)
@@ -265,10 +266,10 @@ class IdempotentProducer:
             self._timeout = own_timeout
         else:
             self._timeout = make_timeout(getattr(handle, "_timeout", None))
+        self._verify: Verify = getattr(handle, "_verify", True)
+        self._dispatcher = dispatcher_for(client, self._verify)
         if client is None and isinstance(handle, AsyncDurableStream):
-            client = handle._client
-        self._client = client
-        self._owns_client = client is None
+            self._dispatcher = handle._dispatcher
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered_group: anyio.abc.TaskGroup | None = None
         self._asyncio_task: asyncio.Task[None] | None = None
@@ -372,8 +373,6 @@ class IdempotentProducer:
             self._runner_done = anyio.Event()
             self._wake = anyio.Event()
             self._progress = anyio.Event()
-            if self._client is None:
-                self._client = httpx.AsyncClient(limits=CLIENT_LIMITS)
 
     def _start(self) -> None:
         """Start sending in the background, when not entered as a context manager."""
@@ -462,8 +461,10 @@ class IdempotentProducer:
 
     async def _deliver(self, batch: Batch) -> None:
         core = self._core
-        client = self._client
-        assert client is not None
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
+        transport = dispatcher.transport_for(self.url)
         retry = RetryState(self._retry)
         otel = telemetry.active
         span = None
@@ -482,12 +483,13 @@ class IdempotentProducer:
                         req, span = otel.request(
                             "produce", req, retry.attempts + 1, self._batch_attributes(batch)
                         )
-                    http = await client.send(build_httpx_request(client, req, self._timeout))
-                except httpx.HTTPError as exc:
-                    reached = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                    core.on_transport_error(batch, reached_server=reached)
+                    reply = await transport.send(req, self._timeout)
+                    status = reply.status_code
+                    limit = ANSWER_LIMIT if status < 400 else ERROR_BODY_LIMIT
+                    answer_body = await reply.aread(limit)
+                except errors.TransportError as failure:
+                    core.on_transport_error(batch, reached_server=failure.request_sent)
                     delay = retry.next_delay()
-                    failure = transport_error(exc, url=self.url)
                     if span is not None:
                         span.failed(failure)
                         span = None
@@ -509,11 +511,11 @@ class IdempotentProducer:
                     error.__cause__ = exc
                     core.give_up(batch, error)
                     return
-                answer_headers = lower_headers(http.headers)
+                answer_headers = reply.headers
                 if span is not None:
-                    span.answered(http.status_code, answer_headers)
+                    span.answered(status, answer_headers)
                     span = None
-                answer = core.on_answer(batch, http.status_code, answer_headers, http.content)
+                answer = core.on_answer(batch, status, answer_headers, answer_body)
                 if answer is None:
                     return
                 delay = retry.next_delay(answer.retry_after)
@@ -725,8 +727,6 @@ class IdempotentProducer:
             self._wake.set()
             await self._runner_done.wait()
         self._asyncio_task = None
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
 
     async def close_stream(self, data: Any = None, timeout: float | None = None) -> AppendResult:
         """Deliver everything buffered, then close the stream through the producer (the

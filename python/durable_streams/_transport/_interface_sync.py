@@ -1,0 +1,31 @@
+# Generated from _transport/_interface_async.py by scripts/unasync.py:
+# edit that file, then run the script.
+"""What every transport offers sync code: a
+``send`` that returns an answer as it arrives, its failures already typed."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Protocol
+
+import httpx
+
+from .._protocol import HttpRequest
+
+__all__ = ["Reply", "Transport"]
+
+
+class Reply(Protocol):
+    """An answer: its status, lower-cased headers, then its body; failures are typed."""
+
+    status_code: int
+    headers: dict[str, str]
+
+    def iter_bytes(self) -> Generator[bytes, None, None]: ...
+    def read(self, limit: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def send(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False) -> Reply: ...
+    def close(self) -> None: ...
