@@ -12,7 +12,13 @@ use crate::sse::{self, Event, EventKind};
 use super::errors::{type_name, ErrorClass, Fault};
 use super::json::{parse_array_py, split_array_py};
 
-#[pyclass(frozen, eq, hash, module = "durable_streams._core._native", name = "Control")]
+#[pyclass(
+    frozen,
+    eq,
+    hash,
+    module = "durable_streams._core._native",
+    name = "Control"
+)]
 #[derive(PartialEq, Eq, Hash)]
 pub(crate) struct Control {
     #[pyo3(get)]
