@@ -24,6 +24,8 @@ __all__ = [
     "message_objects",
     "message_strs",
     "messages",
+    "nested_array_body",
+    "nested_message",
 ]
 
 CHUNK = 64 * 1024  # what an HTTP client typically hands over per read
@@ -57,6 +59,22 @@ def message_objects(n: int) -> list[dict[str, object]]:
 def array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:
     """A JSON-mode catch-up read body: one array of ``n`` messages."""
     return b"[" + b",".join(messages(n, start)) + b"]"
+
+
+def nested_message(i: int) -> bytes:
+    """One nested event message, about 83 bytes, e.g.
+    ``{"type":"view","i":123,"user":"u-0123","x":23,"props":{"page":"/p23","ok":true}}``."""
+    return b'{"type":"view","i":%d,"user":"u-%04d","x":%d,"props":{"page":"/p%d","ok":true}}' % (
+        i,
+        i % 10_000,
+        i % 100,
+        i % 50,
+    )
+
+
+def nested_array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:
+    """``n`` nested messages as one JSON array (a catch-up body, or one append)."""
+    return b"[" + b",".join(nested_message(i) for i in range(start, start + n)) + b"]"
 
 
 def control_event(next_offset: str, up_to_date: bool = True) -> bytes:

@@ -129,7 +129,8 @@ fn group_bytes(bytes: i64) -> PyResult<usize> {
     Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
-/// Reads a JSON-mode body as it arrives: whole elements come out a group at a time.
+/// Reads a JSON-mode body as it arrives: whole elements come out a group at a time, each
+/// of about `min_group_bytes` however much arrives at once.
 #[pyclass(module = "durable_streams._core._native", name = "JsonArrayReader")]
 pub(crate) struct JsonArrayReader {
     framer: ArrayFramer,
@@ -179,9 +180,15 @@ impl JsonArrayReader {
         Ok(())
     }
 
-    /// The next bytes of the body; returns the elements of a group that became ready.
+    /// The next bytes of the body; returns the elements of the first group they made ready
+    /// (`next_group` gives the others).
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
         self.framer.push(chunk).map_err(json_err)?;
+        self.take(py, false)
+    }
+
+    /// The elements of the next group ready in the bytes fed so far; `[]` when none is.
+    fn next_group<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.take(py, false)
     }
 

@@ -7,6 +7,7 @@ real server with small batches); the session's own checks are tested on it direc
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -28,19 +29,20 @@ TEXT = ("naïve €uro 😀 " * 200_000).encode()
 
 
 class Body(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """``data`` in chunks of 64 KiB, counting those handed to the client; after ``cut``
-    bytes (when given) the connection breaks."""
+    """``data`` in chunks of ``chunk`` bytes (64 KiB), counting those handed to the client;
+    after ``cut`` bytes (when given) the connection breaks."""
 
-    def __init__(self, data: bytes, cut: int | None = None) -> None:
+    def __init__(self, data: bytes, cut: int | None = None, chunk: int = CHUNK) -> None:
         self.data = data
         self.cut = cut
+        self.chunk = chunk
         self.sent = 0
 
     def _chunks(self) -> Iterator[bytes]:
         end = len(self.data) if self.cut is None else self.cut
-        for start in range(0, end, CHUNK):
+        for start in range(0, end, self.chunk):
             self.sent += 1
-            yield self.data[start : min(start + CHUNK, end)]
+            yield self.data[start : min(start + self.chunk, end)]
         if self.cut is not None:
             raise httpx.ReadError("connection reset")
 
@@ -118,14 +120,20 @@ EXPECT = {"json": ITEMS, "json-decode": ITEMS, "bytes": BYTES, "text": TEXT}
 
 @pytest.mark.parametrize("kind", READS)
 @pytest.mark.parametrize("cut_at", [0.3, 0.77])
+@pytest.mark.parametrize("chunk", [CHUNK, 1 << 20], ids=["64KiB", "1MiB"])
 def test_a_long_body_cut_in_the_middle_resumes_behind_what_was_handed_out(
-    kind: str, cut_at: float
+    kind: str, cut_at: float, chunk: int
 ) -> None:
     data, ct, read = READS[kind]
     # The retry is cut as well, earlier than the first: it still skips all the first gave.
+    # Chunks of 1 MiB hold many batches each (as a chunk of a gzip body does once inflated).
     cut = int(len(data) * cut_at)
     script = Script(
-        [answer(Body(data, cut), ct), answer(Body(data, cut // 2), ct), answer(Body(data), ct)]
+        [
+            answer(Body(data, cut, chunk), ct),
+            answer(Body(data, cut // 2, chunk), ct),
+            answer(Body(data, chunk=chunk), ct),
+        ]
     )
     with (
         httpx.Client(transport=httpx.MockTransport(script)) as client,
@@ -207,11 +215,98 @@ def test_short_bodies_stay_one_batch() -> None:
     session.request({}, {})
     headers = {"content-type": "application/json", "stream-next-offset": "0_9"}
     session.on_response(200, headers)
-    body = json.dumps(ITEMS[:2000]).encode()
+    body = json.dumps(ITEMS[:50]).encode()
     assert len(body) < BODY_BATCH_BYTES
     assert all(session.on_body_chunk(body[i : i + 100]) is None for i in range(0, len(body), 100))
     batch = session.on_body_end()
-    assert batch.data == ITEMS[:2000] and batch.offset == "0_9"
+    assert batch.data == ITEMS[:50] and batch.offset == "0_9"
+
+
+def test_a_chunk_holding_many_batches_gives_them_one_at_a_time() -> None:
+    """A chunk of megabytes (a gzip chunk once inflated) goes out in batches of about
+    BODY_BATCH_BYTES each, at the offset before the body; the last with the offset after."""
+    session = ReadSession(URL, offset="-1", live=False)
+    session.consumer = "json"
+    session.request({}, {})
+    headers = {"content-type": "application/json", "stream-next-offset": "0_9"}
+    session.on_response(200, headers)
+    part = session.on_body_chunk(BODY)
+    parts = []
+    while part is not None:
+        parts.append(part)
+        part = session.next_body_part()
+    last = session.on_body_end()
+    assert [m for p in [*parts, last] for m in p.data] == ITEMS
+    assert {p.offset for p in parts} == {"-1"} and last.offset == "0_9"
+    longest = max(len(json.dumps(m)) for m in ITEMS)
+    sizes = [len(json.dumps(p.data)) for p in parts]
+    assert len(parts) >= len(BODY) // (BODY_BATCH_BYTES + longest)
+    assert all(BODY_BATCH_BYTES - 2 <= n <= BODY_BATCH_BYTES + longest + 2 for n in sizes)
+
+
+def test_a_chunk_not_read_to_its_end_loses_nothing() -> None:
+    """A caller that takes only the first batch of each chunk still gets every message."""
+    session = ReadSession(URL, offset="-1", live=False)
+    session.consumer = "json-raw"
+    session.request({}, {})
+    headers = {"content-type": "application/json", "stream-next-offset": "0_9"}
+    session.on_response(200, headers)
+    big = 1 << 20
+    parts = [session.on_body_chunk(BODY[i : i + big]) for i in range(0, len(BODY), big)]
+    last = session.on_body_end()
+    got = [m for p in [*parts, last] if p is not None for m in p.data]
+    assert [json.loads(m) for m in got] == ITEMS
+
+
+# Messages of one size that are lists, which the collector tracks from birth: it can count
+# those alive.
+LISTS = [[n, "message", "x" * 100] for n in range(16_000)]
+LISTS_BODY = json.dumps(LISTS).encode()
+PER_BATCH = BODY_BATCH_BYTES // (len(LISTS_BODY) // len(LISTS))
+
+
+def _alive() -> int:
+    """How many messages of LISTS_BODY read from the server are alive."""
+    return sum(
+        1
+        for o in gc.get_objects()
+        if type(o) is list and len(o) == 3 and o[1] == "message" and o is not LISTS[o[0]]
+    )
+
+
+def test_messages_handed_out_are_gone_before_the_next_batch_is_built() -> None:
+    """The whole body in one chunk: a consumer that keeps nothing holds no more than about
+    a batch of messages alive at any time (not the chunk's worth, nor two batches)."""
+    script = Script([answer(Body(LISTS_BODY, chunk=len(LISTS_BODY)))])
+    counts = []
+    with (
+        httpx.Client(transport=httpx.MockTransport(script)) as client,
+        ds.stream(URL, client=client) as res,
+    ):
+        for i, message in enumerate(res.iter_json()):
+            assert message == LISTS[i]
+            if i % 1000 == 0:
+                counts.append(_alive())
+    assert len(counts) == 16
+    assert max(counts) <= 1.5 * PER_BATCH, (counts, PER_BATCH)
+
+
+@pytest.mark.anyio
+async def test_messages_handed_out_are_gone_before_the_next_batch_is_built_async() -> None:
+    script = Script([answer(Body(LISTS_BODY, chunk=len(LISTS_BODY)))])
+    counts = []
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(script)) as client,
+        ds.astream(URL, client=client) as res,
+    ):
+        i = 0
+        async for message in res.iter_json():
+            assert message == LISTS[i]
+            if i % 1000 == 0:
+                counts.append(_alive())
+            i += 1
+    assert len(counts) == 16
+    assert max(counts) <= 1.5 * PER_BATCH, (counts, PER_BATCH)
 
 
 def test_a_reader_stopped_in_the_middle_of_a_long_body_resumes_behind_it() -> None:

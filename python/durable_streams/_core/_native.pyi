@@ -69,9 +69,11 @@ def split_json_array(body: bytes) -> list[bytes]:
 class JsonArrayReader:
     """Reads a JSON-mode body (one array) as it arrives.
 
-    ``feed`` returns the elements of a group of at least ``min_group_bytes`` once one is whole
-    (none while the body is shorter), ``finish`` the rest once the body ended; elements are
-    Python objects, or with ``raw`` the bytes of each. Errors are
+    A group ends at the first comma between elements at least ``min_group_bytes`` after its
+    start. ``feed`` returns the elements of the first group its bytes made whole (none while
+    the body is shorter), ``next_group`` those of each next one (``[]`` when none is ready:
+    a chunk can hold many), ``finish`` the rest once the body ended; elements are Python
+    objects, or with ``raw`` the bytes of each. Errors are
     :class:`~durable_streams.JSONParseError` at a byte position in the body. A body of only
     whitespace reads as no elements and leaves ``saw_array`` false.
     """
@@ -86,6 +88,7 @@ class JsonArrayReader:
     @min_group_bytes.setter
     def min_group_bytes(self, value: int) -> None: ...
     def feed(self, chunk: bytes) -> list[Any]: ...
+    def next_group(self) -> list[Any]: ...
     def finish(self) -> list[Any]: ...
 
 def encode_json(value: Any) -> bytes:

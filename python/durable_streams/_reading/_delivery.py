@@ -181,10 +181,15 @@ class Delivery:
         return batch
 
     def start(self, batch: Batch, kind: ConsumerKind) -> None:
-        """Hand ``batch`` out next; a list of messages gives up its last one to ``last``."""
+        """Hand ``batch`` out next; a list of messages gives up its last one to ``last``.
+
+        The items move out of the batch: from here on only ``items`` and ``last`` hold them,
+        and they let go once the last one is out, so a batch's messages are gone before the
+        next batch is built (the batch itself stays ``current``, for its offset)."""
         self.current = batch
         self.kind = kind
         data = batch.data
+        batch.data = None
         if kind in ("json", "json-raw"):
             self.has_last = bool(data)
             self.last = data.pop() if data else None
@@ -218,6 +223,7 @@ class Delivery:
         item = self.last if transform is None else transform(self.last)
         self.has_last = False
         self.last = None
+        self.items = ()
         self.commit()
         return item
 

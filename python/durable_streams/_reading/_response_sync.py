@@ -261,9 +261,12 @@ class StreamResponse(ResponseMetadata):
                 elif self._kind == "body":
                     with closing(http.iter_bytes()) as chunks:
                         for chunk in chunks:
+                            # A chunk can hold many batches: each is built once the one
+                            # before is handed out, so their messages are never alive at once.
                             part = session.on_body_chunk(chunk)
-                            if part is not None:
+                            while part is not None:
                                 yield [part]
+                                part = session.next_body_part()
                     self._close_http()
                     yield [session.on_body_end()]
                 else:

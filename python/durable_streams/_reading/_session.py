@@ -10,7 +10,11 @@ SSE the data events are held until the ``control`` event after them, and data wh
 event never arrived is dropped, because the reconnect at the committed offset sends it again.
 A body longer than :data:`BODY_BATCH_BYTES` is the exception: its batches go out while it
 arrives, at the offset before it, and the session counts what went out, so that a body at the
-same offset after a reconnect skips exactly that.
+same offset after a reconnect skips exactly that. A JSON body goes out in batches of about that
+many bytes however much arrives at once (a gzip chunk can inflate to megabytes), one at a time:
+the drivers hand each out before asking for the next, so a batch's messages are gone before
+the next batch's are built, and they die young, before the collector's older generations see
+them.
 
 A failed request or connection ends in :meth:`ReadSession.retry_delay`, which also takes what
 the reader's ``on_error`` hook decided: nothing (:data:`None`), a :class:`RetryAction` or
@@ -76,14 +80,15 @@ DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
 
 
-# A body longer than this is handed out in batches before it ends; a shorter one as one batch
-# once it ended, with the offset after it.
-BODY_BATCH_BYTES = 1024 * 1024
-
-
-# After its first batch, a long JSON body goes out in batches of about this size: parsed
-# while still in the CPU's cache, they cost about a sixth less than megabyte ones.
-BODY_PART_BYTES = 64 * 1024
+# A body longer than this is handed out in batches before it ends, a JSON one in batches of
+# about this size; a shorter one as one batch once it ended, with the offset after it.
+# About 200 small messages (400 dicts for messages with one nested object): parsed while in
+# the CPU's cache, and handed out and dropped before the collector's first generation fills
+# (700 containers by default), so a reader that keeps nothing runs no collection at all and
+# one that keeps messages has only a batch of young objects to look at in each. Batches of
+# megabytes cost three times the CPU per message: full collections over the batch still
+# alive, and page faults as the allocator maps and unmaps arenas for them.
+BODY_BATCH_BYTES = 16 * 1024
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a live tail
@@ -159,10 +164,13 @@ class ReadSession:
         self._fallback_offset: str | None = None
         self._override_headers: dict[str, str] = {}
         self._override_params: dict[str, str] = {}
-        # The body being read: its consumer kind (None: not started), JSON reader, bytes
-        # waiting to form a batch, bytes received, and units (messages, or bytes) read in it.
+        # The body being read: its consumer kind (None: not started), JSON reader, the chunk
+        # being fed to that reader a piece at a time and how far, bytes waiting to form a
+        # batch, bytes received, and units (messages, or bytes) read in it.
         self._body_kind: ConsumerKind | None = None
         self._body_reader: Any = None
+        self._body_chunk = b""
+        self._body_at = 0
         self._body_pending: list[bytes] = []
         self._body_pending_bytes = 0
         self._body_received = 0
@@ -288,6 +296,8 @@ class ReadSession:
     def _reset_body(self) -> None:
         self._body_kind = None
         self._body_reader = None
+        self._body_chunk = b""
+        self._body_at = 0
         self._body_pending = []
         self._body_pending_bytes = 0
         self._body_received = 0
@@ -301,26 +311,63 @@ class ReadSession:
 
     def on_body_chunk(self, chunk: bytes) -> Batch | None:
         """Bytes of a catch-up or long-poll 200 response's body: a batch once enough whole
-        messages arrived (handed out at the offset before the body), else ``None``."""
+        messages arrived (handed out at the offset before the body), else ``None``. Other
+        batches these bytes made whole come from :meth:`next_body_part`."""
         if self._body_kind is None:
             self._start_body()
         self._body_received += len(chunk)
         self._bytes_received += len(chunk)
         if self._body_received > self.max_body_bytes:
             raise body_too_large(self.max_body_bytes, url=self.url, offset=self._requested_offset)
-        reader = self._body_reader
-        if reader is not None:
-            data: Any = self._json_step(reader.feed, chunk)
-        else:
-            self._body_pending.append(chunk)
-            self._body_pending_bytes += len(chunk)
-            if self._body_pending_bytes < BODY_BATCH_BYTES:
-                return None
-            data = self._bytes_step(final=False)
+        if self._body_reader is not None:
+            if self._body_chunk:  # the chunk before was not all read: its rest comes first
+                chunk = self._body_chunk[self._body_at :] + chunk
+            self._body_chunk = chunk
+            self._body_at = 0
+            return self.next_body_part()
+        self._body_pending.append(chunk)
+        self._body_pending_bytes += len(chunk)
+        if self._body_pending_bytes < BODY_BATCH_BYTES:
+            return None
+        data = self._bytes_step(final=False)
         if not data:
             return None
         self._count(data)
         return Batch(data, self.offset, self.cursor, False, False)
+
+    def next_body_part(self) -> Batch | None:
+        """The next batch of the body bytes given so far (one chunk can hold many), or
+        ``None`` when they hold no more. A driver asks for it once the batch before is
+        handed out, so that only one batch's messages are alive at a time.
+
+        Messages a body at this offset handed out before a reconnect are left out; groups
+        made only of those are passed over."""
+        reader = self._body_reader
+        if reader is None:
+            return None
+        while True:
+            items = self._json_call(reader.next_group)
+            if not items:
+                if not self._body_chunk:
+                    return None
+                items = self._json_call(reader.feed, self._next_piece())
+            data = self._fresh_items(items) if items else items
+            if data:
+                self._count(data)
+                return Batch(data, self.offset, self.cursor, False, False)
+
+    def _next_piece(self) -> bytes:
+        """The next piece of the chunk being read: the JSON reader is fed a piece at a time,
+        so that it holds a copy of no more than a piece and a partial message."""
+        chunk = self._body_chunk
+        at = self._body_at
+        end = at + BODY_BATCH_BYTES
+        if end < len(chunk):
+            self._body_at = end
+            return chunk[at:end]
+        self._body_chunk = b""
+        self._body_at = 0
+        return chunk[at:] if at else chunk
 
     def on_body_end(self) -> Batch:
         """The body ended: the last batch, with the offset, cursor and flags of the answer."""
@@ -330,7 +377,13 @@ class ReadSession:
         closed = header_true(headers, H_CLOSED)
         reader = self._body_reader
         if reader is not None:
-            data: Any = self._json_step(lambda _: reader.finish(), b"")
+            items: list[Any] = []
+            if self._body_chunk:  # not all read by next_body_part()
+                rest = self._body_chunk[self._body_at :]
+                self._body_chunk, self._body_at = b"", 0
+                items = self._json_call(reader.feed, rest)
+            last = self._json_call(reader.finish)
+            data: Any = self._fresh_items(items + last if items else last)
             if not reader.saw_array:
                 # A JSON read always answers an array, "[]" when empty; nothing at all is a
                 # body lost on the way (a truncated one decompresses to nothing).
@@ -373,13 +426,14 @@ class ReadSession:
         self._body_units = before + units
         return self._body_units - max(before, self._produced)
 
-    def _json_step(self, step: Callable[[bytes], list[Any]], chunk: bytes) -> list[Any]:
+    def _json_call(self, step: Callable[..., list[Any]], *args: Any) -> list[Any]:
         try:
-            items = step(chunk)
+            return step(*args)
         except errors.DurableStreamError as exc:
             raise exc.with_context(url=self.url, offset=self._requested_offset) from None
-        if items and self._body_reader.min_group_bytes > BODY_PART_BYTES:
-            self._body_reader.min_group_bytes = BODY_PART_BYTES
+
+    def _fresh_items(self, items: list[Any]) -> list[Any]:
+        """``items``, the next messages of the body, without those handed out before."""
         fresh = self._fresh(len(items))
         if fresh <= 0:
             return []
