@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from .._core._native import HttpResponseDecoder
 
 
+# The most body bytes one compressed chunk inflates to at a time.
+INFLATE_BYTES = 256 * 1024
+
+
 def body_too_large(limit: int, *, url: str, offset: str | None) -> errors.ProtocolError:
     return errors.ProtocolError(
         f"response body exceeds the limit of {limit} bytes (max_body_bytes)",
@@ -115,22 +119,45 @@ class Exchange:
 
     def _body(self, body: bytes) -> bytes:
         inflate = self._inflate
+        if inflate is None:
+            return body
         if body:
             self._received_body = True
-            if inflate is not None:
-                try:
-                    body = inflate.decompress(body)
-                except zlib.error as exc:
-                    raise errors.TransportError(
-                        f"compressed body is corrupt: {exc}", url=self.url, offset=self.offset
-                    ) from exc
+            body = self._inflated(body)
+        if not inflate.unconsumed_tail:
+            self._check_whole()
+        return body
+
+    def more(self) -> bytes:
+        """Body bytes still to come out of what was fed (a compressed chunk inflates in
+        pieces of at most INFLATE_BYTES, so that a highly compressed answer never sits in
+        memory whole); ``b""`` when there are none."""
+        inflate = self._inflate
+        if inflate is None or not inflate.unconsumed_tail:
+            return b""
+        body = self._inflated(inflate.unconsumed_tail)
+        if not inflate.unconsumed_tail:
+            self._check_whole()
+        return body
+
+    def _inflated(self, data: bytes) -> bytes:
+        assert self._inflate is not None
+        try:
+            return self._inflate.decompress(data, INFLATE_BYTES)
+        except zlib.error as exc:
+            raise errors.TransportError(
+                f"compressed body is corrupt: {exc}", url=self.url, offset=self.offset
+            ) from exc
+
+    def _check_whole(self) -> None:
         # httpx's check too: a compressed body that stops before its compressed data did
         # was cut short, even if the framing around it looked whole.
-        if inflate is not None and self._received_body and self.decoder.done and not inflate.eof:
+        inflate = self._inflate
+        assert inflate is not None
+        if self._received_body and self.decoder.done and not inflate.eof:
             raise errors.TransportError(
                 "compressed body ended early", url=self.url, offset=self.offset
             )
-        return body
 
 
 def _decompressor(encoding: str | None, *, url: str, offset: str | None) -> zlib._Decompress | None:

@@ -79,9 +79,11 @@ class AsyncNativeReply:
         """The body's bytes as they come; raises :class:`TransportError` (or
         :class:`HTTPParseError`) if the connection fails or ends early."""
         exchange = self._exchange
-        first, self._first = self._first, b""
-        if first:
-            yield first
+        body, self._first = self._first, b""
+        # Each piece is let go of before the next is received: the reader keeps what it needs.
+        while body:
+            yield body
+            body = exchange.more()
         connection = self._connection
         if connection is None:
             return
@@ -92,8 +94,10 @@ class AsyncNativeReply:
                 except FAILURES as exc:
                     raise transport_error(exc, url=exchange.url, offset=exchange.offset) from exc
                 body = exchange.on_data(data)
-                if body:
+                del data
+                while body:
                     yield body
+                    body = exchange.more()
         finally:
             await self.aclose()
 
@@ -101,8 +105,10 @@ class AsyncNativeReply:
         """The whole body, refusing one over ``limit`` bytes."""
         gathered = Gathered(limit, url=self._exchange.url, offset=self._exchange.offset)
         if self._connection is None:  # the whole answer came with its head
-            first, self._first = self._first, b""
-            gathered.add(first)
+            body, self._first = self._first, b""
+            while body:
+                gathered.add(body)
+                body = self._exchange.more()
             return gathered.body()
         try:
             async for chunk in self.aiter_bytes():
