@@ -116,11 +116,14 @@ class AsyncDispatcher:
         params: Headers | None,
         timeout: httpx.Timeout,
         retry: RetryPolicy,
+        transport: AsyncTransport | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request with ``headers`` and ``params`` (values may be callables) added, resent
         after transient failures where that cannot apply it twice; the answer's status,
-        lower-cased headers and body."""
-        transport = self.transport_for(req.url)
+        lower-cased headers and body. ``transport``: the one :meth:`transport_for` chose for
+        this URL before (a handle keeps it, as an httpx client keeps its proxies)."""
+        if transport is None:
+            transport = self.transport_for(req.url)
         attempts: RetryState | None = None
         while True:
             if headers or params:

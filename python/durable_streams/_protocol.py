@@ -510,7 +510,10 @@ def encode_append_body(data: Any, *, json_mode: bool) -> bytes:
     """One append's body. JSON streams: ``data`` is one message (a list stays one message);
     str/bytes there are taken as already-serialized JSON text."""
     if json_mode:
-        builder = _core.impl.BatchBuilder(True, 1 << 62)
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            encoded: bytes = _core.impl.encode_json(data)
+            return b"[" + encoded + b"]"
+        builder = _core.impl.BatchBuilder(True, 1 << 62)  # validates serialized JSON
         builder.push(data)
         body: bytes = builder.take()
         return body

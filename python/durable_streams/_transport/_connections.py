@@ -61,7 +61,7 @@ Origin = tuple[str, str, int]
 class BlockingConnection:
     """A blocking socket, for sync code."""
 
-    __slots__ = ("_kernel_timeouts", "_timeouts", "_view", "idle_since", "sock")
+    __slots__ = ("_kernel_timeouts", "_poller", "_timeouts", "_view", "idle_since", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -73,6 +73,7 @@ class BlockingConnection:
         self._timeouts: dict[int, float | None] = {}
         if self._kernel_timeouts:
             sock.settimeout(None)
+        self._poller: select.poll | None = None
 
     def _use_timeout(self, option: int, seconds: float | None) -> None:
         if not self._kernel_timeouts:
@@ -111,13 +112,23 @@ class BlockingConnection:
         except BlockingIOError:
             raise TimeoutError("timed out") from None
 
+    def _readable(self) -> bool:
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
     def alive(self) -> bool:
         """Whether an idle connection may serve another request: nothing arrived on it since
         (an idle connection readable is one the server closed, or one that went wrong)."""
-        return self.sock.fileno() >= 0 and not _readable(self.sock)
+        return self.sock.fileno() >= 0 and not self._readable()
 
     def answered(self) -> bool:
-        return _readable(self.sock)
+        return self._readable()
 
     def unsent(self) -> int:
         return 0  # sendall returns once the kernel has every byte, or raises

@@ -22,7 +22,8 @@ __all__ = ["HandleBase"]
 
 class HandleBase:
     url: str
-    content_type: str | None
+    _content_type: str | None = None
+    _json = False  # whether content_type is JSON (asked at every append, so kept)
     # After create() or fork(): whether the stream was new (201) rather than an identical
     # one (200).
     created: bool | None = None
@@ -68,14 +69,22 @@ class HandleBase:
             "retry": self._retry,
         }
 
+    @property
+    def content_type(self) -> str | None:
+        """The stream's content type, once known (given, or learnt from the server)."""
+        return self._content_type
+
+    @content_type.setter
+    def content_type(self, content_type: str | None) -> None:
+        self._content_type = content_type
+        self._json = proto.is_json_content_type(content_type)
+
     def _learn_content_type(self, content_type: str | None) -> None:
         if content_type:
             self.content_type = content_type
 
     def _body(self, data: Any) -> bytes:
-        return proto.encode_append_body(
-            data, json_mode=proto.is_json_content_type(self.content_type)
-        )
+        return proto.encode_append_body(data, json_mode=self._json)
 
     def _create_request(
         self,
@@ -110,7 +119,7 @@ class HandleBase:
         in one array, on others their bytes one after another."""
         if len(bodies) == 1:
             body = bodies[0]
-        elif proto.is_json_content_type(self.content_type):
+        elif self._json:
             body = b"[" + b",".join([b[1:-1] for b in bodies]) + b"]"
         else:
             body = b"".join(bodies)

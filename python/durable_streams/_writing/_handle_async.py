@@ -15,7 +15,7 @@ from .. import _errors as errors
 from .. import _protocol as proto
 from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, dispatcher_for
-from .._flavours import async_guard, async_signal, async_wait_signal
+from .._flavours import AsyncSignal, async_guard, async_signal, async_wait_signal
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     AsyncOnError,
@@ -31,6 +31,7 @@ from .._reading._session import (
     DEFAULT_MAX_EVENT_BYTES,
 )
 from .._retry import RetryPolicy
+from .._transport import AsyncTransport
 from .._values import AppendResult, HeadResult, LiveMode
 from ._handle import HandleBase
 
@@ -47,7 +48,7 @@ class _Pending:
 
     def __init__(self, body: bytes) -> None:
         self.body = body
-        self.signal = async_signal()
+        self.signal: AsyncSignal | None = None  # made only by an append that must wait
         self.outcome: AppendResult | BaseException | None = None
         self.lead = False  # woken to send what is queued, itself first
 
@@ -92,6 +93,7 @@ class AsyncDurableStream(HandleBase):
         self._verify = verify
         self._client = client
         self._dispatcher = dispatcher_for(client, verify)
+        self._transport: AsyncTransport | None = None  # chosen at the first request
         self._coalesce = coalesce
         self._guard = async_guard()
         self._queue: list[_Pending] = []
@@ -195,12 +197,16 @@ class AsyncDurableStream(HandleBase):
         dispatcher = self._dispatcher
         if dispatcher is None:
             dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
+        transport = self._transport
+        if transport is None:
+            transport = self._transport = dispatcher.transport_for(self.url)
         return await dispatcher.send(
             req,
             headers=self._headers,
             params=self._params,
             timeout=self._timeout,
             retry=self._retry,
+            transport=transport,
         )
 
     async def head(self) -> HeadResult:
@@ -222,13 +228,26 @@ class AsyncDurableStream(HandleBase):
         if seq is not None or not self._coalesce:
             answer = await self._send(self._append_request(data, seq=seq))
             return proto.append_result(*answer, url=self.url, seq=seq is not None)
-        pending = _Pending(self._body(data))
+        body = self._body(data)
+        with self._guard:
+            alone = not self._sending
+            self._sending = True
+        if alone:  # nothing in flight: this one goes now, by itself
+            try:
+                answer = await self._send(self._batch_request([body]))
+            finally:
+                with self._guard:
+                    self._hand_over()
+            return proto.append_result(*answer, url=self.url)
+        pending = _Pending(body)
         with self._guard:
             self._queue.append(pending)
             lead = not self._sending
             self._sending = True
+            if not lead:
+                pending.signal = wake = async_signal()
         if not lead:
-            await async_wait_signal(pending.signal, None)
+            await async_wait_signal(wake, None)
             if not pending.lead:
                 return pending.result()
         with self._guard:
@@ -248,17 +267,25 @@ class AsyncDurableStream(HandleBase):
             raise
         finally:
             with self._guard:
-                if self._queue:
-                    self._queue[0].lead = True  # the next one in line sends the rest
-                    self._queue[0].signal.set()
-                else:
-                    self._sending = False
+                self._hand_over()
             for other in batch:
                 if other is not pending:
                     other.outcome = outcome
+                    assert other.signal is not None
                     other.signal.set()
         pending.outcome = outcome
         return pending.result()
+
+    def _hand_over(self) -> None:
+        """A request is done (under the guard): the first append waiting sends what is
+        queued, or nothing is in flight any more."""
+        if self._queue:
+            following = self._queue[0]
+            following.lead = True
+            if following.signal is not None:
+                following.signal.set()
+        else:
+            self._sending = False
 
     def _take_batch(self) -> list[_Pending]:
         """What the next request carries: the queue's head, up to COALESCE_BYTES."""

@@ -17,7 +17,7 @@ from .. import _errors as errors
 from .. import _protocol as proto
 from .._defaults import default_dispatcher
 from .._dispatch_sync import ClientLike, dispatcher_for
-from .._flavours import guard, signal, wait_signal
+from .._flavours import Signal, guard, signal, wait_signal
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     Headers,
@@ -33,6 +33,7 @@ from .._reading._session import (
     DEFAULT_MAX_EVENT_BYTES,
 )
 from .._retry import RetryPolicy
+from .._transport import Transport
 from .._values import AppendResult, HeadResult, LiveMode
 from ._handle import HandleBase
 
@@ -49,7 +50,7 @@ class _Pending:
 
     def __init__(self, body: bytes) -> None:
         self.body = body
-        self.signal = signal()
+        self.signal: Signal | None = None  # made only by an append that must wait
         self.outcome: AppendResult | BaseException | None = None
         self.lead = False  # woken to send what is queued, itself first
 
@@ -94,6 +95,7 @@ class DurableStream(HandleBase):
         self._verify = verify
         self._client = client
         self._dispatcher = dispatcher_for(client, verify)
+        self._transport: Transport | None = None  # chosen at the first request
         self._coalesce = coalesce
         self._guard = guard()
         self._queue: list[_Pending] = []
@@ -197,12 +199,16 @@ class DurableStream(HandleBase):
         dispatcher = self._dispatcher
         if dispatcher is None:
             dispatcher = self._dispatcher = default_dispatcher(self._verify)
+        transport = self._transport
+        if transport is None:
+            transport = self._transport = dispatcher.transport_for(self.url)
         return dispatcher.send(
             req,
             headers=self._headers,
             params=self._params,
             timeout=self._timeout,
             retry=self._retry,
+            transport=transport,
         )
 
     def head(self) -> HeadResult:
@@ -224,13 +230,26 @@ class DurableStream(HandleBase):
         if seq is not None or not self._coalesce:
             answer = self._send(self._append_request(data, seq=seq))
             return proto.append_result(*answer, url=self.url, seq=seq is not None)
-        pending = _Pending(self._body(data))
+        body = self._body(data)
+        with self._guard:
+            alone = not self._sending
+            self._sending = True
+        if alone:  # nothing in flight: this one goes now, by itself
+            try:
+                answer = self._send(self._batch_request([body]))
+            finally:
+                with self._guard:
+                    self._hand_over()
+            return proto.append_result(*answer, url=self.url)
+        pending = _Pending(body)
         with self._guard:
             self._queue.append(pending)
             lead = not self._sending
             self._sending = True
+            if not lead:
+                pending.signal = wake = signal()
         if not lead:
-            wait_signal(pending.signal, None)
+            wait_signal(wake, None)
             if not pending.lead:
                 return pending.result()
         with self._guard:
@@ -250,17 +269,25 @@ class DurableStream(HandleBase):
             raise
         finally:
             with self._guard:
-                if self._queue:
-                    self._queue[0].lead = True  # the next one in line sends the rest
-                    self._queue[0].signal.set()
-                else:
-                    self._sending = False
+                self._hand_over()
             for other in batch:
                 if other is not pending:
                     other.outcome = outcome
+                    assert other.signal is not None
                     other.signal.set()
         pending.outcome = outcome
         return pending.result()
+
+    def _hand_over(self) -> None:
+        """A request is done (under the guard): the first append waiting sends what is
+        queued, or nothing is in flight any more."""
+        if self._queue:
+            following = self._queue[0]
+            following.lead = True
+            if following.signal is not None:
+                following.signal.set()
+        else:
+            self._sending = False
 
     def _take_batch(self) -> list[_Pending]:
         """What the next request carries: the queue's head, up to COALESCE_BYTES."""
