@@ -27,7 +27,7 @@ from ._transport import Reply, Transport
 from ._transport._httpx_sync import HttpxTransport
 from ._transport._native_sync import NativeTransport
 from ._transport._pool_sync import PoolLimits
-from ._transport._request import Verify, native_enabled, usable_for
+from ._transport._request import TRANSPORT_VARIABLES, Verify, native_enabled, usable_for
 
 __all__ = ["ClientLike", "Dispatcher", "dispatcher_for"]
 
@@ -62,7 +62,7 @@ class Dispatcher:
 
     def transport_for(self, url: str) -> Transport:
         """The transport that serves ``url``: the caller's own httpx client if there is one,
-        else the native transport unless a proxy (or ``DURABLE_STREAMS_READ_TRANSPORT=httpx``)
+        else the native transport unless a proxy (or ``DURABLE_STREAMS_TRANSPORT=httpx``)
         needs httpx. The answer is kept per URL and environment."""
         if self.closed:
             raise errors.HandleClosedError("the client is closed", url=url)
@@ -72,7 +72,7 @@ class Dispatcher:
         end = url.find("/", url.find("//") + 2)
         key = (
             url if end < 0 else url[:end],  # the scheme and authority decide, not the path
-            environ.get("DURABLE_STREAMS_READ_TRANSPORT"),
+            *[environ.get(name) for name in TRANSPORT_VARIABLES],
             *[environ.get(name) for name in _PROXY_VARIABLES],
         )
         transport = self._choices.get(key)
@@ -117,11 +117,14 @@ class Dispatcher:
         timeout: httpx.Timeout,
         retry: RetryPolicy,
         transport: Transport | None = None,
+        resent: list[bool] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request with ``headers`` and ``params`` (values may be callables) added, resent
         after transient failures where that cannot apply it twice; the answer's status,
         lower-cased headers and body. ``transport``: the one :meth:`transport_for` chose for
-        this URL before (a handle keeps it, as an httpx client keeps its proxies)."""
+        this URL before (a handle keeps it, as an httpx client keeps its proxies).
+        ``resent`` gets True appended when the request went again after an attempt that may
+        have been applied (an idempotent one: a DELETE answered 404 then is done)."""
         if transport is None:
             transport = self.transport_for(req.url)
         attempts: RetryState | None = None
@@ -154,6 +157,8 @@ class Dispatcher:
                     raise
                 operation = telemetry.operation_of(req)
                 retrying(req.method, req.url, failure, attempts.attempts, delay, operation)
+                if resent is not None and failure.request_sent:
+                    resent.append(True)
                 sleep(delay)
                 continue
             except BaseException as exc:  # cancelled, or a bug: the span still ends

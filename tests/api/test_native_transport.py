@@ -50,7 +50,7 @@ JSON = "application/json"
 @pytest.fixture(autouse=True)
 def native_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about the native transport, whichever the run's default is."""
-    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+    monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "native")
 
 
 def transport_of(response: Any) -> Any:
@@ -71,16 +71,16 @@ def test_reads_take_the_native_transport_unless_something_needs_httpx(
         with DurableStream(stream_url, client=httpx.Client()) as own:
             assert isinstance(transport_of(own.stream()), HttpxTransport)
             own._client.close()  # type: ignore[union-attr]
-        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "httpx")
+        monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "httpx")
         assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
-        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+        monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "native")
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # httpx honours proxies
         monkeypatch.setenv("NO_PROXY", "")
         assert isinstance(transport_of(stream(stream_url)), HttpxTransport)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
         assert isinstance(transport_of(stream(stream_url)), NativeTransport)
-        monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "fast")
-        with pytest.raises(ValueError, match="DURABLE_STREAMS_READ_TRANSPORT"):
+        monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "fast")
+        with pytest.raises(ValueError, match="DURABLE_STREAMS_TRANSPORT"):
             stream(stream_url)
 
 
@@ -315,7 +315,7 @@ def test_the_urls_own_query_travels_with_every_read(
 ) -> None:
     """A token in the stream URL must reach the server on every request, next to the
     reader's own offset and live parameters (httpx alone would replace it)."""
-    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", transport)
+    monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", transport)
     server = ClosingServer()
     try:
         with stream(server.url + "?token=s3cret", live="long-poll") as response:

@@ -1240,7 +1240,7 @@ def _native_outcome(case: Case, error: BaseException | None) -> Case:
 @pytest.fixture
 def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Script], ReplayServer]]:
     """Routes the native transport's connections for streams.test to a replay server."""
-    monkeypatch.setenv("DURABLE_STREAMS_READ_TRANSPORT", "native")
+    monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "native")
     servers: list[ReplayServer] = []
     connect = socket.create_connection
 

@@ -50,7 +50,7 @@ def response_args(
     max_body_bytes: int,
 ) -> ResponseArgs:
     """The arguments of a stream response, apart from its transport, from read options."""
-    native_enabled()  # a wrong DURABLE_STREAMS_READ_TRANSPORT is an error here, not later
+    native_enabled()  # a wrong DURABLE_STREAMS_TRANSPORT is an error here, not later
     session = ReadSession(
         url,
         offset=offset,

@@ -6,7 +6,7 @@ native transport (``_native``: Python sockets, ``_connections``, and the core's 
 decoder, ``_exchange``; a pool per origin, ``_pool_async``) serves by default; httpx
 (``_httpx_async``) serves where the native one does not reach: a caller's own httpx client, a
 proxy from the environment, a scheme other than http(s), or
-``DURABLE_STREAMS_READ_TRANSPORT=httpx``. The choice is the dispatcher's (``_dispatch``)."""
+``DURABLE_STREAMS_TRANSPORT=httpx``. The choice is the dispatcher's (``_dispatch``)."""
 
 from __future__ import annotations
 

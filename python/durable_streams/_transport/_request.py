@@ -24,12 +24,21 @@ USER_AGENT = "durable-streams-rs"
 Verify = bool | str | ssl.SSLContext
 
 
+# Which transport serves requests where both could: "native" (the default) or "httpx". The
+# second name is the one of releases whose native transport served reads only.
+TRANSPORT_VARIABLES = ("DURABLE_STREAMS_TRANSPORT", "DURABLE_STREAMS_READ_TRANSPORT")
+
+
 def native_enabled() -> bool:
-    """Whether the native transport may serve at all (``DURABLE_STREAMS_READ_TRANSPORT``)."""
-    choice = os.environ.get("DURABLE_STREAMS_READ_TRANSPORT", "native")
-    if choice not in ("native", "httpx"):
-        raise ValueError(f"DURABLE_STREAMS_READ_TRANSPORT must be native or httpx, not {choice!r}")
-    return choice == "native"
+    """Whether the native transport may serve at all (``DURABLE_STREAMS_TRANSPORT``)."""
+    for name in TRANSPORT_VARIABLES:
+        choice = os.environ.get(name)
+        if choice is None:
+            continue
+        if choice not in ("native", "httpx"):
+            raise ValueError(f"{name} must be native or httpx, not {choice!r}")
+        return choice == "native"
+    return True
 
 
 def usable_for(url: str) -> bool:

@@ -192,7 +192,9 @@ class AsyncDurableStream(HandleBase):
 
     # -- operations ---------------------------------------------------------------------------
 
-    async def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+    async def _send(
+        self, req: HttpRequest, resent: list[bool] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         self._check_open()
         dispatcher = self._dispatcher
         if dispatcher is None:
@@ -207,6 +209,7 @@ class AsyncDurableStream(HandleBase):
             timeout=self._timeout,
             retry=self._retry,
             transport=transport,
+            resent=resent,
         )
 
     async def head(self) -> HeadResult:
@@ -309,7 +312,11 @@ class AsyncDurableStream(HandleBase):
 
     async def delete(self) -> None:
         """Delete the stream and its data."""
-        proto.delete_result(*await self._send(HttpRequest("DELETE", self.url)), url=self.url)
+        resent: list[bool] = []
+        status, headers, body = await self._send(HttpRequest("DELETE", self.url), resent)
+        if status == 404 and resent:
+            return  # an earlier attempt deleted it: its answer was lost on the way
+        proto.delete_result(status, headers, body, url=self.url)
 
     async def fork(
         self,

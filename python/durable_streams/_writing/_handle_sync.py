@@ -194,7 +194,9 @@ class DurableStream(HandleBase):
 
     # -- operations ---------------------------------------------------------------------------
 
-    def _send(self, req: HttpRequest) -> tuple[int, dict[str, str], bytes]:
+    def _send(
+        self, req: HttpRequest, resent: list[bool] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         self._check_open()
         dispatcher = self._dispatcher
         if dispatcher is None:
@@ -209,6 +211,7 @@ class DurableStream(HandleBase):
             timeout=self._timeout,
             retry=self._retry,
             transport=transport,
+            resent=resent,
         )
 
     def head(self) -> HeadResult:
@@ -311,7 +314,11 @@ class DurableStream(HandleBase):
 
     def delete(self) -> None:
         """Delete the stream and its data."""
-        proto.delete_result(*self._send(HttpRequest("DELETE", self.url)), url=self.url)
+        resent: list[bool] = []
+        status, headers, body = self._send(HttpRequest("DELETE", self.url), resent)
+        if status == 404 and resent:
+            return  # an earlier attempt deleted it: its answer was lost on the way
+        proto.delete_result(status, headers, body, url=self.url)
 
     def fork(
         self,
