@@ -1,6 +1,8 @@
 # Sourced by scripts/demo and scripts/test: a virtualenv in .venv with this package built and
 # installed (the Rust extension needs cargo; without it the pure-Python core serves).
-# Usage: . scripts/_venv.sh [EXTRAS]
+# Usage: . scripts/_venv.sh [EXTRAS [WHEEL]]
+# With WHEEL (a wheel scripts/build_wheels made), that is installed instead of the editable
+# source tree: scripts/test's full run builds the native core once, for its wheel.
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -12,7 +14,12 @@ fi
 python -m pip install --quiet --disable-pip-version-check --upgrade pip
 spec="."
 if [ -n "${1:-}" ]; then spec=".[$1]"; fi
-if command -v cargo >/dev/null 2>&1; then
+if [ -n "${2:-}" ]; then
+    echo "installing $2 ..." >&2
+    python -m pip install --quiet --disable-pip-version-check "$2${1:+[$1]}"
+    # The same version may be installed editable: replace it, and only it.
+    python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$2"
+elif command -v cargo >/dev/null 2>&1; then
     # Editable: tests and the demo run the source tree as it is (maturin builds the native core
     # into python/durable_streams/ on every install, so Rust changes are picked up too).
     echo "installing durable_streams and building its native core with cargo ..." >&2

@@ -67,6 +67,10 @@ def core_impl(request: pytest.FixtureRequest) -> Iterator[str]:
     _core.use(previous)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
+# Both async backends by default; the quick loop (scripts/test --quick) runs with "asyncio".
+BACKENDS = os.environ.get("DURABLE_STREAMS_TEST_BACKENDS", "asyncio,trio").split(",")
+
+
+@pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
