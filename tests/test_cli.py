@@ -91,7 +91,7 @@ def test_errors_are_one_line_and_a_documented_status(base: str, tmp_path: Path) 
     assert missing.returncode == 3 and b"not found" in missing.stderr
     no_base = cli("read", "cli/x")
     assert no_base.returncode == 5 and b"--url" in no_base.stderr
-    refused = cli("head", "http://127.0.0.1:9/x")
+    refused = cli("head", "--retry-for", "0", "http://127.0.0.1:9/x")
     assert refused.returncode == 4 and b"cannot reach the server" in refused.stderr
     header = cli("head", path, "-H", "no colon", base=base)
     assert header.returncode == 5

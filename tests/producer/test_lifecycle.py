@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,23 @@ def stored(url: str) -> list[Any]:
         return response.read_json()
 
 
+_HELD: list[socket.socket] = []
+
+
 def dead_url() -> str:
-    """A URL where nothing listens: every connection attempt is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/nobody"
+    """A URL where nothing listens: every connection attempt is refused. The port stays
+    bound (not listening) for the session, so no server started meanwhile can take it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/nobody"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_held_ports() -> Iterator[None]:
+    yield
+    while _HELD:
+        _HELD.pop().close()
 
 
 @pytest.mark.parametrize("gapless", [True, False])
