@@ -200,7 +200,9 @@ def ours_python() -> str:
             and subprocess.run([py, "-c", probe], capture_output=True).returncode == 0
         ):
             return py
-    raise SystemExit("no interpreter here imports durable_streams._core._native; build it (scripts/test)")
+    raise SystemExit(
+        "no interpreter here imports durable_streams._core._native; build it (scripts/test)"
+    )
 
 
 def official_python() -> str:
