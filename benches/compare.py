@@ -85,6 +85,8 @@ itself rather than a read:
   before the next (upstream: ``Promise.all``). Messages per second and client CPU per
   message. The official Python and the TypeScript handles join overlapping appends into one
   request; this project's sends each. ``--throughput-messages 100000``: a steady state.
+  (Upstream's loop, ``batch < 1000 / 75``, runs 14 waves, so it sends 1,050 appends and
+  reports 1,000; here the last wave is cut short: exactly N appends.)
 - ``catchup-nested``: a catch-up read of ``--nested-messages`` (default 200,000) nested JSON
   messages of about 83 bytes (``{"type","i","user","x","props":{"page","ok"}}``, appended
   1,000 per request), iterated one by one and dropped: CPU per message and the peak RSS
