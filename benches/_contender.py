@@ -512,19 +512,29 @@ async def _soak(
                 j += 1
                 due += interval
 
-    async def sampler() -> None:
-        due = time.monotonic()
+    stall = [0.0]
+
+    async def sampler(due: float) -> None:
         while True:
             due += args.soak_sample_every
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             sample("run")
 
+    async def watchdog() -> None:
+        # started first, wakes every 0.1 s: how late it wakes is how long the event loop was
+        # kept busy (the readers and writers starting up included)
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            stall[0] = max(stall[0], time.monotonic() - before - 0.1)
+
     m.start()
     sample("before")
+    watching = asyncio.create_task(watchdog())
+    sampling = asyncio.create_task(sampler(time.monotonic()))
     readers = [asyncio.create_task(read(k)) for k in range(count)]
     deadline = time.monotonic() + args.soak_seconds
     writers = [asyncio.create_task(write(k, deadline)) for k in range(count)]
-    sampling = asyncio.create_task(sampler())
     for outcome in await asyncio.gather(*writers, return_exceptions=True):
         if isinstance(outcome, BaseException):
             fail("writer", outcome)
@@ -535,6 +545,7 @@ async def _soak(
         await asyncio.sleep(0.25)
     sample("end")
     sampling.cancel()
+    watching.cancel()
     for task in readers:
         if task.done() and not task.cancelled() and task.exception() is None:
             failures["reader ended early"] = failures.get("reader ended early", 0) + 1
@@ -553,6 +564,7 @@ async def _soak(
         received=sum(received),
         streams_short=sum(1 for r, a in zip(received, appended, strict=True) if r != a),
         out_of_order=disorder[0],
+        max_loop_stall_s=round(stall[0], 2),
         failures=failures,
         samples=samples,
     )

@@ -982,7 +982,8 @@ class Report:
         lines = [
             f"  {'contender':<22} {'sockets start/end/max/closed':>29} "
             f"{'files s/e/max/c':>16} {'RSS MiB s/e/max/c':>20} {'appended':>9} "
-            f"{'received':>9} {'stored':>9} {'CPU µs/msg':>10} {'load':>5}  problems"
+            f"{'received':>9} {'stored':>9} {'CPU µs/msg':>10} {'stall s':>7} {'load':>5}  "
+            "problems"
         ]
         for name in ROWS[workload]:
             if name not in self.b.contenders:
@@ -1007,12 +1008,15 @@ class Report:
                     f"  {LABELS[name]:<22} {_four(samples, 'sockets'):>29} "
                     f"{_four(samples, 'files'):>16} {_four(samples, 'rss_kib', 1024):>20} "
                     f"{info['appended']:>9,} {r['messages']:>9,} "
-                    f"{info.get('stored', -1):>9,} {per_msg:>10.1f} {r['load'][0]:>5.1f}  "
+                    f"{info.get('stored', -1):>9,} {per_msg:>10.1f} "
+                    f"{info.get('max_loop_stall_s', float('nan')):>7.1f} {r['load'][0]:>5.1f}  "
                     f"{'; '.join(problems) or 'none'}"
                 )
         lines.append(
-            "  (start: the first sample, 10 s in; end: writers done, readers caught up; "
-            "closed: after cancelling the readers; CPU per message appended or received)"
+            "  (start: the first periodic sample, due 10 s in; end: writers done, readers caught "
+            "up; closed: after cancelling the readers; CPU per message appended or received; "
+            "stall: the longest the event loop was kept busy (a 0.1 s ticker woke that late), "
+            "starting up the streams included)"
         )
         return lines
 
@@ -1377,7 +1381,14 @@ def main() -> None:
         f"{args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends, {s.ops:,} "
         f"requests for append-one/head-one, {s.streams} x {s.per_stream} many-stream appends, "
         f"{s.throughput_messages:,} throughput appends ({s.throughput_concurrency} at a time), "
-        f"{s.nested_messages:,} nested messages; reference server in-memory, compression off",
+        f"{s.nested_messages:,} nested messages"
+        + (
+            f", soak {s.soak_streams:,} streams x {s.soak_seconds:g} s, an append every "
+            f"{s.soak_interval:g} s per stream"
+            if "soak-many-streams" in workloads
+            else ""
+        )
+        + "; reference server in-memory, compression off",
         flush=True,
     )
     with ReferenceServer(compression=False) as srv:
