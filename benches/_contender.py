@@ -14,9 +14,12 @@ and dropped), ``httpx+orjson`` (raw httpx and ``orjson`` with the least protocol
 client can get away with: the floor), ``orjson`` (``orjson.loads`` alone on the same
 payload bytes, built locally: no HTTP at all) and ``core`` (this project's native decoder
 alone on the same bytes), ``socket`` (the bare-socket floor of a live tail, from
-``_floor.py``: a Python loop over a raw socket, ``orjson`` on each payload). ``--async`` runs
-the live reads of ``ours``, ``official`` and ``socket`` on asyncio (``astream``; asyncio
-streams for the floor).
+``_floor.py``: a Python loop over a raw socket, ``orjson`` on each payload; and of one
+request at a time: ``append-one``, ``head-one``, and ``many-streams-append`` on asyncio
+streams). ``--async`` runs the live reads of ``ours``, ``official`` and ``socket`` on asyncio
+(``astream``; asyncio streams for the floor); the workloads ``many-streams-append``,
+``throughput-small`` and ``soak-many-streams`` are asyncio whatever it says. ``--gc-off``:
+``gc.disable()`` first.
 
 What is measured: client CPU (``time.process_time``: user and system time of every thread of
 this process) and wall time (``time.perf_counter``) around the workload only; interpreter
@@ -32,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import resource
@@ -56,7 +61,19 @@ WORKLOADS = (
     "append-1mib",
     "latency-long-poll",
     "latency-sse",
+    "append-one",
+    "head-one",
+    "many-streams-append",
+    "throughput-small",
+    "catchup-nested",
+    "soak-many-streams",
 )
+# One request at a time, or many on asyncio (issue #28): see compare.py for what each does.
+SYNC_REQUESTS = ("append-one", "head-one")
+ASYNC_REQUESTS = ("many-streams-append", "throughput-small", "soak-many-streams")
+MULTI_STREAM = ("many-streams-append", "soak-many-streams")  # --url is a prefix: URL-0, URL-1...
+CATCH_UPS = ("catch-up", "catchup-nested")
+OCTET_CT = "application/octet-stream"
 POOL = 10_000  # producers cycle through this many distinct message objects
 BIG_MESSAGE_BYTES = 1 << 20
 JSON_CT = "application/json"
@@ -190,14 +207,16 @@ def run_ours(args: argparse.Namespace, m: Meter) -> int:
     m.info["version"] = ds.__version__
     if args.expect_impl and args.expect_impl != ds.IMPLEMENTATION:
         raise SystemExit(f"expected the {args.expect_impl} core, got {ds.IMPLEMENTATION}")
-    with ds.DurableStream(args.url) as warm:
+    with ds.DurableStream(warm_url(args)) as warm:
         warm.head()
     w = args.workload
     n = args.messages
 
+    if w in SYNC_REQUESTS or w in ASYNC_REQUESTS:
+        return run_requests(ds.DurableStream, ds.AsyncDurableStream, ds.astream, {}, args, m)
     if args.use_async:
         return asyncio.run(_live_async(ds.astream, args, m, {}))
-    if w == "catch-up":
+    if w in CATCH_UPS:
         m.start()
         with ds.stream(args.url) as res:
             got = count_items(res.iter_json(), m, n)
@@ -227,6 +246,16 @@ def run_ours(args: argparse.Namespace, m: Meter) -> int:
 
 
 LIVE_READS = ("sse", "long-poll-small", "latency-sse", "latency-long-poll")
+
+
+def stream_urls(args: argparse.Namespace) -> list[str]:
+    """The streams of a many-stream workload: ``--url`` is their common prefix."""
+    return [f"{args.url}-{k}" for k in range(args.streams)]
+
+
+def warm_url(args: argparse.Namespace) -> str:
+    """The stream the warm-up HEAD goes to."""
+    return stream_urls(args)[0] if args.workload in MULTI_STREAM else args.url
 
 
 def live_mode(workload: str) -> str:
@@ -299,6 +328,249 @@ def _ours_sync_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[A
     return n
 
 
+# ---- one request after another, or many at once (issue #28): ours and the official client --
+#
+# Both clients have the same shapes here: ``DurableStream(url, content_type=...)`` (a sync
+# handle with ``append`` and ``head``, a context manager), ``AsyncDurableStream`` (its asyncio
+# twin, an async context manager) and ``astream(url, live="sse")``; the official client's
+# async ``append`` coalesces calls that overlap (the first caller sends, the others queue
+# behind it and go in its next request), this project's sends each on its own.
+
+
+def run_requests(
+    handle_cls: Any,
+    async_handle_cls: Any,
+    astream: Callable[..., Any],
+    read_extra: dict[str, Any],
+    args: argparse.Namespace,
+    m: Meter,
+) -> int:
+    w = args.workload
+    if w in SYNC_REQUESTS:
+        return _one_after_another(handle_cls, args, m)
+    if w == "many-streams-append":
+        return asyncio.run(_many_streams(async_handle_cls, args, m))
+    if w == "throughput-small":
+        return asyncio.run(_throughput_small(async_handle_cls, args, m))
+    if w == "soak-many-streams":
+        return asyncio.run(_soak(async_handle_cls, astream, read_extra, args, m))
+    raise SystemExit(f"unknown workload {w}")
+
+
+def _one_after_another(handle_cls: Any, args: argparse.Namespace, m: Meter) -> int:
+    """``append-one``: ``handle.append(dict)`` N times (N distinct small messages);
+    ``head-one``: ``handle.head()`` N times. One handle, made before the clock starts."""
+    n = args.messages
+    with handle_cls(args.url, content_type=JSON_CT) as handle:
+        if args.workload == "append-one":
+            pool = P.message_objects(n)
+            append = handle.append
+            m.start()
+            for msg in pool:
+                append(msg)
+            m.stop()
+        else:
+            head = handle.head
+            m.start()
+            for _ in range(n):
+                head()
+            m.stop()
+    return n
+
+
+async def _many_streams(handle_cls: Any, args: argparse.Namespace, m: Meter) -> int:
+    """``many-streams-append``: one handle per stream (made before the clock starts), one
+    task per stream appending its ``--per-stream`` messages one after another; all the
+    streams' tasks at once."""
+    urls = stream_urls(args)
+    per = args.per_stream
+    pool = P.message_objects(len(urls) * per)
+    handles = [handle_cls(url, content_type=JSON_CT) for url in urls]
+    m.info["streams"] = len(urls)
+    m.info["per_stream"] = per
+
+    async def one(k: int) -> None:
+        append = handles[k].append
+        for j in range(k * per, (k + 1) * per):
+            await append(pool[j])
+
+    try:
+        m.start()
+        await asyncio.gather(*(one(k) for k in range(len(urls))))
+        m.stop()
+    finally:
+        for handle in handles:
+            await handle.aclose()
+    return len(pool)
+
+
+async def _throughput_small(handle_cls: Any, args: argparse.Namespace, m: Meter) -> int:
+    """``throughput-small``, as the upstream suite's small-message scenario does it
+    (``packages/benchmarks/src/index.ts``): one handle on one ``application/octet-stream``
+    stream, the same 100-byte payload, waves of ``--concurrency`` concurrent appends, each
+    wave awaited before the next (upstream: ``Promise.all`` of 75 ``stream.append``)."""
+    n = args.messages
+    conc = args.concurrency
+    payload = P.throughput_payload(args.message_bytes)
+    m.info["concurrency"] = conc
+    m.info["message_bytes"] = len(payload)
+    async with handle_cls(args.url, content_type=OCTET_CT) as handle:
+        append = handle.append
+        m.start()
+        for start in range(0, n, conc):
+            await asyncio.gather(*[append(payload) for _ in range(min(conc, n - start))])
+        m.stop()
+    return n
+
+
+def fd_census() -> dict[str, int]:
+    """This process's open descriptors (``/proc/self/fd``): sockets, files, the rest."""
+    out = {"fds": 0, "sockets": 0, "files": 0}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if target.startswith("/proc/"):
+            continue
+        out["fds"] += 1
+        if target.startswith("socket:"):
+            out["sockets"] += 1
+        elif target.startswith("/"):
+            out["files"] += 1
+    return out
+
+
+async def _soak(
+    handle_cls: Any,
+    astream: Callable[..., Any],
+    read_extra: dict[str, Any],
+    args: argparse.Namespace,
+    m: Meter,
+) -> int:
+    """``soak-many-streams``: for ``--soak-seconds``, every stream has a writer (its own
+    handle, one append every ``--soak-interval`` seconds, the streams' schedules spread over
+    the interval) and a live SSE reader (``astream``, from the start of the stream); every
+    ``--soak-sample-every`` seconds a sample of the open sockets and files
+    (``/proc/self/fd``) and the RSS. When the time is up the writers stop and close their
+    handles, the readers get up to ``--soak-drain`` seconds to receive everything, then
+    are cancelled; a last sample says what closing them released."""
+    import random
+
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    urls = stream_urls(args)
+    count = len(urls)
+    interval = args.soak_interval
+    appended = [0] * count
+    received = [0] * count
+    disorder = [0]
+    failures: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+
+    def fail(where: str, exc: BaseException) -> None:
+        key = f"{where}: {type(exc).__name__}"
+        failures[key] = failures.get(key, 0) + 1
+
+    def sample(tag: str) -> None:
+        samples.append(
+            {
+                "t": round(time.monotonic() - t0, 1),
+                "tag": tag,
+                **fd_census(),
+                "rss_kib": current_rss_kib(),
+                "appended": sum(appended),
+                "received": sum(received),
+                "cpu_s": round(time.process_time() - m.cpu0, 3),
+            }
+        )
+
+    async def read(k: int) -> None:
+        expect = 0
+        async with astream(urls[k], live="sse", **read_extra) as res:
+            async for item in res.iter_json():
+                if item["j"] != expect:
+                    disorder[0] += 1
+                expect = item["j"] + 1
+                received[k] += 1
+
+    async def write(k: int, deadline: float) -> None:
+        rng = random.Random(k)
+        due = time.monotonic() + rng.uniform(0, interval)
+        j = 0
+        async with handle_cls(urls[k], content_type=JSON_CT) as handle:
+            while due < deadline:
+                if (ahead := due - time.monotonic()) > 0:
+                    await asyncio.sleep(ahead)
+                try:
+                    await handle.append({"k": k, "j": j, "t": time.time_ns()})
+                    appended[k] += 1
+                except Exception as exc:
+                    fail("append", exc)
+                j += 1
+                due += interval
+
+    stall = [0.0]
+
+    async def sampler(due: float) -> None:
+        while True:
+            due += args.soak_sample_every
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            sample("run")
+
+    async def watchdog() -> None:
+        # started first, wakes every 0.1 s: how late it wakes is how long the event loop was
+        # kept busy (the readers and writers starting up included)
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            stall[0] = max(stall[0], time.monotonic() - before - 0.1)
+
+    m.start()
+    sample("before")
+    watching = asyncio.create_task(watchdog())
+    sampling = asyncio.create_task(sampler(time.monotonic()))
+    readers = [asyncio.create_task(read(k)) for k in range(count)]
+    deadline = time.monotonic() + args.soak_seconds
+    writers = [asyncio.create_task(write(k, deadline)) for k in range(count)]
+    for outcome in await asyncio.gather(*writers, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            fail("writer", outcome)
+    drain_until = time.monotonic() + args.soak_drain
+    while time.monotonic() < drain_until and any(
+        r < a for r, a in zip(received, appended, strict=True)
+    ):
+        await asyncio.sleep(0.25)
+    sample("end")
+    sampling.cancel()
+    watching.cancel()
+    for task in readers:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            failures["reader ended early"] = failures.get("reader ended early", 0) + 1
+        task.cancel()
+    for outcome in await asyncio.gather(*readers, return_exceptions=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            fail("reader", outcome)
+    await asyncio.sleep(1.0)  # let the transports finish closing
+    sample("closed")
+    m.stop()
+    m.info.update(
+        streams=count,
+        seconds=args.soak_seconds,
+        interval_s=interval,
+        appended=sum(appended),
+        received=sum(received),
+        streams_short=sum(1 for r, a in zip(received, appended, strict=True) if r != a),
+        out_of_order=disorder[0],
+        max_loop_stall_s=round(stall[0], 2),
+        failures=failures,
+        samples=samples,
+    )
+    return sum(received)
+
+
 # ---- the official Python client (durable-streams 0.1.0) ------------------------------------
 
 
@@ -308,13 +580,16 @@ def run_official(args: argparse.Namespace, m: Meter) -> int:
     import durable_streams as ds
 
     m.info["version"] = version("durable-streams")
-    ds.DurableStream.head_static(args.url)
+    ds.DurableStream.head_static(warm_url(args))
     w = args.workload
     n = args.messages
 
+    if w in SYNC_REQUESTS or w in ASYNC_REQUESTS:
+        extra = {"offset": "-1"}
+        return run_requests(ds.DurableStream, ds.AsyncDurableStream, ds.astream, extra, args, m)
     if args.use_async:
         return asyncio.run(_live_async(ds.astream, args, m, {"offset": "-1"}))
-    if w == "catch-up":
+    if w in CATCH_UPS:
         m.start()
         with ds.stream(args.url, live=False) as res:
             got = count_items(res.iter_json(), m, n)
@@ -501,6 +776,10 @@ def _same_bytes(args: argparse.Namespace) -> tuple[bytes, list[bytes]]:
     if args.workload == "catch-up":
         body = P.array_body(n)
         return body, [body]
+    if args.workload == "catchup-nested":  # what the server stores: 1,000-message arrays
+        per = P.MSGS_PER_EVENT
+        payloads = [P.nested_array_body(min(per, n - s), s) for s in range(0, n, per)]
+        return b"", payloads
     per = args.per_event
     payloads = [P.array_body(min(per, n - s), s) for s in range(0, n, per)]
     events = [
@@ -518,12 +797,27 @@ def run_orjson(args: argparse.Namespace, m: Meter) -> int:
     m.info["orjson"] = orjson.__version__
     _, payloads = _same_bytes(args)
     loads = orjson.loads
+    if args.workload == "catchup-nested":
+        return _iterate_arrays(payloads, loads, m, args.messages)
     m.start()
     got = 0
     for p in payloads:
         got += len(loads(p))
     m.stop()
     return got
+
+
+def _iterate_arrays(payloads: list[bytes], parse: Callable[[bytes], Any], m: Meter, n: int) -> int:
+    """Parses each array and hands its items out one by one, counted as the clients' are
+    (the same ``_Tally``), and dropped."""
+    tally = _Tally(m, n)
+    add = tally.add
+    m.start()
+    for p in payloads:
+        for _ in parse(p):
+            add()
+    m.stop()
+    return tally.n
 
 
 def run_core(args: argparse.Namespace, m: Meter) -> int:
@@ -533,7 +827,9 @@ def run_core(args: argparse.Namespace, m: Meter) -> int:
     from durable_streams._core import _native as _core
 
     m.info["core"] = _core.__version__
-    body, _ = _same_bytes(args)
+    body, payloads = _same_bytes(args)
+    if args.workload == "catchup-nested":
+        return _iterate_arrays(payloads, _core.parse_json_array, m, args.messages)
     if args.workload == "catch-up":
         m.start()
         got = len(_core.parse_json_array(body))
@@ -559,6 +855,10 @@ def run_socket(args: argparse.Namespace, m: Meter) -> int:
     from transport_candidates import run_async, run_sync
 
     m.info["orjson"] = orjson.__version__
+    if args.workload in SYNC_REQUESTS:
+        return _socket_one_after_another(args, m)
+    if args.workload == "many-streams-append":
+        return asyncio.run(_socket_many_streams(args, m))
     workload = {"sse": "sse-small", "long-poll-small": "long-poll-small"}.get(args.workload)
     if workload is None or args.per_event != 1:
         raise SystemExit(f"no bare-socket floor for {args.workload}")
@@ -569,6 +869,69 @@ def run_socket(args: argparse.Namespace, m: Meter) -> int:
     got = int(out.pop("messages"))
     m.info.update(out)
     return got
+
+
+def _answered(status: int, headers: dict[bytes, bytes], ok: tuple[int, ...]) -> bytes:
+    """The answer's next offset (what a client hands back), or an error."""
+    if status not in ok:
+        raise RuntimeError(f"the server answered {status}")
+    return headers[b"stream-next-offset"]
+
+
+def _socket_one_after_another(args: argparse.Namespace, m: Meter) -> int:
+    """The floor of ``append-one`` (``orjson.dumps`` of each message, a POST) and
+    ``head-one`` (a HEAD): one blocking keep-alive socket, ``_floor.SocketFloor.request``."""
+    import orjson
+    from _floor import SocketFloor
+
+    n = args.messages
+    url = args.url
+    floor = SocketFloor()
+    request = floor.request
+    floor.warm(url)
+    if args.workload == "append-one":
+        pool = P.message_objects(n)
+        dumps = orjson.dumps
+        m.start()
+        for msg in pool:
+            _answered(*request("POST", url, dumps(msg), JSON_CT)[:2], (200, 204))
+        m.stop()
+    else:
+        m.start()
+        for _ in range(n):
+            _answered(*request("HEAD", url)[:2], (200,))
+        m.stop()
+    floor.close()
+    return n
+
+
+async def _socket_many_streams(args: argparse.Namespace, m: Meter) -> int:
+    """The floor of ``many-streams-append``: one asyncio connection per stream
+    (``_floor.SocketFloorAsync``), one task per stream, its POSTs one after another."""
+    import orjson
+    from _floor import SocketFloorAsync
+
+    urls = stream_urls(args)
+    per = args.per_stream
+    pool = P.message_objects(len(urls) * per)
+    floors = [SocketFloorAsync() for _ in urls]
+    dumps = orjson.dumps
+
+    async def one(k: int) -> None:
+        request = floors[k].request
+        url = urls[k]
+        for j in range(k * per, (k + 1) * per):
+            status, headers, _ = await request("POST", url, dumps(pool[j]), JSON_CT)
+            _answered(status, headers, (200, 204))
+
+    try:
+        m.start()
+        await asyncio.gather(*(one(k) for k in range(len(urls))))
+        m.stop()
+    finally:
+        for floor in floors:
+            await floor.close()
+    return len(pool)
 
 
 def main() -> None:
@@ -586,7 +949,18 @@ def main() -> None:
     ap.add_argument("--sync-producer", action="store_true")
     ap.add_argument("--state-file", action="store_true")
     ap.add_argument("--async", dest="use_async", action="store_true", help="live reads on asyncio")
+    ap.add_argument("--gc-off", action="store_true", help="gc.disable() before the workload")
+    ap.add_argument("--streams", type=int, default=200, help="many-stream workloads: streams")
+    ap.add_argument("--per-stream", type=int, default=10, help="many-streams-append: appends")
+    ap.add_argument("--concurrency", type=int, default=75, help="throughput-small: wave size")
+    ap.add_argument("--message-bytes", type=int, default=100, help="throughput-small: bytes")
+    ap.add_argument("--soak-seconds", type=float, default=600.0)
+    ap.add_argument("--soak-interval", type=float, default=2.0, help="seconds between appends")
+    ap.add_argument("--soak-sample-every", type=float, default=10.0)
+    ap.add_argument("--soak-drain", type=float, default=60.0, help="seconds to receive the rest")
     args = ap.parse_args()
+    if args.gc_off:
+        gc.disable()
     # sse-small is the sse workload with one message per append (so per SSE data event)
     args.per_event = 1 if args.workload in ("sse-small", "long-poll-small") else P.LIVE_APPEND
     if args.workload == "sse-small":

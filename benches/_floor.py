@@ -1,9 +1,15 @@
-"""The bare-socket floor of a live tail: the least a Python client can do per event or answer.
+"""The bare-socket floor: the least a Python client can do per event, answer or request.
 
 A blocking ``socket`` (or asyncio streams) with a hand-written HTTP/1.1 request, status line
 and header parsing and incremental chunked decoding; SSE split on blank lines, ``orjson``
 on each data payload. No retries, no offsets checks, no framing beyond what the reference
 server sends. ``transport_candidates.py`` and ``_contender.py`` read through it.
+
+``request()`` is the floor of one request on a keep-alive connection (``compare.py``'s
+``append-one``, ``head-one`` and ``many-streams-append``): the request head written by hand
+(method, target, ``Host``, ``Content-Type``, ``Content-Length``), the body sent with it in
+one ``sendall``, then the response head parsed (status and every header) and its body read
+(``Content-Length`` or chunked; none for HEAD, 204 and 304).
 """
 
 from __future__ import annotations
@@ -110,6 +116,23 @@ def _request_bytes(method: str, host: str, port: int, target: str) -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n".encode()
 
 
+def _request_with_body(
+    method: str, url: str, body: bytes, content_type: str | None
+) -> tuple[str, int, bytes]:
+    """Host, port and the bytes of a request with an optional body (one buffer)."""
+    host, port, path = split_url(url)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    if content_type is not None:
+        head += f"Content-Type: {content_type}\r\n"
+    if body or method in ("POST", "PUT"):
+        head += f"Content-Length: {len(body)}\r\n"
+    return host, port, head.encode() + b"\r\n" + body
+
+
+def _has_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status not in (204, 304) and status >= 200
+
+
 class SocketFloor:
     """One blocking socket, HTTP/1.1 keep-alive, by hand."""
 
@@ -165,6 +188,15 @@ class SocketFloor:
     def warm(self, url: str) -> None:
         sock = self._send("HEAD", url, "")
         self._read_head(sock)  # a HEAD answer has no body
+
+    def request(
+        self, method: str, url: str, body: bytes = b"", content_type: str | None = None
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """One request on the kept-alive connection: status, headers and body of the answer."""
+        sock = self._connect(url)
+        sock.sendall(_request_with_body(method, url, body, content_type)[2])
+        status, headers = self._read_head(sock)
+        return status, headers, self._read_body(sock, headers) if _has_body(method, status) else b""
 
     @contextlib.contextmanager
     def sse(self, url: str) -> Iterator[Iterator[bytes]]:
@@ -267,6 +299,21 @@ class SocketFloorAsync:
     async def warm(self, url: str) -> None:
         reader, _ = await self._send("HEAD", url, "")
         await self._read_head(reader)
+
+    async def request(
+        self, method: str, url: str, body: bytes = b"", content_type: str | None = None
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """One request on the kept-alive connection: status, headers and body of the answer."""
+        host, port, data = _request_with_body(method, url, body, content_type)
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(host, port)
+        reader, writer = self.streams
+        writer.write(data)
+        await writer.drain()
+        status, headers = await self._read_head(reader)
+        if not _has_body(method, status):
+            return status, headers, b""
+        return status, headers, await self._read_body(reader, headers)
 
     @contextlib.asynccontextmanager
     async def sse(self, url: str) -> AsyncIterator[AsyncIterator[bytes]]:

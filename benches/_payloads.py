@@ -26,6 +26,7 @@ __all__ = [
     "messages",
     "nested_array_body",
     "nested_message",
+    "throughput_payload",
 ]
 
 CHUNK = 64 * 1024  # what an HTTP client typically hands over per read
@@ -54,6 +55,31 @@ def message_objects(n: int) -> list[dict[str, object]]:
         {"type": "click", "x": 100 + i % 900, "y": 456, "user": f"u-{i % 1_000_000:06d}"}
         for i in range(n)
     ]
+
+
+def nested_message(i: int) -> bytes:
+    """One nested event message, about 83 bytes (``{"type","i","user","x","props":{"page",
+    "ok"}}``), e.g. ``{"type":"view","i":123,"user":"u-0123","x":123,"props":{"page":"/p23",
+    "ok":true}}``: the shape of ``compare.py``'s ``catchup-nested`` workload."""
+    return b'{"type":"view","i":%d,"user":"u-%04d","x":%d,"props":{"page":"/p%d","ok":%s}}' % (
+        i,
+        i % 10_000,
+        i % 1000,
+        i % 100,
+        b"true" if i % 3 else b"false",
+    )
+
+
+def nested_array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:
+    """``n`` nested messages as one JSON array (a catch-up body, or one append of them)."""
+    return b"[" + b",".join(nested_message(i) for i in range(start, start + n)) + b"]"
+
+
+def throughput_payload(size: int = 100) -> bytes:
+    """The message of the upstream benchmark suite's small-message throughput scenario
+    (``packages/benchmarks``): ``new Uint8Array(100).fill(42)``, so ``size`` bytes of ``*``,
+    appended to an ``application/octet-stream`` stream."""
+    return b"*" * size
 
 
 def array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:

@@ -3,12 +3,16 @@
     python benches/compare.py [--quick] [--repeat N] [--messages N] [--only WORKLOAD ...]
                               [--json OUT] [--markdown] [--contenders a,b,...]
 
-``--quick``: 100k messages, 1 repeat, short latency runs (a smoke test, about a minute);
+``--quick``: 100k messages, 1 repeat, short latency runs, 500 requests for ``append-one`` /
+``head-one`` and 50k for ``catchup-nested`` (a smoke test, a few minutes);
 ``--repeat N``: runs per workload and contender (default 3; the table shows median and
 min-max); ``--messages N``: messages of the read and producer workloads (default 1,000,000;
 ``sse-small`` uses N/100); ``--only WORKLOAD``: run just that workload (repeatable);
 ``--json OUT``: also write every run's raw measurements; ``--markdown``: also print the
-table of docs/performance.md. ``--help`` lists the rest.
+table of docs/performance.md. The workloads of issue #28 take ``--ops``, ``--streams``,
+``--per-stream``, ``--throughput-messages``, ``--throughput-concurrency``,
+``--nested-messages``, ``--soak-seconds``, ``--soak-streams`` and ``--soak-interval`` (below).
+``--help`` lists the rest.
 
 Starts the pinned reference server (``refserver/``, in-memory, compression off) on 127.0.0.1
 and runs every workload with every contender, each run in a fresh subprocess, so the CPU time
@@ -30,9 +34,14 @@ and peak memory a row reports belong to that client alone:
   decoder on the same bytes, no HTTP) and, on the two small live workloads, ``socket`` /
   ``socket-async``: the bare-socket floor (``_floor.py``: a Python loop over a blocking
   socket or asyncio streams, HTTP/1.1 by hand, ``orjson`` on each payload), the least CPU a
-  Python reader can spend per event or answer;
+  Python reader can spend per event or answer; on ``append-one`` / ``head-one`` (``socket``)
+  and ``many-streams-append`` (``socket-async``) the same connection code sending each
+  request by hand (``_floor.SocketFloor.request``), the least CPU a Python client can spend
+  per request;
 - ``native-async`` / ``official-async``: the live workloads read through ``astream`` on
-  asyncio.
+  asyncio, and the asyncio workloads below through each client's ``AsyncDurableStream``;
+- ``native-nogc``: ``native`` with the garbage collector off (``gc.disable()``), for
+  reference (``catchup-nested``).
 
 Workloads (``--only`` takes these names):
 
@@ -56,13 +65,49 @@ Workloads (``--only`` takes these names):
   one message at a time (every 10 ms) carrying ``time.monotonic_ns()``; the reader takes the
   difference when the message is handed to it. p50 and p99 per run.
 
+The requests of issue #28 ("every request at native speed"), each a request the client makes
+itself rather than a read:
+
+- ``append-one``: ``handle.append(dict)`` on a JSON stream, ``--ops`` times (default 2,000;
+  distinct 51-byte messages), one after another, on the sync API (TypeScript: each append
+  awaited before the next, so its batching never joins two); one handle, made before the
+  clock starts. Per operation: client CPU and wall time.
+- ``head-one``: ``handle.head()`` ``--ops`` times, the same way.
+- ``many-streams-append``: asyncio, ``--streams`` streams (default 200), ``--per-stream``
+  appends each (default 10): one handle per stream, one task per stream appending its
+  messages one after another, every stream's task at once (so up to 200 appends in flight,
+  never two on one stream, and no client can join appends into one request). Per append.
+- ``throughput-small``: the small-message throughput scenario of the upstream benchmark suite
+  (``packages/benchmarks/src/index.ts``): asyncio, one ``application/octet-stream`` stream,
+  ``--throughput-messages`` appends (default 1,000) of the same 100-byte payload (``*`` x
+  100, upstream's ``Uint8Array(100).fill(42)``) on one handle, in waves of
+  ``--throughput-concurrency`` (default 75) concurrent ``append`` calls, each wave awaited
+  before the next (upstream: ``Promise.all``). Messages per second and client CPU per
+  message. The official Python and the TypeScript handles join overlapping appends into one
+  request; this project's sends each. ``--throughput-messages 100000``: a steady state.
+  (Upstream's loop, ``batch < 1000 / 75``, runs 14 waves, so it sends 1,050 appends and
+  reports 1,000; here the last wave is cut short: exactly N appends.)
+- ``catchup-nested``: a catch-up read of ``--nested-messages`` (default 200,000) nested JSON
+  messages of about 83 bytes (``{"type","i","user","x","props":{"page","ok"}}``, appended
+  1,000 per request), iterated one by one and dropped: CPU per message and the peak RSS
+  above the RSS at the start of the read (after imports and the warm-up). ``orjson``: the
+  same bytes as 1,000-message arrays, ``orjson.loads`` and each item handed out, in memory
+  (no HTTP); ``core``: this project's ``parse_json_array`` the same way.
+- ``soak-many-streams`` (only with ``--only``; long): ``--soak-streams`` streams (default
+  1,000), each written (its own handle, one append every ``--soak-interval`` seconds,
+  default 2) and tailed over SSE from one asyncio process for ``--soak-seconds`` (default
+  600); every 10 s the process's open sockets and files (``/proc/self/fd``) and its RSS.
+  Reports them at the start, the end, their maximum and after the readers are closed, and
+  the messages appended (acknowledged), received and stored (all three must be equal).
+
 Each child measures itself around the workload only (interpreter start-up, imports and one
 warm-up HEAD excluded): client CPU (``time.process_time`` / ``process.cpuUsage``: user and
 system time of every thread of that process), wall time, RSS before, peak RSS (``VmHWM``)
 and RSS every N/10 messages. Each (workload, contender) runs ``--repeat`` times
 (default 3), interleaved; the table shows the median and min-max. Ratios are of medians from
 this same run. The machine is shared and noisy: client CPU is the figure to trust, wall time
-also carries the server's and the writer's work.
+also carries the server's and the writer's work; each run records the 1-minute load average
+when it starts (the ``load`` column: median over the repeats).
 """
 
 from __future__ import annotations
@@ -124,8 +169,24 @@ WORKLOAD_TITLES = {
     "append-1mib": "{big} appends of one ~1 MiB JSON message, one after another",
     "latency-long-poll": "append-to-read latency, long-poll ({lat} messages, one every {ms} ms)",
     "latency-sse": "append-to-read latency, SSE ({lat} messages, one every {ms} ms)",
+    "append-one": "{ops:,} appends of one small JSON message, one after another (sync API)",
+    "head-one": "{ops:,} HEAD requests, one after another (sync API)",
+    "many-streams-append": (
+        "{streams} streams x {per} appends, one task per stream, all at once (asyncio)"
+    ),
+    "throughput-small": (
+        "{tput:,} appends of {tbytes} bytes to one stream, in waves of {conc} concurrent "
+        "appends (asyncio; upstream's small-message throughput)"
+    ),
+    "catchup-nested": "catch-up read of {nested:,} nested JSON messages (~83 bytes each)",
+    "soak-many-streams": (
+        "soak: {soak_streams:,} streams, each appended every {soak_interval:g} s and tailed "
+        "over SSE, for {soak_seconds:g} s (asyncio)"
+    ),
 }
 WORKLOADS = list(WORKLOAD_TITLES)
+DEFAULT_WORKLOADS = [w for w in WORKLOADS if w != "soak-many-streams"]
+REQUESTS = ("append-one", "head-one", "many-streams-append", "throughput-small")
 READS = ("catch-up", "sse", "sse-small", "long-poll-small")
 SMALL = ("sse-small", "long-poll-small")  # one message per append, paced
 LATENCY = ("latency-long-poll", "latency-sse")
@@ -150,12 +211,27 @@ ROWS = {
     "append-1mib": [*CLIENTS, "httpx+orjson", "httpx"],
     "latency-long-poll": [*CLIENTS, "httpx+orjson"],
     "latency-sse": [*CLIENTS, "httpx+orjson"],
+    "append-one": [*CLIENTS, "socket"],
+    "head-one": [*CLIENTS, "socket"],
+    "many-streams-append": ["native-async", "official-async", "ts", "socket-async"],
+    "throughput-small": ["native-async", "official-async", "ts"],
+    "catchup-nested": [
+        "native",
+        "native-nogc",
+        "pure",
+        "official",
+        "ts",
+        "orjson",
+        "core",
+    ],
+    "soak-many-streams": ["native-async", "official-async"],
 }
 LABELS = {
     "native": "native (this project)",
     "native-sync": "native, sync producer",
     "native-state": "native, with state file",
     "native-async": "native, asyncio",
+    "native-nogc": "native, GC off",
     "pure": "pure (this project)",
     "official": "official Python 0.1.0",
     "official-async": "official 0.1.0, asyncio",
@@ -273,7 +349,7 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
     ours = ours_python()
     script = str(CONTENDER_SCRIPT)
     no_producer = probe_producer(ours)
-    for name in ("native", "native-sync", "native-state", "native-async", "pure"):
+    for name in ("native", "native-sync", "native-state", "native-async", "native-nogc", "pure"):
         if name not in wanted:
             continue
         impl = "pure" if name == "pure" else "native"
@@ -285,6 +361,8 @@ def make_contenders(wanted: set[str]) -> dict[str, Contender]:
             tail.append("--state-file")
         elif name == "native-async":
             tail.append("--async")
+        elif name == "native-nogc":
+            tail.append("--gc-off")
         c = Contender(name, [ours, script, "ours"], env, tail=tail)
         if no_producer:
             c.unavailable["produce"] = no_producer
@@ -340,6 +418,23 @@ class Server:
     def delete(self, url: str) -> None:
         self.http.delete(url)
 
+    def new_streams(self, tag: str, count: int) -> str:
+        """``count`` empty JSON streams ``PREFIX-0`` ... ``PREFIX-{count-1}``: their prefix."""
+        prefix = f"{self.url}/bench/{tag}-{uuid.uuid4().hex[:12]}"
+        for k in range(count):
+            self.http.put(f"{prefix}-{k}", headers=JSON_CT).raise_for_status()
+        return prefix
+
+    def delete_streams(self, prefix: str, count: int) -> None:
+        for k in range(count):
+            self.delete(f"{prefix}-{k}")
+
+    def size(self, url: str) -> int:
+        """Bytes stored in a (non-JSON) stream."""
+        r = self.http.get(url, params={"offset": "-1"})
+        r.raise_for_status()
+        return len(r.content)
+
     def count(self, url: str) -> int:
         r = self.http.get(url, params={"offset": "-1"})
         r.raise_for_status()
@@ -350,6 +445,16 @@ class Server:
         url = self.new_stream("catch-up")
         for start in range(0, n, PREFILL_BATCH):
             self.append(url, P.array_body(min(PREFILL_BATCH, n - start), start))
+        self.close_stream(url)
+        return url
+
+    def prefill_nested(self, n: int) -> str:
+        """A closed stream of ``n`` nested messages (``_payloads.nested_message``), appended
+        1,000 per request."""
+        url = self.new_stream("nested")
+        per = P.MSGS_PER_EVENT
+        for start in range(0, n, per):
+            self.append(url, P.nested_array_body(min(per, n - start), start))
         self.close_stream(url)
         return url
 
@@ -419,6 +524,17 @@ class Settings:
     big_appends: int
     window: int
     live_interval: float  # seconds between the appends of the small live workloads; 0: none
+    ops: int = 2000  # append-one, head-one
+    streams: int = 200  # many-streams-append
+    per_stream: int = 10
+    throughput_messages: int = 1000  # throughput-small
+    throughput_concurrency: int = 75
+    throughput_bytes: int = 100
+    nested_messages: int = 200_000  # catchup-nested
+    soak_streams: int = 1000  # soak-many-streams
+    soak_seconds: float = 600.0
+    soak_interval: float = 2.0
+    soak_sample_every: float = 10.0
 
 
 class Bench:
@@ -427,6 +543,7 @@ class Bench:
         self.contenders = contenders
         self.s = s
         self.catch_up_url: str | None = None
+        self.nested_url: str | None = None
         self.sse_bodies: list[bytes] = []
         self.results: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self.errors: dict[str, dict[str, str]] = {}
@@ -437,6 +554,16 @@ class Bench:
         argv += c.tail
         if c.name == "official" and workload == "produce":
             argv += ["--window", str(self.s.window)]
+        s = self.s
+        if workload == "many-streams-append":
+            argv += ["--streams", str(s.streams), "--per-stream", str(s.per_stream)]
+        elif workload == "throughput-small":
+            argv += ["--concurrency", str(s.throughput_concurrency)]
+            argv += ["--message-bytes", str(s.throughput_bytes)]
+        elif workload == "soak-many-streams":
+            argv += ["--streams", str(s.soak_streams), "--soak-seconds", str(s.soak_seconds)]
+            argv += ["--soak-interval", str(s.soak_interval)]
+            argv += ["--soak-sample-every", str(s.soak_sample_every)]
         return argv
 
     def run(self, workload: str, name: str) -> None:
@@ -444,6 +571,7 @@ class Bench:
         if workload in c.unavailable:
             self.errors.setdefault(workload, {})[name] = c.unavailable[workload]
             return
+        load = os.getloadavg()
         try:
             result = getattr(self, "_" + workload.replace("-", "_"))(c)
         except ChildFailed as exc:
@@ -451,8 +579,12 @@ class Bench:
             print(f"  {workload} / {name}: {msg}", file=sys.stderr)
             self.errors.setdefault(workload, {})[name] = msg.splitlines()[0][:300]
             return
+        result["load"] = load  # the 1, 5 and 15-minute load averages when the run started
         self.results.setdefault(workload, {}).setdefault(name, []).append(result)
-        print(f"  {workload:<18} {name:<13} {_brief(workload, result)}", file=sys.stderr)
+        print(
+            f"  {workload:<19} {name:<14} {_brief(workload, result)}  load {load[0]:.2f}",
+            file=sys.stderr,
+        )
 
     def _catch_up(self, c: Contender) -> dict[str, Any]:
         n = self.s.messages
@@ -561,6 +693,86 @@ class Bench:
         _expect(r, n)
         return r
 
+    # -- the requests of issue #28 ---------------------------------------------------------
+
+    def _one_after_another(self, c: Contender, workload: str) -> dict[str, Any]:
+        n = self.s.ops
+        url = self.server.new_stream(workload)
+        try:
+            r, _ = run_child(self.argv(c, workload, url, n), c.env, None, CHILD_TIMEOUT)
+            stored = self.server.count(url)
+        finally:
+            self.server.delete(url)
+        _expect(r, n)
+        want = n if workload == "append-one" else 0
+        if stored != want:
+            raise ChildFailed(f"the stream holds {stored:,} messages, not {want:,}")
+        return r
+
+    def _append_one(self, c: Contender) -> dict[str, Any]:
+        return self._one_after_another(c, "append-one")
+
+    def _head_one(self, c: Contender) -> dict[str, Any]:
+        return self._one_after_another(c, "head-one")
+
+    def _many_streams_append(self, c: Contender) -> dict[str, Any]:
+        s = self.s
+        n = s.streams * s.per_stream
+        prefix = self.server.new_streams("many", s.streams)
+        try:
+            r, _ = run_child(
+                self.argv(c, "many-streams-append", prefix, n), c.env, None, CHILD_TIMEOUT
+            )
+            short = [
+                k for k in range(s.streams) if self.server.count(f"{prefix}-{k}") != s.per_stream
+            ]
+        finally:
+            self.server.delete_streams(prefix, s.streams)
+        _expect(r, n)
+        if short:
+            raise ChildFailed(f"{len(short)} streams do not hold {s.per_stream} messages")
+        return r
+
+    def _throughput_small(self, c: Contender) -> dict[str, Any]:
+        s = self.s
+        n = s.throughput_messages
+        url = f"{self.server.url}/bench/throughput-small-{uuid.uuid4().hex[:12]}"
+        octet = {"content-type": "application/octet-stream"}
+        self.server.http.put(url, headers=octet).raise_for_status()
+        try:
+            r, _ = run_child(self.argv(c, "throughput-small", url, n), c.env, None, CHILD_TIMEOUT)
+            stored = self.server.size(url)
+        finally:
+            self.server.delete(url)
+        _expect(r, n)
+        if stored != n * s.throughput_bytes:
+            raise ChildFailed(f"the stream holds {stored:,} bytes, not {n * s.throughput_bytes:,}")
+        return r
+
+    def _catchup_nested(self, c: Contender) -> dict[str, Any]:
+        n = self.s.nested_messages
+        url = ""
+        if c.name not in ("orjson", "core"):
+            if self.nested_url is None:
+                self.nested_url = self.server.prefill_nested(n)
+            url = self.nested_url
+        r, _ = run_child(self.argv(c, "catchup-nested", url, n), c.env, None, CHILD_TIMEOUT)
+        _expect(r, n)
+        return r
+
+    def _soak_many_streams(self, c: Contender) -> dict[str, Any]:
+        s = self.s
+        prefix = self.server.new_streams("soak", s.soak_streams)
+        timeout = s.soak_seconds + 900.0
+        try:
+            r, _ = run_child(self.argv(c, "soak-many-streams", prefix, 0), c.env, None, timeout)
+            r["info"]["stored"] = sum(
+                self.server.count(f"{prefix}-{k}") for k in range(s.soak_streams)
+            )
+        finally:
+            self.server.delete_streams(prefix, s.soak_streams)
+        return r
+
     def _latency_long_poll(self, c: Contender) -> dict[str, Any]:
         return self._latency(c, "latency-long-poll")
 
@@ -634,6 +846,14 @@ class Report:
     def count(self, workload: str) -> int:
         if workload == "append-1mib":
             return self.s.big_appends
+        if workload in ("append-one", "head-one"):
+            return self.s.ops
+        if workload == "many-streams-append":
+            return self.s.streams * self.s.per_stream
+        if workload == "throughput-small":
+            return self.s.throughput_messages
+        if workload == "catchup-nested":
+            return self.s.nested_messages
         if workload in SMALL:
             return self.s.small_messages
         return self.s.messages
@@ -646,6 +866,16 @@ class Report:
             big=self.s.big_appends,
             lat=self.s.latency_messages,
             ms=round(self.s.latency_interval * 1000),
+            ops=self.s.ops,
+            streams=self.s.streams,
+            per=self.s.per_stream,
+            tput=self.s.throughput_messages,
+            tbytes=self.s.throughput_bytes,
+            conc=self.s.throughput_concurrency,
+            nested=self.s.nested_messages,
+            soak_streams=self.s.soak_streams,
+            soak_interval=self.s.soak_interval,
+            soak_seconds=self.s.soak_seconds,
             pace=(
                 f", one every {self.s.live_interval * 1000:g} ms"
                 if self.s.live_interval
@@ -661,30 +891,45 @@ class Report:
             out += ["", f"== {workload}: {self.title(workload)}"]
             if workload in LATENCY:
                 out += self._latency_block(workload)
+            elif workload == "soak-many-streams":
+                out += self._soak_block(workload)
             else:
                 out += self._throughput_block(workload)
         return "\n".join(out)
 
     def twin(self, workload: str, name: str, sync_name: str) -> float | None:
-        """The CPU of ``sync_name``, or of its asyncio variant for an asyncio row."""
-        if name.endswith("-async") and self.runs(workload, sync_name + "-async"):
+        """The CPU of ``sync_name``, or of its asyncio variant for an asyncio row (or when the
+        workload has only that)."""
+        if self.runs(workload, sync_name + "-async") and (
+            name.endswith("-async") or not self.runs(workload, sync_name)
+        ):
             return self.cpu(workload, sync_name + "-async")
         return self.cpu(workload, sync_name)
+
+    def load(self, workload: str, name: str) -> str:
+        """The median 1-minute load average at the start of this row's runs."""
+        loads = [r["load"][0] for r in self.runs(workload, name) if "load" in r]
+        return f"{med(loads):.1f}" if loads else "-"
 
     def _throughput_block(self, workload: str) -> list[str]:
         n = self.count(workload)
         ts = self.cpu(workload, "ts")
         floor = self.cpu(workload, "httpx+orjson")
-        sock = self.cpu(workload, "socket")
+        sock = self.twin(workload, "", "socket")
+        loads = self.cpu(workload, "orjson") if workload == "catchup-nested" else None
+        unit = "op" if workload in ("append-one", "head-one") else "msg"
         head = (
-            f"  {'contender':<22} {'wall s':>19} {'msg/s':>7} {'client CPU s':>19} "
-            f"{'CPU µs/msg':>10} {'peak RSS MiB':>12} {'stream +MiB':>11} "
+            f"  {'contender':<22} {'wall s':>19} {unit + '/s':>7} {'client CPU s':>19} "
+            f"{'CPU µs/' + unit:>10} {'peak RSS MiB':>12} {'peak +MiB':>9} {'stream +MiB':>11} "
             f"{'CPU off/x':>9} {'CPU ts/x':>8}"
         )
         if floor is not None:
             head += f" {'x/floor':>7}"
         if sock is not None:
             head += f" {'x/socket':>8}"
+        if loads is not None:
+            head += f" {'x/orjson':>8}"
+        head += f" {'load':>5}"
         lines = [head]
         for name in ROWS[workload]:
             if name not in self.b.contenders:
@@ -700,6 +945,9 @@ class Report:
             off = self.twin(workload, name, "official")
             no_io = name in ("orjson", "core")
             peak = "-" if no_io else f"{med([r['rss_peak_kib'] for r in runs]) / 1024:.0f}"
+            above = "{:+.1f}".format(
+                med([(r["rss_peak_kib"] - r["rss_start_kib"]) / 1024 for r in runs])
+            )
             growth = "-"
             if not no_io and all(len(r["rss_samples_kib"]) >= 2 for r in runs):
                 growth = "{:+.1f}".format(
@@ -713,7 +961,7 @@ class Report:
             line = (
                 f"  {LABELS[name]:<22} {'-' if no_io else span(walls, '.2f'):>19} "
                 f"{'-' if no_io else rate(n / med(walls)):>7} {span(cpus, '.3f'):>19} "
-                f"{c / n * 1e6:>10.2f} {peak:>12} {growth:>11} "
+                f"{c / n * 1e6:>10.2f} {peak:>12} {above:>9} {growth:>11} "
                 f"{'-' if no_io else _ratio(off, c):>9} {'-' if no_io else _ratio(ts, c):>8}"
             )
             if floor is not None:
@@ -721,7 +969,55 @@ class Report:
             if sock is not None:
                 ref = self.twin(workload, name, "socket")
                 line += f" {'-' if no_io or ref is None else f'{c / ref:.2f}x':>8}"
+            if loads is not None:
+                line += f" {c / loads:>7.2f}x"
+            line += f" {self.load(workload, name):>5}"
             lines.append(line)
+        return lines
+
+    def _soak_block(self, workload: str) -> list[str]:
+        """Per run: sockets, files and RSS at the start (the first sample after 10 s), the end
+        (the writers done, the readers caught up), their maximum and after the readers
+        closed; messages appended, received and stored; client CPU per message."""
+        lines = [
+            f"  {'contender':<22} {'sockets start/end/max/closed':>29} "
+            f"{'files s/e/max/c':>16} {'RSS MiB s/e/max/c':>20} {'appended':>9} "
+            f"{'received':>9} {'stored':>9} {'CPU µs/msg':>10} {'stall s':>7} {'load':>5}  "
+            "problems"
+        ]
+        for name in ROWS[workload]:
+            if name not in self.b.contenders:
+                continue
+            runs = self.runs(workload, name)
+            if not runs:
+                why = self.b.errors.get(workload, {}).get(name, "no result")
+                lines.append(f"  {LABELS[name]:<22} {why}")
+            for r in runs:
+                info = r["info"]
+                samples = info["samples"]
+                problems = []
+                if not info["appended"] == r["messages"] == info.get("stored"):
+                    problems.append("COUNTS DIFFER")
+                if info["out_of_order"]:
+                    problems.append(f"{info['out_of_order']} out of order")
+                if info["streams_short"]:
+                    problems.append(f"{info['streams_short']} streams short")
+                problems += [f"{k} x{v}" for k, v in info["failures"].items()]
+                per_msg = r["cpu_s"] / max(1, info["appended"] + r["messages"]) * 1e6
+                lines.append(
+                    f"  {LABELS[name]:<22} {_four(samples, 'sockets'):>29} "
+                    f"{_four(samples, 'files'):>16} {_four(samples, 'rss_kib', 1024):>20} "
+                    f"{info['appended']:>9,} {r['messages']:>9,} "
+                    f"{info.get('stored', -1):>9,} {per_msg:>10.1f} "
+                    f"{info.get('max_loop_stall_s', float('nan')):>7.1f} {r['load'][0]:>5.1f}  "
+                    f"{'; '.join(problems) or 'none'}"
+                )
+        lines.append(
+            "  (start: the first periodic sample, due 10 s in; end: writers done, readers caught "
+            "up; closed: after cancelling the readers; CPU per message appended or received; "
+            "stall: the longest the event loop was kept busy (a 0.1 s ticker woke that late), "
+            "starting up the streams included)"
+        )
         return lines
 
     def _latency_block(self, workload: str) -> list[str]:
@@ -751,6 +1047,9 @@ class Report:
     # -- the targets of issue #13 --------------------------------------------------------
 
     def targets(self) -> str:
+        issue13 = ("sse-small", "long-poll-small", "sse", "catch-up", *LATENCY, "produce")
+        if not any(w in self.b.results or w in self.b.errors for w in issue13):
+            return "\n".join(self.issue28())
         out = ["", "== targets of issue #13 (medians of this run)"]
 
         def verdict(ok: bool | None) -> str:
@@ -812,7 +1111,55 @@ class Report:
         nat, off = self.cpu("produce", "native"), self.cpu("produce", "official")
         if nat is not None and off is not None:
             out.append(f"  info   produce: official/native CPU = {off / nat:.2f}x")
-        return "\n".join(out)
+        return "\n".join(out + self.issue28())
+
+    def issue28(self) -> list[str]:
+        """Where the requests of issue #28 stand (information: CPU per request next to the
+        bare socket's, the official client's and TypeScript's)."""
+        out = ["", "== issue #28, every request at native speed (medians of this run)"]
+
+        def vs(label: str, theirs: float | None, ours: float) -> str:
+            return "" if theirs is None else f"; {label} {theirs / ours:.2f}x"
+
+        for w, name in (
+            ("append-one", "native"),
+            ("head-one", "native"),
+            ("many-streams-append", "native-async"),
+            ("throughput-small", "native-async"),
+        ):
+            ours = self.cpu(w, name)
+            if ours is None:
+                continue
+            n = self.count(w)
+            sock = self.twin(w, name, "socket")
+            what = "request" if w in ("append-one", "head-one") else "append"
+            line = f"  info   {w}: {name} {ours / n * 1e6:.0f} µs CPU per {what}"
+            if sock is not None:
+                line += f", {sock / n * 1e6:.0f} µs for the bare socket: {ours / sock:.2f}x it"
+            line += vs("official/ours", self.twin(w, name, "official"), ours)
+            line += vs("ts/ours", self.cpu(w, "ts"), ours)
+            if w == "throughput-small":
+                rates = [
+                    f"{c} {rate(n / wall)}/s"
+                    for c in ROWS[w]
+                    if (wall := self.wall(w, c)) is not None
+                ]
+                line += "; msg/s: " + ", ".join(rates)
+            out.append(line)
+        ours = self.cpu("catchup-nested", "native")
+        if ours is not None:
+            n = self.count("catchup-nested")
+            runs = self.runs("catchup-nested", "native")
+            above = med([(r["rss_peak_kib"] - r["rss_start_kib"]) / 1024 for r in runs])
+            line = (
+                f"  info   catchup-nested: native {ours / n * 1e6:.2f} µs/msg, peak "
+                f"{above:+.1f} MiB above the start"
+            )
+            for ref in ("orjson", "native-nogc", "official"):
+                if (cpu := self.cpu("catchup-nested", ref)) is not None:
+                    line += f"; {ref} {cpu / n * 1e6:.2f} µs/msg"
+            out.append(line)
+        return out if len(out) > 2 else []
 
     def markdown(self) -> str:
         """The table of docs/performance.md: medians, with the ratios that matter."""
@@ -822,10 +1169,12 @@ class Report:
         head = "| workload | " + " | ".join(LABELS[c] for c in cols + lim) + " |"
         lines = [head, "|" + " --- |" * (1 + len(cols) + len(lim))]
         for w in WORKLOADS:
-            if w not in self.b.results:
+            if w not in self.b.results or w == "soak-many-streams":
                 continue
             cells = []
-            for c in cols + lim:
+            for col in cols + lim:
+                # an asyncio workload's row stands in the column of its sync name
+                c = col if col in ROWS[w] else col + "-async"
                 if c not in ROWS[w]:
                     cells.append("-")
                     continue
@@ -858,9 +1207,24 @@ class Report:
                 "append-1mib": "1 MiB append, per append",
                 "latency-long-poll": "latency long-poll p50 / p99",
                 "latency-sse": "latency SSE p50 / p99",
+                "append-one": "append, one after another, per append",
+                "head-one": "HEAD, one after another, per request",
+                "many-streams-append": "appends to 200 streams at once (asyncio), per append",
+                "throughput-small": "100-byte appends, 75 at a time (asyncio), per append",
+                "catchup-nested": "catch-up read of nested messages, per msg",
             }[w]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+
+def _four(samples: list[dict[str, Any]], key: str, scale: float = 1.0) -> str:
+    """A soak figure at the start (the first periodic sample), the end, its maximum while
+    running and after closing: ``start/end/max/closed``."""
+    run = [x for x in samples if x["tag"] == "run"] or samples
+    end = next(x for x in samples if x["tag"] == "end")
+    closed = next(x for x in samples if x["tag"] == "closed")
+    top = max(x[key] for x in samples if x["tag"] != "closed")
+    return "/".join(f"{v / scale:.0f}" for v in (run[0][key], end[key], top, closed[key]))
 
 
 def _ratio(ref: float | None, x: float) -> str:
@@ -939,6 +1303,38 @@ def main() -> None:
         default=10_000,
         help="official producer: concurrent appends per window",
     )
+    ap.add_argument(
+        "--ops", type=int, help="append-one, head-one: requests per run (default 2,000)"
+    )
+    ap.add_argument("--streams", type=int, default=200, help="many-streams-append: streams")
+    ap.add_argument(
+        "--per-stream", type=int, default=10, help="many-streams-append: appends per stream"
+    )
+    ap.add_argument(
+        "--throughput-messages",
+        type=int,
+        default=1000,
+        help="throughput-small: appends per run (default 1,000; 100000: a steady state)",
+    )
+    ap.add_argument(
+        "--throughput-concurrency",
+        type=int,
+        default=75,
+        help="throughput-small: concurrent appends per wave (default 75)",
+    )
+    ap.add_argument(
+        "--nested-messages",
+        type=int,
+        help="catchup-nested: messages (default 200,000)",
+    )
+    ap.add_argument("--soak-seconds", type=float, default=600.0, help="soak-many-streams: duration")
+    ap.add_argument("--soak-streams", type=int, default=1000, help="soak-many-streams: streams")
+    ap.add_argument(
+        "--soak-interval",
+        type=float,
+        default=2.0,
+        help="soak-many-streams: seconds between two appends to one stream (default 2)",
+    )
     ap.add_argument("--json", type=Path, metavar="OUT", help="write every run's raw results here")
     ap.add_argument(
         "--markdown", action="store_true", help="also print the table of docs/performance.md"
@@ -955,8 +1351,17 @@ def main() -> None:
         big_appends=args.big_appends or (10 if args.quick else 50),
         window=args.window,
         live_interval=args.live_interval_ms / 1000,
+        ops=args.ops or (500 if args.quick else 2000),
+        streams=args.streams,
+        per_stream=args.per_stream,
+        throughput_messages=args.throughput_messages,
+        throughput_concurrency=args.throughput_concurrency,
+        nested_messages=args.nested_messages or (50_000 if args.quick else 200_000),
+        soak_streams=args.soak_streams,
+        soak_seconds=args.soak_seconds,
+        soak_interval=args.soak_interval,
     )
-    workloads = args.only or WORKLOADS
+    workloads = args.only or DEFAULT_WORKLOADS
     wanted = {c.strip() for c in args.contenders.split(",") if c.strip()}
     unknown = wanted - set(LABELS)
     if unknown:
@@ -973,8 +1378,17 @@ def main() -> None:
         f"settings: {s.messages:,} messages ({s.small_messages:,} for sse-small and "
         f"long-poll-small, one every {args.live_interval_ms:g} ms), "
         f"{s.repeat} repeats, latency {s.latency_messages} messages every "
-        f"{args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends; "
-        "reference server in-memory, compression off",
+        f"{args.latency_interval_ms:g} ms, {s.big_appends} x 1 MiB appends, {s.ops:,} "
+        f"requests for append-one/head-one, {s.streams} x {s.per_stream} many-stream appends, "
+        f"{s.throughput_messages:,} throughput appends ({s.throughput_concurrency} at a time), "
+        f"{s.nested_messages:,} nested messages"
+        + (
+            f", soak {s.soak_streams:,} streams x {s.soak_seconds:g} s, an append every "
+            f"{s.soak_interval:g} s per stream"
+            if "soak-many-streams" in workloads
+            else ""
+        )
+        + "; reference server in-memory, compression off",
         flush=True,
     )
     with ReferenceServer(compression=False) as srv:

@@ -3,6 +3,7 @@
 // package-lock.json here) running one workload of benches/compare.py, alone in this process.
 //
 //   node benches/node/bench.mjs WORKLOAD --url URL [--messages N] [--sample-every K]
+//        [--streams S] [--per-stream P] [--concurrency C] [--message-bytes B]
 //
 // The twin of benches/_contender.py for the Python contenders: the same workloads, the same
 // messages, the same output. Measured around the workload only (Node start-up, the import and
@@ -25,6 +26,11 @@ const WORKLOADS = [
   "append-1mib",
   "latency-long-poll",
   "latency-sse",
+  "append-one",
+  "head-one",
+  "many-streams-append",
+  "throughput-small",
+  "catchup-nested",
 ]
 const POOL = 10_000
 const BIG_MESSAGE_BYTES = 1 << 20
@@ -35,6 +41,10 @@ const { values, positionals } = parseArgs({
     url: { type: "string", default: "" },
     messages: { type: "string", default: "1000000" },
     "sample-every": { type: "string", default: "100000" },
+    streams: { type: "string", default: "200" },
+    "per-stream": { type: "string", default: "10" },
+    concurrency: { type: "string", default: "75" },
+    "message-bytes": { type: "string", default: "100" },
   },
   allowPositionals: true,
   strict: true,
@@ -47,6 +57,12 @@ if (!WORKLOADS.includes(workload)) {
 const url = values.url
 const N = Number(values.messages)
 const EVERY = Number(values["sample-every"])
+const STREAMS = Number(values.streams)
+const PER_STREAM = Number(values["per-stream"])
+const CONCURRENCY = Number(values.concurrency)
+const MESSAGE_BYTES = Number(values["message-bytes"])
+// many-streams-append: --url is the streams' common prefix (URL-0, URL-1, ...)
+const streamUrls = () => Array.from({ length: STREAMS }, (_, k) => `${url}-${k}`)
 
 // The same messages as benches/_payloads.py message_objects(): the same bytes once serialized.
 function messageObjects(n) {
@@ -167,10 +183,10 @@ async function main() {
   const m = new Meter()
   m.info.version = pkg.version
   m.info.node = process.version
-  await DurableStream.head({ url })
+  await DurableStream.head({ url: workload === "many-streams-append" ? `${url}-0` : url })
   let got
 
-  if (workload === "catch-up") {
+  if (workload === "catch-up" || workload === "catchup-nested") {
     m.start()
     const res = await stream({ url, offset: "-1", live: false })
     got = await consume(res, counter(m))
@@ -186,6 +202,50 @@ async function main() {
     ready()
     got = await consume(res, workload.startsWith("latency-") ? timer(m) : counter(m))
     m.stop()
+  } else if (workload === "append-one") {
+    // one awaited append after another: no two overlap, so the client's batching never joins
+    // them (each is its own POST); JSON.stringify in the loop, as the Python clients encode
+    // the dict inside append()
+    const pool = messageObjects(N)
+    const handle = new DurableStream({ url, contentType: JSON_CT })
+    m.start()
+    for (let i = 0; i < N; i++) await handle.append(JSON.stringify(pool[i]))
+    m.stop()
+    got = N
+  } else if (workload === "head-one") {
+    const handle = new DurableStream({ url, contentType: JSON_CT })
+    m.start()
+    for (let i = 0; i < N; i++) await handle.head()
+    m.stop()
+    got = N
+  } else if (workload === "many-streams-append") {
+    // one handle per stream, one async function per stream appending its messages one after
+    // another, all the streams at once
+    const urls = streamUrls()
+    const pool = messageObjects(STREAMS * PER_STREAM)
+    const handles = urls.map((u) => new DurableStream({ url: u, contentType: JSON_CT }))
+    const one = async (k) => {
+      for (let j = k * PER_STREAM; j < (k + 1) * PER_STREAM; j++) {
+        await handles[k].append(JSON.stringify(pool[j]))
+      }
+    }
+    m.start()
+    await Promise.all(handles.map((_, k) => one(k)))
+    m.stop()
+    got = pool.length
+  } else if (workload === "throughput-small") {
+    // packages/benchmarks' small-message scenario: waves of CONCURRENCY appends of the same
+    // payload (new Uint8Array(100).fill(42)), each wave awaited before the next
+    const handle = new DurableStream({ url, contentType: "application/octet-stream" })
+    const payload = new Uint8Array(MESSAGE_BYTES).fill(42)
+    m.info.concurrency = CONCURRENCY
+    m.start()
+    for (let start = 0; start < N; start += CONCURRENCY) {
+      const k = Math.min(CONCURRENCY, N - start)
+      await Promise.all(Array.from({ length: k }, () => handle.append(payload)))
+    }
+    m.stop()
+    got = N
   } else if (workload === "append-1mib") {
     m.start()
     const handle = new DurableStream({ url, contentType: JSON_CT })
