@@ -87,22 +87,6 @@ def array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:
     return b"[" + b",".join(messages(n, start)) + b"]"
 
 
-def nested_message(i: int) -> bytes:
-    """One nested event message, about 83 bytes, e.g.
-    ``{"type":"view","i":123,"user":"u-0123","x":23,"props":{"page":"/p23","ok":true}}``."""
-    return b'{"type":"view","i":%d,"user":"u-%04d","x":%d,"props":{"page":"/p%d","ok":true}}' % (
-        i,
-        i % 10_000,
-        i % 100,
-        i % 50,
-    )
-
-
-def nested_array_body(n: int = MSGS_PER_EVENT, start: int = 0) -> bytes:
-    """``n`` nested messages as one JSON array (a catch-up body, or one append)."""
-    return b"[" + b",".join(nested_message(i) for i in range(start, start + n)) + b"]"
-
-
 def control_event(next_offset: str, up_to_date: bool = True) -> bytes:
     flag = b',"upToDate":true' if up_to_date else b""
     return b'event: control\ndata: {"streamNextOffset":"%s","streamCursor":"c1"%s}\n\n' % (
