@@ -74,3 +74,13 @@ BACKENDS = os.environ.get("DURABLE_STREAMS_TEST_BACKENDS", "asyncio,trio").split
 @pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def native_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native transport serves, whatever ``DURABLE_STREAMS_TRANSPORT`` the run set: for
+    tests of its pool and connections (the httpx rerun of the suite covers the rest)."""
+    from durable_streams._transport._request import TRANSPORT_VARIABLES
+
+    for name in TRANSPORT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

@@ -26,6 +26,8 @@ from loopback import LoopbackServer, read_head
 
 JSON = "application/json"
 
+pytestmark = pytest.mark.usefixtures("native_transport")
+
 
 def read_all(url: str) -> list[Any]:
     with ds.stream(url) as res:

@@ -60,6 +60,7 @@ def _resource_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 # -- sync: dropped responses, closed iterators -------------------------------------------------
 
 
+@pytest.mark.usefixtures("native_transport")  # counts the native pool's idle connections
 @pytest.mark.parametrize("live", [False, "long-poll", "sse"])
 def test_dropped_response_releases_its_connection_sync(
     proxy: FaultProxy, server_url: str, stream_url: str, live: ds.LiveMode

@@ -68,6 +68,8 @@ class AsyncHttpxTransport:
     async def send(
         self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
     ) -> AsyncHttpxReply:
+        if self.client.is_closed:  # httpx says RuntimeError; a handle kept it past close
+            raise errors.HandleClosedError("the client is closed", url=req.url)
         offset = dict(req.params).get("offset")
         try:
             http = await self.client.send(

@@ -68,6 +68,8 @@ class HttpxTransport:
         self._owns = owns
 
     def send(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False) -> HttpxReply:
+        if self.client.is_closed:  # httpx says RuntimeError; a handle kept it past close
+            raise errors.HandleClosedError("the client is closed", url=req.url)
         offset = dict(req.params).get("offset")
         try:
             http = self.client.send(build_httpx_request(self.client, req, timeout), stream=True)
