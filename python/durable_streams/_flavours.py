@@ -22,6 +22,7 @@ from collections.abc import (
 from typing import Any, Protocol, TypeAlias
 
 import anyio
+import anyio.lowlevel
 
 from . import _errors as errors
 from ._options import AsyncOnError, OnError
@@ -121,6 +122,16 @@ def chunks(source: Iterable[bytes] | AsyncIterable[bytes]) -> Iterator[bytes]:
     if isinstance(source, AsyncIterable):
         raise TypeError("an async iterable of chunks needs the async API")
     yield from source
+
+
+async def async_let_others_run() -> None:
+    """Let the tasks woken with this one run before it goes on."""
+    await anyio.lowlevel.checkpoint()
+
+
+def let_others_run() -> None:
+    """Let the threads woken with this one run before it goes on (the interpreter lock)."""
+    time.sleep(0)
 
 
 async def async_sleep(seconds: float) -> None:

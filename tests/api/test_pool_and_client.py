@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import durable_streams as ds
@@ -21,7 +22,7 @@ from durable_streams import AsyncClient, Client
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faultproxy import FaultProxy
-from injection import inject_status
+from injection import inject_delay, inject_status
 from loopback import LoopbackServer, read_head
 
 JSON = "application/json"
@@ -305,4 +306,37 @@ async def test_a_coalesced_request_refused_fails_every_append_it_carried(
     assert failed and len({id(e) for e in failed}) == 1  # one request, one error for all
     stored = read_all(stream_url)[1:]
     assert len(stored) + len(failed) == 10
+    await handle.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_append_waiting_its_turn_is_not_sent_and_the_next_still_goes(
+    server_url: str, stream_url: str
+) -> None:
+    handle = await ds.AsyncDurableStream.create(stream_url, content_type=JSON)
+    await handle.append({"v": "before"})
+    path = stream_url.removeprefix(server_url)
+    inject_delay(server_url, path, delay_ms=300, count=1, method="POST")  # "first" is out a while
+    done: list[str] = []
+
+    async def append(value: str) -> None:
+        await handle.append({"v": value})
+        done.append(value)
+
+    async def until(condition: Any) -> None:
+        while not condition():
+            await anyio.lowlevel.checkpoint()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(append, "first")
+            await until(lambda: handle._sending)
+            async with anyio.create_task_group() as waiting:
+                waiting.start_soon(append, "cancelled")
+                await until(lambda: len(handle._queue) == 1)
+                group.start_soon(append, "second")
+                await until(lambda: len(handle._queue) == 2)
+                waiting.cancel_scope.cancel()  # the next one to send, while "first" is out
+    assert sorted(done) == ["first", "second"]
+    assert [m["v"] for m in read_all(stream_url)] == ["before", "first", "second"]
     await handle.aclose()

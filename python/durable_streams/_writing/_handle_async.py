@@ -15,7 +15,13 @@ from .. import _errors as errors
 from .. import _protocol as proto
 from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, dispatcher_for
-from .._flavours import AsyncSignal, async_guard, async_signal, async_wait_signal
+from .._flavours import (
+    AsyncSignal,
+    async_guard,
+    async_let_others_run,
+    async_signal,
+    async_wait_signal,
+)
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     AsyncOnError,
@@ -250,9 +256,17 @@ class AsyncDurableStream(HandleBase):
             if not lead:
                 pending.signal = wake = async_signal()
         if not lead:
-            await async_wait_signal(wake, None)
-            if not pending.lead:
-                return pending.result()
+            try:
+                await async_wait_signal(wake, None)
+                if not pending.lead:
+                    return pending.result()
+                # The appends the last request carried are woken with this one: their callers'
+                # next appends join this request instead of waiting out a request of their own.
+                await async_let_others_run()
+            except BaseException:
+                with self._guard:
+                    self._withdraw(pending)
+                raise
         with self._guard:
             batch = self._take_batch()
         outcome: AppendResult | BaseException
@@ -289,6 +303,14 @@ class AsyncDurableStream(HandleBase):
                 following.signal.set()
         else:
             self._sending = False
+
+    def _withdraw(self, pending: _Pending) -> None:
+        """An append waiting in the queue was cancelled (under the guard): it is not sent, and
+        when it was the one to send next, the next in line sends instead."""
+        if pending in self._queue:
+            self._queue.remove(pending)
+            if pending.lead:
+                self._hand_over()
 
     def _take_batch(self) -> list[_Pending]:
         """What the next request carries: the queue's head, up to COALESCE_BYTES."""
