@@ -119,6 +119,13 @@ DISPATCH_PROSE: list[tuple[str, str]] = [
     ),
 ]
 
+PROXY_PROSE: list[tuple[str, str]] = [
+    (
+        "client for async code: :func:`adurable_fetch` sends",
+        "client for sync code: :func:`durable_fetch` sends",
+    ),
+]
+
 # The sentences that differ between an async file and its sync twin.
 PROSE: dict[str, list[tuple[str, str]]] = {
     "_reading/_response_async.py": READS_PROSE,
@@ -131,6 +138,7 @@ PROSE: dict[str, list[tuple[str, str]]] = {
     "_dispatch_async.py": DISPATCH_PROSE,
     "_subscriptions/_client_async.py": SUBSCRIBE_PROSE,
     "state/_streams_async.py": STATE_PROSE,
+    "proxy/_fetch_async.py": PROXY_PROSE,
 }
 
 
@@ -162,6 +170,7 @@ RENAMES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"\baiter_bytes\b", "iter_bytes"),
     (r"\baclosing\b", "closing"),
     (r"\bastream\b", "stream"),
+    (r"\badurable_fetch\b", "durable_fetch"),
     (r"\b(aload_state|aload_compacted|amaterialize|acompact)\b", lambda m: m.group(1)[1:]),
     (r"\b_producer_async\b", "_producer_threaded"),
     (r"\bIdempotentProducer\b", "SyncIdempotentProducer"),

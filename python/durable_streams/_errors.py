@@ -39,6 +39,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
         ├── PayloadTooLargeError        413
         ├── RateLimitedError            429
         ├── ServerError                 5xx
+        ├── ProxyError                  the durable proxy refused; ``code`` is its error code
+        │   └── UpstreamError           502: the upstream answered with an error status
         └── SubscriptionError           a subscription API refused; ``code`` is the server's
             ├── SubscriptionNotFoundError    404 SUBSCRIPTION_NOT_FOUND
             ├── SubscriptionExistsError      409 SUBSCRIPTION_ALREADY_EXISTS (also a ConflictError)
@@ -90,6 +92,7 @@ __all__ = [
     "ProducerStateError",
     "ProducerStateLockedError",
     "ProtocolError",
+    "ProxyError",
     "RateLimitedError",
     "ResponseError",
     "RetentionGoneError",
@@ -108,6 +111,7 @@ __all__ = [
     "SubscriptionNotFoundError",
     "TransportError",
     "UndeliveredError",
+    "UpstreamError",
     "UsageError",
     "WakeTokenError",
     "WakeTokenExpiredError",
@@ -418,6 +422,35 @@ class ServerError(ResponseError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class ProxyError(ResponseError):
+    """The durable proxy refused a request; ``code`` is its error code
+    (``UPSTREAM_NOT_ALLOWED``, ``SIGNATURE_EXPIRED``, ``UPSTREAM_TIMEOUT``, ...)."""
+
+    def __init__(self, message: str, *, code: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.code = code
+
+
+class UpstreamError(ProxyError):
+    """The upstream answered the proxied request with an error status: ``upstream_status``
+    is that status, ``body`` (text) and ``content`` (bytes) its body, ``content_type`` its
+    type. No stream was made."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int,
+        content: bytes = b"",
+        content_type: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, code="UPSTREAM_ERROR", **kwargs)
+        self.upstream_status = upstream_status
+        self.content = content
+        self.content_type = content_type
 
 
 class SubscriptionError(ResponseError):

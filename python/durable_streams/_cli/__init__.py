@@ -70,6 +70,39 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let subscriptions deliver by webhook (needs the cryptography package)",
     )
+    proxy = serve.add_argument_group(
+        "durable proxy",
+        "serve the durable proxy (PROXY_PROTOCOL.md) under /v1/proxy, its streams on this "
+        "server under /v1/stream/proxy/ unless --proxy-streams says otherwise",
+    )
+    proxy.add_argument(
+        "--proxy-secret",
+        metavar="SECRET",
+        default=None,
+        help="sign read URLs and authenticate service calls with SECRET (default: the "
+        "DURABLE_STREAMS_PROXY_SECRET environment variable); the proxy runs when one is set",
+    )
+    proxy.add_argument(
+        "--proxy-allow",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="an upstream origin or URL pattern the proxy may fetch (* within a path segment, "
+        "** anything); repeat for more; none: every upstream is refused",
+    )
+    proxy.add_argument(
+        "--proxy-streams",
+        metavar="URL",
+        default=None,
+        help="the Durable Streams URL under which the proxy keeps its streams",
+    )
+    proxy.add_argument(
+        "--proxy-url-ttl",
+        type=int,
+        default=24 * 3600,
+        metavar="SECONDS",
+        help="how long a pre-signed read URL is valid (default 86400)",
+    )
     return parser
 
 

@@ -9,7 +9,8 @@ import threading
 from types import TracebackType
 
 from ._app import App, Settings
-from ._http import Connection, Limits
+from ._asgi import ASGIApp, call_asgi
+from ._http import Connection, Limits, Request, Response
 from ._notify import Notifier
 from ._sqlite import SqliteJournal
 from ._store import Journal, MemoryJournal, Store
@@ -40,6 +41,7 @@ class Server:
     ``fault_injection`` enables ``POST``/``DELETE /_test/inject-error``. Subscriptions
     (PROTOCOL.md sections 6-7) are served under ``/v1/stream/__ds``, in memory; ``webhooks``
     lets them deliver by webhook (signed with Ed25519: needs the ``cryptography`` package).
+    :meth:`mount` hosts an ASGI application under a path prefix (the durable proxy).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Server:
         self._app: App | None = None
         self._notifier = Notifier()
         self._connections: dict[asyncio.Task[None], Connection] = {}
+        self._mounts: dict[str, ASGIApp] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
         # Thread mode
@@ -175,6 +178,23 @@ class Server:
     ) -> None:
         await self.aclose()
 
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Serve the requests for ``prefix`` and the paths under it with the ASGI application
+        ``app`` (``http`` scopes only; it runs in the server's event loop). May be called
+        while the server runs."""
+        prefix = "/" + prefix.strip("/")
+        if prefix == "/":
+            raise ValueError("an application is mounted under a path, not at /")
+        self._mounts[prefix] = app
+
+    async def _handle(self, request: Request) -> Response:
+        for prefix, app in self._mounts.items():
+            if request.path == prefix or request.path.startswith(prefix + "/"):
+                port = self._listener.sockets[0].getsockname()[1] if self._listener else 0
+                return await call_asgi(app, request, (self.host, port))
+        assert self._app is not None
+        return await self._app(request)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         app = self._app
@@ -186,7 +206,7 @@ class Server:
             writer.write(b"Connection: close\r\nRetry-After: 1\r\n\r\n")
             writer.close()
             return
-        connection = Connection(reader, writer, app, self.limits)
+        connection = Connection(reader, writer, self._handle, self.limits)
         self._connections[task] = connection
         try:
             await connection.run()
