@@ -40,9 +40,7 @@ async def _serve(args: argparse.Namespace) -> None:
     except asyncio.CancelledError:
         pass
     finally:
-        if proxy is not None:
-            await proxy.aclose()
-        await server.aclose()
+        await server.aclose()  # and the proxy mounted on it
 
 
 def _proxy(args: argparse.Namespace, url: str) -> Any:

@@ -73,8 +73,8 @@ class AsyncProxyResponse:
         return self._reader.iter_bytes()
 
     async def aread(self) -> bytes:
-        """The rest of the upstream body, whole."""
-        return await self._reader.read_bytes()
+        """The rest of the upstream body, whole (to its end, not to what is there now)."""
+        return b"".join([chunk async for chunk in self.aiter_bytes()])
 
     async def abort(self) -> None:
         """Ask the proxy to stop the upstream request (``PATCH ...&action=abort``); what was

@@ -75,8 +75,8 @@ class ProxyResponse:
         return self._reader.iter_bytes()
 
     def read(self) -> bytes:
-        """The rest of the upstream body, whole."""
-        return self._reader.read_bytes()
+        """The rest of the upstream body, whole (to its end, not to what is there now)."""
+        return b"".join([chunk for chunk in self.iter_bytes()])
 
     def abort(self) -> None:
         """Ask the proxy to stop the upstream request (``PATCH ...&action=abort``); what was

@@ -144,6 +144,12 @@ class Server:
         if listener is None:
             return
         assert self._app is not None and self._store is not None and self._stopped is not None
+        for app in self._mounts.values():
+            close = getattr(app, "aclose", None)
+            if close is not None:  # the proxy: its upstream fetches end (and write their
+                # last bytes, perhaps to this server) first
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(close(), _STOP_GRACE * 5)
         self._app.closing = True
         listener.close()
         self._notifier.notify_all()
@@ -181,7 +187,8 @@ class Server:
     def mount(self, prefix: str, app: ASGIApp) -> None:
         """Serve the requests for ``prefix`` and the paths under it with the ASGI application
         ``app`` (``http`` scopes only; it runs in the server's event loop). May be called
-        while the server runs."""
+        while the server runs; an ``app`` with an ``aclose()`` coroutine method is closed
+        when the server stops."""
         prefix = "/" + prefix.strip("/")
         if prefix == "/":
             raise ValueError("an application is mounted under a path, not at /")

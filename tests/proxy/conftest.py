@@ -1,0 +1,87 @@
+"""Fixtures of the proxy tests: a scripted upstream, and the proxy hosted by an embedded
+server, keeping its streams on the reference server or on that embedded server itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from durable_streams.proxy import ProxyApp
+from durable_streams.server import Server
+
+from .upstream import Upstream
+
+SECRET = "test-proxy-secret"
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    running = Upstream()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@dataclass
+class Proxy:
+    url: str  # the POST route
+    app: ProxyApp
+    upstream: Upstream
+
+    def create(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        auth: bool = True,
+    ) -> httpx.Response:
+        sent = {"Upstream-URL": self.upstream.url(path), "Upstream-Method": method}
+        if auth:
+            sent["Authorization"] = f"Bearer {SECRET}"
+        sent.update(headers or {})
+        return httpx.post(self.url, headers=sent, content=content, timeout=30)
+
+
+@pytest.fixture(params=["reference", "embedded"])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """Where the proxy keeps its streams: a URL on the reference server, or None for the
+    embedded server that hosts the proxy."""
+    if request.param == "embedded":
+        return None
+    server_url: str = request.getfixturevalue("server_url")
+    return f"{server_url}/proxy-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def make_proxy(backend: str | None, upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
+    servers: list[Server] = []
+
+    def make(**settings: Any) -> Proxy:
+        server = Server(long_poll_timeout=1.0)
+        servers.append(server)
+        url = server.start()
+        settings.setdefault("allowlist", [upstream.origin])
+        app = ProxyApp(backend or f"{url}/v1/stream/proxy", secret=SECRET, **settings)
+        server.mount("/v1/proxy", app)
+        return Proxy(f"{url}/v1/proxy", app, upstream)
+
+    try:
+        yield make
+    finally:
+        upstream.stop.set()
+        upstream.release.set()
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., Proxy]) -> Proxy:
+    return make_proxy()
