@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
-from durable_streams import stream
+from durable_streams import RetryPolicy, stream
 
 from .conftest import SECRET, Proxy
-from .upstream import tokens
+from .upstream import Upstream, tokens
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,7 +28,7 @@ def code(response: httpx.Response) -> str:
 
 def read_all(url: str, live: str = "long-poll") -> bytes:
     """The stream to its end (read_bytes() would stop where the writing is)."""
-    with stream(url, live=live) as response:  # type: ignore[arg-type]
+    with stream(url, live=live) as response:
         return b"".join(response.iter_bytes())
 
 
@@ -42,7 +43,7 @@ def without_query(url: str) -> str:
     return urlunsplit(urlsplit(url)._replace(query=""))
 
 
-# -- create and read (4.1, 4.2, 8.2) ---------------------------------------------------------------
+# -- create and read (4.1, 4.2, 8.2) --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("live", ["long-poll", "sse"])
@@ -116,7 +117,7 @@ def test_the_upstream_request_is_forwarded_with_the_headers_the_protocol_says(
     assert SECRET not in json.dumps(echo)
 
 
-# -- validation and service authentication (9.1, 11.1, 11.2) ---------------------------------
+# -- validation and service authentication (9.1, 11.1, 11.2) --------------------------------------
 
 
 def test_create_needs_the_service_secret(proxy: Proxy) -> None:
@@ -156,25 +157,28 @@ def test_unknown_routes_are_not_found(proxy: Proxy) -> None:
 
 
 def test_an_upstream_off_the_allowlist_is_refused_before_any_request(
-    make_proxy: object, upstream: object
+    make_proxy: Callable[..., Proxy], upstream: Upstream
 ) -> None:
-    proxy = make_proxy(allowlist=[upstream.url("/tokens")])  # type: ignore[operator,attr-defined]
+    proxy = make_proxy(allowlist=[upstream.url("/tokens")])
     assert proxy.create("/tokens").status_code == 201
     for path in ("/echo", "/tokens/more", "/tokens?n=1"):
         refused = proxy.create(path)
         assert (refused.status_code, code(refused)) == (403, "UPSTREAM_NOT_ALLOWED")
     elsewhere = httpx.post(
-        proxy.url, headers={**SERVICE, "Upstream-URL": "http://localhost:1/", "Upstream-Method": "GET"}
+        proxy.url,
+        headers={**SERVICE, "Upstream-URL": "http://localhost:1/", "Upstream-Method": "GET"},
     )
     assert code(elsewhere) == "UPSTREAM_NOT_ALLOWED"
-    assert upstream.hits == {"/tokens": 1}  # type: ignore[attr-defined]
+    assert upstream.hits == {"/tokens": 1}
 
 
-def test_an_empty_allowlist_refuses_everything(make_proxy: object, upstream: object) -> None:
-    proxy = make_proxy(allowlist=[])  # type: ignore[operator]
+def test_an_empty_allowlist_refuses_everything(
+    make_proxy: Callable[..., Proxy], upstream: Upstream
+) -> None:
+    proxy = make_proxy(allowlist=[])
     refused = proxy.create("/tokens")
     assert (refused.status_code, code(refused)) == (403, "UPSTREAM_NOT_ALLOWED")
-    assert not upstream.hits  # type: ignore[attr-defined]
+    assert not upstream.hits
 
 
 def test_a_redirect_is_refused_and_not_followed(proxy: Proxy) -> None:
@@ -184,7 +188,7 @@ def test_a_redirect_is_refused_and_not_followed(proxy: Proxy) -> None:
     assert proxy.upstream.hits["/tokens"] == 0  # its target is allowed, and still not fetched
 
 
-# -- upstream failures (4.1, 8.1, 11.4) -------------------------------------------------------------
+# -- upstream failures (4.1, 8.1, 11.4) -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [400, 401, 429, 500, 503])
@@ -198,14 +202,16 @@ def test_an_upstream_error_status_is_a_502_with_its_status_and_body(
     assert answer.json() == {"error": "upstream says no"}
 
 
-def test_a_large_upstream_error_body_is_cut(make_proxy: object) -> None:
-    proxy = make_proxy(max_error_bytes=1000)  # type: ignore[operator]
+def test_a_large_upstream_error_body_is_cut(make_proxy: Callable[..., Proxy]) -> None:
+    proxy = make_proxy(max_error_bytes=1000)
     answer = proxy.create("/status/500?size=100000")
     assert answer.status_code == 502 and answer.content == b"x" * 1000
 
 
-def test_an_upstream_slower_than_the_header_timeout_is_a_504(make_proxy: object) -> None:
-    proxy = make_proxy(header_timeout=0.3)  # type: ignore[operator]
+def test_an_upstream_slower_than_the_header_timeout_is_a_504(
+    make_proxy: Callable[..., Proxy],
+) -> None:
+    proxy = make_proxy(header_timeout=0.3)
     started = time.monotonic()
     answer = proxy.create("/slow?seconds=20")
     assert (answer.status_code, code(answer)) == (504, "UPSTREAM_TIMEOUT")
@@ -213,9 +219,9 @@ def test_an_upstream_slower_than_the_header_timeout_is_a_504(make_proxy: object)
 
 
 def test_an_unreachable_upstream_is_a_502_without_an_upstream_status(
-    make_proxy: object,
+    make_proxy: Callable[..., Proxy],
 ) -> None:
-    proxy = make_proxy(allowlist=["http://127.0.0.1:1"])  # type: ignore[operator]
+    proxy = make_proxy(allowlist=["http://127.0.0.1:1"])
     answer = httpx.post(
         proxy.url,
         headers={**SERVICE, "Upstream-URL": "http://127.0.0.1:1/x", "Upstream-Method": "GET"},
@@ -224,7 +230,7 @@ def test_an_unreachable_upstream_is_a_502_without_an_upstream_status(
     assert "upstream-status" not in answer.headers
 
 
-def test_a_storage_failure_is_a_502_storage_error(upstream: object) -> None:
+def test_a_storage_failure_is_a_502_storage_error(upstream: Upstream) -> None:
     from durable_streams.proxy import ProxyApp
     from durable_streams.server import Server
 
@@ -232,14 +238,15 @@ def test_a_storage_failure_is_a_502_storage_error(upstream: object) -> None:
         app = ProxyApp(
             "http://127.0.0.1:1/streams",
             secret=SECRET,
-            allowlist=[upstream.origin],  # type: ignore[attr-defined]
+            allowlist=[upstream.origin],
+            retry=RetryPolicy(max_retries=1),
         )
         server.mount("/v1/proxy", app)
         answer = httpx.post(
             f"{server.url}/v1/proxy",
             headers={
                 **SERVICE,
-                "Upstream-URL": upstream.url("/tokens"),  # type: ignore[attr-defined]
+                "Upstream-URL": upstream.url("/tokens"),
                 "Upstream-Method": "GET",
             },
             timeout=30,
@@ -263,20 +270,20 @@ def test_an_upstream_that_breaks_off_leaves_what_it_sent_in_an_unclosed_stream(
 
 
 def test_an_upstream_silent_past_the_idle_timeout_is_cut_and_its_bytes_kept(
-    make_proxy: object, upstream: object
+    make_proxy: Callable[..., Proxy], upstream: Upstream
 ) -> None:
-    proxy = make_proxy(idle_timeout=0.3)  # type: ignore[operator]
+    proxy = make_proxy(idle_timeout=0.3)
     location = proxy.create("/held?n=3").headers["location"]
     deadline = time.monotonic() + 20
     while proxy.app._pipes and time.monotonic() < deadline:
         time.sleep(0.02)
-    upstream.release.set()  # type: ignore[attr-defined]
+    upstream.release.set()
     answer = httpx.get(location)
     assert answer.content == tokens(0, 0)
     assert "stream-closed" not in answer.headers
 
 
-# -- pre-signed URLs (7) ---------------------------------------------------------------------------
+# -- pre-signed URLs (7) --------------------------------------------------------------------------
 
 
 def test_a_read_needs_a_genuine_signature_for_that_stream(proxy: Proxy) -> None:
@@ -284,7 +291,8 @@ def test_a_read_needs_a_genuine_signature_for_that_stream(proxy: Proxy) -> None:
     second = proxy.create("/tokens?n=2").headers["location"]
     assert httpx.get(first).status_code == 200
     signature = parse_qs(urlsplit(first).query)["signature"][0]
-    tampered = with_query(first, signature=signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB"))
+    flipped = "AA" if signature[-2:] != "AA" else "BB"
+    tampered = with_query(first, signature=signature[:-2] + flipped)
     assert code(httpx.get(tampered)) == "SIGNATURE_INVALID"
     moved = with_query(first, expires=str(int(parse_qs(urlsplit(first).query)["expires"][0]) + 1))
     assert code(httpx.get(moved)) == "SIGNATURE_INVALID"
@@ -332,7 +340,7 @@ def test_head_and_delete_take_the_service_secret_and_not_a_signature(proxy: Prox
     assert httpx.delete(bare, headers=SERVICE).status_code == 204  # idempotent
 
 
-# -- abort (4.3, 8.3) --------------------------------------------------------------------------------
+# -- abort (4.3, 8.3) -----------------------------------------------------------------------------
 
 
 def test_abort_cuts_the_upstream_keeps_what_came_and_ends_the_stream(proxy: Proxy) -> None:
@@ -362,7 +370,7 @@ def test_abort_needs_the_signature_and_the_abort_action(proxy: Proxy) -> None:
     assert httpx.patch(with_query(location, action="abort")).status_code == 204  # finished
 
 
-# -- CORS (10) ---------------------------------------------------------------------------------------
+# -- CORS (10) ------------------------------------------------------------------------------------
 
 
 def test_preflight_and_exposed_headers(proxy: Proxy) -> None:

@@ -21,6 +21,7 @@ import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
+from .._retry import RetryPolicy
 from .._writing._handle_async import AsyncDurableStream
 from ._rules import (
     ALLOWED_METHODS,
@@ -103,6 +104,8 @@ class ProxyApp:
     URLs expire after ``url_ttl`` seconds and the streams after ``stream_ttl``. Redirects are
     never followed. The app keeps its upstream fetches and their streams' content types in
     memory: ``aclose()`` (or the ASGI lifespan's shutdown) aborts the fetches in flight.
+    ``retry`` is the policy of its requests to the Durable Streams server (default: the
+    package's bounded one).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class ProxyApp:
         idle_timeout: float = 600.0,
         max_error_bytes: int = 64 * 1024,
         max_request_bytes: int = 32 * 1024 * 1024,
+        retry: RetryPolicy | None = None,
     ) -> None:
         proto.check_url(streams_url)
         if not secret:
@@ -136,6 +140,7 @@ class ProxyApp:
         self.idle_timeout = idle_timeout
         self.max_error_bytes = max_error_bytes
         self.max_request_bytes = max_request_bytes
+        self.retry = retry
         self._pipes: dict[str, _Pipe] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._content_types: dict[str, str] = {}
@@ -355,6 +360,7 @@ class ProxyApp:
                 content_type=stored_type,
                 ttl_seconds=self.stream_ttl,
                 client=self._http(),
+                retry=self.retry,
                 coalesce=False,
             )
         except errors.DurableStreamError as exc:

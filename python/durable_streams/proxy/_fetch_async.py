@@ -80,7 +80,8 @@ class AsyncProxyResponse:
         """Ask the proxy to stop the upstream request (``PATCH ...&action=abort``); what was
         received until then stays readable, and the stream ends there."""
         async with httpx.AsyncClient(timeout=self._timeout) as client:
-            answer = await client.patch(self.stream_url, params={"action": "abort"})
+            joiner = "&" if urlsplit(self.stream_url).query else "?"
+            answer = await client.patch(f"{self.stream_url}{joiner}action=abort")
         if answer.status_code >= 300:
             raise _proxy_error(answer, self.stream_url)
 
