@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from durable_streams import RetryPolicy, stream
+from durable_streams.proxy import _app as proxy_app
 
 from .conftest import SECRET, Proxy
-from .upstream import Upstream, tokens
+from .upstream import Upstream, big_body, tokens
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,6 +70,18 @@ def test_a_created_stream_holds_the_upstream_body_and_is_closed_at_its_end(
     assert catch_up.headers["stream-closed"] == "true"
     assert "Upstream-Content-Type" in catch_up.headers["access-control-expose-headers"]
     assert proxy.upstream.hits["/tokens"] == 1
+
+
+def test_a_body_larger_than_the_pipe_buffer_is_stored_whole_and_in_order(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small bounds, so that the upstream waits for the stream and writes are split.
+    monkeypatch.setattr(proxy_app, "_MAX_BUFFER", 64 * 1024)
+    monkeypatch.setattr(proxy_app, "_MAX_WRITE", 16 * 1024)
+    size = 1024 * 1024 + 5
+    created = proxy.create(f"/big?size={size}")
+    assert created.headers["upstream-content-type"] == "application/octet-stream"
+    assert read_all(created.headers["location"]) == big_body(size)
 
 
 def test_reads_resume_from_an_offset(proxy: Proxy) -> None:

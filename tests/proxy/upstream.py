@@ -11,7 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["Upstream", "tokens"]
+__all__ = ["Upstream", "big_body", "tokens"]
 
 _LIMIT = 30.0  # no handler outlives this, whatever the test does
 
@@ -21,10 +21,16 @@ def tokens(first: int, last: int) -> bytes:
     return b"".join(b"data: token-%d\n\n" % i for i in range(first, last + 1))
 
 
+def big_body(size: int) -> bytes:
+    """``size`` bytes where every position is told apart (a lost or repeated piece shows)."""
+    return b"".join(b"%015d\n" % i for i in range(size // 16 + 1))[:size]
+
+
 class Upstream:
     """Paths: ``/tokens?n=N&gap=S`` N SSE events, S seconds apart; ``/held?n=N`` the first
     event, then the rest once ``release`` is set; ``/endless`` an event every 20 ms until the
-    connection is cut (then ``cut`` is set); ``/broken`` two events, then the connection
+    connection is cut (then ``cut`` is set); ``/big?size=N`` N bytes (``big_body``);
+    ``/broken`` two events, then the connection
     drops; ``/slow?seconds=S`` headers after S seconds; ``/status/CODE?size=N`` an error;
     ``/redirect`` a 302 to ``/tokens``; ``/echo`` the request as JSON."""
 
@@ -98,6 +104,12 @@ class Upstream:
                     time.sleep(0.02)
             except OSError:
                 self.cut.set()
+        elif path == "/big":
+            self._start(h, "application/octet-stream")
+            data = big_body(int(query["size"]))
+            for start in range(0, len(data), 64 * 1024):
+                self._chunk(h, data[start : start + 64 * 1024])
+            self._end(h)
         elif path == "/broken":
             self._start(h)
             self._chunk(h, tokens(0, 1))
@@ -140,9 +152,9 @@ class Upstream:
             h.end_headers()
 
     @staticmethod
-    def _start(h: BaseHTTPRequestHandler) -> None:
+    def _start(h: BaseHTTPRequestHandler, content_type: str = "text/event-stream") -> None:
         h.send_response(200)
-        h.send_header("content-type", "text/event-stream")
+        h.send_header("content-type", content_type)
         h.send_header("transfer-encoding", "chunked")
         h.end_headers()
         h.wfile.flush()

@@ -41,6 +41,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# What the pipe holds while the stream is slower than the upstream (then the upstream waits),
+# and what one write carries at most.
+_MAX_BUFFER = 8 * 1024 * 1024
+_MAX_WRITE = 1024 * 1024
+_SETTLE_SECONDS = 30.0
+_STORAGE_TIMEOUT = 30.0
 _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _READ_PARAMS = ("cursor", "live", "offset")
 _PASSED_BACK = frozenset(
@@ -237,14 +243,14 @@ class ProxyApp:
             pipe = self._pipes.get(stream_id)
             if pipe is not None:
                 self._abort(pipe)
-                await pipe.done.wait()  # flushed and closed when this answer goes out
+                await self._settled(pipe)  # flushed and closed when this answer goes out
             await _send(send, 204)
         else:
             self._check_service(query, headers)
             pipe = self._pipes.get(stream_id)
             if pipe is not None:
                 self._abort(pipe)
-                await pipe.done.wait()
+                await self._settled(pipe)
             await self._delete(stream_id)
             await _send(send, 204)
 
@@ -383,6 +389,11 @@ class ProxyApp:
 
     # -- piping -------------------------------------------------------------------------------
 
+    async def _settled(self, pipe: _Pipe) -> None:
+        """Wait (boundedly) for an aborted pipe to have written what it had."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(pipe.done.wait(), _SETTLE_SECONDS)
+
     def _abort(self, pipe: _Pipe) -> None:
         pipe.aborted = True
         if pipe.reader is not None:
@@ -397,6 +408,7 @@ class ProxyApp:
         and on abort; after an upstream failure or silence it is left open: unfinished."""
         buffer = bytearray()
         more = asyncio.Event()
+        drained = asyncio.Event()
         ending: list[str] = []
 
         async def read() -> str:
@@ -412,19 +424,27 @@ class ProxyApp:
                     return "error"
                 buffer.extend(chunk)
                 more.set()
+                while len(buffer) >= _MAX_BUFFER:
+                    drained.clear()
+                    await drained.wait()
 
         async def write() -> None:
             while True:
                 await more.wait()
                 more.clear()
-                end = ending[0] if ending else None
-                data = bytes(buffer)
-                buffer.clear()
-                if end in ("complete", "abort"):
-                    await handle.close_stream(data or None)
-                    return
-                if data:
-                    await handle.append(data)
+                end = ending[0] if ending else None  # once set, the buffer grows no more
+                while True:
+                    data = bytes(buffer[:_MAX_WRITE])
+                    del buffer[:_MAX_WRITE]
+                    drained.set()
+                    last = not buffer
+                    if last and end in ("complete", "abort"):
+                        await handle.close_stream(data or None)
+                        return
+                    if data:
+                        await handle.append(data)
+                    if last:
+                        break
                 if end is not None:
                     return
 
@@ -525,7 +545,7 @@ class ProxyApp:
 
     async def _head(self, stream_id: str, send: Send) -> None:
         try:
-            response = await self._http().head(self.stream_url(stream_id))
+            response = await self._http().head(self.stream_url(stream_id), timeout=_STORAGE_TIMEOUT)
         except httpx.HTTPError as exc:
             raise _Reply(502, "STORAGE_ERROR", f"the stream could not be read: {exc}") from None
         if response.status_code == 404:
@@ -540,7 +560,9 @@ class ProxyApp:
 
     async def _delete(self, stream_id: str) -> None:
         try:
-            response = await self._http().delete(self.stream_url(stream_id))
+            response = await self._http().delete(
+                self.stream_url(stream_id), timeout=_STORAGE_TIMEOUT
+            )
         except httpx.HTTPError as exc:
             raise _Reply(502, "STORAGE_ERROR", f"the stream could not be deleted: {exc}") from None
         if response.status_code >= 300 and response.status_code != 404:

@@ -82,7 +82,11 @@ async def call_asgi(app: ASGIApp, request: Request, server: tuple[str, int]) -> 
         try:
             while True:
                 if task.done() and pieces.empty():
-                    return
+                    # Ended without finishing its answer: the connection is dropped rather
+                    # than the answer passed off as whole.
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                    raise OSError("the application ended without finishing its answer")
                 get = asyncio.ensure_future(pieces.get())
                 waiting: set[asyncio.Future[Any]] = {get, task}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
