@@ -372,6 +372,17 @@ def test_abort_cuts_the_upstream_keeps_what_came_and_ends_the_stream(proxy: Prox
     assert read_all(location) == kept
 
 
+def test_delete_aborts_the_upstream_in_flight_and_removes_the_stream(proxy: Proxy) -> None:
+    location = proxy.create("/endless").headers["location"]
+    with stream(location, live="long-poll") as response:
+        assert next(iter(response.iter_bytes())).startswith(tokens(0, 0))
+    deleted = httpx.delete(without_query(location), headers=SERVICE)
+    assert deleted.status_code == 204
+    assert proxy.upstream.cut.wait(10)
+    assert code(httpx.get(location)) == "STREAM_NOT_FOUND"
+    assert not proxy.app._pipes
+
+
 def test_abort_needs_the_signature_and_the_abort_action(proxy: Proxy) -> None:
     location = proxy.create("/tokens?n=2").headers["location"]
     read_all(location)
