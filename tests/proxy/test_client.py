@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from durable_streams import ProxyError, ResponseError, UpstreamError, UsageError
@@ -21,7 +20,7 @@ from durable_streams.proxy import (
     durable_fetch,
 )
 
-from .conftest import SECRET, Proxy
+from .conftest import SECRET, Proxy, http
 from .upstream import Upstream, tokens
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,7 +72,7 @@ def test_a_remembered_stream_that_is_gone_or_expired_is_asked_for_again(
     assert first.read() == tokens(0, 2)
     first.close()
     bare = first.stream_url.split("?")[0]
-    assert httpx.delete(bare, headers={"Authorization": f"Bearer {SECRET}"}).status_code == 204
+    assert http.delete(bare, headers={"Authorization": f"Bearer {SECRET}"}).status_code == 204
     second = durable_fetch(proxy.url, url, secret=SECRET, request_id="r", store=store)
     assert not second.resumed and second.read() == tokens(0, 2)
     second.close()
@@ -237,7 +236,7 @@ def test_durable_streams_serve_hosts_the_proxy(upstream: Upstream, tmp_path: Pat
             durable_fetch(f"{url}/v1/proxy", "http://127.0.0.1:1/", secret="from-env")
         assert refused_upstream.value.code == "UPSTREAM_NOT_ALLOWED"
         # Its streams live on the same server.
-        stored = httpx.get(f"{url}/v1/stream/proxy/{response.stream_id}")
+        stored = http.get(f"{url}/v1/stream/proxy/{response.stream_id}")
         assert stored.content == tokens(0, 3)
     finally:
         server.terminate()

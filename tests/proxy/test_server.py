@@ -15,7 +15,7 @@ import pytest
 from durable_streams import RetryPolicy, stream
 from durable_streams.proxy import _app as proxy_app
 
-from .conftest import SECRET, Proxy
+from .conftest import SECRET, Proxy, http
 from .upstream import Upstream, big_body, tokens
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,11 +60,11 @@ def test_a_created_stream_holds_the_upstream_body_and_is_closed_at_its_end(
     assert set(parse_qs(urlsplit(location).query)) == {"expires", "signature"}
     # The 201 came before the body was whole: the read follows the writing to the end.
     assert read_all(location, live) == tokens(0, 19)
-    head = httpx.head(without_query(location), headers=SERVICE)
+    head = http.head(without_query(location), headers=SERVICE)
     assert head.status_code == 200
     assert head.headers["stream-closed"] == "true"
     assert head.headers["upstream-content-type"] == "text/event-stream"
-    catch_up = httpx.get(location)
+    catch_up = http.get(location)
     assert catch_up.status_code == 200 and catch_up.content == tokens(0, 19)
     assert catch_up.headers["upstream-content-type"] == "text/event-stream"
     assert catch_up.headers["stream-closed"] == "true"
@@ -90,10 +90,10 @@ def test_reads_resume_from_an_offset(proxy: Proxy) -> None:
     assert whole == tokens(0, 5)
     with stream(location) as response:
         first = next(iter(response.iter_events()))
-    rest = httpx.get(with_query(location, offset=first.offset))
+    rest = http.get(with_query(location, offset=first.offset))
     assert rest.status_code == 200
     assert first.data + rest.content == whole
-    tail = httpx.get(with_query(location, offset=rest.headers["stream-next-offset"]))
+    tail = http.get(with_query(location, offset=rest.headers["stream-next-offset"]))
     assert tail.content == b"" and tail.headers["stream-up-to-date"] == "true"
 
 
@@ -138,7 +138,7 @@ def test_create_needs_the_service_secret(proxy: Proxy) -> None:
     assert (missing.status_code, code(missing)) == (401, "MISSING_SECRET")
     wrong = proxy.create("/tokens", auth=False, headers={"Authorization": "Bearer nope"})
     assert (wrong.status_code, code(wrong)) == (401, "INVALID_SECRET")
-    as_query = httpx.post(
+    as_query = http.post(
         f"{proxy.url}?secret={SECRET}",
         headers={"Upstream-URL": proxy.upstream.url("/tokens?n=1"), "Upstream-Method": "GET"},
     )
@@ -148,9 +148,9 @@ def test_create_needs_the_service_secret(proxy: Proxy) -> None:
 
 def test_create_validates_the_upstream_url_and_method(proxy: Proxy) -> None:
     url = proxy.upstream.url("/tokens")
-    no_url = httpx.post(proxy.url, headers={**SERVICE, "Upstream-Method": "GET"})
+    no_url = http.post(proxy.url, headers={**SERVICE, "Upstream-Method": "GET"})
     assert (no_url.status_code, code(no_url)) == (400, "MISSING_UPSTREAM_URL")
-    no_method = httpx.post(proxy.url, headers={**SERVICE, "Upstream-URL": url})
+    no_method = http.post(proxy.url, headers={**SERVICE, "Upstream-URL": url})
     assert (no_method.status_code, code(no_method)) == (400, "MISSING_UPSTREAM_METHOD")
     bad = proxy.create("/tokens", method="CONNECT")
     assert (bad.status_code, code(bad)) == (400, "INVALID_UPSTREAM_METHOD")
@@ -161,9 +161,9 @@ def test_create_validates_the_upstream_url_and_method(proxy: Proxy) -> None:
 
 def test_unknown_routes_are_not_found(proxy: Proxy) -> None:
     base = proxy.url.removesuffix("/v1/proxy")
-    assert code(httpx.get(proxy.url, headers=SERVICE)) == "NOT_FOUND"
-    assert code(httpx.get(f"{proxy.url}/a/b", headers=SERVICE)) == "NOT_FOUND"
-    assert httpx.get(f"{base}/v1/proxyx").status_code != 201
+    assert code(http.get(proxy.url, headers=SERVICE)) == "NOT_FOUND"
+    assert code(http.get(f"{proxy.url}/a/b", headers=SERVICE)) == "NOT_FOUND"
+    assert http.get(f"{base}/v1/proxyx").status_code != 201
 
 
 # -- the allowlist and redirects (6, 6.1) ---------------------------------------------------------
@@ -177,7 +177,7 @@ def test_an_upstream_off_the_allowlist_is_refused_before_any_request(
     for path in ("/echo", "/tokens/more", "/tokens?n=1"):
         refused = proxy.create(path)
         assert (refused.status_code, code(refused)) == (403, "UPSTREAM_NOT_ALLOWED")
-    elsewhere = httpx.post(
+    elsewhere = http.post(
         proxy.url,
         headers={**SERVICE, "Upstream-URL": "http://localhost:1/", "Upstream-Method": "GET"},
     )
@@ -235,7 +235,7 @@ def test_an_unreachable_upstream_is_a_502_without_an_upstream_status(
     make_proxy: Callable[..., Proxy],
 ) -> None:
     proxy = make_proxy(allowlist=["http://127.0.0.1:1"])
-    answer = httpx.post(
+    answer = http.post(
         proxy.url,
         headers={**SERVICE, "Upstream-URL": "http://127.0.0.1:1/x", "Upstream-Method": "GET"},
     )
@@ -255,7 +255,7 @@ def test_a_storage_failure_is_a_502_storage_error(upstream: Upstream) -> None:
             retry=RetryPolicy(max_retries=1),
         )
         server.mount("/v1/proxy", app)
-        answer = httpx.post(
+        answer = http.post(
             f"{server.url}/v1/proxy",
             headers={
                 **SERVICE,
@@ -277,7 +277,7 @@ def test_an_upstream_that_breaks_off_leaves_what_it_sent_in_an_unclosed_stream(
             break
         time.sleep(0.02)
     assert not proxy.app._pipes
-    answer = httpx.get(location)
+    answer = http.get(location)
     assert answer.content == tokens(0, 1)
     assert "stream-closed" not in answer.headers  # unfinished, told apart from an end
 
@@ -291,7 +291,7 @@ def test_an_upstream_silent_past_the_idle_timeout_is_cut_and_its_bytes_kept(
     while proxy.app._pipes and time.monotonic() < deadline:
         time.sleep(0.02)
     upstream.release.set()
-    answer = httpx.get(location)
+    answer = http.get(location)
     assert answer.content == tokens(0, 0)
     assert "stream-closed" not in answer.headers
 
@@ -302,17 +302,17 @@ def test_an_upstream_silent_past_the_idle_timeout_is_cut_and_its_bytes_kept(
 def test_a_read_needs_a_genuine_signature_for_that_stream(proxy: Proxy) -> None:
     first = proxy.create("/tokens?n=2").headers["location"]
     second = proxy.create("/tokens?n=2").headers["location"]
-    assert httpx.get(first).status_code == 200
+    assert http.get(first).status_code == 200
     signature = parse_qs(urlsplit(first).query)["signature"][0]
     flipped = "AA" if signature[-2:] != "AA" else "BB"
     tampered = with_query(first, signature=signature[:-2] + flipped)
-    assert code(httpx.get(tampered)) == "SIGNATURE_INVALID"
+    assert code(http.get(tampered)) == "SIGNATURE_INVALID"
     moved = with_query(first, expires=str(int(parse_qs(urlsplit(first).query)["expires"][0]) + 1))
-    assert code(httpx.get(moved)) == "SIGNATURE_INVALID"
+    assert code(http.get(moved)) == "SIGNATURE_INVALID"
     other = without_query(second) + "?" + urlsplit(first).query  # another stream's signature
-    answer = httpx.get(other)
+    answer = http.get(other)
     assert (answer.status_code, code(answer)) == (401, "SIGNATURE_INVALID")
-    no_signature = httpx.get(without_query(first) + "?expires=99999999999")
+    no_signature = http.get(without_query(first) + "?expires=99999999999")
     assert (no_signature.status_code, code(no_signature)) == (401, "MISSING_SIGNATURE")
 
 
@@ -320,37 +320,37 @@ def test_an_expired_url_is_refused_even_with_a_genuine_signature(proxy: Proxy) -
     location = proxy.create("/tokens?n=1").headers["location"]
     stream_id = urlsplit(location).path.rsplit("/", 1)[1]
     stale = proxy.app.signed_url(proxy.url, stream_id, now=time.time() - proxy.app.url_ttl - 5)
-    answer = httpx.get(stale)
+    answer = http.get(stale)
     assert (answer.status_code, code(answer)) == (401, "SIGNATURE_EXPIRED")
-    patch = httpx.patch(with_query(stale, action="abort"))
+    patch = http.patch(with_query(stale, action="abort"))
     assert code(patch) == "SIGNATURE_EXPIRED"
     fresh = proxy.app.signed_url(proxy.url, stream_id)
-    assert httpx.get(fresh).status_code == 200
+    assert http.get(fresh).status_code == 200
 
 
 def test_an_unsigned_read_falls_back_to_the_service_secret(proxy: Proxy) -> None:
     location = proxy.create("/tokens?n=3").headers["location"]
     read_all(location)
     bare = without_query(location)
-    assert code(httpx.get(bare)) == "MISSING_SECRET"
-    assert code(httpx.get(bare, headers={"Authorization": "Bearer nope"})) == "INVALID_SECRET"
-    served = httpx.get(bare, headers=SERVICE)
+    assert code(http.get(bare)) == "MISSING_SECRET"
+    assert code(http.get(bare, headers={"Authorization": "Bearer nope"})) == "INVALID_SECRET"
+    served = http.get(bare, headers=SERVICE)
     assert served.status_code == 200 and served.content == tokens(0, 2)
-    assert httpx.get(f"{bare}?secret={SECRET}").content == tokens(0, 2)
+    assert http.get(f"{bare}?secret={SECRET}").content == tokens(0, 2)
 
 
 def test_head_and_delete_take_the_service_secret_and_not_a_signature(proxy: Proxy) -> None:
     location = proxy.create("/tokens?n=2").headers["location"]
     read_all(location)
     bare = without_query(location)
-    assert httpx.head(location).status_code == 401  # the signature grants no metadata
-    assert httpx.delete(location).status_code == 401
-    assert httpx.get(location).status_code == 200
-    assert httpx.delete(bare, headers=SERVICE).status_code == 204
-    gone = httpx.get(location)
+    assert http.head(location).status_code == 401  # the signature grants no metadata
+    assert http.delete(location).status_code == 401
+    assert http.get(location).status_code == 200
+    assert http.delete(bare, headers=SERVICE).status_code == 204
+    gone = http.get(location)
     assert (gone.status_code, code(gone)) == (404, "STREAM_NOT_FOUND")
-    assert httpx.head(bare, headers=SERVICE).status_code == 404
-    assert httpx.delete(bare, headers=SERVICE).status_code == 204  # idempotent
+    assert http.head(bare, headers=SERVICE).status_code == 404
+    assert http.delete(bare, headers=SERVICE).status_code == 204  # idempotent
 
 
 # -- abort (4.3, 8.3) -----------------------------------------------------------------------------
@@ -361,14 +361,14 @@ def test_abort_cuts_the_upstream_keeps_what_came_and_ends_the_stream(proxy: Prox
     with stream(location, live="long-poll") as response:
         first = next(iter(response.iter_bytes()))
     assert first.startswith(tokens(0, 0))
-    aborted = httpx.patch(with_query(location, action="abort"))
+    aborted = http.patch(with_query(location, action="abort"))
     assert aborted.status_code == 204
     assert proxy.upstream.cut.wait(10)  # the upstream connection was closed
     kept = read_all(location)  # ends: the aborted stream is closed
     sent = proxy.upstream.sent
     assert kept == tokens(0, len(kept.split(b"\n\n")) - 2)  # a whole prefix, in order
     assert tokens(0, 0) in kept and len(kept) <= len(tokens(0, sent))
-    assert httpx.patch(with_query(location, action="abort")).status_code == 204  # idempotent
+    assert http.patch(with_query(location, action="abort")).status_code == 204  # idempotent
     assert read_all(location) == kept
 
 
@@ -376,10 +376,10 @@ def test_delete_aborts_the_upstream_in_flight_and_removes_the_stream(proxy: Prox
     location = proxy.create("/endless").headers["location"]
     with stream(location, live="long-poll") as response:
         assert next(iter(response.iter_bytes())).startswith(tokens(0, 0))
-    deleted = httpx.delete(without_query(location), headers=SERVICE)
+    deleted = http.delete(without_query(location), headers=SERVICE)
     assert deleted.status_code == 204
     assert proxy.upstream.cut.wait(10)
-    assert code(httpx.get(location)) == "STREAM_NOT_FOUND"
+    assert code(http.get(location)) == "STREAM_NOT_FOUND"
     assert not proxy.app._pipes
 
 
@@ -387,18 +387,18 @@ def test_abort_needs_the_signature_and_the_abort_action(proxy: Proxy) -> None:
     location = proxy.create("/tokens?n=2").headers["location"]
     read_all(location)
     bare = without_query(location)
-    refused = httpx.patch(f"{bare}?action=abort", headers=SERVICE)  # no service fallback
+    refused = http.patch(f"{bare}?action=abort", headers=SERVICE)  # no service fallback
     assert (refused.status_code, code(refused)) == (401, "MISSING_SIGNATURE")
-    other = httpx.patch(with_query(location, action="pause"))
+    other = http.patch(with_query(location, action="pause"))
     assert (other.status_code, code(other)) == (400, "INVALID_ACTION")
-    assert httpx.patch(with_query(location, action="abort")).status_code == 204  # finished
+    assert http.patch(with_query(location, action="abort")).status_code == 204  # finished
 
 
 # -- CORS (10) ------------------------------------------------------------------------------------
 
 
 def test_preflight_and_exposed_headers(proxy: Proxy) -> None:
-    preflight = httpx.options(proxy.url, headers={"Origin": "http://app.example"})
+    preflight = http.options(proxy.url, headers={"Origin": "http://app.example"})
     assert preflight.status_code == 204
     allowed = preflight.headers["access-control-allow-headers"].lower()
     for name in ("upstream-url", "upstream-method", "upstream-authorization"):

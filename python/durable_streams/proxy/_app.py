@@ -413,7 +413,9 @@ class ProxyApp:
 
         async def read() -> str:
             chunks = upstream.aiter_bytes()
-            while True:
+            # The flag as well as the cancellation: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as a chunk does.
+            while not pipe.aborted:
                 try:
                     chunk = await asyncio.wait_for(chunks.__anext__(), self.idle_timeout)
                 except StopAsyncIteration:
@@ -427,6 +429,7 @@ class ProxyApp:
                 while len(buffer) >= _MAX_BUFFER:
                     drained.clear()
                     await drained.wait()
+            return "abort"
 
         async def write() -> None:
             while True:
