@@ -243,3 +243,31 @@ def test_durable_streams_serve_hosts_the_proxy(upstream: Upstream, tmp_path: Pat
         _, errors_out = server.communicate(timeout=30)
     assert server.returncode == 0, errors_out
     assert b"Traceback" not in errors_out
+
+
+def test_a_read_cut_again_and_again_resumes_with_every_byte_once(
+    proxy: Proxy, core_impl: str, tmp_path: Path
+) -> None:
+    from faultproxy import FaultProxy
+
+    url = proxy.upstream.url("/tokens?n=200")
+    location = proxy.create("/tokens?n=200").headers["location"]
+    deadline = time.monotonic() + 30
+    while proxy.app._pipes and time.monotonic() < deadline:
+        time.sleep(0.01)  # the whole body stored first: the same reads on every run
+    base = proxy.url.removesuffix("/v1/proxy")
+    # Every connection is cut at a random byte (the same ones on every run), in the head or
+    # the body, and the remembered read URL goes through them.
+    with FaultProxy(base, seed=2, fragment=False, cut_mid_response=1.0) as faults:
+        remembered = ProxiedRequest(
+            location.replace(base, faults.url), int(time.time()) + 60, "text/event-stream"
+        )
+        with RequestStore(tmp_path / "requests.db") as store:
+            store.put(proxy.url, "cut", remembered)
+            with durable_fetch(
+                proxy.url, url, secret=SECRET, request_id="cut", store=store
+            ) as response:
+                assert response.resumed
+                assert response.read() == tokens(0, 199)
+        assert faults.stats["cuts_mid_response"] >= 2  # seed 2: three of its four reads
+    assert proxy.upstream.hits["/tokens"] == 1
