@@ -105,6 +105,10 @@ def test_the_app_checks_its_settings() -> None:
         ProxyApp("not a url", secret="s", allowlist=[])
     with pytest.raises(UsageError):
         ProxyApp("http://127.0.0.1:1/s", secret="s", allowlist=[], header_timeout=0)
+    with pytest.raises(UsageError):
+        ProxyApp("http://127.0.0.1:1/s", secret="s", allowlist="https://api.example.com")
+    with pytest.raises(ValueError):
+        ProxyApp("http://127.0.0.1:1/s", secret="s", allowlist=["api.example.com"])
 
 
 def test_the_app_speaks_asgi_lifespan_and_refuses_other_scopes() -> None:

@@ -133,6 +133,8 @@ class ProxyApp:
         proto.check_url(streams_url)
         if not secret:
             raise errors.UsageError("the proxy needs a non-empty secret")
+        if isinstance(allowlist, str):
+            raise errors.UsageError("allowlist is a list of entries, not one string")
         if header_timeout <= 0 or idle_timeout <= 0 or url_ttl <= 0 or stream_ttl <= 0:
             raise errors.UsageError("timeouts and lifetimes must be > 0")
         self.streams_url = streams_url.rstrip("/")
