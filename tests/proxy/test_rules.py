@@ -132,3 +132,47 @@ def test_the_app_speaks_asgi_lifespan_and_refuses_other_scopes() -> None:
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
+
+
+def test_the_app_runs_under_another_asgi_host(server_url: str) -> None:
+    """httpx's ASGITransport calls the app as any ASGI server would, with no server of ours
+    in between; the streams live on the reference server."""
+    import uuid
+
+    import httpx
+
+    from .upstream import Upstream, tokens
+
+    upstream = Upstream()
+
+    async def run() -> None:
+        app = ProxyApp(
+            f"{server_url}/asgi-{uuid.uuid4().hex}", secret="s", allowlist=[upstream.origin]
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as http:
+            created = await http.post(
+                "/v1/proxy",
+                headers={
+                    "Authorization": "Bearer s",
+                    "Upstream-URL": upstream.url("/tokens?n=4"),
+                    "Upstream-Method": "GET",
+                },
+            )
+            assert created.status_code == 201
+            location = created.headers["location"]
+            assert location.startswith("http://proxy.test/v1/proxy/")
+            while app._pipes:  # the pipe runs in this event loop
+                await asyncio.sleep(0.01)
+            read = await http.get(location)
+            assert read.status_code == 200 and read.content == tokens(0, 3)
+            assert read.headers["stream-closed"] == "true"
+            assert read.headers["upstream-content-type"] == "text/event-stream"
+            refused = await http.get(location.replace("signature=", "signature=x"))
+            assert refused.json()["error"]["code"] == "SIGNATURE_INVALID"
+        await app.aclose()
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 30))
+    finally:
+        upstream.close()
