@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -407,3 +408,31 @@ def test_preflight_and_exposed_headers(proxy: Proxy) -> None:
     exposed = created.headers["access-control-expose-headers"].lower()
     for name in ("location", "upstream-content-type", "upstream-status", "stream-next-offset"):
         assert name in exposed
+
+
+def test_a_proxy_shut_down_mid_body_leaves_its_stream_unfinished(
+    server_url: str, upstream: Upstream
+) -> None:
+    from durable_streams.proxy import ProxyApp
+    from durable_streams.server import Server
+
+    streams = f"{server_url}/shutdown-{uuid.uuid4().hex}"
+    server = Server()
+    url = server.start()
+    try:
+        app = ProxyApp(streams, secret=SECRET, allowlist=[upstream.origin])
+        server.mount("/v1/proxy", app)
+        created = http.post(
+            f"{url}/v1/proxy",
+            headers={**SERVICE, "Upstream-URL": upstream.url("/endless"), "Upstream-Method": "GET"},
+        )
+        location = created.headers["location"]
+        with stream(location, live="long-poll") as response:
+            assert next(iter(response.iter_bytes())).startswith(tokens(0, 0))
+    finally:
+        server.close()  # stops the mounted proxy first
+    assert upstream.cut.wait(10)
+    stored = http.get(f"{streams}/{urlsplit(location).path.rsplit('/', 1)[1]}")
+    count = stored.content.count(b"\n\n")
+    assert count >= 1 and stored.content == tokens(0, count - 1)
+    assert "stream-closed" not in stored.headers  # unlike an abort asked for

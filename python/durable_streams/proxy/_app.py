@@ -81,7 +81,7 @@ class _Pipe:
     """One upstream body being written to its stream."""
 
     reader: asyncio.Task[str] | None = None
-    aborted: bool = False
+    stopped: str | None = None  # "abort" (asked for: the stream is closed) or "shutdown"
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -167,10 +167,10 @@ class ProxyApp:
         return self._client
 
     async def aclose(self) -> None:
-        """Abort every upstream fetch in flight (their streams keep what was written) and
-        close the connections."""
+        """Stop every upstream fetch in flight and close the connections. Their streams keep
+        what was written and stay open: unfinished, unlike an abort asked for."""
         for pipe in list(self._pipes.values()):
-            self._abort(pipe)
+            self._abort(pipe, "shutdown")
         tasks = list(self._tasks)
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)
@@ -396,8 +396,8 @@ class ProxyApp:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(pipe.done.wait(), _SETTLE_SECONDS)
 
-    def _abort(self, pipe: _Pipe) -> None:
-        pipe.aborted = True
+    def _abort(self, pipe: _Pipe, reason: str = "abort") -> None:
+        pipe.stopped = pipe.stopped or reason
         if pipe.reader is not None:
             pipe.reader.cancel()
 
@@ -407,7 +407,8 @@ class ProxyApp:
         """Upstream bytes go into ``buffer``; the writer sends what has gathered whenever its
         previous write is answered (so a fast upstream makes few, large appends and a slow one
         is relayed at once). The stream is closed with its last bytes at the upstream's end
-        and on abort; after an upstream failure or silence it is left open: unfinished."""
+        and on abort; after an upstream failure, silence, or the app's shutdown it is left
+        open: unfinished."""
         buffer = bytearray()
         more = asyncio.Event()
         drained = asyncio.Event()
@@ -417,7 +418,7 @@ class ProxyApp:
             chunks = upstream.aiter_bytes()
             # The flag as well as the cancellation: Python 3.11's wait_for can swallow a
             # cancellation that arrives as a chunk does.
-            while not pipe.aborted:
+            while pipe.stopped is None:
                 try:
                     chunk = await asyncio.wait_for(chunks.__anext__(), self.idle_timeout)
                 except StopAsyncIteration:
@@ -431,7 +432,7 @@ class ProxyApp:
                 while len(buffer) >= _MAX_BUFFER:
                     drained.clear()
                     await drained.wait()
-            return "abort"
+            return pipe.stopped
 
         async def write() -> None:
             while True:
@@ -462,10 +463,10 @@ class ProxyApp:
             try:
                 outcome = await reader
             except asyncio.CancelledError:
-                outcome = "abort"
+                outcome = pipe.stopped or "error"
             if writer.done():
                 writer.result()
-            ending.append("abort" if pipe.aborted else outcome)
+            ending.append(pipe.stopped or outcome)
             more.set()
             await writer
             if outcome in ("error", "idle"):
