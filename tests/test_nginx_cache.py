@@ -156,3 +156,49 @@ def test_no_nginx_and_no_apt_fails_saying_so(
     monkeypatch.setattr(nginx, "SEARCH_PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="neither nginx nor apt-get"):
         nginx.ensure_nginx(timeout=5)
+
+
+@pytest.mark.anyio
+async def test_idle_long_poll_readers_stay_together(
+    server_url: str, cache: NginxCache, origin: FaultProxy
+) -> None:
+    path = f"/test/{uuid.uuid4().hex}"
+    handle = await AsyncDurableStream.create(server_url + path, content_type="application/json")
+    received: list[list[int]] = [[] for _ in range(READERS)]
+    got_one = anyio.Event()
+
+    async def read(n: int) -> None:
+        async with astream(cache.url + path, live="long-poll") as res:
+            async for item in res.iter_json():
+                received[n].append(item["n"])
+                if all(received):
+                    got_one.set()
+
+    def empty_answers() -> list[dict[str, str]]:
+        return [
+            line
+            for line in _lines(cache, path)
+            if _query(line).get("live") == "long-poll" and line["status"] == "204"
+        ]
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tasks:
+            for n in range(READERS):
+                tasks.start_soon(read, n)
+            await handle.append({"n": 0})
+            await got_one.wait()
+            # Three long-poll windows pass with nothing new (the server's window is 1 s).
+            while len(empty_answers()) < 3 * READERS:
+                await anyio.sleep(0.1)  # polling nginx's log: nothing to wait on
+            await handle.append({"n": 1})
+            await handle.close_stream()
+    await handle.aclose()
+
+    assert received == [[0, 1]] * READERS
+    empty = empty_answers()
+    from_origin = [line for line in empty if line["upstream"] != "-"]
+    # Each window's 204 went to every reader from one origin request: stored, the readers all
+    # got the same next cursor, so the next window's requests were one key again. (Not
+    # stored, nginx's lock passes the waiters to the origin one after another, each gets
+    # a cursor of its own, and every reader costs the origin a request per window.)
+    assert len(from_origin) <= len(empty) // 5, (len(from_origin), len(empty))
