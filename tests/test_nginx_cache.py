@@ -92,9 +92,13 @@ async def test_long_poll_readers_share_one_origin_request_per_offset(
     long_polls = [line for line in _lines(cache, path) if _query(line).get("live") == "long-poll"]
     upstream = [line for line in long_polls if line["upstream"] != "-"]
     offsets = {_query(line)["offset"] for line in long_polls}
-    # Each message's offset, and the tail after the last (where the close is seen).
-    assert len(offsets) >= MESSAGES
-    assert len(long_polls) >= READERS * MESSAGES
+    answered = [line for line in long_polls if line["status"] == "200"]
+    # Every message but the first (which a reader may have had from its catch-up read) came
+    # to every reader in a long-poll answer of its own, at an offset of its own. (The last
+    # answers, the closing 204s, may not be in the log yet: nginx writes a line after the
+    # reader has its answer.)
+    assert len(answered) >= READERS * (MESSAGES - 1)
+    assert len(offsets) >= MESSAGES - 1
     assert all(line["status"] in ("200", "204") for line in long_polls), long_polls
     # About one origin request per offset: far from one per reader and offset.
     assert len(upstream) <= 3 * len(offsets), (len(upstream), len(offsets))
@@ -159,9 +163,7 @@ def test_no_nginx_and_no_apt_fails_saying_so(
 
 
 @pytest.mark.anyio
-async def test_idle_long_poll_readers_stay_together(
-    server_url: str, cache: NginxCache, origin: FaultProxy
-) -> None:
+async def test_idle_long_poll_readers_stay_together(server_url: str, cache: NginxCache) -> None:
     path = f"/test/{uuid.uuid4().hex}"
     handle = await AsyncDurableStream.create(server_url + path, content_type="application/json")
     received: list[list[int]] = [[] for _ in range(READERS)]
