@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -91,7 +92,7 @@ def add_command(commands: Any) -> None:
         "latency counted from when each was due.",
         epilog="Needs the bench extra (pip install 'durable-streams-rs[bench]'). Streams are "
         "created under --prefix and deleted afterwards. Exit status: 0 done, 1 an operation "
-        "or a scenario failed, 2 bad command line, 130 interrupted.",
+        "or a scenario failed, 2 bad command line, 4 server unreachable, 130 interrupted.",
     )
     bench.add_argument(
         "scenarios",
@@ -240,7 +241,15 @@ def _run_one(plan: Any, counter: MutableSequence[int], barrier: Any) -> Any:
         if barrier is not None:
             await anyio.to_thread.run_sync(barrier.wait, _BARRIER_TIMEOUT)
 
-    return anyio.run(run_plan, plan, counter, ready)
+    # The library's warnings (a retried request) stay off the terminal: the report counts
+    # what failed, and Python's last-resort handler would print each beside the table.
+    logger = logging.getLogger("durable_streams")
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    try:
+        return anyio.run(run_plan, plan, counter, ready)
+    finally:
+        logger.removeHandler(quiet)
 
 
 class _Progress:
@@ -343,9 +352,11 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         )
         return 1
     from .. import IMPLEMENTATION, __version__
+    from .. import _errors as errors
     from .._protocol import check_url
+    from .._retry import RetryPolicy
     from .._writing._handle_sync import DurableStream
-    from ._streams import InputError, _headers
+    from ._streams import EXIT, InputError, _headers
 
     try:
         if not args.url:
@@ -372,6 +383,22 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         "scenarios": {},
     }
     failed = False
+    try:
+        # One stream created and deleted, not retried: a server that is not there, or that
+        # refuses these headers, is one line now rather than retries in every process.
+        probe = DurableStream.create(
+            f"{base_url}/{prefix}/probe",
+            headers=headers,
+            timeout=args.timeout,
+            retry=RetryPolicy.never(),
+        )
+        probe.delete()
+    except errors.TransportError as exc:
+        print(f"durable-streams: {exc}", file=stderr)
+        return EXIT["unreachable"]
+    except errors.DurableStreamError as exc:
+        print(f"durable-streams: {type(exc).__name__}: {exc}", file=stderr)
+        return EXIT["failed"]
     try:
         for scenario in scenarios:
             settings = _settings(args, scenario)
