@@ -164,6 +164,13 @@ def test_open_loop_keeps_the_rate(embedded: str) -> None:
         "append-small", "--url", embedded, "--processes", "1", "--rate", "50", "--duration", "0.3"
     )
     assert out["scenarios"]["append-small"]["ops"] == 15  # rate x duration
+    out = report(
+        "append-small", "--url", embedded, "--processes", "1", "--waves", "--count", "70",
+        "--concurrency", "30",
+    )  # fmt: skip
+    waves = out["scenarios"]["append-small"]
+    check_sane(waves)
+    assert waves["ops"] == 70 and waves["settings"]["waves"] is True  # 30, 30, then 10
 
 
 def test_table_on_a_pipe(embedded: str) -> None:

@@ -40,8 +40,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "append-large": {"size": MIB, "count": 50, "concurrency": 15},
     "producer": {"size": 100, "count": 20_000},
     "catch-up": {"size": 100, "count": 20_000, "readers": 1},
-    "fan-out": {"size": 100, "count": 500, "readers": 10, "rate": 100.0},
-    "many-streams": {"size": 100, "count": 1000, "streams": 50, "rate": 500.0},
+    # A writer's appends in flight are bounded by its concurrency (per stream); open-loop, one
+    # that waits for a slot is late, and its latency says so.
+    "fan-out": {"size": 100, "count": 500, "readers": 10, "rate": 100.0, "concurrency": 100},
+    "many-streams": {
+        "size": 100,
+        "count": 1000,
+        "streams": 50,
+        "rate": 500.0,
+        "concurrency": 100,
+    },
 }
 # What a scenario is made of: its parts are split among processes (a process with none sits
 # out), and so are its count and rate, except where the count is per stream: fan-out's one
@@ -78,6 +86,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def add_command(commands: Any) -> None:
@@ -123,6 +138,12 @@ def add_command(commands: Any) -> None:
         help="stop sending after this long (with --rate and no --count: rate x duration "
         "operations; without --rate: as many as fit)",
     )
+    bench.add_argument(
+        "--waves",
+        action="store_true",
+        help="closed-loop in waves, as upstream's suite sends: --concurrency operations "
+        "started together, the next wave when every one is answered",
+    )
     bench.add_argument("--readers", type=_positive(int), help="catch-up and fan-out readers")
     bench.add_argument("--streams", type=_positive(int), help="many-streams: streams in all")
     bench.add_argument(
@@ -134,9 +155,8 @@ def add_command(commands: Any) -> None:
     bench.add_argument(
         "--processes",
         type=_positive(int),
-        default=os.cpu_count() or 1,
-        help="client processes sharing the load (default: the machine's cores, "
-        f"{os.cpu_count() or 1} here)",
+        default=_cores(),
+        help=f"client processes sharing the load (default: the machine's cores, {_cores()} here)",
     )
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.add_argument(
@@ -183,6 +203,7 @@ def _settings(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     if args.duration is not None and args.count is None:
         settings["count"] = None  # the duration decides
     settings["live"] = args.live
+    settings["waves"] = args.waves
     return settings
 
 
@@ -218,6 +239,7 @@ def _plans(
                 readers=parts[index] if part in ("readers",) else settings["readers"],
                 streams=parts[index] if part == "streams" else settings["streams"],
                 live=settings["live"],
+                waves=args.waves,
                 writer=index == 0,
                 shared=f"{base['prefix']}/fan-out/shared" if shared else None,
                 **base,
@@ -311,6 +333,7 @@ def _launch(plans: list[Any], progress: TextIO | None, on_failure: Callable[[], 
         for plan in plans
     ]
     outcomes: dict[int, Any] = {}
+    wait = 10.0  # for processes to end after their result, then they are stopped
     try:
         with _Progress(progress, label, shared_counter):
             for process in processes:
@@ -329,9 +352,12 @@ def _launch(plans: list[Any], progress: TextIO | None, on_failure: Callable[[], 
                 outcomes[index] = outcome
                 if outcome.failed:
                     on_failure()  # readers in other processes wait on a stream it writes
+    except BaseException:  # Ctrl+C: they ignore it, so they are stopped here
+        wait = 0.0
+        raise
     finally:
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=wait)
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)
@@ -378,7 +404,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             "version": __version__,
             "core": IMPLEMENTATION,
             "python": platform.python_version(),
-            "cpus": os.cpu_count(),
+            "cores": _cores(),
         },
         "scenarios": {},
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableSequence
+from collections.abc import Awaitable, Callable, Coroutine, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ class Plan:
     streams: int
     live: str
     timeout: float
+    waves: bool = False  # closed-loop in waves of `concurrency`, as upstream's suite sends
     headers: dict[str, str] = field(default_factory=dict)
     shared: str | None = None  # fan-out: the path of the stream every process reads
     writer: bool = True  # fan-out: this process writes the shared stream
@@ -129,12 +130,20 @@ async def _drive(
     count: int | None,
     rate: float | None,
     concurrency: int,
-    op: Callable[[int, float], Awaitable[None]],
+    op: Callable[[int, float], Coroutine[Any, Any, None]],
 ) -> None:
     """Calls ``op(i, due)`` ``count`` times (or until the duration ends); ``due`` is the
     perf_counter time the operation was due: its slot in the open-loop schedule, or when a
     closed-loop worker took it."""
     taken = 0
+    if rate is None and run.plan.waves:
+        while (count is None or taken < count) and time.perf_counter() < run.stop_at:
+            wave = concurrency if count is None else min(concurrency, count - taken)
+            async with anyio.create_task_group() as group:
+                for i in range(taken, taken + wave):
+                    group.start_soon(op, i, time.perf_counter())
+            taken += wave
+        return
     if rate is None:
 
         async def worker() -> None:
@@ -380,7 +389,7 @@ async def _write(
 
     if offset:
         await anyio.sleep(offset)  # spreads the streams' schedules over one interval
-    await _drive(run, count, rate, 1, append)
+    await _drive(run, count, rate, run.plan.concurrency, append)
     await _guarded(run, handle.close_stream())
 
 
