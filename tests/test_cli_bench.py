@@ -9,10 +9,11 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -194,35 +195,69 @@ def test_table_on_a_pipe(embedded: str) -> None:
     assert any("p99" in line for line in lines)
 
 
-def test_progress_line_on_a_terminal(embedded: str) -> None:
-    primary, secondary = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = ["append-small", "--url", embedded, "--processes", "1", "--rate", "20", "--count", "20"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "durable_streams", "bench", *args],
-        stdout=secondary,
-        stderr=subprocess.PIPE,
-        env=env,
-    ) as process:
+class Terminal:
+    """The command with its stdout on a pseudo-terminal, read as it writes."""
+
+    def __init__(self, *args: str) -> None:
+        self._primary, secondary = pty.openpty()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "durable_streams", "bench", *args],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         os.close(secondary)
-        seen = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([primary], [], [], 1.0)
+        self.seen = ""
+
+    def read_until(self, done: Callable[[str], bool], wait: float = 60) -> str:
+        deadline = time.monotonic() + wait
+        while not done(self.seen) and time.monotonic() < deadline:
+            ready, _, _ = select.select([self._primary], [], [], 0.5)
             if not ready:
                 continue
             try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # the terminal's other side closed: the command ended
+                chunk = os.read(self._primary, 4096)
+            except OSError:  # the other side closed: the command ended
                 break
             if not chunk:
                 break
-            seen += chunk
-        assert process.wait(timeout=30) == 0
-    os.close(primary)
-    text = seen.decode()
+            self.seen += chunk.decode(errors="replace")
+        return self.seen
+
+    def close(self) -> tuple[int, str]:
+        try:
+            _, errors = self.process.communicate(timeout=30)
+            return self.process.returncode, errors.decode()
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.communicate()
+            os.close(self._primary)
+
+
+def test_progress_line_on_a_terminal(embedded: str) -> None:
+    args = ["append-small", "--url", embedded, "--processes", "1", "--rate", "20", "--count", "20"]
+    terminal = Terminal(*args)
+    text = terminal.read_until(lambda seen: "p99" in seen)
+    status, errors = terminal.close()
+    assert status == 0, errors
     assert "\r\x1b[Kappend-small (1 process): " in text and " ops, " in text
     assert "scenario" in text.split("\r\x1b[K")[-1]  # the table comes after a cleared line
+
+
+def test_ctrl_c_stops_every_process(embedded: str) -> None:
+    # 2,000 appends at 20 a second would take 100 s.
+    terminal = Terminal(
+        *("append-small", "--url", embedded, "--processes", "2"),
+        *("--rate", "20", "--count", "2000"),
+    )
+    terminal.read_until(lambda seen: "(2 processes): " in seen and " ops, " in seen)
+    started = time.monotonic()
+    terminal.process.send_signal(signal.SIGINT)
+    status, errors = terminal.close()
+    assert status == 130 and errors == "durable-streams: interrupted\n"
+    assert time.monotonic() - started < 10
 
 
 def test_bad_command_lines_and_an_unreachable_server(embedded: str) -> None:
