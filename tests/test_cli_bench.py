@@ -13,12 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from durable_streams.testing import local_server
+from injection import inject_status
 from launch import ReferenceServer
 
 
@@ -273,3 +275,23 @@ def test_bad_command_lines_and_an_unreachable_server(embedded: str) -> None:
     assert down.returncode == 4 and time.monotonic() - started < 10  # no retries
     assert down.stderr.startswith("durable-streams: ") and len(down.stderr.splitlines()) == 1
     assert down.stdout == ""
+
+
+def test_a_process_that_fails_stops_the_others_waiting() -> None:
+    prefix = f"bench/fail-{uuid.uuid4().hex[:8]}"
+    with local_server(fault_injection=True) as url:
+        # The second process cannot create its stream (400 is not retried): the first, set
+        # up and waiting for it, stops waiting at once rather than after its 120 s bound.
+        inject_status(url, f"/{prefix}/append-small/1", status=400, count=1, method="PUT")
+        started = time.monotonic()
+        done = bench(
+            "append-small", "--url", url, "--processes", "2", "--count", "20",
+            "--prefix", prefix, "--json",
+        )  # fmt: skip
+        assert time.monotonic() - started < 60
+    assert done.returncode == 1
+    result = json.loads(done.stdout)["scenarios"]["append-small"]
+    assert len(result["failed"]) == 2 and result["ops"] == 0
+    assert "BadRequestError" in result["failed"][1]
+    assert "BrokenBarrierError" in result["failed"][0]
+    assert done.stderr.count("\n") == 1 and "2 process(es) stopped" in done.stderr

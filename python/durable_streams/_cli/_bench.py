@@ -342,6 +342,8 @@ def _launch(plans: list[Any], progress: TextIO | None, on_failure: Callable[[], 
                 try:
                     index, outcome = results.get(timeout=_PROGRESS_EVERY)
                 except queue.Empty:
+                    if any(p.exitcode not in (None, 0) for p in processes):
+                        barrier.abort()  # a process died: the others stop waiting for it
                     if all(not p.is_alive() for p in processes):
                         try:  # the last result may still be in the pipe
                             index, outcome = results.get(timeout=1.0)
@@ -351,7 +353,8 @@ def _launch(plans: list[Any], progress: TextIO | None, on_failure: Callable[[], 
                         continue
                 outcomes[index] = outcome
                 if outcome.failed:
-                    on_failure()  # readers in other processes wait on a stream it writes
+                    barrier.abort()  # the others stop waiting for it, if they still do
+                    on_failure()  # and readers elsewhere of a stream it writes
     except BaseException:  # Ctrl+C: they ignore it, so they are stopped here
         wait = 0.0
         raise
