@@ -236,7 +236,7 @@ def _plans(
                 concurrency=parts[index] if part == "concurrency" else settings["concurrency"],
                 rate=rate if shared or rate is None else rate / processes,
                 duration=settings["duration"],
-                readers=parts[index] if part in ("readers",) else settings["readers"],
+                readers=parts[index] if part == "readers" else settings["readers"],
                 streams=parts[index] if part == "streams" else settings["streams"],
                 live=settings["live"],
                 waves=args.waves,
