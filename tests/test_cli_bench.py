@@ -123,12 +123,12 @@ def test_readers_producer_and_many_streams(server: str) -> None:
     assert scenarios["many-streams"]["latency"]["delivery"]["count"] == 30
 
 
-def test_two_processes_merge_their_histograms(embedded: str) -> None:
+def test_two_processes_merge_their_histograms(server: str) -> None:
     out = report(
         "append-small",
         "fan-out",
         "many-streams",
-        *("--url", embedded, "--processes", "2", "--count", "40", "--size", "50"),
+        *("--url", server, "--processes", "2", "--count", "40", "--size", "50"),
         *("--readers", "4", "--streams", "4", "--rate", "400"),
     )
     scenarios = out["scenarios"]
