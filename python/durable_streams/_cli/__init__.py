@@ -3,7 +3,7 @@
 ``serve`` runs the embedded server and prints its URL, alone, on the first line of stdout;
 it stops on Ctrl+C or SIGTERM. ``create``, ``append``, ``read``, ``head``, ``close``,
 ``fork`` and ``delete`` work on streams (``_streams`` has them and their exit codes,
-``_serve`` the server)."""
+``_serve`` the server); ``bench`` load-tests a server (``_bench``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from . import _streams
+from . import _bench, _streams
 from ._serve import _DEFAULT_PORT, _serve
 
 
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"durable-streams {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _streams.add_commands(commands)
+    _bench.add_command(commands)
     serve = commands.add_parser(
         "serve",
         help="run a local Durable Streams server",
@@ -75,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench.run(args, sys.stdout, sys.stderr)
     if args.command != "serve":
         return _streams.run(args, sys.stdin, sys.stdout, sys.stderr)
     try:
