@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
         "stream, 4 server unreachable, 5 bad input, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"durable-streams {__version__}")
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="VALUE",
+        help="the Authorization header of every request (also after the command; default: "
+        "$DURABLE_STREAMS_AUTH, else $STREAM_AUTH); never printed",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _streams.add_commands(commands)
     serve = commands.add_parser(

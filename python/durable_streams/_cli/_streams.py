@@ -77,6 +77,13 @@ def add_commands(commands: Any) -> None:
             metavar="'NAME: VALUE'",
             help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
         )
+        parser.add_argument(
+            "--auth",
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help="the Authorization header of every request, e.g. --auth 'Bearer T' (default: "
+            "$DURABLE_STREAMS_AUTH, else $STREAM_AUTH); never printed",
+        )
         parser.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")
         parser.add_argument(
             "--retry-for",
@@ -114,6 +121,12 @@ def add_commands(commands: Any) -> None:
     )
     append.add_argument("--raw", action="store_true", help="stdin as raw bytes, not lines")
     append.add_argument(
+        "--batch-json",
+        action="store_true",
+        help="a JSON array (an argument or a line) is one message per element: [1,[2]] "
+        "appends 1 and [2]",
+    )
+    append.add_argument(
         "--producer-id",
         metavar="ID",
         help="name this input: a rerun of the same input with the same id after a failure or "
@@ -146,6 +159,16 @@ def add_commands(commands: Any) -> None:
     fork.add_argument("stream")
     fork.add_argument("new")
     fork.add_argument("--offset", help="the fork point (default: the tail)")
+    fork.add_argument(
+        "--sub-offset",
+        type=_count,
+        metavar="N",
+        help="also inherit N messages (JSON streams) or bytes past --offset",
+    )
+    fork.add_argument(
+        "--ttl", type=int, metavar="SECONDS", help="delete the fork after this idle time"
+    )
+    fork.add_argument("--expires-at", metavar="RFC3339", help="delete the fork at this time")
 
     delete = command("delete", "delete a stream")
     delete.add_argument("stream")
@@ -161,6 +184,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+    return value
+
+
 def _url(args: argparse.Namespace, name: str) -> str:
     if name.startswith(("http://", "https://")):
         return name
@@ -169,13 +202,42 @@ def _url(args: argparse.Namespace, name: str) -> str:
     return join_url(args.url, name)
 
 
+# Where the Authorization header comes from when no --auth is given: ours first, then the name
+# the TypeScript CLI reads, so its scripts work unchanged.
+AUTH_VARIABLES = ("DURABLE_STREAMS_AUTH", "STREAM_AUTH")
+
+
+def _auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The Authorization value and where it came from: --auth, else the first variable set."""
+    given = getattr(args, "auth", None)
+    if given is not None:
+        source, value = "--auth", given
+    else:
+        found = [(name, os.environ[name]) for name in AUTH_VARIABLES if name in os.environ]
+        if not found:
+            return None
+        source, value = found[0]
+    if not value.strip():
+        raise errors.UsageError(f"{source} is empty: give an Authorization value, e.g. 'Bearer T'")
+    return source, value.strip()
+
+
 def _headers(args: argparse.Namespace) -> dict[str, str]:
     headers: dict[str, str] = {}
     for text in args.header:
         name, sep, value = text.partition(":")
         if not sep or not name.strip():
-            raise InputError(f"a header is 'Name: value', not {text!r}")
+            # Not quoted: it may be a credential given without its name.
+            raise InputError("a header is 'Name: value'; -H got one without a name and a colon")
         headers[name.strip()] = value.strip()
+    auth = _auth(args)
+    if auth is not None:
+        source, value = auth
+        explicit = [name for name in headers if name.lower() == "authorization"]
+        if explicit and source == "--auth":
+            raise errors.UsageError("give the Authorization header once: --auth or -H, not both")
+        if not explicit:
+            headers["Authorization"] = value
     return headers
 
 
@@ -192,6 +254,12 @@ def _message(text: str, json_mode: bool, where: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise InputError(f"{where} is not JSON: {exc}") from None
+
+
+def _messages(value: Any, batch: bool) -> list[Any]:
+    """What one JSON input is: one message, or with --batch-json an array's elements (one
+    level: [[1, 2]] is the message [1, 2]), as a server takes a JSON append's array."""
+    return list(value) if batch and isinstance(value, list) else [value]
 
 
 def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
@@ -239,15 +307,23 @@ def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
     with handle:
         handle.head()
         json_mode = is_json_content_type(handle.content_type)
+        if args.batch_json and not json_mode:
+            raise errors.UsageError(
+                f"--batch-json is for JSON streams; this one is {handle.content_type}"
+            )
         if args.data:
             for i, text in enumerate(args.data, 1):
                 # Each argument is a line, as each line of stdin is.
-                handle.append(
-                    _message(text, json_mode, f"argument {i}") if json_mode else text + "\n"
-                )
+                if not json_mode:
+                    handle.append(text + "\n")
+                    continue
+                for message in _messages(_message(text, True, f"argument {i}"), args.batch_json):
+                    handle.append(message)
             return EXIT["ok"]
         progress = _Progress(stderr, enabled=stderr.isatty() and not args.quiet)
         if args.raw:
+            if args.batch_json:
+                raise errors.UsageError("--batch-json takes lines of JSON, not --raw bytes")
             body = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
             if body:
                 handle.append(body)
@@ -295,6 +371,15 @@ def _append_lines(
     try:
         with producer:
             for number, text in _lines(stdin):
+                if args.batch_json:  # a line may hold many messages: count them
+                    value = _message(text, True, f"line {number}")
+                    for message in _messages(value, True):
+                        seen += 1
+                        if seen > skip:
+                            producer.append_nowait(message)
+                    if seen > skip:
+                        progress.add(len(text) + 1)
+                    continue
                 seen += 1
                 if seen <= skip:
                     continue
@@ -452,7 +537,13 @@ def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO
             stdout.write(f"closed at {result.offset}\n")
         elif args.command == "fork":
             with _handle(args, args.stream) as handle:
-                handle.fork(_url(args, args.new), offset=args.offset).close()
+                handle.fork(
+                    _url(args, args.new),
+                    offset=args.offset,
+                    sub_offset=args.sub_offset,
+                    ttl_seconds=args.ttl,
+                    expires_at=args.expires_at,
+                ).close()
         elif args.command == "delete":
             with _handle(args, args.stream) as handle:
                 handle.delete()

@@ -1,0 +1,196 @@
+"""The ``durable-streams`` commands the TypeScript CLI has too (auth, fork's settings, JSON
+arrays as many messages) and the ones over subscriptions and state, run as a user runs them:
+a subprocess against the reference server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from authgate import AuthGate
+from durable_streams import DurableStream
+
+SECRET = "Bearer s3cret-token-42"
+
+
+def cli(
+    *args: str, stdin: bytes = b"", base: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for name in ("DURABLE_STREAMS_URL", "DURABLE_STREAMS_AUTH", "STREAM_AUTH"):
+        environment.pop(name, None)
+    if base is not None:
+        environment["DURABLE_STREAMS_URL"] = base
+    environment.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "durable_streams", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    return done
+
+
+@pytest.fixture
+def base(server_url: str) -> str:
+    return f"{server_url}/v1/stream"
+
+
+@pytest.fixture
+def path() -> str:
+    return f"cli/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def gate(base: str) -> Iterator[AuthGate]:
+    with AuthGate(base, SECRET) as gate:
+        yield gate
+
+
+def lines(done: subprocess.CompletedProcess[bytes]) -> list[object]:
+    return [json.loads(line) for line in done.stdout.decode().splitlines()]
+
+
+# -- auth ---------------------------------------------------------------------------------
+
+
+def test_auth_from_the_flag_reaches_the_server_and_is_never_printed(
+    gate: AuthGate, path: str
+) -> None:
+    assert cli("create", "--json", "--auth", SECRET, path, base=gate.url).returncode == 0
+    # Before the command too, as the TypeScript CLI takes it.
+    assert cli("--auth", SECRET, "append", path, "[1]", base=gate.url).returncode == 0
+    read = cli("read", path, "--auth", SECRET, base=gate.url)
+    assert read.returncode == 0 and lines(read) == [[1]]
+    refused_before = gate.refused
+    wrong = cli("read", path, "--auth", "Bearer wrong", "--retry-for", "0", base=gate.url)
+    assert wrong.returncode == 1 and gate.refused == refused_before + 1
+    assert b"401" in wrong.stderr and b"wrong" not in wrong.stderr
+    verbose = cli("head", path, "-vv", "--auth", SECRET, base=gate.url)
+    assert verbose.returncode == 0
+    assert b"s3cret" not in verbose.stderr + verbose.stdout
+
+
+def test_auth_from_the_environment_and_its_precedence(gate: AuthGate, path: str) -> None:
+    ours = {"DURABLE_STREAMS_AUTH": SECRET}
+    upstream = {"STREAM_AUTH": SECRET}
+    assert cli("create", "--json", path, base=gate.url, env=ours).returncode == 0
+    assert cli("append", path, '{"a":1}', base=gate.url, env=upstream).returncode == 0
+    # DURABLE_STREAMS_AUTH over STREAM_AUTH, --auth over both.
+    both = {"DURABLE_STREAMS_AUTH": SECRET, "STREAM_AUTH": "Bearer stale"}
+    assert cli("head", path, base=gate.url, env=both).returncode == 0
+    stale = {"DURABLE_STREAMS_AUTH": "Bearer stale", "STREAM_AUTH": "Bearer stale"}
+    assert cli("head", path, "--retry-for", "0", base=gate.url, env=stale).returncode == 1
+    assert cli("head", path, "--auth", SECRET, base=gate.url, env=stale).returncode == 0
+    # An explicit -H Authorization is kept over the environment.
+    header = cli("head", path, "-H", f"Authorization: {SECRET}", base=gate.url, env=stale)
+    assert header.returncode == 0
+    assert cli("head", path, base=gate.url).returncode == 1  # none at all: refused
+
+
+def test_auth_that_cannot_work_is_a_usage_error_without_its_value(
+    gate: AuthGate, path: str
+) -> None:
+    forwarded = gate.forwarded
+    empty = cli("head", path, base=gate.url, env={"STREAM_AUTH": "  "})
+    assert empty.returncode == 2 and b"STREAM_AUTH is empty" in empty.stderr
+    twice = cli("head", path, "--auth", SECRET, "-H", f"Authorization: {SECRET}", base=gate.url)
+    assert twice.returncode == 2 and b"not both" in twice.stderr
+    broken = cli("head", path, "--auth", "Bearer s3cret\nX-Injected: 1", base=gate.url)
+    assert broken.returncode == 2 and b"Authorization" in broken.stderr
+    no_name = cli("head", path, "-H", SECRET, base=gate.url)
+    assert no_name.returncode == 5
+    for done in (empty, twice, broken, no_name):
+        assert b"s3cret" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert gate.forwarded == forwarded  # none of them sent anything
+
+
+# -- fork ---------------------------------------------------------------------------------
+
+
+def test_fork_takes_a_sub_offset_a_ttl_and_an_expiry(base: str, path: str) -> None:
+    with DurableStream.create(f"{base}/{path}", content_type="application/json") as handle:
+        after_one = handle.append(1).offset
+        handle.append(2)
+        handle.append(3)
+    head = json.loads(cli("head", "--json", path, base=base).stdout)
+    at = ["--offset", after_one, "--sub-offset", "1"]
+    forked = cli("fork", path, f"{path}-a", *at, base=base)
+    assert forked.returncode == 0, forked.stderr
+    assert lines(cli("read", f"{path}-a", base=base)) == [1, 2]
+    ttl = cli("fork", path, f"{path}-b", "--ttl", "3600", base=base)
+    assert ttl.returncode == 0, ttl.stderr
+    facts = json.loads(cli("head", "--json", f"{path}-b", base=base).stdout)
+    assert facts["ttl_seconds"] == 3600 and facts["offset"] == head["offset"]
+    expiry = "2099-01-01T00:00:00Z"
+    at = cli("fork", path, f"{path}-c", "--expires-at", expiry, base=base)
+    assert at.returncode == 0, at.stderr
+    facts = json.loads(cli("head", "--json", f"{path}-c", base=base).stdout)
+    assert facts["expires_at"].startswith("2099-01-01")
+    bad = cli("fork", path, f"{path}-d", "--sub-offset", "-1", base=base)
+    assert bad.returncode == 2 and b"--sub-offset" in bad.stderr
+
+
+# -- JSON arrays as many messages ---------------------------------------------------------
+
+
+def test_batch_json_appends_each_element_of_an_array(base: str, path: str) -> None:
+    assert cli("create", "--json", path, base=base).returncode == 0
+    done = cli("append", "--batch-json", path, '[{"a":1},{"b":2}]', "[[3,4]]", "5", base=base)
+    assert done.returncode == 0, done.stderr
+    stdin = b'[6,7]\n{"c":8}\n[]\n[[9]]\n'
+    assert cli("append", "--batch-json", path, base=base, stdin=stdin).returncode == 0
+    # Without it an array is one message, as before.
+    assert cli("append", path, "[10,11]", base=base).returncode == 0
+    assert lines(cli("read", path, base=base)) == [
+        {"a": 1},
+        {"b": 2},
+        [3, 4],
+        5,
+        6,
+        7,
+        {"c": 8},
+        [9],
+        [10, 11],
+    ]
+
+
+def test_batch_json_resumes_by_message_and_refuses_other_streams(
+    base: str, path: str, tmp_path: object
+) -> None:
+    assert cli("create", "--json", path, base=base).returncode == 0
+    state = str(tmp_path) + "/state.sqlite"
+    bad = b"[1,2]\n[3,4]\nnot json\n"
+    first = cli(
+        "append", "--batch-json", "--producer-id", "p", "--state", state, path, base=base, stdin=bad
+    )
+    assert first.returncode == 5 and b"line 3 is not JSON" in first.stderr
+    fixed = b"[1,2]\n[3,4]\n[5]\n"
+    again = cli(
+        "append",
+        "--batch-json",
+        "--producer-id",
+        "p",
+        "--state",
+        state,
+        path,
+        base=base,
+        stdin=fixed,
+    )
+    assert again.returncode == 0, again.stderr
+    assert b"skipped the first 4 message(s)" in again.stderr
+    assert lines(cli("read", path, base=base)) == [1, 2, 3, 4, 5]
+    text = f"{path}-text"
+    assert cli("create", text, base=base).returncode == 0
+    refused = cli("append", "--batch-json", text, "[1]", base=base)
+    assert refused.returncode == 2 and b"JSON streams" in refused.stderr
+    assert cli("read", text, base=base).stdout == b""
