@@ -4,6 +4,7 @@ a subprocess against the reference server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from authgate import AuthGate
 from durable_streams import DurableStream
+from durable_streams.state import StateWriter, materialize
 
 SECRET = "Bearer s3cret-token-42"
 
@@ -194,3 +196,162 @@ def test_batch_json_resumes_by_message_and_refuses_other_streams(
     refused = cli("append", "--batch-json", text, "[1]", base=base)
     assert refused.returncode == 2 and b"JSON streams" in refused.stderr
     assert cli("read", text, base=base).stdout == b""
+
+
+# -- state materialize --------------------------------------------------------------------
+
+
+def test_state_materialize_prints_the_view_as_json(base: str, path: str) -> None:
+    with DurableStream.create(f"{base}/{path}", content_type="application/json") as handle:
+        writer = StateWriter(handle)
+        writer.insert("user", "1", {"name": "Ada"})
+        writer.insert("user", "2", {"name": "Bob"})
+        writer.update("user", "1", {"name": "Ada L."})
+        writer.delete("user", "2")
+        last = writer.upsert("team", "t", ["1"])
+    done = cli("state", "materialize", path, base=base)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"user": {"1": {"name": "Ada L."}}, "team": {"t": ["1"]}}
+    assert json.loads(done.stdout) == materialize(f"{base}/{path}")
+    placed = json.loads(cli("state", "materialize", "--with-offset", path, base=base).stdout)
+    assert placed["offset"] == last.offset and placed["state"]["team"] == {"t": ["1"]}
+
+
+def test_state_materialize_names_the_offset_of_a_malformed_message(base: str, path: str) -> None:
+    with DurableStream.create(f"{base}/{path}", content_type="application/json") as handle:
+        StateWriter(handle).insert("user", "1", {"name": "Ada"})
+        bad = handle.append({"type": "user", "key": "2"}).offset  # no headers: not a change
+    done = cli("state", "materialize", path, base=base)
+    assert done.returncode == 1 and bad.encode() in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    skipped = cli("state", "materialize", "--skip-malformed", path, base=base)
+    assert json.loads(skipped.stdout) == {"user": {"1": {"name": "Ada"}}}
+    missing = cli("state", "materialize", f"{path}-none", base=base)
+    assert missing.returncode == 3
+
+
+# -- subscriptions ------------------------------------------------------------------------
+
+
+def test_subscription_management_commands(base: str) -> None:
+    prefix = f"s{uuid.uuid4().hex[:12]}"
+    wakes = f"{prefix}/wakes"
+    assert cli("create", "--json", wakes, base=base).returncode == 0
+    made = cli(
+        "subscription",
+        "create",
+        prefix,
+        "--pattern",
+        f"{prefix}/orders/*",
+        "--wake-stream",
+        wakes,
+        "--lease-ttl-ms",
+        "5000",
+        "--description",
+        "from the CLI",
+        base=base,
+    )
+    assert made.returncode == 0, made.stderr
+    sub = json.loads(made.stdout)
+    assert sub["type"] == "pull-wake" and sub["created"] is True
+    assert sub["pattern"] == f"{prefix}/orders/*" and sub["lease_ttl_ms"] == 5000
+    for name in ("a", "b"):
+        assert cli("create", "--json", f"{prefix}/extra/{name}", base=base).returncode == 0
+    added = cli(
+        "subscription", "add-streams", prefix, f"{prefix}/extra/a", f"{prefix}/extra/b", base=base
+    )
+    assert added.returncode == 0, added.stderr
+    got = json.loads(cli("subscription", "get", prefix, base=base).stdout)
+    linked = {link["path"] for link in got["streams"]}
+    assert {f"{prefix}/extra/a", f"{prefix}/extra/b"} <= linked
+    removed = cli("subscription", "remove-stream", prefix, f"{prefix}/extra/a", base=base)
+    assert removed.returncode == 0
+    got = json.loads(cli("subscription", "get", prefix, base=base).stdout)
+    assert f"{prefix}/extra/a" not in {link["path"] for link in got["streams"]}
+    assert cli("subscription", "delete", prefix, base=base).returncode == 0
+    gone = cli("subscription", "get", prefix, base=base)
+    assert gone.returncode == 3 and prefix.encode() in gone.stderr
+    no_root = cli("subscription", "get", prefix)
+    assert no_root.returncode == 5 and b"--url" in no_root.stderr
+
+
+def _pull_wake(base: str, prefix: str) -> None:
+    assert cli("create", "--json", f"{prefix}/wakes", base=base).returncode == 0
+    made = cli(
+        "subscription",
+        "create",
+        prefix,
+        "--pattern",
+        f"{prefix}/orders/*",
+        "--wake-stream",
+        f"{prefix}/wakes",
+        base=base,
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def test_claim_ack_and_release_across_processes(base: str, tmp_path: object) -> None:
+    prefix = f"s{uuid.uuid4().hex[:12]}"
+    _pull_wake(base, prefix)
+    orders = f"{prefix}/orders/eu"
+    with DurableStream.create(f"{base}/{orders}", content_type="application/json") as handle:
+        handle.append({"order": 1})
+        tail = handle.append({"order": 2}).offset
+    claimed = cli("subscription", "claim", prefix, "--worker", "w1", base=base)
+    assert claimed.returncode == 0, claimed.stderr
+    claim = json.loads(claimed.stdout)
+    assert claim["worker"] == "w1" and claim["token"]
+    assert [s["path"] for s in claim["streams"] if s["has_pending"]] == [orders]
+    # Another worker cannot take it while w1 holds it.
+    taken = cli("subscription", "claim", prefix, "--worker", "w2", base=base)
+    assert taken.returncode == 1 and b"w1" in taken.stderr
+    # Released unfinished: claimed again, nothing acknowledged yet.
+    assert cli("subscription", "release", base=base, stdin=claimed.stdout).returncode == 0
+    again = cli("subscription", "claim", prefix, "--worker", "w2", base=base)
+    assert again.returncode == 0, again.stderr
+    file = f"{tmp_path}/claim.json"
+    with open(file, "wb") as out:
+        out.write(again.stdout)
+    heartbeat = cli("subscription", "ack", "--claim", file, base=base)
+    assert heartbeat.returncode == 0 and json.loads(heartbeat.stdout) == {"next_wake": False}
+    acked = cli("subscription", "ack", "--claim", file, f"{orders}={tail}", "--done", base=base)
+    assert acked.returncode == 0, acked.stderr
+    got = json.loads(cli("subscription", "get", prefix, base=base).stdout)
+    assert {link["path"]: link["acked_offset"] for link in got["streams"]}[orders] == tail
+    idle = cli("subscription", "claim", prefix, base=base)
+    assert idle.returncode == 1 and b"pending" in idle.stderr.lower()
+    # The old claim is fenced now; a bad claim is bad input.
+    stale = cli("subscription", "ack", "--claim", file, f"{orders}={tail}", base=base)
+    assert stale.returncode == 1
+    assert cli("subscription", "release", base=base, stdin=b"{}").returncode == 5
+    assert cli("subscription", "ack", "--claim", file, "no-equals", base=base).returncode == 5
+
+
+def test_consume_prints_each_message_and_acks_it(base: str) -> None:
+    prefix = f"s{uuid.uuid4().hex[:12]}"
+    _pull_wake(base, prefix)
+    tails = {}
+    for region in ("eu", "us"):
+        path = f"{prefix}/orders/{region}"
+        with DurableStream.create(f"{base}/{path}", content_type="application/json") as handle:
+            handle.append({"region": region, "n": 1})
+            tails[path] = handle.append({"region": region, "n": 2}).offset
+    text = f"{prefix}/orders/text"
+    with DurableStream.create(f"{base}/{text}", content_type="text/plain") as handle:
+        tails[text] = handle.append(b"caf\xc3\xa9 \xff").offset
+    done = cli("subscription", "consume", prefix, "--until-idle", "--worker", "w", base=base)
+    assert done.returncode == 0, done.stderr
+    printed = lines(done)
+    by_stream: dict[str, list[object]] = {}
+    for line in printed:
+        assert isinstance(line, dict)
+        by_stream.setdefault(line["stream"], []).append(line.get("data", line.get("data_base64")))
+    assert by_stream[f"{prefix}/orders/eu"] == [{"region": "eu", "n": 1}, {"region": "eu", "n": 2}]
+    assert by_stream[f"{prefix}/orders/us"] == [{"region": "us", "n": 1}, {"region": "us", "n": 2}]
+    # Bytes that are not UTF-8 come as base64.
+    assert by_stream[text] == [base64.b64encode(b"caf\xc3\xa9 \xff").decode()]
+    got = json.loads(cli("subscription", "get", prefix, base=base).stdout)
+    assert {link["path"]: link["acked_offset"] for link in got["streams"]} == tails
+    # All acknowledged: a second run prints nothing.
+    second = cli("subscription", "consume", prefix, "--until-idle", base=base)
+    assert second.returncode == 0 and second.stdout == b""

@@ -2,8 +2,9 @@
 
 ``serve`` runs the embedded server and prints its URL, alone, on the first line of stdout;
 it stops on Ctrl+C or SIGTERM. ``create``, ``append``, ``read``, ``head``, ``close``,
-``fork`` and ``delete`` work on streams (``_streams`` has them and their exit codes,
-``_serve`` the server)."""
+``fork`` and ``delete`` work on streams (``_streams`` has them), ``subscription ...`` on
+subscriptions (``_subs``), ``state materialize`` on State Protocol streams (``_state``);
+``_common`` has their shared options and exit statuses, ``_serve`` the server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from . import _streams
+from . import _state, _streams, _subs
 from ._serve import _DEFAULT_PORT, _serve
 
 
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _streams.add_commands(commands)
+    _subs.add_commands(commands)
+    _state.add_commands(commands)
     serve = commands.add_parser(
         "serve",
         help="run a local Durable Streams server",
@@ -82,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "subscription":
+        return _subs.run(args, sys.stdin, sys.stdout, sys.stderr)
+    if args.command == "state":
+        return _state.run(args, sys.stdin, sys.stdout, sys.stderr)
     if args.command != "serve":
         return _streams.run(args, sys.stdin, sys.stdout, sys.stderr)
     try:
