@@ -48,6 +48,9 @@ OnChange = Callable[[Applied], Any]
 # How far a subscriber of changes() may fall behind before it is cut off (with an error when
 # it reaches the cut): the view itself never waits for a subscriber.
 CHANGES_BUFFER = 65_536
+# How long wait_for_txid waits by default: a txid that never comes (a write that failed, a
+# typo) must not hang its caller.
+TXID_TIMEOUT = 30.0
 
 
 class ViewOptions(TypedDict):
@@ -248,7 +251,13 @@ class AsyncStateView:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    async def _wait(self, reached: Callable[[], bool], timeout: float | None, what: str) -> None:
+    async def _wait(
+        self,
+        reached: Callable[[], bool],
+        timeout: float | None,
+        what: str,
+        late: Callable[[], errors.DeadlineExceededError] | None = None,
+    ) -> None:
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             while True:
                 if reached():
@@ -261,6 +270,8 @@ class AsyncStateView:
                         final_offset=self.offset,
                     )
                 await self._moved.wait()
+        if late is not None:
+            raise late()
         raise errors.DeadlineExceededError(f"the view did not {what} within {timeout} s")
 
     async def wait_current(self, timeout: float | None = None) -> None:
@@ -273,6 +284,28 @@ class AsyncStateView:
             lambda: self.state.offset is not None and self.state.offset >= offset,
             timeout,
             f"reach offset {offset}",
+        )
+
+    async def wait_for_txid(self, txid: str, timeout: float | None = TXID_TIMEOUT) -> None:
+        """Until the view has applied a change carrying ``txid`` (a
+        :meth:`AsyncStateWriter.transaction`'s id, written by anyone): that transaction's
+        changes up to there are then visible. Txids the view has seen already, its ``start``
+        included, return at once. Past ``timeout`` seconds (default 30; ``None``: no limit)
+        it raises :class:`TxidTimeoutError`; at the end of a closed stream that lacks it,
+        :class:`StreamClosedError`."""
+        if not isinstance(txid, str) or not txid:
+            raise ValueError(f"txid is a non-empty string, not {txid!r}")
+        await self._wait(
+            lambda: txid in self.state.txids,
+            timeout,
+            f"see transaction {txid!r}",
+            lambda: errors.TxidTimeoutError(
+                f"the view did not see transaction {txid!r} within {timeout} s (it stands at "
+                f"{self.offset})",
+                txid=txid,
+                url=self.url,
+                offset=self.offset,
+            ),
         )
 
     def changes(self, max_behind: int = CHANGES_BUFFER) -> _Changes:
