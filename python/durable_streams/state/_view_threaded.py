@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from .._options import Headers
 from .._retry import RetryPolicy
 from .._values import LiveMode
 from ._protocol import State
+from ._schema import StateSchema
 from ._view_async import (
     TXID_TIMEOUT,
     Applied,
@@ -48,6 +49,7 @@ class StateView:
         live: LiveMode = True,
         on_change: OnChange | None = None,
         on_malformed: Literal["raise", "skip"] = "raise",
+        schema: StateSchema | Mapping[str, type] | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
@@ -61,6 +63,7 @@ class StateView:
             live=live,
             on_change=on_change,
             on_malformed=on_malformed,
+            schema=schema,
             headers=headers,
             params=params,
             timeout=timeout,
