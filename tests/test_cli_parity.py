@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -355,3 +356,37 @@ def test_consume_prints_each_message_and_acks_it(base: str) -> None:
     # All acknowledged: a second run prints nothing.
     second = cli("subscription", "consume", prefix, "--until-idle", base=base)
     assert second.returncode == 0 and second.stdout == b""
+
+
+def test_consume_follows_until_ctrl_c(base: str) -> None:
+    prefix = f"s{uuid.uuid4().hex[:12]}"
+    _pull_wake(base, prefix)
+    path = f"{prefix}/orders/live"
+    url = f"{base}/{path}"
+    with DurableStream.create(url, content_type="application/json") as handle:
+        handle.append({"n": 1})
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "DURABLE_STREAMS_URL": base}
+        command = [sys.executable, "-m", "durable_streams", "subscription", "consume", prefix]
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        ) as consumer:
+            try:
+                assert consumer.stdout is not None and consumer.stderr is not None
+                assert json.loads(consumer.stdout.readline())["data"] == {"n": 1}
+                last = handle.append({"n": 2}).offset
+                second = json.loads(consumer.stdout.readline())  # woken, as it arrives
+                assert second == {"stream": path, "offset": last, "data": {"n": 2}}
+                consumer.send_signal(signal.SIGINT)
+                assert consumer.wait(timeout=30) == 130
+                assert b"Traceback" not in consumer.stderr.read()
+            finally:
+                if consumer.poll() is None:
+                    consumer.kill()
+
+
+def test_help_lists_the_command_groups() -> None:
+    usage = cli("--help")
+    assert usage.returncode == 0
+    assert b"subscription" in usage.stdout and b"state" in usage.stdout
+    assert b"--auth" in usage.stdout
+    assert cli("state").returncode == 2 and cli("subscription").returncode == 2
