@@ -385,13 +385,14 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from .._protocol import check_url
     from .._retry import RetryPolicy
     from .._writing._handle_sync import DurableStream
-    from ._streams import EXIT, InputError, _headers
+    from ._common import EXIT, InputError
+    from ._common import headers as request_headers
 
     try:
         if not args.url:
             raise InputError("bench needs the server's URL: --url or $DURABLE_STREAMS_URL")
         base_url = check_url(args.url.rstrip("/"), "--url")
-        headers = _headers(args)
+        headers = request_headers(args)
         scenarios = _scenarios(args.scenarios)
     except Exception as exc:
         print(f"durable-streams: {exc}", file=stderr)
