@@ -19,6 +19,8 @@ Attributes and methods:
 - ``stats``: counters, updated live: ``connections`` (accepted), ``fragments`` (response pieces
   sent separately), ``cuts_mid_response``, ``cuts_after_request``, ``cuts_mid_request``,
   ``cuts_sse``, ``requests_forwarded`` (client reads passed on upstream whole).
+- ``forwarded``: every byte clients sent that went on upstream, in the order it went (the
+  requests' heads and bodies, to check what a client sent).
 - ``wait_stat(key, at_least, timeout)``: wait until a counter reaches a value.
 - ``open_connections``: client connections not yet closed by either side.
 - ``wait_open_connections(n, timeout)``: wait until exactly ``n`` are open; returns whether
@@ -200,6 +202,7 @@ class _Link:
                     return
                 first = False
                 upstream.sendall(data)
+                self._proxy._record(data)
                 self._proxy._count("requests_forwarded")
         except OSError:
             return
@@ -286,6 +289,7 @@ class FaultProxy:
             fragment, max_delay, cut_mid_response, cut_after_request, cut_mid_request, cut_sse_after
         )
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self.forwarded = bytearray()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._links: set[_Link] = set()
@@ -379,6 +383,10 @@ class FaultProxy:
         return f"<FaultProxy {self._url} -> {self._upstream} stats={self.stats}>"
 
     # -- internals --------------------------------------------------------------------------
+
+    def _record(self, data: bytes) -> None:
+        with self._lock:
+            self.forwarded += data
 
     def _count(self, key: str) -> None:
         with self._changed:

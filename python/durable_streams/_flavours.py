@@ -19,7 +19,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -30,9 +30,11 @@ from ._protocol import check_header
 from ._values import ErrorDecision
 
 __all__ = [
+    "AsyncAttempt",
     "AsyncGuard",
     "AsyncItems",
     "AsyncSignal",
+    "Attempt",
     "Beat",
     "Guard",
     "Items",
@@ -74,6 +76,12 @@ _UNGUARDED = _Unguarded()
 
 AsyncGuard = _Unguarded
 Guard: TypeAlias = "threading.Lock"
+T = TypeVar("T")
+
+# One try of an operation, made again when an on_error hook asks for it.
+AsyncAttempt: TypeAlias = Callable[[], Awaitable[T]]
+Attempt: TypeAlias = Callable[[], T]
+
 AsyncSignal = anyio.Event
 Signal = threading.Event
 

@@ -15,9 +15,21 @@ from .. import _errors as errors
 from .. import _protocol as proto
 from .._options import Headers, make_timeout
 from .._protocol import HttpRequest
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, RetryState, action_values, note_retries_spent, replace_headers
+from .._values import STOP, ErrorDecision, RetryAction
 
-__all__ = ["HandleBase"]
+__all__ = ["HandleBase", "may_have_been_applied"]
+
+
+def may_have_been_applied(exc: errors.DurableStreamError) -> bool:
+    """Whether the request that failed with ``exc`` may have been applied: anything but a
+    failure before it all went out, or an answer from the server that says it was not (a 4xx,
+    429, 500, 503). A gateway's 502 or 504, or an answer that cannot be read, say nothing."""
+    if isinstance(exc, errors.TransportError):
+        return exc.request_sent
+    if isinstance(exc, errors.ResponseError) and exc.status is not None:
+        return not (400 <= exc.status < 500 or exc.status in (500, 503))
+    return True
 
 
 class HandleBase:
@@ -67,7 +79,47 @@ class HandleBase:
             "params": self._params,
             "timeout": self._timeout,
             "retry": self._retry,
+            "on_error": self._on_error,
         }
+
+    _on_error: Any = None
+
+    def _requested_delay(
+        self,
+        exc: errors.DurableStreamError,
+        decision: ErrorDecision,
+        req: HttpRequest,
+        run: RetryState,
+    ) -> float | None:
+        """Seconds before sending ``req`` again because the ``on_error`` hook asked to (its
+        headers and params then stay the handle's), or ``None`` to raise ``exc``."""
+        if decision is None or decision is STOP:
+            return None
+        if not isinstance(decision, RetryAction):
+            raise TypeError(
+                f"on_error must return None, a RetryAction or STOP, not {decision!r}"
+            ) from exc
+        headers, params = action_values(decision)
+        if not req.idempotent and may_have_been_applied(exc):
+            what = "append" if req.method == "POST" else "request"
+            exc.message = (
+                f"{exc.message}; on_error asked for a retry, but this {what} may have been "
+                "stored, so it was not sent again (read the stream to see whether it was; an "
+                "IdempotentProducer's appends are safe to retry)"
+            )
+            exc.args = (exc.message,)
+            return None
+        if headers:
+            self._headers = replace_headers(self._headers or {}, headers)
+        if params:
+            self._params = {**(self._params or {}), **params}
+        retry_after = None
+        if isinstance(exc, (errors.RateLimitedError, errors.ServerError)):
+            retry_after = exc.retry_after
+        delay = run.next_delay(retry_after, requested=True)
+        if delay is None:
+            note_retries_spent(exc, run)
+        return delay
 
     @property
     def content_type(self) -> str | None:

@@ -7,21 +7,26 @@ import datetime as _dt
 import ssl
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
+from .. import telemetry
 from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, dispatcher_for
 from .._flavours import (
+    AsyncAttempt,
     AsyncSignal,
     async_guard,
     async_let_others_run,
     async_signal,
+    async_sleep,
     async_wait_signal,
+    decide_async,
 )
+from .._log import retrying
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     AsyncOnError,
@@ -36,10 +41,12 @@ from .._reading._session import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_EVENT_BYTES,
 )
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, RetryState
 from .._transport import AsyncTransport
 from .._values import AppendResult, HeadResult, LiveMode
 from ._handle import HandleBase
+
+T = TypeVar("T")
 
 # A request carrying several appends stays under this many bytes (one larger append goes
 # alone).
@@ -94,8 +101,10 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
+        self._on_error = on_error
         self._verify = verify
         self._client = client
         self._dispatcher = dispatcher_for(client, verify)
@@ -140,6 +149,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -156,10 +166,15 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
+        req = handle._create_request(ttl_seconds, expires_at, data, closed)
+
+        async def attempt() -> bool:
+            return proto.create_result(*await handle._send(req), url=url).created
+
         try:
-            req = handle._create_request(ttl_seconds, expires_at, data, closed)
-            handle.created = proto.create_result(*await handle._send(req), url=url).created
+            handle.created = await handle._request(req, attempt)
         except BaseException:
             await handle.aclose()
             raise
@@ -177,6 +192,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -188,6 +204,7 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
         try:
             await handle.head()
@@ -218,10 +235,35 @@ class AsyncDurableStream(HandleBase):
             resent=resent,
         )
 
+    async def _request(self, req: HttpRequest, attempt: AsyncAttempt[T]) -> T:
+        """``attempt()`` (which sends ``req`` and reads its answer), made again while the
+        ``on_error`` hook asks for it and the rules allow (see :class:`RetryAction`)."""
+        run: RetryState | None = None
+        while True:
+            try:
+                return await attempt()
+            except errors.DurableStreamError as exc:
+                if self._on_error is None or isinstance(exc, errors.UsageError):
+                    raise
+                run = run or RetryState(self._retry)
+                decision = await decide_async(self._on_error, exc)
+                delay = self._requested_delay(exc, decision, req, run)
+                if delay is None:
+                    raise
+                failure = exc
+            operation = telemetry.operation_of(req)
+            retrying(req.method, self.url, failure, run.attempts, delay, operation)
+            await async_sleep(delay)
+
     async def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
-        status, headers, _ = await self._send(HttpRequest("HEAD", self.url))
-        result = proto.head_result(status, headers, url=self.url)
+        req = HttpRequest("HEAD", self.url)
+
+        async def attempt() -> HeadResult:
+            status, headers, _ = await self._send(req)
+            return proto.head_result(status, headers, url=self.url)
+
+        result = await self._request(req, attempt)
         self._learn_content_type(result.content_type)
         return result
 
@@ -235,19 +277,17 @@ class AsyncDurableStream(HandleBase):
         while one is in flight go out together in the next request (see the class)."""
         await self._know_content_type()
         if seq is not None or not self._coalesce:
-            answer = await self._send(self._append_request(data, seq=seq))
-            return proto.append_result(*answer, url=self.url, seq=seq is not None)
+            return await self._append_alone(self._append_request(data, seq=seq), seq is not None)
         body = self._body(data)
         with self._guard:
             alone = not self._sending
             self._sending = True
         if alone:  # nothing in flight: this one goes now, by itself
             try:
-                answer = await self._send(self._batch_request([body]))
+                return await self._append_alone(self._batch_request([body]))
             finally:
                 with self._guard:
                     self._hand_over()
-            return proto.append_result(*answer, url=self.url)
         pending = _Pending(body)
         with self._guard:
             self._queue.append(pending)
@@ -271,8 +311,7 @@ class AsyncDurableStream(HandleBase):
             batch = self._take_batch()
         outcome: AppendResult | BaseException
         try:
-            answer = await self._send(self._batch_request([p.body for p in batch]))
-            outcome = proto.append_result(*answer, url=self.url)
+            outcome = await self._append_alone(self._batch_request([p.body for p in batch]))
         except Exception as exc:
             outcome = exc
         except BaseException:
@@ -292,6 +331,14 @@ class AsyncDurableStream(HandleBase):
                     other.signal.set()
         pending.outcome = outcome
         return pending.result()
+
+    async def _append_alone(self, req: HttpRequest, seq: bool = False) -> AppendResult:
+        """Send one append request (which may carry several appends) and read its answer."""
+
+        async def attempt() -> AppendResult:
+            return proto.append_result(*await self._send(req), url=self.url, seq=seq)
+
+        return await self._request(req, attempt)
 
     def _hand_over(self) -> None:
         """A request is done (under the guard): the first append waiting sends what is
@@ -329,16 +376,25 @@ class AsyncDurableStream(HandleBase):
         Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
         if data is not None:
             await self._know_content_type()
-        answer = await self._send(self._close_request(data))
-        return proto.append_result(*answer, url=self.url, operation="close")
+        req = self._close_request(data)
+
+        async def attempt() -> AppendResult:
+            return proto.append_result(*await self._send(req), url=self.url, operation="close")
+
+        return await self._request(req, attempt)
 
     async def delete(self) -> None:
         """Delete the stream and its data."""
+        req = HttpRequest("DELETE", self.url)
         resent: list[bool] = []
-        status, headers, body = await self._send(HttpRequest("DELETE", self.url), resent)
-        if status == 404 and resent:
-            return  # an earlier attempt deleted it: its answer was lost on the way
-        proto.delete_result(status, headers, body, url=self.url)
+
+        async def attempt() -> None:
+            status, headers, body = await self._send(req, resent)
+            if status == 404 and resent:
+                return  # an earlier attempt deleted it: its answer was lost on the way
+            proto.delete_result(status, headers, body, url=self.url)
+
+        await self._request(req, attempt)
 
     async def fork(
         self,
@@ -359,21 +415,25 @@ class AsyncDurableStream(HandleBase):
         )
         fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        status, headers, body = await fork._send(req)
-        source_status = None
-        if status == 409:
-            # Also the answer when the source was deleted: only the source can tell which.
-            with suppress(errors.DurableStreamError):
-                source_status = (await self._send(HttpRequest("HEAD", self.url)))[0]
-        result = proto.fork_result(
-            status,
-            headers,
-            body,
-            url=url,
-            source=self.url,
-            offset=offset,
-            source_status=source_status,
-        )
+
+        async def attempt() -> proto.CreateResult:
+            status, headers, body = await fork._send(req)
+            source_status = None
+            if status == 409:
+                # Also the answer when the source was deleted: only the source can tell which.
+                with suppress(errors.DurableStreamError):
+                    source_status = (await self._send(HttpRequest("HEAD", self.url)))[0]
+            return proto.fork_result(
+                status,
+                headers,
+                body,
+                url=url,
+                source=self.url,
+                offset=offset,
+                source_status=source_status,
+            )
+
+        result = await fork._request(req, attempt)
         fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
@@ -409,6 +469,7 @@ class AsyncDurableStream(HandleBase):
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
         )
+        on_error = self._on_error if on_error is None else on_error
         return AsyncStreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
         )

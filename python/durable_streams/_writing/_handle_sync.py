@@ -9,21 +9,26 @@ import datetime as _dt
 import ssl
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
+from .. import telemetry
 from .._defaults import default_dispatcher
 from .._dispatch_sync import ClientLike, dispatcher_for
 from .._flavours import (
+    Attempt,
     Signal,
+    decide_sync,
     guard,
     let_others_run,
     signal,
+    sleep,
     wait_signal,
 )
+from .._log import retrying
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     Headers,
@@ -38,10 +43,12 @@ from .._reading._session import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_EVENT_BYTES,
 )
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, RetryState
 from .._transport import Transport
 from .._values import AppendResult, HeadResult, LiveMode
 from ._handle import HandleBase
+
+T = TypeVar("T")
 
 # A request carrying several appends stays under this many bytes (one larger append goes
 # alone).
@@ -96,8 +103,10 @@ class DurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
+        self._on_error = on_error
         self._verify = verify
         self._client = client
         self._dispatcher = dispatcher_for(client, verify)
@@ -142,6 +151,7 @@ class DurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -158,10 +168,15 @@ class DurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
+        req = handle._create_request(ttl_seconds, expires_at, data, closed)
+
+        def attempt() -> bool:
+            return proto.create_result(*handle._send(req), url=url).created
+
         try:
-            req = handle._create_request(ttl_seconds, expires_at, data, closed)
-            handle.created = proto.create_result(*handle._send(req), url=url).created
+            handle.created = handle._request(req, attempt)
         except BaseException:
             handle.close()
             raise
@@ -179,6 +194,7 @@ class DurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -190,6 +206,7 @@ class DurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
         try:
             handle.head()
@@ -220,10 +237,35 @@ class DurableStream(HandleBase):
             resent=resent,
         )
 
+    def _request(self, req: HttpRequest, attempt: Attempt[T]) -> T:
+        """``attempt()`` (which sends ``req`` and reads its answer), made again while the
+        ``on_error`` hook asks for it and the rules allow (see :class:`RetryAction`)."""
+        run: RetryState | None = None
+        while True:
+            try:
+                return attempt()
+            except errors.DurableStreamError as exc:
+                if self._on_error is None or isinstance(exc, errors.UsageError):
+                    raise
+                run = run or RetryState(self._retry)
+                decision = decide_sync(self._on_error, exc)
+                delay = self._requested_delay(exc, decision, req, run)
+                if delay is None:
+                    raise
+                failure = exc
+            operation = telemetry.operation_of(req)
+            retrying(req.method, self.url, failure, run.attempts, delay, operation)
+            sleep(delay)
+
     def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
-        status, headers, _ = self._send(HttpRequest("HEAD", self.url))
-        result = proto.head_result(status, headers, url=self.url)
+        req = HttpRequest("HEAD", self.url)
+
+        def attempt() -> HeadResult:
+            status, headers, _ = self._send(req)
+            return proto.head_result(status, headers, url=self.url)
+
+        result = self._request(req, attempt)
         self._learn_content_type(result.content_type)
         return result
 
@@ -237,19 +279,17 @@ class DurableStream(HandleBase):
         while one is in flight go out together in the next request (see the class)."""
         self._know_content_type()
         if seq is not None or not self._coalesce:
-            answer = self._send(self._append_request(data, seq=seq))
-            return proto.append_result(*answer, url=self.url, seq=seq is not None)
+            return self._append_alone(self._append_request(data, seq=seq), seq is not None)
         body = self._body(data)
         with self._guard:
             alone = not self._sending
             self._sending = True
         if alone:  # nothing in flight: this one goes now, by itself
             try:
-                answer = self._send(self._batch_request([body]))
+                return self._append_alone(self._batch_request([body]))
             finally:
                 with self._guard:
                     self._hand_over()
-            return proto.append_result(*answer, url=self.url)
         pending = _Pending(body)
         with self._guard:
             self._queue.append(pending)
@@ -273,8 +313,7 @@ class DurableStream(HandleBase):
             batch = self._take_batch()
         outcome: AppendResult | BaseException
         try:
-            answer = self._send(self._batch_request([p.body for p in batch]))
-            outcome = proto.append_result(*answer, url=self.url)
+            outcome = self._append_alone(self._batch_request([p.body for p in batch]))
         except Exception as exc:
             outcome = exc
         except BaseException:
@@ -294,6 +333,14 @@ class DurableStream(HandleBase):
                     other.signal.set()
         pending.outcome = outcome
         return pending.result()
+
+    def _append_alone(self, req: HttpRequest, seq: bool = False) -> AppendResult:
+        """Send one append request (which may carry several appends) and read its answer."""
+
+        def attempt() -> AppendResult:
+            return proto.append_result(*self._send(req), url=self.url, seq=seq)
+
+        return self._request(req, attempt)
 
     def _hand_over(self) -> None:
         """A request is done (under the guard): the first append waiting sends what is
@@ -331,16 +378,25 @@ class DurableStream(HandleBase):
         Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
         if data is not None:
             self._know_content_type()
-        answer = self._send(self._close_request(data))
-        return proto.append_result(*answer, url=self.url, operation="close")
+        req = self._close_request(data)
+
+        def attempt() -> AppendResult:
+            return proto.append_result(*self._send(req), url=self.url, operation="close")
+
+        return self._request(req, attempt)
 
     def delete(self) -> None:
         """Delete the stream and its data."""
+        req = HttpRequest("DELETE", self.url)
         resent: list[bool] = []
-        status, headers, body = self._send(HttpRequest("DELETE", self.url), resent)
-        if status == 404 and resent:
-            return  # an earlier attempt deleted it: its answer was lost on the way
-        proto.delete_result(status, headers, body, url=self.url)
+
+        def attempt() -> None:
+            status, headers, body = self._send(req, resent)
+            if status == 404 and resent:
+                return  # an earlier attempt deleted it: its answer was lost on the way
+            proto.delete_result(status, headers, body, url=self.url)
+
+        self._request(req, attempt)
 
     def fork(
         self,
@@ -359,21 +415,25 @@ class DurableStream(HandleBase):
         fork = DurableStream(url, client=self._client, verify=self._verify, **self._fork_settings())
         fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        status, headers, body = fork._send(req)
-        source_status = None
-        if status == 409:
-            # Also the answer when the source was deleted: only the source can tell which.
-            with suppress(errors.DurableStreamError):
-                source_status = (self._send(HttpRequest("HEAD", self.url)))[0]
-        result = proto.fork_result(
-            status,
-            headers,
-            body,
-            url=url,
-            source=self.url,
-            offset=offset,
-            source_status=source_status,
-        )
+
+        def attempt() -> proto.CreateResult:
+            status, headers, body = fork._send(req)
+            source_status = None
+            if status == 409:
+                # Also the answer when the source was deleted: only the source can tell which.
+                with suppress(errors.DurableStreamError):
+                    source_status = (self._send(HttpRequest("HEAD", self.url)))[0]
+            return proto.fork_result(
+                status,
+                headers,
+                body,
+                url=url,
+                source=self.url,
+                offset=offset,
+                source_status=source_status,
+            )
+
+        result = fork._request(req, attempt)
         fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
@@ -409,6 +469,7 @@ class DurableStream(HandleBase):
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
         )
+        on_error = self._on_error if on_error is None else on_error
         return StreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
         )
