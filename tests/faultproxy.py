@@ -201,8 +201,8 @@ class _Link:
                     self._proxy._count("cuts_mid_request")
                     return
                 first = False
+                self._proxy._record(data)  # first: the answer may reach the client at once
                 upstream.sendall(data)
-                self._proxy._record(data)
                 self._proxy._count("requests_forwarded")
         except OSError:
             return

@@ -26,7 +26,7 @@ import anyio.lowlevel
 
 from . import _errors as errors
 from ._options import AsyncOnError, OnError
-from ._protocol import check_header
+from ._protocol import HttpRequest, check_header
 from ._values import ErrorDecision
 
 __all__ = [
@@ -78,9 +78,10 @@ AsyncGuard = _Unguarded
 Guard: TypeAlias = "threading.Lock"
 T = TypeVar("T")
 
-# One try of an operation, made again when an on_error hook asks for it.
-AsyncAttempt: TypeAlias = Callable[[], Awaitable[T]]
-Attempt: TypeAlias = Callable[[], T]
+# One try of an operation sending a request, made again (maybe with other headers) when an
+# on_error hook asks for it.
+AsyncAttempt: TypeAlias = Callable[[HttpRequest], Awaitable[T]]
+Attempt: TypeAlias = Callable[[HttpRequest], T]
 
 AsyncSignal = anyio.Event
 Signal = threading.Event

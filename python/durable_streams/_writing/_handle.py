@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,42 @@ from .._retry import RetryPolicy, RetryState, action_values, note_retries_spent,
 from .._values import STOP, ErrorDecision, RetryAction
 
 __all__ = ["HandleBase", "may_have_been_applied"]
+
+# What an append's own headers may not set: what its parameters and the protocol say.
+_RESERVED = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        proto.H_SEQ,
+        proto.H_CLOSED,
+        proto.H_PRODUCER_ID,
+        proto.H_PRODUCER_EPOCH,
+        proto.H_PRODUCER_SEQ,
+    }
+)
+
+
+def check_own_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """One request's own headers (an append's ``headers=``): text that can be sent, none of
+    the headers the protocol sets itself."""
+    if not headers:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise errors.UsageError(
+                f"an append's header {name!r} must be a str, not {type(value).__name__}"
+            )
+        proto.check_header(name, value)
+        if name.lower() in _RESERVED:
+            raise errors.UsageError(
+                f"{name!r} cannot be an append's own header: the client sets it (use the "
+                "stream's content type, seq=, close_stream() or a producer instead)"
+            )
+        out[name] = value
+    return out
 
 
 def may_have_been_applied(exc: errors.DurableStreamError) -> bool:
@@ -90,9 +128,10 @@ class HandleBase:
         decision: ErrorDecision,
         req: HttpRequest,
         run: RetryState,
-    ) -> float | None:
-        """Seconds before sending ``req`` again because the ``on_error`` hook asked to (its
-        headers and params then stay the handle's), or ``None`` to raise ``exc``."""
+    ) -> tuple[float, HttpRequest] | None:
+        """Seconds before sending ``req`` again because the ``on_error`` hook asked to, and
+        the request to send (the hook's headers and params then stay the handle's, and beat
+        the request's own), or ``None`` to raise ``exc``."""
         if decision is None or decision is STOP:
             return None
         if not isinstance(decision, RetryAction):
@@ -109,17 +148,21 @@ class HandleBase:
             )
             exc.args = (exc.message,)
             return None
-        if headers:
-            self._headers = replace_headers(self._headers or {}, headers)
-        if params:
-            self._params = {**(self._params or {}), **params}
         retry_after = None
         if isinstance(exc, (errors.RateLimitedError, errors.ServerError)):
             retry_after = exc.retry_after
         delay = run.next_delay(retry_after, requested=True)
         if delay is None:
             note_retries_spent(exc, run)
-        return delay
+            return None
+        if headers:
+            self._headers = replace_headers(self._headers or {}, headers)
+            req = dataclasses.replace(req, headers=replace_headers(req.headers, headers))
+        if params:
+            self._params = {**(self._params or {}), **params}
+            kept = [(k, v) for k, v in req.params if k not in params]
+            req = dataclasses.replace(req, params=kept)
+        return delay, req
 
     @property
     def content_type(self) -> str | None:
@@ -155,14 +198,16 @@ class HandleBase:
             headers={},
         )
 
-    def _append_request(self, data: Any, *, seq: str | None = None) -> HttpRequest:
-        """The POST appending ``data`` (``None`` is JSON null here). ``content_type`` must be
-        known (the drivers ask HEAD first when it is not)."""
+    def _append_request(
+        self, data: Any, *, seq: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> HttpRequest:
+        """The POST appending ``data`` (``None`` is JSON null here), with its own ``headers``
+        (checked). ``content_type`` must be known (the drivers ask HEAD first when it is not)."""
         return proto.append_request(
             self.url,
             self._body(data),
             content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
+            headers=check_own_headers(headers),
             seq=seq,
         )
 
@@ -182,13 +227,13 @@ class HandleBase:
             headers={},
         )
 
-    def _close_request(self, final: Any) -> HttpRequest:
+    def _close_request(self, final: Any, headers: Mapping[str, str] | None = None) -> HttpRequest:
         """The POST closing the stream, appending ``final`` first unless it is ``None``."""
         return proto.append_request(
             self.url,
             b"" if final is None else self._body(final),
             content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
+            headers=check_own_headers(headers),
             close=True,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
+from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ from .._reading._session import (
 from .._retry import RetryPolicy, RetryState
 from .._transport import AsyncTransport
 from .._values import AppendResult, HeadResult, LiveMode
-from ._handle import HandleBase
+from ._handle import HandleBase, check_own_headers
 
 T = TypeVar("T")
 
@@ -170,7 +171,7 @@ class AsyncDurableStream(HandleBase):
         )
         req = handle._create_request(ttl_seconds, expires_at, data, closed)
 
-        async def attempt() -> bool:
+        async def attempt(req: HttpRequest) -> bool:
             return proto.create_result(*await handle._send(req), url=url).created
 
         try:
@@ -241,15 +242,16 @@ class AsyncDurableStream(HandleBase):
         run: RetryState | None = None
         while True:
             try:
-                return await attempt()
+                return await attempt(req)
             except errors.DurableStreamError as exc:
                 if self._on_error is None or isinstance(exc, errors.UsageError):
                     raise
                 run = run or RetryState(self._retry)
                 decision = await decide_async(self._on_error, exc)
-                delay = self._requested_delay(exc, decision, req, run)
-                if delay is None:
+                again = self._requested_delay(exc, decision, req, run)
+                if again is None:
                     raise
+                delay, req = again
                 failure = exc
             operation = telemetry.operation_of(req)
             retrying(req.method, self.url, failure, run.attempts, delay, operation)
@@ -259,7 +261,7 @@ class AsyncDurableStream(HandleBase):
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
         req = HttpRequest("HEAD", self.url)
 
-        async def attempt() -> HeadResult:
+        async def attempt(req: HttpRequest) -> HeadResult:
             status, headers, _ = await self._send(req)
             return proto.head_result(status, headers, url=self.url)
 
@@ -271,13 +273,21 @@ class AsyncDurableStream(HandleBase):
         if self.content_type is None:
             await self.head()
 
-    async def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
+    async def append(
+        self, data: Any, *, seq: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
         bytes are taken as serialized JSON) or raw bytes/str to other streams. Appends made
-        while one is in flight go out together in the next request (see the class)."""
+        while one is in flight go out together in the next request (see the class).
+
+        ``headers`` are this append's own (an ``If-Match`` a gateway checks, a per-request
+        token), over the handle's of the same names; such an append goes in a request of its
+        own, never with others."""
+        check_own_headers(headers)  # before anything is sent
         await self._know_content_type()
-        if seq is not None or not self._coalesce:
-            return await self._append_alone(self._append_request(data, seq=seq), seq is not None)
+        if seq is not None or headers or not self._coalesce:
+            req = self._append_request(data, seq=seq, headers=headers)
+            return await self._append_alone(req, seq is not None)
         body = self._body(data)
         with self._guard:
             alone = not self._sending
@@ -335,7 +345,7 @@ class AsyncDurableStream(HandleBase):
     async def _append_alone(self, req: HttpRequest, seq: bool = False) -> AppendResult:
         """Send one append request (which may carry several appends) and read its answer."""
 
-        async def attempt() -> AppendResult:
+        async def attempt(req: HttpRequest) -> AppendResult:
             return proto.append_result(*await self._send(req), url=self.url, seq=seq)
 
         return await self._request(req, attempt)
@@ -371,14 +381,17 @@ class AsyncDurableStream(HandleBase):
         del queue[:count]
         return batch
 
-    async def close_stream(self, data: Any = None) -> AppendResult:
+    async def close_stream(
+        self, data: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
-        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
+        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset.
+        ``headers``: the request's own, as :meth:`append` takes them."""
         if data is not None:
             await self._know_content_type()
-        req = self._close_request(data)
+        req = self._close_request(data, headers)
 
-        async def attempt() -> AppendResult:
+        async def attempt(req: HttpRequest) -> AppendResult:
             return proto.append_result(*await self._send(req), url=self.url, operation="close")
 
         return await self._request(req, attempt)
@@ -388,7 +401,7 @@ class AsyncDurableStream(HandleBase):
         req = HttpRequest("DELETE", self.url)
         resent: list[bool] = []
 
-        async def attempt() -> None:
+        async def attempt(req: HttpRequest) -> None:
             status, headers, body = await self._send(req, resent)
             if status == 404 and resent:
                 return  # an earlier attempt deleted it: its answer was lost on the way
@@ -416,7 +429,7 @@ class AsyncDurableStream(HandleBase):
         fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
 
-        async def attempt() -> proto.CreateResult:
+        async def attempt(req: HttpRequest) -> proto.CreateResult:
             status, headers, body = await fork._send(req)
             source_status = None
             if status == 409:

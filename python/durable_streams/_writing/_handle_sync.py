@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
+from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ from .._reading._session import (
 from .._retry import RetryPolicy, RetryState
 from .._transport import Transport
 from .._values import AppendResult, HeadResult, LiveMode
-from ._handle import HandleBase
+from ._handle import HandleBase, check_own_headers
 
 T = TypeVar("T")
 
@@ -172,7 +173,7 @@ class DurableStream(HandleBase):
         )
         req = handle._create_request(ttl_seconds, expires_at, data, closed)
 
-        def attempt() -> bool:
+        def attempt(req: HttpRequest) -> bool:
             return proto.create_result(*handle._send(req), url=url).created
 
         try:
@@ -243,15 +244,16 @@ class DurableStream(HandleBase):
         run: RetryState | None = None
         while True:
             try:
-                return attempt()
+                return attempt(req)
             except errors.DurableStreamError as exc:
                 if self._on_error is None or isinstance(exc, errors.UsageError):
                     raise
                 run = run or RetryState(self._retry)
                 decision = decide_sync(self._on_error, exc)
-                delay = self._requested_delay(exc, decision, req, run)
-                if delay is None:
+                again = self._requested_delay(exc, decision, req, run)
+                if again is None:
                     raise
+                delay, req = again
                 failure = exc
             operation = telemetry.operation_of(req)
             retrying(req.method, self.url, failure, run.attempts, delay, operation)
@@ -261,7 +263,7 @@ class DurableStream(HandleBase):
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
         req = HttpRequest("HEAD", self.url)
 
-        def attempt() -> HeadResult:
+        def attempt(req: HttpRequest) -> HeadResult:
             status, headers, _ = self._send(req)
             return proto.head_result(status, headers, url=self.url)
 
@@ -273,13 +275,21 @@ class DurableStream(HandleBase):
         if self.content_type is None:
             self.head()
 
-    def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
+    def append(
+        self, data: Any, *, seq: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
         bytes are taken as serialized JSON) or raw bytes/str to other streams. Appends made
-        while one is in flight go out together in the next request (see the class)."""
+        while one is in flight go out together in the next request (see the class).
+
+        ``headers`` are this append's own (an ``If-Match`` a gateway checks, a per-request
+        token), over the handle's of the same names; such an append goes in a request of its
+        own, never with others."""
+        check_own_headers(headers)  # before anything is sent
         self._know_content_type()
-        if seq is not None or not self._coalesce:
-            return self._append_alone(self._append_request(data, seq=seq), seq is not None)
+        if seq is not None or headers or not self._coalesce:
+            req = self._append_request(data, seq=seq, headers=headers)
+            return self._append_alone(req, seq is not None)
         body = self._body(data)
         with self._guard:
             alone = not self._sending
@@ -337,7 +347,7 @@ class DurableStream(HandleBase):
     def _append_alone(self, req: HttpRequest, seq: bool = False) -> AppendResult:
         """Send one append request (which may carry several appends) and read its answer."""
 
-        def attempt() -> AppendResult:
+        def attempt(req: HttpRequest) -> AppendResult:
             return proto.append_result(*self._send(req), url=self.url, seq=seq)
 
         return self._request(req, attempt)
@@ -373,14 +383,17 @@ class DurableStream(HandleBase):
         del queue[:count]
         return batch
 
-    def close_stream(self, data: Any = None) -> AppendResult:
+    def close_stream(
+        self, data: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
-        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
+        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset.
+        ``headers``: the request's own, as :meth:`append` takes them."""
         if data is not None:
             self._know_content_type()
-        req = self._close_request(data)
+        req = self._close_request(data, headers)
 
-        def attempt() -> AppendResult:
+        def attempt(req: HttpRequest) -> AppendResult:
             return proto.append_result(*self._send(req), url=self.url, operation="close")
 
         return self._request(req, attempt)
@@ -390,7 +403,7 @@ class DurableStream(HandleBase):
         req = HttpRequest("DELETE", self.url)
         resent: list[bool] = []
 
-        def attempt() -> None:
+        def attempt(req: HttpRequest) -> None:
             status, headers, body = self._send(req, resent)
             if status == 404 and resent:
                 return  # an earlier attempt deleted it: its answer was lost on the way
@@ -416,7 +429,7 @@ class DurableStream(HandleBase):
         fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
 
-        def attempt() -> proto.CreateResult:
+        def attempt(req: HttpRequest) -> proto.CreateResult:
             status, headers, body = fork._send(req)
             source_status = None
             if status == 409:
