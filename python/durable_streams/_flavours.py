@@ -11,10 +11,12 @@ import threading
 import time
 import weakref
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -34,14 +36,17 @@ __all__ = [
     "AsyncGuard",
     "AsyncItems",
     "AsyncSignal",
+    "AsyncSource",
     "Attempt",
     "Beat",
     "Guard",
     "Items",
     "Signal",
+    "Source",
     "async_call",
     "async_chunks",
     "async_closer",
+    "async_each",
     "async_extend",
     "async_guard",
     "async_heartbeat",
@@ -52,6 +57,7 @@ __all__ = [
     "call",
     "chunks",
     "closer",
+    "each",
     "extend",
     "guard",
     "heartbeat",
@@ -131,6 +137,35 @@ def chunks(source: Iterable[bytes] | AsyncIterable[bytes]) -> Iterator[bytes]:
     if isinstance(source, AsyncIterable):
         raise TypeError("an async iterable of chunks needs the async API")
     yield from source
+
+
+# What a source piped into a stream may be: async code takes an iterable or an async one.
+AsyncSource: TypeAlias = "Iterable[T] | AsyncIterable[T]"
+Source: TypeAlias = "Iterable[T]"
+
+
+def async_each(source: AsyncSource[T]) -> AsyncGenerator[T, None]:
+    """The items of ``source``, an iterable or an async one, as one async generator."""
+
+    async def items() -> AsyncGenerator[T, None]:
+        if isinstance(source, AsyncIterable):
+            async for item in source:
+                yield item
+        else:
+            for item in source:
+                yield item
+
+    return items()
+
+
+def each(source: Source[T]) -> Generator[T, None, None]:
+    if isinstance(source, AsyncIterable):
+        raise TypeError("an async iterable needs the async API (AsyncDurableStream)")
+
+    def items() -> Generator[T, None, None]:
+        yield from source
+
+    return items()
 
 
 async def async_let_others_run() -> None:

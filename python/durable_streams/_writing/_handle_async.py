@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
+import uuid
+from collections import deque
 from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
@@ -20,6 +22,8 @@ from .._dispatch_async import AsyncClientLike, dispatcher_for
 from .._flavours import (
     AsyncAttempt,
     AsyncSignal,
+    AsyncSource,
+    async_each,
     async_guard,
     async_let_others_run,
     async_signal,
@@ -44,7 +48,7 @@ from .._reading._session import (
 )
 from .._retry import RetryPolicy, RetryState
 from .._transport import AsyncTransport
-from .._values import AppendResult, HeadResult, LiveMode
+from .._values import AppendResult, HeadResult, LiveMode, ProducerStats
 from ._handle import HandleBase, check_own_headers
 
 T = TypeVar("T")
@@ -72,6 +76,47 @@ class _Pending:
             raise outcome
         assert outcome is not None
         return outcome
+
+
+def _settled(waiting: deque[Any], last: AppendResult | None) -> AppendResult | None:
+    """Take the settled acknowledgements off the front of ``waiting`` (batches settle in
+    order); the result of the last one stored, else ``last``."""
+    while waiting and waiting[0].done():
+        try:
+            last = waiting.popleft().result()
+        except Exception:
+            continue
+    return last
+
+
+def _stopped(
+    stats: ProducerStats,
+    cause: Exception,
+    failed: Exception | None,
+    source_failed: bool,
+    last: AppendResult | None,
+    url: str,
+) -> errors.AppendStreamError:
+    """The error of an ``append_stream`` that stopped, saying how far it got."""
+    failures = failed.failures if isinstance(failed, errors.UndeliveredError) else []
+    uncertain = sum(f.count for f in failures if f.maybe_delivered)
+    written = stats.messages_acknowledged
+    what = "the source failed" if source_failed else "writing failed"
+    message = (
+        f"append_stream stopped: {what} ({type(cause).__name__}: {cause}); the stream holds "
+        f"the source's first {written} items ({stats.bytes_acknowledged} bytes)"
+        + (f", and the next {uncertain} may or may not be stored" if uncertain else "")
+        + "; it was left open"
+    )
+    return errors.AppendStreamError(
+        message,
+        written=written,
+        written_bytes=stats.bytes_acknowledged,
+        uncertain=uncertain,
+        source_failed=source_failed,
+        url=url,
+        offset=None if last is None else last.offset,
+    )
 
 
 class AsyncDurableStream(HandleBase):
@@ -395,6 +440,70 @@ class AsyncDurableStream(HandleBase):
             return proto.append_result(*await self._send(req), url=self.url, operation="close")
 
         return await self._request(req, attempt)
+
+    async def append_stream(
+        self,
+        source: AsyncSource[Any],
+        *,
+        close: bool = False,
+        producer_id: str | None = None,
+    ) -> AppendResult:
+        """Write every item of ``source`` to the stream as it is produced, in order, then close
+        the stream if ``close`` is true; the result of the last write (with ``close``: the
+        final offset). One call for what TypeScript's ``appendStream`` and ``writable()`` do.
+
+        ``source`` is an iterable or an async iterable of what :meth:`append` takes:
+        messages on a JSON stream, ``bytes`` or ``str`` chunks (UTF-8, nothing added between
+        them) on others. Items go out through an :class:`IdempotentProducer`
+        (``producer_id``, default a new one per call, with ``auto_claim``): while one request
+        is on its way the next items gather into one batch, and a batch resent after a cut
+        connection is stored once. If the source raises, or a write fails for good, what was
+        taken before is delivered, the stream is left open, and :class:`AppendStreamError`
+        says how far it got (its cause is the source's exception or the write's error)."""
+        from ._producer_async import IdempotentProducer
+
+        self._check_open()
+        items = async_each(source)
+        await self._know_content_type()
+        producer = IdempotentProducer(
+            self, producer_id=producer_id or f"append-stream-{uuid.uuid4().hex}", auto_claim=True
+        )
+        waiting: deque[Any] = deque()  # acknowledgements not yet settled, in order
+        last: AppendResult | None = None
+        stopped: Exception | None = None  # what the source raised
+        failed: Exception | None = None  # what writing raised
+        source_failed = False
+        closed: AppendResult | None = None
+        try:
+            async with producer:
+                try:
+                    while True:
+                        try:
+                            item = await items.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        except Exception as exc:
+                            stopped, source_failed = exc, True
+                            break
+                        waiting.append(await producer.append(item))
+                        last = _settled(waiting, last)
+                finally:
+                    await items.aclose()
+                if stopped is None and close:
+                    closed = await producer.close_stream()
+        except Exception as exc:  # a write failed (or the source gave what cannot be written)
+            failed = exc
+        last = _settled(waiting, last)
+        cause = stopped or failed
+        if cause is not None:
+            stats = producer.stats()
+            raise _stopped(stats, cause, failed, source_failed, last, self.url) from cause
+        if closed is not None:
+            return closed
+        if last is None:  # nothing written
+            head = await self.head()
+            return AppendResult(status=200, offset=head.offset, closed=head.closed)
+        return last
 
     async def delete(self) -> None:
         """Delete the stream and its data."""
