@@ -22,16 +22,17 @@ REQUEST = re.compile(rb"(POST|PUT|HEAD|GET|DELETE) [^\r]*\r\n((?:[^\r]+\r\n)*)\r
 
 
 def _requests(proxy: FaultProxy) -> list[tuple[bytes, dict[bytes, list[bytes]], bytes]]:
-    """Each request the proxy forwarded: method, headers (lower-cased names), body."""
-    data = bytes(proxy.forwarded)
+    """Each request the proxy forwarded, connection by connection: method, headers
+    (lower-cased names), body."""
     out = []
-    for match in REQUEST.finditer(data):
-        headers: dict[bytes, list[bytes]] = {}
-        for line in match.group(2).split(b"\r\n")[:-1]:
-            name, _, value = line.partition(b":")
-            headers.setdefault(name.strip().lower(), []).append(value.strip())
-        length = int(headers.get(b"content-length", [b"0"])[0])
-        out.append((match.group(1), headers, data[match.end() : match.end() + length]))
+    for data in proxy.forwarded:
+        for match in REQUEST.finditer(data):
+            headers: dict[bytes, list[bytes]] = {}
+            for line in match.group(2).split(b"\r\n")[:-1]:
+                name, _, value = line.partition(b":")
+                headers.setdefault(name.strip().lower(), []).append(value.strip())
+            length = int(headers.get(b"content-length", [b"0"])[0])
+            out.append((match.group(1), headers, data[match.end() : match.end() + length]))
     return out
 
 

@@ -44,8 +44,9 @@ def _messages(url: str) -> list[object]:
 
 
 def _posts(proxy: FaultProxy) -> list[bytes]:
-    """The heads of the POSTs the proxy forwarded, in order."""
-    return [m.group(0) for m in re.finditer(rb"POST [^\r]*\r\n(?:[^\r]+\r\n)*", proxy.forwarded)]
+    """The heads of the POSTs the proxy forwarded (one handle appending in turn: in order)."""
+    pattern = rb"POST [^\r]*\r\n(?:[^\r]+\r\n)*"
+    return [m.group(0) for data in proxy.forwarded for m in re.finditer(pattern, data)]
 
 
 def test_an_append_to_a_stream_not_created_yet(stream_url: str) -> None:
