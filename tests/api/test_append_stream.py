@@ -205,3 +205,32 @@ def test_the_sync_handle_refuses_an_async_source(stream_url: str) -> None:
     ):
         handle.append_stream(items)  # type: ignore[arg-type]
     assert _read(stream_url) == ([], False)
+
+
+@pytest.mark.parametrize("source", ["text", b"bytes", {"a": 1}])
+def test_one_value_is_not_a_source(stream_url: str, source: Any) -> None:
+    with (
+        ds.DurableStream.create(stream_url, content_type=JSON) as handle,
+        pytest.raises(ds.UsageError, match="use append"),
+    ):
+        handle.append_stream(source)
+    assert _read(stream_url) == ([], False)
+
+
+@pytest.mark.anyio
+async def test_cancelled_while_the_source_waits(stream_url: str) -> None:
+    async def stalls() -> AsyncIterator[int]:
+        for n in range(3):
+            yield n
+        await anyio.sleep_forever()
+        yield 3  # never reached
+
+    async with await ds.AsyncDurableStream.create(stream_url, content_type=JSON) as handle:
+        with anyio.move_on_after(0.5) as scope:
+            await handle.append_stream(stalls(), close=True)
+        assert scope.cancelled_caught
+        tail = await handle.head()
+    assert not tail.closed  # cancelled: never closed
+    stored, closed = _read(stream_url)
+    assert stored == [0, 1, 2][: len(stored)]  # a prefix, each once
+    assert not closed

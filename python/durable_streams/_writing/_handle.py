@@ -178,6 +178,15 @@ class HandleBase:
         if content_type:
             self.content_type = content_type
 
+    def _check_source(self, source: object) -> None:
+        """Refuse what iterates but is one value: append_stream would write its characters,
+        bytes or keys one by one."""
+        if isinstance(source, (str, bytes, bytearray, memoryview, Mapping)):
+            raise errors.UsageError(
+                f"append_stream takes an iterable of items, not one {type(source).__name__}: "
+                "use append() for one value, or pass [value]"
+            )
+
     def _body(self, data: Any) -> bytes:
         return proto.encode_append_body(data, json_mode=self._json)
 

@@ -463,6 +463,7 @@ class AsyncDurableStream(HandleBase):
         from ._producer_async import IdempotentProducer
 
         self._check_open()
+        self._check_source(source)
         items = async_each(source)
         await self._know_content_type()
         producer = IdempotentProducer(

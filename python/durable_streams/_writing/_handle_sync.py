@@ -465,6 +465,7 @@ class DurableStream(HandleBase):
         from ._producer_threaded import SyncIdempotentProducer
 
         self._check_open()
+        self._check_source(source)
         items = each(source)
         self._know_content_type()
         producer = SyncIdempotentProducer(
