@@ -38,6 +38,7 @@ def test_json_messages_then_close(stream_url: str) -> None:
     with ds.DurableStream.create(stream_url, content_type=JSON) as handle:
         result = handle.append_stream(iter(messages), close=True)
         assert result.closed
+        assert not result.duplicate  # a close answered 204 is no duplicate
         assert result.offset == handle.head().offset
     assert _read(stream_url) == (messages, True)
 
