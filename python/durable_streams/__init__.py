@@ -15,6 +15,7 @@ from ._core import IMPLEMENTATION
 from ._errors import (
     AckOffsetError,
     AlreadyClaimedError,
+    AppendStreamError,
     BadRequestError,
     Base64DecodeError,
     BufferFullError,
@@ -105,6 +106,7 @@ __all__ = [
     "Acknowledgement",
     "AlreadyClaimedError",
     "AppendResult",
+    "AppendStreamError",
     "AsyncClient",
     "AsyncDurableStream",
     "AsyncStreamResponse",

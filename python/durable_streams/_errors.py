@@ -25,7 +25,9 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   ├── SequenceReusedError         the server already holds this producer's epoch and seq
     │   ├── ProducerStateError          the producer's state file cannot be opened or written
     │   │   └── ProducerStateLockedError another producer has the state file open
-    │   └── UndeliveredError            flush()/close(): some batches failed; see .failures
+    │   ├── UndeliveredError            flush()/close(): some batches failed; see .failures
+    │   └── AppendStreamError           append_stream() stopped: its source or a write failed;
+    │                                   .written says how far it got, the stream stays open
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 for a read at a malformed offset
@@ -69,6 +71,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "AckOffsetError",
     "AlreadyClaimedError",
+    "AppendStreamError",
     "BadRequestError",
     "Base64DecodeError",
     "BufferFullError",
@@ -352,6 +355,35 @@ class UndeliveredError(ProducerError):
     def __init__(self, message: str, failures: list[FailedBatch], **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.failures = failures
+
+
+class AppendStreamError(ProducerError):
+    """``append_stream()`` stopped before the end of its source, leaving the stream open (not
+    closed, even with ``close=True``). The cause (``__cause__``) is what stopped it: the
+    source's own exception (``source_failed`` True) or the write's error.
+
+    The stream holds the source's first ``written`` items, in order (``written_bytes`` bytes
+    as sent), up to ``offset`` (``None`` when none was stored), and nothing of the items after
+    them, except for ``uncertain`` items right after them whose request may have reached the
+    server before the connection failed (each stored once or not at all): read the stream
+    from ``offset`` to tell. Feeding the same source again from item ``written`` (and
+    ``written + uncertain`` once a read showed those stored) completes the stream."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        written: int,
+        written_bytes: int,
+        uncertain: int,
+        source_failed: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.written = written
+        self.written_bytes = written_bytes
+        self.uncertain = uncertain
+        self.source_failed = source_failed
 
 
 class ResponseError(DurableStreamError):
