@@ -12,6 +12,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
     │   ├── StateMessageError           a state stream's message is not a change or control
+    │   ├── GenerationError             a generation's chunk is not a UI message chunk that fits
     │   ├── SSEParseError               a malformed SSE stream or control event
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
@@ -78,6 +79,7 @@ __all__ = [
     "EventTooLargeError",
     "FailedBatch",
     "FencedError",
+    "GenerationError",
     "HTTPParseError",
     "HandleClosedError",
     "InvalidOffsetError",
@@ -256,6 +258,11 @@ class JSONParseError(ParseError):
 class StateMessageError(ParseError):
     """A message of a state stream (State Protocol) is neither a valid change nor a valid
     control message; ``offset`` is where the stream stands after the message's batch."""
+
+
+class GenerationError(ParseError):
+    """A chunk of a generation stream is not a UI message chunk, or does not fit the message
+    so far (a delta for a part that never started, output for an unknown tool call)."""
 
 
 class SSEParseError(ParseError):
