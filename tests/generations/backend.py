@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -103,9 +104,15 @@ def scenario_of(body: dict[str, Any]) -> str:
 
 
 class Backend:
-    def __init__(self, streams: str, mode: GenerationMode = "immediate") -> None:
+    def __init__(
+        self,
+        streams: str,
+        mode: GenerationMode = "immediate",
+        task_group: anyio.abc.TaskGroup | None = None,
+    ) -> None:
         self.streams = streams.rstrip("/")
         self.mode: GenerationMode = mode
+        self.task_group = task_group
         self.active: dict[str, str] = {}
         self.releases: dict[str, anyio.Event] = {}
         self.results: dict[str, GenerationResult] = {}
@@ -148,6 +155,7 @@ class Backend:
             message_id=f"msg-{chat_id}",
             error_text=lambda exc: f"generation failed: {exc}",
             on_done=done,
+            task_group=self.task_group,
         )
 
     async def reconnect(self, request: Request) -> Response:
