@@ -53,6 +53,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     WebhookVerificationError            a webhook request's signature does not verify (also a
                                         ValueError)
+    ModelProviderError                  a model provider's stream reported a failure (an error
+                                        event, a failed response): a generation's source failed
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
 query string or user info, and header values never appear: credentials do not leak into logs.
@@ -84,6 +86,7 @@ __all__ = [
     "HandleClosedError",
     "InvalidOffsetError",
     "JSONParseError",
+    "ModelProviderError",
     "NoPendingWorkError",
     "ParseError",
     "PayloadTooLargeError",
@@ -263,6 +266,11 @@ class StateMessageError(ParseError):
 class GenerationError(ParseError):
     """A chunk of a generation stream is not a UI message chunk, or does not fit the message
     so far (a delta for a part that never started, output for an unknown tool call)."""
+
+
+class ModelProviderError(DurableStreamError):
+    """A model provider's stream reported a failure in the stream itself (the Responses API's
+    ``error`` event or ``response.failed``): the generation it fed cannot go on."""
 
 
 class SSEParseError(ParseError):

@@ -143,3 +143,27 @@ def node_chat(*args: str, timeout: float = 90.0) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def aisdk() -> None:
     ensure_aisdk_installed()
+
+
+@pytest.fixture(scope="session")
+def replay_url() -> Iterator[str]:
+    """tests/generations/replay.py under uvicorn, on a thread of the test process."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from .replay import app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -13,6 +13,8 @@ against a Python backend.
   :func:`resume_response` answers "is a generation in flight for this chat".
 - Writing without a web framework: :func:`write_generation`; a source yields text (``str``)
   or UI message chunks (``dict``), framed by :func:`ui_message_chunks`.
+- Model providers: :func:`openai_chat_chunks`, :func:`openai_responses_chunks` and
+  :func:`anthropic_chunks` turn the official SDKs' streams into such chunks.
 - Reading from Python: :func:`aread_chunks` (the chunks from an offset) and
   :func:`aread_message` (the message they make, as :class:`GenerationMessage`, and whether
   the generation finished, failed, or is unfinished); :class:`MessageAssembler` folds chunks
@@ -22,14 +24,23 @@ against a Python backend.
 from __future__ import annotations
 
 from .. import _name_public_module
-from .._errors import GenerationError
+from .._errors import GenerationError, ModelProviderError
 from ._asgi import GenerationMode, generation_response, resume_response
 from ._chunks import ChunkFramer, error_chunk, ui_message_chunks
 from ._message import GenerationMessage, GenerationStatus, MessageAssembler, ToolCall
+from ._providers import (
+    AnthropicConverter,
+    OpenAIChatConverter,
+    OpenAIResponsesConverter,
+    anthropic_chunks,
+    openai_chat_chunks,
+    openai_responses_chunks,
+)
 from ._reader import aread_chunks, aread_message
 from ._writer import GenerationResult, open_generation, write_generation
 
 __all__ = [
+    "AnthropicConverter",
     "ChunkFramer",
     "GenerationError",
     "GenerationMessage",
@@ -37,12 +48,18 @@ __all__ = [
     "GenerationResult",
     "GenerationStatus",
     "MessageAssembler",
+    "ModelProviderError",
+    "OpenAIChatConverter",
+    "OpenAIResponsesConverter",
     "ToolCall",
+    "anthropic_chunks",
     "aread_chunks",
     "aread_message",
     "error_chunk",
     "generation_response",
     "open_generation",
+    "openai_chat_chunks",
+    "openai_responses_chunks",
     "resume_response",
     "ui_message_chunks",
     "write_generation",
