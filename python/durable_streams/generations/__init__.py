@@ -17,7 +17,8 @@ against a Python backend.
   :func:`anthropic_chunks` turn the official SDKs' streams into such chunks.
 - Reading from Python: :func:`aread_chunks` (the chunks from an offset) and
   :func:`aread_message` (the message they make, as :class:`GenerationMessage`, and whether
-  the generation finished, failed, or is unfinished); :class:`MessageAssembler` folds chunks
+  the generation finished, failed, or is unfinished), and their sync twins
+  :func:`read_chunks` and :func:`read_message`; :class:`MessageAssembler` folds chunks
   without I/O.
 """
 
@@ -36,7 +37,8 @@ from ._providers import (
     openai_chat_chunks,
     openai_responses_chunks,
 )
-from ._reader import aread_chunks, aread_message
+from ._reader_async import aread_chunks, aread_message
+from ._reader_threaded import read_chunks, read_message
 from ._writer import GenerationResult, open_generation, write_generation
 
 __all__ = [
@@ -60,6 +62,8 @@ __all__ = [
     "open_generation",
     "openai_chat_chunks",
     "openai_responses_chunks",
+    "read_chunks",
+    "read_message",
     "resume_response",
     "ui_message_chunks",
     "write_generation",
