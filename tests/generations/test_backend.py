@@ -233,6 +233,28 @@ async def test_a_server_refusing_the_chunks_ends_the_stream_as_failed(stream_url
     message = await aread_message(stream_url, live=False)
     assert (message.status, message.closed) == ("failed", True)
     assert message.text == "stored " and message.error_text == "the server refused"
+    assert result.chunks == message.chunks  # the stored prefix and the error chunk
+    assert isinstance(result.error, ds.BadRequestError)  # what the server said, not "closed"
+
+
+async def test_a_server_refusing_even_the_close_leaves_the_stream_unfinished(
+    stream_url: str,
+) -> None:
+    handle = await open_generation(stream_url)
+    base = f"{urlsplit(stream_url).scheme}://{urlsplit(stream_url).netloc}"
+    inject_status(base, urlsplit(stream_url).path, status=400, count=10, method="POST")
+    try:
+
+        async def source() -> AsyncIterator[str]:
+            yield "refused"
+
+        result = await write_generation(source(), handle)
+    finally:
+        httpx.delete(f"{base}/_test/inject-error").raise_for_status()
+    assert (result.status, result.chunks, result.final_offset) == ("unfinished", 0, None)
+    assert isinstance(result.error, ds.BadRequestError)
+    message = await aread_message(stream_url, live=False)
+    assert (message.status, message.closed, message.chunks) == ("unfinished", False, 0)
 
 
 async def test_a_stream_that_cannot_be_created_raises_before_any_answer(stream_url: str) -> None:

@@ -170,7 +170,26 @@ async def write_generation(
         content_type=CONTENT_TYPE,
     )
     writer = _Writer(handle, producer, ChunkFramer(message_id))
-    describe = error_text or (lambda exc: DEFAULT_ERROR_TEXT)
+    try:
+        return await _write(
+            writer, source, error_text or (lambda exc: DEFAULT_ERROR_TEXT), close_timeout
+        )
+    finally:
+        # The sender runs apart from the caller's task (so a cancelled writer can still end
+        # the stream); it stops here whatever happened. After a close it has nothing left.
+        with anyio.CancelScope(shield=True):
+            await producer.abandon(errors.ProducerClosedError("the generation ended"))
+        if handle is not stream:
+            await handle.aclose()
+
+
+async def _write(
+    writer: _Writer,
+    source: AsyncIterable[str | Mapping[str, Any]],
+    describe: ErrorText,
+    close_timeout: float,
+) -> GenerationResult:
+    handle, producer = writer.handle, writer.producer
     iterator = aiter(source)
     failure: BaseException | None = None
     server_failure: errors.DurableStreamError | None = None
@@ -191,7 +210,7 @@ async def write_generation(
         finally:
             with anyio.CancelScope(shield=True):
                 await _aclose(iterator)
-    except BaseException as exc:  # cancelled: end the stream for readers, then go on
+    except BaseException:  # cancelled: end the stream for readers, then go on
         with anyio.CancelScope(shield=True), anyio.move_on_after(INTERRUPTED_CLOSE_TIMEOUT):
             try:
                 await writer.put(writer.framer.fail(INTERRUPTED_TEXT))
@@ -200,47 +219,30 @@ async def write_generation(
                 logger.warning(
                     "could not end the interrupted generation %s: %s", handle.url, close_exc
                 )
-                await producer.abandon(exc)
         raise
     if failure is not None:
         logger.error("the source of generation %s failed", handle.url, exc_info=failure)
     ending = writer.framer.finish() if failure is None else writer.framer.fail(describe(failure))
-    offset: str | None = None
+    message_id = writer.framer.message_id
     if server_failure is None:
         try:
             await writer.put(ending)
             offset = await writer.close(close_timeout)
         except errors.DurableStreamError as exc:
             server_failure = exc
-    if server_failure is not None:
-        logger.error("writing generation %s failed: %s", handle.url, server_failure)
-        with anyio.CancelScope(shield=True):
-            await producer.abandon(server_failure)
-        try:
-            offset = await writer.close_without_producer(describe(server_failure), close_timeout)
-        except (errors.DurableStreamError, TimeoutError) as exc:
-            logger.error("could not close generation %s: %s", handle.url, exc)
-            return GenerationResult(
-                handle.url,
-                "unfinished",
-                writer.chunks,
-                None,
-                writer.framer.message_id,
-                server_failure,
-            )
-        return GenerationResult(
-            handle.url,
-            "failed",
-            writer.chunks + 1,
-            offset,
-            writer.framer.message_id,
-            server_failure,
-        )
-    return GenerationResult(
-        handle.url,
-        "finished" if failure is None else "failed",
-        writer.chunks,
-        offset,
-        writer.framer.message_id,
-        failure,
-    )
+        else:
+            status: GenerationStatus = "finished" if failure is None else "failed"
+            return GenerationResult(handle.url, status, writer.chunks, offset, message_id, failure)
+    failures = list(getattr(server_failure, "failures", []))  # those a flush reported
+    with anyio.CancelScope(shield=True):
+        failures += await producer.abandon(server_failure)
+    if failures:  # what the server refused, rather than "the producer is closed"
+        server_failure = failures[0].error
+    logger.error("writing generation %s failed: %s", handle.url, server_failure)
+    stored = writer.chunks - sum(f.count for f in failures)
+    try:
+        offset = await writer.close_without_producer(describe(server_failure), close_timeout)
+    except (errors.DurableStreamError, TimeoutError) as exc:
+        logger.error("could not close generation %s: %s", handle.url, exc)
+        return GenerationResult(handle.url, "unfinished", stored, None, message_id, server_failure)
+    return GenerationResult(handle.url, "failed", stored + 1, offset, message_id, server_failure)
