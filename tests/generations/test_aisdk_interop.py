@@ -32,7 +32,7 @@ def produced(scenario: str, chat_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("mode", ["immediate", "await"])
-@pytest.mark.parametrize("scenario", ["text", "rich"])
+@pytest.mark.parametrize("scenario", ["text", "rich", "edge"])
 def test_use_chat_assembles_the_message_the_source_produced(
     server_url: str, scenario: str, mode: str
 ) -> None:

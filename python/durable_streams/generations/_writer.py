@@ -138,8 +138,8 @@ async def write_generation(
 
     The source yields text (``str``) or UI message chunks (``dict``), framed as
     :func:`ui_message_chunks` frames them. Chunks go through an :class:`IdempotentProducer`
-    (batched every ``linger_ms``, each stored once, in order); the source is read no faster
-    than the server takes its chunks.
+    (batched every ``linger_ms``, each stored once, in order); when the producer's buffer is
+    full (64 MiB waiting for the server), the source waits.
 
     When the source raises, the chunks before stay, an ``error`` chunk follows with
     ``error_text(exception)`` (default ``"An error occurred."``: exception texts can hold
