@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 
 import durable_streams as ds
 from durable_streams.generations import (
@@ -287,3 +288,37 @@ async def test_a_cancelled_writer_ends_the_stream_as_interrupted(stream_url: str
     assert (message.status, message.closed) == ("failed", True)
     assert message.text == "before the shutdown"
     assert message.error_text == "The generation was interrupted."
+
+
+async def test_fastapi_endpoints_return_the_helpers_responses(server_url: str) -> None:
+    # FastAPI resolves the endpoints' annotations (strings here) among the module's names.
+    app = FastAPI()
+    active: dict[str, str] = {}
+
+    async def words() -> AsyncIterator[str]:
+        yield "from "
+        yield "FastAPI"
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        url = f"{server_url}/chats/{body['id']}/{uuid.uuid4().hex}"
+        active[body["id"]] = url
+        return await generation_response(words(), url)
+
+    @app.get("/api/chat/{chat_id}/stream")
+    async def reconnect(chat_id: str) -> Any:
+        return await resume_response(active.get(chat_id))
+
+    chat_id = f"chat-{uuid.uuid4().hex}"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        answer = await client.post("/api/chat", json=chat_body(chat_id, "hi"))
+        assert answer.status_code == 201
+        assert answer.json() == {"streamUrl": answer.headers["location"]}
+        # ASGITransport returns once the app is done, the background writing included.
+        message = await aread_message(answer.headers["location"], live=False)
+        assert (message.status, message.text) == ("finished", "from FastAPI")
+        # Not cleared by the app, but closed: nothing to resume.
+        assert (await client.get(f"/api/chat/{chat_id}/stream")).status_code == 204
+        assert (await client.get("/api/chat/other/stream")).status_code == 204
