@@ -401,13 +401,19 @@ async def _convert(
     converter: OpenAIChatConverter | OpenAIResponsesConverter | AnthropicConverter,
     events: AsyncIterable[Any],
 ) -> AsyncIterator[Chunk]:
+    # The SDKs' ``__aiter__`` are async generators: one left part-way (a failure, a closed
+    # writer) is closed here rather than by the garbage collector.
+    iterator = aiter(events)
     try:
-        async for event in events:
+        async for event in iterator:
             for chunk in converter.feed(event):
                 yield chunk
         for chunk in converter.end():
             yield chunk
     finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
         # The SDKs' streams hold a response open until read to the end or closed.
         close = getattr(events, "close", None)
         if close is not None:
