@@ -2,7 +2,8 @@
 scripted sources in place of a model. The tests drive it in process (httpx.ASGITransport) and
 as a uvicorn server in a child process (for Node's AI SDK, and to be killed mid-generation):
 
-    python tests/generations/backend.py STREAMS_BASE_URL [immediate|await]
+    python tests/generations/backend.py STREAMS_BASE_URL [--mode await] [--grace S]
+        [--lifespan-group]
 
 prints ``{"url": ...}`` once it listens on 127.0.0.1, and exits when its stdin closes.
 
@@ -13,6 +14,8 @@ names the scenario. GET /api/chat/{id}/stream answers the transport's reconnect.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import socket
@@ -181,6 +184,7 @@ class Backend:
         streams: str,
         mode: GenerationMode = "immediate",
         task_group: anyio.abc.TaskGroup | None = None,
+        lifespan_group: bool = False,
     ) -> None:
         self.streams = streams.rstrip("/")
         self.mode: GenerationMode = mode
@@ -193,8 +197,18 @@ class Backend:
                 Route("/api/chat", self.chat, methods=["POST"]),
                 Route("/api/chat/{chat_id}/stream", self.reconnect, methods=["GET"]),
                 Route("/release/{chat_id}", self.release, methods=["POST"]),
-            ]
+            ],
+            lifespan=self.lifespan if lifespan_group else None,
         )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Generations written in a task group the application keeps: a shutdown cancels
+        them through it, and they end their streams as interrupted before it completes."""
+        async with anyio.create_task_group() as group:
+            self.task_group = group
+            yield
+            group.cancel_scope.cancel()
 
     async def source(self, chat_id: str, name: str) -> AsyncIterator[Item]:
         before, after = SCENARIOS[name]
@@ -246,15 +260,27 @@ def _exit_when_stdin_closes() -> None:
 def main() -> None:
     import uvicorn
 
-    streams = sys.argv[1]
-    mode: GenerationMode = "await" if sys.argv[2:] == ["await"] else "immediate"
-    backend = Backend(streams, mode)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("streams")
+    parser.add_argument("--mode", choices=["immediate", "await"], default="immediate")
+    # How long a shutdown waits for requests (background tasks included) before cancelling
+    # them: uvicorn's timeout_graceful_shutdown; by default it waits for them to end.
+    parser.add_argument("--grace", type=float, default=None)
+    parser.add_argument("--lifespan-group", action="store_true")
+    args = parser.parse_args()
+    backend = Backend(args.streams, args.mode, lifespan_group=args.lifespan_group)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # before the URL is printed: a client may connect at once
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(backend.app, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(
+        backend.app,
+        log_level="warning",
+        lifespan="on" if args.lifespan_group else "off",
+        timeout_graceful_shutdown=args.grace,
+    )
+    server = uvicorn.Server(config)
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     print(json.dumps({"url": f"http://127.0.0.1:{port}", "pid": os.getpid()}), flush=True)
     server.run(sockets=[sock])

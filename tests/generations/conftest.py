@@ -43,9 +43,10 @@ class RunningBackend:
 
 
 @contextlib.contextmanager
-def running_backend(streams: str, mode: str = "immediate") -> Iterator[RunningBackend]:
+def running_backend(streams: str, *options: str) -> Iterator[RunningBackend]:
+    """The backend (options: backend.py's, e.g. ``--mode await``) until the block ends."""
     proc = subprocess.Popen(
-        [sys.executable, str(BACKEND), streams, mode],
+        [sys.executable, str(BACKEND), streams, *options],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=ROOT,

@@ -37,7 +37,7 @@ def test_use_chat_assembles_the_message_the_source_produced(
     server_url: str, scenario: str, mode: str
 ) -> None:
     chat_id = f"chat-{uuid.uuid4().hex}"
-    with running_backend(server_url, mode) as backend:
+    with running_backend(server_url, "--mode", mode) as backend:
         outcome = node_chat("send", backend.api, chat_id, scenario)
     assert outcome["status"] == "ready" and outcome["error"] is None
     user, assistant = outcome["messages"]

@@ -75,7 +75,9 @@ async def generation_response(
     - ``"immediate"``: answers ``201`` at once, with ``Location: <read_url>`` and
       ``{"streamUrl": <read_url>}``; the writing goes on after the answer is sent, as a
       Starlette background task, or in ``task_group`` (one the application keeps open, such
-      as its lifespan's) when given.
+      as its lifespan's) when given: then a shutdown that cancels that group lets each
+      generation end its stream as interrupted, where a server cancelling a background task
+      outright can leave it unfinished.
     - ``"await"``: writes everything, then answers ``200`` with the same ``Location`` and
       ``{"streamUrl": ..., "finalOffset": ...}``, for hosts that keep work alive only while
       a request is open.
