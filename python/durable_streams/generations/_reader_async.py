@@ -30,8 +30,10 @@ def aread_chunks(
     """The chunks of the generation at ``url`` from ``offset``: iterate the response (in
     ``async with``) for each chunk, a ``dict``. ``live`` follows the generation over SSE until
     its stream is closed; ``live=False`` stops at what is written so far. The response's
-    ``offset`` after a chunk is where to resume after it; ``stream_closed`` says the writer
-    closed the stream (a stream never closed is still being written, or its writer died)."""
+    ``offset`` is where to resume: after the last batch handed out in full (the chunks the
+    writer sent together share one offset, so resuming inside a batch repeats its first
+    chunks). ``stream_closed`` says the writer closed the stream (a stream never closed is
+    still being written, or its writer died)."""
     return astream(
         url,
         offset=offset,
