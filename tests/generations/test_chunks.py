@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from durable_streams import GenerationError
-from durable_streams.generations import ChunkFramer, MessageAssembler, error_chunk
+from durable_streams.generations import (
+    ChunkFramer,
+    MessageAssembler,
+    error_chunk,
+    ui_message_chunks,
+)
 
 
 def frame(*items: Any, message_id: str = "m") -> list[dict[str, Any]]:
@@ -107,3 +113,17 @@ def test_tool_input_streams_until_it_parses_and_error_and_abort_end() -> None:
     assert (assembler.status, assembler.error_text) == ("failed", "late")
     assert fold([{"type": "abort"}]).status == "aborted"
     assert fold([{"type": "start"}]).status == "unfinished"
+
+
+@pytest.mark.anyio
+async def test_ui_message_chunks_frames_a_source_and_lets_its_failure_through() -> None:
+    async def source() -> AsyncIterator[str | dict[str, Any]]:
+        yield "a"
+        yield {"type": "data-x", "data": None}
+        raise LookupError("gone")
+
+    seen = []
+    with pytest.raises(LookupError, match="gone"):
+        async for chunk in ui_message_chunks(source(), message_id="m"):
+            seen.append(chunk["type"])
+    assert seen == ["start", "text-start", "text-delta", "text-end", "data-x"]
