@@ -8,10 +8,12 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   └── HandleClosedError           a stream handle used after close()
     ├── TransportError                  network failure; httpx's exception is the __cause__
     │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
+    │   │   └── TxidTimeoutError        a state view did not see a transaction id in time
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
     ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
     │   ├── StateMessageError           a state stream's message is not a change or control
+    │   │   └── StateValueError         a change's value does not fit its type's schema
     │   ├── GenerationError             a generation's chunk is not a UI message chunk that fits
     │   ├── SSEParseError               a malformed SSE stream or control event
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
@@ -105,6 +107,7 @@ __all__ = [
     "ServerError",
     "StaleEpochError",
     "StateMessageError",
+    "StateValueError",
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
@@ -112,6 +115,7 @@ __all__ = [
     "SubscriptionExistsError",
     "SubscriptionNotFoundError",
     "TransportError",
+    "TxidTimeoutError",
     "UndeliveredError",
     "UsageError",
     "WakeTokenError",
@@ -225,6 +229,17 @@ class DeadlineExceededError(TransportError, TimeoutError):
     """A request or read ran past its deadline."""
 
 
+class TxidTimeoutError(DeadlineExceededError):
+    """A state view's ``wait_for_txid`` did not see a change carrying ``txid`` within its
+    deadline; ``offset`` is where the view stood."""
+
+    def __init__(
+        self, message: str, *, txid: str, url: str | None = None, offset: str | None = None
+    ) -> None:
+        super().__init__(message, url=url, offset=offset)
+        self.txid = txid
+
+
 class ParseError(DurableStreamError, ValueError):
     """The server's bytes could not be decoded. ``position`` is the byte offset in the input."""
 
@@ -261,6 +276,25 @@ class JSONParseError(ParseError):
 class StateMessageError(ParseError):
     """A message of a state stream (State Protocol) is neither a valid change nor a valid
     control message; ``offset`` is where the stream stands after the message's batch."""
+
+
+class StateValueError(StateMessageError):
+    """A change's value does not fit the schema declared for its ``type`` (entity ``key``):
+    read at ``offset``, or refused before it was written (``offset`` is then None). The
+    schema library's own error, if any, is the ``__cause__``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str,
+        key: str,
+        offset: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, offset=offset, url=url)
+        self.type = type
+        self.key = key
 
 
 class GenerationError(ParseError):

@@ -440,7 +440,10 @@ class IdempotentProducer:
         if changes is None:
             return True
         try:
-            await anyio.to_thread.run_sync(self._state_file.write, changes)
+            # The changes are taken: cancelled before the write (Ctrl+C, abandon), they would
+            # never reach the file, and the next session would not know these messages.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._state_file.write, changes)
         except errors.ProducerStateError as exc:
             self._state_broken = True
             self._core.abort(exc, unsent)
