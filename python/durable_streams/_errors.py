@@ -14,6 +14,7 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
     │   ├── StateMessageError           a state stream's message is not a change or control
     │   │   └── StateValueError         a change's value does not fit its type's schema
+    │   ├── GenerationError             a generation's chunk is not a UI message chunk that fits
     │   ├── SSEParseError               a malformed SSE stream or control event
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
@@ -56,6 +57,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     WebhookVerificationError            a webhook request's signature does not verify (also a
                                         ValueError)
+    ModelProviderError                  a model provider's stream reported a failure (an error
+                                        event, a failed response): a generation's source failed
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
 query string or user info, and header values never appear: credentials do not leak into logs.
@@ -83,10 +86,12 @@ __all__ = [
     "EventTooLargeError",
     "FailedBatch",
     "FencedError",
+    "GenerationError",
     "HTTPParseError",
     "HandleClosedError",
     "InvalidOffsetError",
     "JSONParseError",
+    "ModelProviderError",
     "NoPendingWorkError",
     "ParseError",
     "PayloadTooLargeError",
@@ -293,6 +298,16 @@ class StateValueError(StateMessageError):
         super().__init__(message, offset=offset, url=url)
         self.type = type
         self.key = key
+
+
+class GenerationError(ParseError):
+    """A chunk of a generation stream is not a UI message chunk, or does not fit the message
+    so far (a delta for a part that never started, output for an unknown tool call)."""
+
+
+class ModelProviderError(DurableStreamError):
+    """A model provider's stream reported a failure in the stream itself (the Responses API's
+    ``error`` event or ``response.failed``): the generation it fed cannot go on."""
 
 
 class SSEParseError(ParseError):
