@@ -20,6 +20,7 @@ __all__ = [
     "ConsumerStats",
     "ErrorDecision",
     "HeadResult",
+    "JsonBatch",
     "LiveMode",
     "Mode",
     "PendingStream",
@@ -47,6 +48,24 @@ class StreamEvent:
     """
 
     data: Any
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    stream_closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBatch:
+    """The messages of one batch of a JSON stream, from ``iter_json_batches()``, with where
+    the stream stands after them.
+
+    A batch is what one answer carried (a catch-up or long-poll body, or the data events
+    before one SSE control event), so ``offset`` is a position the server marked: saving it
+    once per batch resumes behind the batch, with nothing lost and nothing repeated. A batch
+    can be empty when it only moves the offset or the flags on.
+    """
+
+    messages: list[Any]
     offset: str
     cursor: str | None
     up_to_date: bool

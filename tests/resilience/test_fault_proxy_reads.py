@@ -163,6 +163,57 @@ async def test_closed_stream_async(
         assert proxy.stats["fragments"] > 0
 
 
+# -- the same, a batch at a time: each batch once, with an offset that resumes behind it ------
+
+
+def _check_batches(url: str, batches: list[ds.JsonBatch]) -> list[Any]:
+    """The batches' messages, after checking that each batch's offset resumes right behind it
+    (read again without faults: what follows the offset is the rest of the stream)."""
+    assert batches[-1].stream_closed
+    messages = [m for batch in batches for m in batch.messages]
+    middle = len(batches) // 2
+    seen = sum(len(batch.messages) for batch in batches[: middle + 1])
+    with ds.stream(url, offset=batches[middle].offset) as res:
+        assert res.read_json() == messages[seen:]
+    return messages
+
+
+@pytest.mark.parametrize("live", LIVE_MODES)
+def test_closed_stream_in_batches_sync(
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
+) -> None:
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
+        url = _through(proxy, server_url, closed_stream)
+        reads = 0
+        while _cuts(proxy) < MIN_CUTS and reads < MAX_READS:
+            with ds.Client() as client, client.stream(url, live=live, retry=RETRY) as res:
+                batches = list(res.iter_json_batches())
+                assert res.offset == batches[-1].offset
+            assert _check_batches(closed_stream, batches) == EXPECTED
+            reads += 1
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", LIVE_MODES)
+async def test_closed_stream_in_batches_async(
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
+) -> None:
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
+        url = _through(proxy, server_url, closed_stream)
+        reads = 0
+        while _cuts(proxy) < MIN_CUTS and reads < MAX_READS:
+            async with (
+                ds.AsyncClient() as client,
+                client.stream(url, live=live, retry=RETRY) as res,
+            ):
+                batches = [batch async for batch in res.iter_json_batches()]
+                assert res.offset == batches[-1].offset
+            assert _check_batches(closed_stream, batches) == EXPECTED
+            reads += 1
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
 # -- a live tail: the writer appends while the reader follows through the faulty proxy -------
 
 
@@ -255,6 +306,45 @@ async def test_live_tail_async(
         await anyio.to_thread.run_sync(writer.join, 10)
         assert writer.error is None, writer.error
         assert items == EXPECTED
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+def test_live_tail_in_batches_sync(
+    writer: Writer, stream_url: str, server_url: str, seed: int, live: ds.LiveMode
+) -> None:
+    batches = []
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **LIVE_CUTS) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with ds.stream(url, live=live, retry=RETRY, timeout=10) as res:
+            for batch in res.iter_json_batches():
+                batches.append(batch)
+                for _ in batch.messages:
+                    writer.advance()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert _check_batches(stream_url, batches) == EXPECTED
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+async def test_live_tail_in_batches_async(
+    writer: Writer, stream_url: str, server_url: str, seed: int, live: ds.LiveMode
+) -> None:
+    batches = []
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **LIVE_CUTS) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        async with ds.astream(url, live=live, retry=RETRY, timeout=10) as res:
+            async for batch in res.iter_json_batches():
+                batches.append(batch)
+                for _ in batch.messages:
+                    writer.advance()
+        await anyio.to_thread.run_sync(writer.join, 10)
+        assert writer.error is None, writer.error
+        assert _check_batches(stream_url, batches) == EXPECTED
         assert _cuts(proxy) >= MIN_CUTS, proxy.stats
 
 

@@ -21,7 +21,7 @@ from .._protocol import (
 )
 from .._retry import RetryPolicy
 from .._transport._request import native_enabled
-from .._values import LiveMode, ReaderStats, StreamEvent
+from .._values import JsonBatch, LiveMode, ReaderStats, StreamEvent
 from ._session import READ_AS, Batch, ConsumerKind, ReadSession
 
 
@@ -162,6 +162,23 @@ class Delivery:
             self.kind = kind
         return True
 
+    def leftover(self, kind: ConsumerKind) -> list[Any] | None:
+        """What item-by-item reading left for a batch reader: the carried items, then the rest
+        of the batch it stopped in (which then counts as handed out); ``None`` if nothing."""
+        items = list(self.drain_carried(kind))
+        if self.part_way(kind):
+            taken = len(self.items) - operator.length_hint(self.rest)
+            items.extend(self.items[taken:])
+            items.append(self.last)
+            self.has_last = False
+            self.last = None
+            self.items = ()
+            self.rest = iter(())
+            self.commit()
+        elif not items:
+            return None
+        return items
+
     def queue(self, batches: list[Batch], kind: ConsumerKind) -> None:
         """The batches of one read after its first, which is being handed out."""
         self.queued = batches
@@ -235,6 +252,13 @@ class Delivery:
         self.cursor = batch.cursor
         self.up_to_date = batch.up_to_date
         self.stream_closed = batch.closed
+
+    def position(self) -> tuple[str, bool, bool]:
+        return (self.offset, self.up_to_date, self.stream_closed)
+
+    def json_batch(self, messages: list[Any]) -> JsonBatch:
+        """``messages``, handed out, with where the stream stands after them."""
+        return JsonBatch(messages, self.offset, self.cursor, self.up_to_date, self.stream_closed)
 
     def stops(self, until_up_to_date: bool) -> bool:
         """Whether the reader stops after the batch handed out last: at the end of a closed

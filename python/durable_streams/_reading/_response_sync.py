@@ -39,7 +39,7 @@ from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
 from .._transport import Reply
 from .._transport._request import Verify
-from .._values import LiveMode, StreamEvent
+from .._values import JsonBatch, LiveMode, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
 from ._session import (
     DEFAULT_MAX_BODY_BYTES,
@@ -436,6 +436,82 @@ class StreamResponse(ResponseMetadata):
             delivery.commit()
             if delivery.stops(until_up_to_date):
                 return
+
+    def iter_json_batches(self) -> Iterator[JsonBatch]:
+        """The messages of a JSON stream a batch at a time, each :class:`JsonBatch` with the
+        offset after it: save ``batch.offset`` once per batch to resume behind it.
+
+        A batch is what one answer carried (a long body's parts are put back together, so a
+        batch can be as large as ``max_body_bytes``). It counts as handed out when it is
+        yielded, and ``res.offset`` is its offset from then on. Answers that change nothing
+        (a long-poll that timed out) are left out; one that only moves the offset or the
+        flags on is an empty batch. Ends at the end of a closed stream, and when up to date
+        if the read is not live."""
+        return self._iterate_batches(until_up_to_date=False)
+
+    def read_json_batches(self) -> list[JsonBatch]:
+        """Every batch until the reader is up to date (or the stream ended)."""
+        batches: list[JsonBatch] = []
+        extend(batches, self._iterate_batches(until_up_to_date=True))
+        return batches
+
+    def _iterate_batches(self, until_up_to_date: bool) -> Items:
+        items = Items(None)
+        gen = self._json_batches(until_up_to_date, self._consumer)
+        self._consumer = items._gen = gen
+        return items
+
+    def _json_batches(
+        self, until_up_to_date: bool, previous: Iterator[Any] | None
+    ) -> Iterator[JsonBatch]:
+        if previous is not None:
+            self._handing_over = True
+            try:
+                previous.close()  # type: ignore[attr-defined]
+            finally:
+                self._handing_over = False
+        self._ensure_open()
+        delivery = self._delivery
+        try:
+            left = delivery.leftover("json")
+            if left is not None:
+                yield delivery.json_batch(left)
+                if delivery.stops(until_up_to_date):
+                    return
+            while True:
+                batch = self._next_batch("json")
+                if batch is None:
+                    return
+                messages = batch.data
+                if batch.partial:
+                    # A long body's parts share the offset before it: only the whole body
+                    # has an offset after it, so its parts are handed out together.
+                    messages = list(messages)
+                    try:
+                        while batch is not None and batch.partial:
+                            batch = self._next_batch("json")
+                            if batch is not None:
+                                messages.extend(batch.data)
+                    except BaseException:
+                        # The session is past these messages: the next read hands them out.
+                        delivery.carry("json", messages)
+                        raise
+                    if batch is None:  # pragma: no cover - a body ends in a whole batch
+                        delivery.carry("json", messages)
+                        return
+                batch.data = None
+                before = delivery.position()
+                delivery.current = batch
+                delivery.commit()
+                if messages or delivery.position() != before:
+                    yield delivery.json_batch(messages)
+                if delivery.stops(until_up_to_date):
+                    return
+        except GeneratorExit:
+            if not self._handing_over:
+                with shield():
+                    self._drop_connection()
+            raise
 
     def __iter__(self) -> Iterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""

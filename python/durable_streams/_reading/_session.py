@@ -96,6 +96,8 @@ class Batch:
     """What one response (or one SSE control event) delivered, and where the stream stands after.
 
     ``data`` is a list of messages for the ``json``/``json-raw`` consumers, else bytes or str.
+    ``partial``: a part of a long body handed out before the body ended, at the offset before
+    it; the body's last batch carries the offset after all its parts.
     """
 
     data: Any
@@ -103,6 +105,7 @@ class Batch:
     cursor: str | None
     up_to_date: bool
     closed: bool
+    partial: bool = False
 
 
 """What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
@@ -333,7 +336,7 @@ class ReadSession:
         if not data:
             return None
         self._count(data)
-        return Batch(data, self.offset, self.cursor, False, False)
+        return Batch(data, self.offset, self.cursor, False, False, True)
 
     def next_body_part(self) -> Batch | None:
         """The next batch of the body bytes given so far (one chunk can hold many), or
@@ -354,7 +357,7 @@ class ReadSession:
             data = self._fresh_items(items) if items else items
             if data:
                 self._count(data)
-                return Batch(data, self.offset, self.cursor, False, False)
+                return Batch(data, self.offset, self.cursor, False, False, True)
 
     def _next_piece(self) -> bytes:
         """The next piece of the chunk being read: the JSON reader is fed a piece at a time,
