@@ -386,8 +386,11 @@ class AsyncStreamResponse(ResponseMetadata):
         """The stream's bytes, chunk by chunk (base64 over SSE is decoded)."""
         return self._iterate("bytes")
 
-    def iter_text(self) -> AsyncIterator[str]:
-        """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
+    def iter_text(self, encoding: str = "utf-8") -> AsyncIterator[str]:
+        """The stream's data as text, decoded with ``encoding`` across chunk boundaries (a
+        character split between chunks comes out whole). Bytes that are not valid in that
+        encoding raise :class:`ParseError`; an unknown encoding raises :class:`UsageError`."""
+        self._session.use_text_encoding(encoding)
         return self._iterate("text")
 
     def iter_events(
@@ -419,8 +422,10 @@ class AsyncStreamResponse(ResponseMetadata):
         """All bytes until the reader is up to date (or the stream ended)."""
         return b"".join(await self._read_all("bytes"))
 
-    async def read_text(self) -> str:
-        """All text until the reader is up to date (or the stream ended)."""
+    async def read_text(self, encoding: str = "utf-8") -> str:
+        """All text until the reader is up to date (or the stream ended), decoded with
+        ``encoding``."""
+        self._session.use_text_encoding(encoding)
         return "".join(await self._read_all("text"))
 
     async def _whole_batches(self, until_up_to_date: bool = True) -> AsyncIterator[Batch]:

@@ -386,8 +386,11 @@ class StreamResponse(ResponseMetadata):
         """The stream's bytes, chunk by chunk (base64 over SSE is decoded)."""
         return self._iterate("bytes")
 
-    def iter_text(self) -> Iterator[str]:
-        """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
+    def iter_text(self, encoding: str = "utf-8") -> Iterator[str]:
+        """The stream's data as text, decoded with ``encoding`` across chunk boundaries (a
+        character split between chunks comes out whole). Bytes that are not valid in that
+        encoding raise :class:`ParseError`; an unknown encoding raises :class:`UsageError`."""
+        self._session.use_text_encoding(encoding)
         return self._iterate("text")
 
     def iter_events(self, decode: Callable[[bytes], Any] | None = None) -> Iterator[StreamEvent]:
@@ -417,8 +420,10 @@ class StreamResponse(ResponseMetadata):
         """All bytes until the reader is up to date (or the stream ended)."""
         return b"".join(self._read_all("bytes"))
 
-    def read_text(self) -> str:
-        """All text until the reader is up to date (or the stream ended)."""
+    def read_text(self, encoding: str = "utf-8") -> str:
+        """All text until the reader is up to date (or the stream ended), decoded with
+        ``encoding``."""
+        self._session.use_text_encoding(encoding)
         return "".join(self._read_all("text"))
 
     def _whole_batches(self, until_up_to_date: bool = True) -> Iterator[Batch]:

@@ -160,6 +160,7 @@ class ReadSession:
         self._held: errors.DurableStreamError | None = None
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
+        self.text_encoding = "utf-8"
         self._requested_offset = offset
         # _bytes_received when the request in flight was made: whether its answer sent data.
         self._bytes_at_request = 0
@@ -490,14 +491,33 @@ class ReadSession:
             raise exc.with_context(url=self.url, offset=self._requested_offset) from None
         return body
 
+    def use_text_encoding(self, encoding: str) -> None:
+        """Decode text with ``encoding`` from here on (``iter_text(encoding=...)``)."""
+        try:
+            name = codecs.lookup(encoding).name
+        except (LookupError, TypeError):
+            raise errors.UsageError(f"unknown text encoding {encoding!r}", url=self.url) from None
+        if name == self.text_encoding:
+            return
+        decoder = self._text_decoder
+        if decoder is not None and decoder.getstate()[0]:
+            raise errors.UsageError(
+                f"text read so far ends inside a {self.text_encoding} character: read on with "
+                f"that encoding before changing to {encoding!r}",
+                url=self.url,
+                offset=self.offset,
+            )
+        self.text_encoding = name
+        self._text_decoder = None
+
     def _decode_text(self, body: bytes, *, final: bool) -> str:
         if self._text_decoder is None:
-            self._text_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            self._text_decoder = codecs.getincrementaldecoder(self.text_encoding)("strict")
         try:
             return self._text_decoder.decode(body, final=final)
         except UnicodeDecodeError as exc:
             raise errors.ParseError(
-                f"stream data is not valid UTF-8: {exc.reason}",
+                f"stream data is not valid {self.text_encoding}: {exc.reason}",
                 position=exc.start,
                 url=self.url,
                 offset=self._requested_offset,
@@ -507,6 +527,13 @@ class ReadSession:
         base64_data = headers.get(H_SSE_ENCODING, "").strip().lower() == "base64"
         self._check_consumer_fits(binary_sse=base64_data)
         kind = self.consumer
+        if kind == "text" and not base64_data and self.text_encoding != "utf-8":
+            raise errors.UsageError(
+                f"SSE carries a text stream as UTF-8, not {self.text_encoding}: read it with "
+                "live='long-poll'",
+                url=self.url,
+                offset=self.offset,
+            )
         if base64_data:
             data_mode = "base64"
         elif kind in ("json", "json-raw"):
@@ -641,7 +668,10 @@ class ReadSession:
             return "long-poll"
         if self.live == "sse":
             return "sse"
-        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE.
+        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE,
+        # and text in another encoding than UTF-8 cannot travel over SSE as it is.
+        if self.consumer == "text" and self.text_encoding != "utf-8":
+            return "long-poll"
         return "sse" if sse_data_is_text(self.content_type) else "long-poll"
 
     # -- failures -----------------------------------------------------------------------------
