@@ -39,9 +39,11 @@ def test_a_character_split_between_chunks_comes_out_whole(
     # The proxy sends the body in pieces of a few bytes, which cut two-byte characters in
     # half; an odd batch size hands each piece out as it comes.
     monkeypatch.setattr(_read, "BODY_BATCH_BYTES", 7)
-    with FaultProxy(server_url, seed=3, max_delay=0.002) as proxy:
-        with ds.stream(proxy.url + stream_url.removeprefix(server_url)) as res:
-            pieces = list(res.iter_text(encoding="EUC_JP"))
+    with (
+        FaultProxy(server_url, seed=3, max_delay=0.002) as proxy,
+        ds.stream(proxy.url + stream_url.removeprefix(server_url)) as res,
+    ):
+        pieces = list(res.iter_text(encoding="EUC_JP"))
     assert len(pieces) > 1
     assert "".join(pieces) == TEXT
 
@@ -49,9 +51,8 @@ def test_a_character_split_between_chunks_comes_out_whole(
 def test_bytes_that_are_not_in_the_encoding(stream_url: str) -> None:
     with DurableStream.create(stream_url, content_type="text/plain") as handle:
         handle.append(b"plain ascii, then \xff")
-    with ds.stream(stream_url) as res:
-        with pytest.raises(ds.ParseError, match="ascii") as caught:
-            res.read_text(encoding="ascii")
+    with ds.stream(stream_url) as res, pytest.raises(ds.ParseError, match="ascii") as caught:
+        res.read_text(encoding="ascii")
     assert caught.value.position is not None
 
 
@@ -76,9 +77,7 @@ def test_live_text_in_another_encoding_goes_by_long_poll(
 
 
 @pytest.mark.anyio
-async def test_text_in_another_encoding_async(
-    euc_stream: DurableStream, stream_url: str
-) -> None:
+async def test_text_in_another_encoding_async(euc_stream: DurableStream, stream_url: str) -> None:
     async with ds.astream(stream_url) as res:
         assert "".join([t async for t in res.iter_text(encoding="euc-jp")]) == TEXT
     async with ds.astream(stream_url) as res:
