@@ -728,6 +728,37 @@ CASES: list[Case] = [
         expect=[1],
         in_async=True,
     ),
+    # -- 304 Not Modified (a cache answering a conditional request): nothing new, no error ----
+    Case(
+        "not-modified-is-nothing-new",
+        lambda: [status(304, **{"stream-next-offset": "9_9", "stream-closed": "true"})],
+        "read_json",
+        expect=[],
+        requests=1,
+        in_async=True,
+    ),
+    Case(
+        "not-modified-while-tailing",
+        lambda: [
+            body(b"[1]", offset="0_1"),
+            status(304),
+            body(b"[2]", offset="0_2", closed=True),
+        ],
+        "iter_json",
+        live="long-poll",
+        expect=[1, 2],
+        requests=3,
+        in_async=True,
+    ),
+    Case(
+        "not-modified-instead-of-sse",
+        lambda: [caught_up(), status(304), sse(event("data", "[1]") + CLOSE)],
+        "iter_json",
+        live="sse",
+        expect=[1],
+        requests=3,
+        in_async=True,
+    ),
     Case(
         "json-body-with-whitespace",
         lambda: [body(b' \r\n\t[ 1 , {"a" : [ ] } ]\n ')],

@@ -257,6 +257,10 @@ class ReadSession:
         self.headers = headers
         if status == 204 and self._current == "long-poll":
             return "empty"
+        if status == 304:
+            # Not modified: a cache (or the server) answering a conditional request says the
+            # reader has all there is, as a long-poll timing out does.
+            return "empty"
         if status != 200:
             return "error"
         ct = headers.get("content-type")
@@ -462,8 +466,11 @@ class ReadSession:
         self._produced_kind = self._body_kind
 
     def on_empty(self) -> Batch:
-        """A long-poll 204: nothing new before the server's timeout, or EOF."""
+        """A long-poll 204: nothing new before the server's timeout, or EOF. Or a 304, which
+        moves nothing on: its headers may be those of an answer cached long ago."""
         headers = self.headers
+        if self.status == 304:
+            headers = {}
         next_offset = headers.get(H_NEXT_OFFSET, self.offset)
         closed = header_true(headers, H_CLOSED)
         data = _empty_data(self.consumer)
