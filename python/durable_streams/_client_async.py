@@ -206,6 +206,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read the stream at ``path``; see :func:`astream`."""
@@ -220,6 +221,7 @@ class AsyncClient:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

@@ -208,6 +208,7 @@ class Client:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read the stream at ``path``; see :func:`stream`."""
@@ -222,6 +223,7 @@ class Client:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

@@ -16,9 +16,6 @@ import httpx
 from .. import _core
 from .. import _errors as errors
 from .._options import Headers
-from .._protocol import (
-    is_json_content_type,
-)
 from .._retry import RetryPolicy
 from .._transport._request import native_enabled
 from .._values import JsonBatch, LiveMode, ReaderStats, StreamEvent
@@ -48,6 +45,7 @@ def response_args(
     retry: RetryPolicy | None,
     max_event_bytes: int,
     max_body_bytes: int,
+    json: bool = False,
 ) -> ResponseArgs:
     """The arguments of a stream response, apart from its transport, from read options."""
     native_enabled()  # a wrong DURABLE_STREAMS_TRANSPORT is an error here, not later
@@ -59,6 +57,7 @@ def response_args(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        json=json,
     )
     return ResponseArgs(
         session=session,
@@ -323,7 +322,7 @@ class ResponseMetadata:
     def _event_kind(self, raw_json: bool = False) -> ConsumerKind:
         """What items of this stream are: messages (raw bytes each with ``raw_json``) for JSON
         streams, byte chunks otherwise."""
-        if not is_json_content_type(self._session.content_type):
+        if not self._session.is_json:
             return "bytes"
         return "json-raw" if raw_json else "json"
 

@@ -539,6 +539,7 @@ def astream(
     retry: RetryPolicy | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    json: bool = False,
     verify: bool | str | ssl.SSLContext = True,
     on_error: AsyncOnError | None = None,
 ) -> AsyncStreamResponse:
@@ -560,6 +561,9 @@ def astream(
     In async code, ``on_error`` may also be an async function, and ``headers`` and ``params``
     values async callables.
 
+    ``json=True`` reads the stream as JSON messages whatever content type the server gives
+    it (a server that sends JSON arrays under ``text/plain`` or a type of its own).
+
     A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
     :class:`UsageError` here.
     """
@@ -577,6 +581,7 @@ def astream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        json=json,
     )
     return AsyncStreamResponse(
         dispatcher=dispatcher_for(client, verify), verify=verify, on_error=on_error, **args

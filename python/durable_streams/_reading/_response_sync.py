@@ -537,6 +537,7 @@ def stream(
     retry: RetryPolicy | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    json: bool = False,
     verify: bool | str | ssl.SSLContext = True,
     on_error: OnError | None = None,
 ) -> StreamResponse:
@@ -555,6 +556,9 @@ def stream(
     only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
     the error at once; an exception it raises propagates instead.
 
+    ``json=True`` reads the stream as JSON messages whatever content type the server gives
+    it (a server that sends JSON arrays under ``text/plain`` or a type of its own).
+
     A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
     :class:`UsageError` here.
     """
@@ -572,6 +576,7 @@ def stream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        json=json,
     )
     return StreamResponse(
         dispatcher=dispatcher_for(client, verify), verify=verify, on_error=on_error, **args

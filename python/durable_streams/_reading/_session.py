@@ -132,6 +132,7 @@ class ReadSession:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
     ) -> None:
         if live not in (False, True, "long-poll", "sse"):
             raise ValueError(f"live must be False, True, 'long-poll' or 'sse', not {live!r}")
@@ -150,6 +151,9 @@ class ReadSession:
         self.headers: Mapping[str, str] = {}
         self.max_event_bytes = max_event_bytes
         self.max_body_bytes = max_body_bytes
+        # The caller says the stream is JSON whatever its content type (a server that sends
+        # JSON arrays under text/plain or a vendor type).
+        self.json_hint = bool(json)
         self.consumer: ConsumerKind = "bytes"
         self._retry = RetryState(retry or (RetryPolicy.live() if live else RetryPolicy()))
         self._mode: Mode = self._first_mode()
@@ -290,13 +294,25 @@ class ReadSession:
             status, headers, body, url=self.url, operation="read", offset=self._requested_offset
         )
 
+    @property
+    def is_json(self) -> bool:
+        """Whether the stream's items are JSON messages: by its content type, or the hint."""
+        return self.json_hint or is_json_content_type(self.content_type)
+
     def _check_consumer_fits(self, binary_sse: bool = False) -> None:
-        if self.consumer in ("json", "json-raw") and (
-            binary_sse
-            or (self.content_type is not None and not is_json_content_type(self.content_type))
-        ):
+        if self.consumer not in ("json", "json-raw"):
+            return
+        if binary_sse:
             raise errors.ContentTypeError(
-                f"iter_json needs an application/json stream; this one is {self.content_type!r}",
+                f"this stream ({self.content_type!r}) comes over SSE as base64, not as JSON "
+                "messages: read it with live='long-poll'",
+                url=self.url,
+                offset=self._requested_offset,
+            )
+        if self.content_type is not None and not self.is_json:
+            raise errors.ContentTypeError(
+                f"iter_json needs an application/json stream; this one is "
+                f"{self.content_type!r} (pass json=True if its server sends JSON anyway)",
                 url=self.url,
                 offset=self._requested_offset,
             )
@@ -392,9 +408,12 @@ class ReadSession:
                 items = self._json_call(reader.feed, rest)
             last = self._json_call(reader.finish)
             data: Any = self._fresh_items(items + last if items else last)
-            if not reader.saw_array:
+            framed = not self.json_hint or is_json_content_type(self.content_type)
+            if not reader.saw_array and framed:
                 # A JSON read always answers an array, "[]" when empty; nothing at all is a
-                # body lost on the way (a truncated one decompresses to nothing).
+                # body lost on the way (a truncated one decompresses to nothing). A stream
+                # read as JSON by the caller's word is not framed by its server: empty is
+                # nothing new.
                 raise errors.ProtocolError(
                     "JSON read answered with an empty body, not a JSON array",
                     url=self.url,

@@ -391,6 +391,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's connection pool."""
@@ -408,6 +409,7 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
         )
         return AsyncStreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args

@@ -391,6 +391,7 @@ class DurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read this stream; see :func:`stream`. Uses the handle's connection pool."""
@@ -408,6 +409,7 @@ class DurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
         )
         return StreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
