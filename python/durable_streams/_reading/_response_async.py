@@ -18,10 +18,13 @@ from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, AsyncDispatcher, dispatcher_for
 from .._flavours import (
     AsyncItems,
+    AsyncSignal,
     async_closer,
     async_extend,
+    async_running,
     async_shield,
-    async_sleep,
+    async_signal,
+    async_wait_signal,
     decide_async,
     resolve_async,
 )
@@ -36,6 +39,7 @@ from .._options import (
 from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
 from .._transport import AsyncReply
+from .._transport._interrupt import Interrupt
 from .._transport._request import Verify
 from .._values import JsonBatch, LiveMode, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
@@ -46,6 +50,11 @@ from ._session import (
     ConsumerKind,
     ReadSession,
 )
+
+
+class _Interrupted(Exception):
+    """The response was closed while an iterator was reading it (from another thread or
+    task): the iterator ends."""
 
 
 class _Held:
@@ -106,6 +115,8 @@ class AsyncStreamResponse(ResponseMetadata):
         self._consumer: AsyncIterator[Any] | None = None
         self._handing_over = False
         self._closed = False
+        self._interrupt = Interrupt()
+        self._woken: AsyncSignal | None = None  # wakes a retry's wait when closed
 
     @property
     def _http(self) -> AsyncReply | None:
@@ -134,13 +145,44 @@ class AsyncStreamResponse(ResponseMetadata):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Give the connection back (closed, if the answer was not read to its end)."""
+        """Give the connection back (closed, if the answer was not read to its end).
+
+        Called while an iterator of this response is reading in another thread (or task),
+        it wakes that read at once, even one blocked on a long-poll or an SSE connection:
+        the iterator ends as if the stream had (``is_closed`` tells), at ``offset`` after
+        what it handed out, and closes the connection itself."""
         if self._closed:
             return
         self._closed = True
+        if async_running(self._consumer):
+            self._wake_reader()
+            return
         # A block left by cancellation must still give its connection back.
         with async_shield():
-            await self._drop_source()
+            try:
+                await self._drop_source()
+            except (RuntimeError, ValueError):  # the reader went on meanwhile: wake it
+                self._wake_reader()
+                return
+            await self._release()
+
+    def _wake_reader(self) -> None:
+        self._interrupt.fire()
+        woken = self._woken
+        if woken is not None:
+            woken.set()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the response was closed (its iterators then end)."""
+        return self._closed
+
+    async def _end_interrupted(self) -> None:
+        """An iterator woken by a close from elsewhere lets go of what the close left; reads
+        after it are refused, as on any closed response."""
+        self._interrupt = Interrupt()
+        with async_shield():
+            await self._drop_connection()
             await self._release()
 
     async def _drop_source(self) -> None:
@@ -165,6 +207,8 @@ class AsyncStreamResponse(ResponseMetadata):
     async def _open(self) -> None:
         """Send requests until one is answered with data to read (retrying what may be)."""
         if self._closed:
+            if self._interrupt.fired:
+                raise _Interrupted
             raise errors.DurableStreamError("the response is closed", url=self.url)
         session = self._session
         dispatcher = self._dispatcher
@@ -181,7 +225,9 @@ class AsyncStreamResponse(ResponseMetadata):
             if otel is not None:
                 req, span = otel.request("read", req, session.attempts + 1)
             try:
-                http = await dispatcher.open(req, timeout, live=session.live_request)
+                http = await dispatcher.open(
+                    req, timeout, live=session.live_request, interrupt=self._interrupt
+                )
             except errors.TransportError as exc:
                 if span is not None:
                     span.failed(exc)
@@ -216,12 +262,19 @@ class AsyncStreamResponse(ResponseMetadata):
             await self._open()
 
     async def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
+        if self._interrupt.fired:  # what failed is the read the close woke
+            raise _Interrupted from exc
         session = self._session
         delay = session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
         retrying("reading", session.url, exc, session.attempts, delay, "read")
-        await async_sleep(delay)
+        if self._woken is None:
+            self._woken = async_signal()
+        if self._interrupt.fired:
+            raise _Interrupted from exc
+        if await async_wait_signal(self._woken, delay):
+            raise _Interrupted from exc
 
     async def _batches(self) -> AsyncIterator[list[Batch]]:
         """The batches of each read, never an empty list: one chunk of SSE may carry several,
@@ -322,11 +375,11 @@ class AsyncStreamResponse(ResponseMetadata):
                 await previous.aclose()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
-        await self._ensure_open()
-        if kind is None:  # iterating the response itself, or iter_events
-            kind = self._event_kind(raw_json=transform is not None)
         delivery = self._delivery
         try:
+            await self._ensure_open()
+            if kind is None:  # iterating the response itself, or iter_events
+                kind = self._event_kind(raw_json=transform is not None)
             for item in delivery.drain_carried(kind):
                 yield item
             while True:
@@ -355,6 +408,8 @@ class AsyncStreamResponse(ResponseMetadata):
                     delivery.commit()
                 if delivery.stops(until_up_to_date):
                     return
+        except _Interrupted:
+            await self._end_interrupted()
         except GeneratorExit:
             if not self._handing_over:
                 with async_shield():
@@ -477,9 +532,9 @@ class AsyncStreamResponse(ResponseMetadata):
                 await previous.aclose()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
-        await self._ensure_open()
         delivery = self._delivery
         try:
+            await self._ensure_open()
             left = delivery.leftover("json")
             if left is not None:
                 yield delivery.json_batch(left)
@@ -514,6 +569,8 @@ class AsyncStreamResponse(ResponseMetadata):
                     yield delivery.json_batch(messages)
                 if delivery.stops(until_up_to_date):
                     return
+        except _Interrupted:
+            await self._end_interrupted()
         except GeneratorExit:
             if not self._handing_over:
                 with async_shield():

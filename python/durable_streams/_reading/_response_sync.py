@@ -20,12 +20,15 @@ from .._defaults import default_dispatcher
 from .._dispatch_sync import ClientLike, Dispatcher, dispatcher_for
 from .._flavours import (
     Items,
+    Signal,
     closer,
     decide_sync,
     extend,
     resolve_sync,
+    running,
     shield,
-    sleep,
+    signal,
+    wait_signal,
 )
 from .._log import retrying
 from .._options import (
@@ -38,6 +41,7 @@ from .._options import (
 from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
 from .._transport import Reply
+from .._transport._interrupt import Interrupt
 from .._transport._request import Verify
 from .._values import JsonBatch, LiveMode, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
@@ -48,6 +52,11 @@ from ._session import (
     ConsumerKind,
     ReadSession,
 )
+
+
+class _Interrupted(Exception):
+    """The response was closed while an iterator was reading it (from another thread or
+    task): the iterator ends."""
 
 
 class _Held:
@@ -106,6 +115,8 @@ class StreamResponse(ResponseMetadata):
         self._consumer: Iterator[Any] | None = None
         self._handing_over = False
         self._closed = False
+        self._interrupt = Interrupt()
+        self._woken: Signal | None = None  # wakes a retry's wait when closed
 
     @property
     def _http(self) -> Reply | None:
@@ -134,13 +145,44 @@ class StreamResponse(ResponseMetadata):
         self.close()
 
     def close(self) -> None:
-        """Give the connection back (closed, if the answer was not read to its end)."""
+        """Give the connection back (closed, if the answer was not read to its end).
+
+        Called while an iterator of this response is reading in another thread (or task),
+        it wakes that read at once, even one blocked on a long-poll or an SSE connection:
+        the iterator ends as if the stream had (``is_closed`` tells), at ``offset`` after
+        what it handed out, and closes the connection itself."""
         if self._closed:
             return
         self._closed = True
+        if running(self._consumer):
+            self._wake_reader()
+            return
         # A block left by cancellation must still give its connection back.
         with shield():
-            self._drop_source()
+            try:
+                self._drop_source()
+            except (RuntimeError, ValueError):  # the reader went on meanwhile: wake it
+                self._wake_reader()
+                return
+            self._release()
+
+    def _wake_reader(self) -> None:
+        self._interrupt.fire()
+        woken = self._woken
+        if woken is not None:
+            woken.set()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the response was closed (its iterators then end)."""
+        return self._closed
+
+    def _end_interrupted(self) -> None:
+        """An iterator woken by a close from elsewhere lets go of what the close left; reads
+        after it are refused, as on any closed response."""
+        self._interrupt = Interrupt()
+        with shield():
+            self._drop_connection()
             self._release()
 
     def _drop_source(self) -> None:
@@ -165,6 +207,8 @@ class StreamResponse(ResponseMetadata):
     def _open(self) -> None:
         """Send requests until one is answered with data to read (retrying what may be)."""
         if self._closed:
+            if self._interrupt.fired:
+                raise _Interrupted
             raise errors.DurableStreamError("the response is closed", url=self.url)
         session = self._session
         dispatcher = self._dispatcher
@@ -181,7 +225,9 @@ class StreamResponse(ResponseMetadata):
             if otel is not None:
                 req, span = otel.request("read", req, session.attempts + 1)
             try:
-                http = dispatcher.open(req, timeout, live=session.live_request)
+                http = dispatcher.open(
+                    req, timeout, live=session.live_request, interrupt=self._interrupt
+                )
             except errors.TransportError as exc:
                 if span is not None:
                     span.failed(exc)
@@ -216,12 +262,19 @@ class StreamResponse(ResponseMetadata):
             self._open()
 
     def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
+        if self._interrupt.fired:  # what failed is the read the close woke
+            raise _Interrupted from exc
         session = self._session
         delay = session.retry_delay(exc, decide_sync(self._on_error, exc))
         if delay is None:
             raise exc
         retrying("reading", session.url, exc, session.attempts, delay, "read")
-        sleep(delay)
+        if self._woken is None:
+            self._woken = signal()
+        if self._interrupt.fired:
+            raise _Interrupted from exc
+        if wait_signal(self._woken, delay):
+            raise _Interrupted from exc
 
     def _batches(self) -> Iterator[list[Batch]]:
         """The batches of each read, never an empty list: one chunk of SSE may carry several,
@@ -322,11 +375,11 @@ class StreamResponse(ResponseMetadata):
                 previous.close()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
-        self._ensure_open()
-        if kind is None:  # iterating the response itself, or iter_events
-            kind = self._event_kind(raw_json=transform is not None)
         delivery = self._delivery
         try:
+            self._ensure_open()
+            if kind is None:  # iterating the response itself, or iter_events
+                kind = self._event_kind(raw_json=transform is not None)
             for item in delivery.drain_carried(kind):
                 yield item
             while True:
@@ -355,6 +408,8 @@ class StreamResponse(ResponseMetadata):
                     delivery.commit()
                 if delivery.stops(until_up_to_date):
                     return
+        except _Interrupted:
+            self._end_interrupted()
         except GeneratorExit:
             if not self._handing_over:
                 with shield():
@@ -475,9 +530,9 @@ class StreamResponse(ResponseMetadata):
                 previous.close()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
-        self._ensure_open()
         delivery = self._delivery
         try:
+            self._ensure_open()
             left = delivery.leftover("json")
             if left is not None:
                 yield delivery.json_batch(left)
@@ -512,6 +567,8 @@ class StreamResponse(ResponseMetadata):
                     yield delivery.json_batch(messages)
                 if delivery.stops(until_up_to_date):
                     return
+        except _Interrupted:
+            self._end_interrupted()
         except GeneratorExit:
             if not self._handing_over:
                 with shield():
