@@ -413,6 +413,77 @@ async def test_far_behind_async(
             assert proxy.stats["cuts_sse"] > 0
 
 
+# -- SSE answers cut short every time (a buffering proxy): the reader goes on by long-poll ----
+
+
+def _check_fallback(
+    proxy: FaultProxy, stats: ds.ReaderStats, fallback: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    warned = [r for r in caplog.records if "by long-poll from now on" in r.getMessage()]
+    assert stats.sse_fell_back is fallback
+    if fallback:
+        assert stats.mode == "long-poll"
+        assert len(warned) == 1
+        assert warned[0].levelname == "WARNING"
+        # Three short SSE answers, then no more SSE: every later cut would be another one.
+        assert proxy.stats["cuts_sse"] == ds.SseFallback().max_short_connections
+    else:
+        assert warned == []
+        assert proxy.stats["cuts_sse"] > ds.SseFallback().max_short_connections
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sse_cut_short_falls_back_to_long_poll_sync(
+    writer: Writer,
+    stream_url: str,
+    server_url: str,
+    fallback: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    items = []
+    caplog.set_level("WARNING", logger="durable_streams")
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with ds.stream(url, live="sse", retry=RETRY, sse_fallback=fallback) as res:
+            for item in res.iter_json():
+                items.append(item)
+                writer.advance()
+            assert res.stream_closed
+            stats = res.stats()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert items == EXPECTED
+        _check_fallback(proxy, stats, fallback, caplog)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fallback", [True, False])
+async def test_sse_cut_short_falls_back_to_long_poll_async(
+    writer: Writer,
+    stream_url: str,
+    server_url: str,
+    fallback: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    items = []
+    caplog.set_level("WARNING", logger="durable_streams")
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with anyio.fail_after(45):
+            async with ds.astream(url, live="sse", retry=RETRY, sse_fallback=fallback) as res:
+                async for item in res.iter_json():
+                    items.append(item)
+                    writer.advance()
+                assert res.stream_closed
+                stats = res.stats()
+        await anyio.to_thread.run_sync(writer.join, 10)
+        assert writer.error is None, writer.error
+        assert items == EXPECTED
+        _check_fallback(proxy, stats, fallback, caplog)
+
+
 # -- the server's own injected faults (POST /_test/inject-error) --------------------------------
 
 FIRST, LIVE = "first", "live"

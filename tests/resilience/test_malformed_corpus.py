@@ -255,6 +255,9 @@ def sse_case(
 
     kw.setdefault("requests", 1 + fallback + repeat)
     kw.setdefault("offset", "0_0")
+    # Each SSE answer here is short: these cases are about what the reader makes of them on
+    # SSE, not about its going over to long-poll after a few (tests/resilience has those).
+    kw["options"] = {"sse_fallback": False, **kw.get("options", {})}
     return Case(id, answers, call, live="sse", error=error, **kw)
 
 

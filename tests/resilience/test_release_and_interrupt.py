@@ -393,3 +393,37 @@ async def test_close_from_another_task_ends_a_waiting_read(
     assert elapsed < PROMPTLY, elapsed
     assert items == [{"n": 1}]
     assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+
+
+def test_close_from_another_thread_while_the_loop_body_runs(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    errors: list[BaseException] = []
+    in_body, closed = threading.Event(), threading.Event()
+    client = ds.Client()
+    res = client.stream(_through(proxy, server_url, stream_url), live="sse")
+
+    def read() -> None:
+        try:
+            for item in res.iter_json():
+                items.append(item)
+                in_body.set()
+                assert closed.wait(WAIT)  # the close comes while the loop handles an item
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert in_body.wait(WAIT)
+    res.close()  # the iterator waits in the other thread: it is woken, not closed from here
+    closed.set()
+    reader.join(WAIT)
+    assert not reader.is_alive()
+    assert errors == []
+    assert items == [{"n": 1}]
+    assert res.is_closed
+    assert res._held.http is None  # the response holds no connection: the pool has them all
+    client.close()
+    assert proxy.wait_open_connections(0, WAIT), proxy.open_connections

@@ -18,7 +18,7 @@ from .. import _errors as errors
 from .._options import Headers
 from .._retry import RetryPolicy
 from .._transport._request import native_enabled
-from .._values import JsonBatch, LiveMode, ReaderStats, StreamEvent
+from .._values import JsonBatch, LiveMode, ReaderStats, SseFallback, StreamEvent
 from ._session import READ_AS, Batch, ConsumerKind, ReadSession
 
 
@@ -46,6 +46,7 @@ def response_args(
     max_event_bytes: int,
     max_body_bytes: int,
     json: bool = False,
+    sse_fallback: SseFallback | bool = True,
 ) -> ResponseArgs:
     """The arguments of a stream response, apart from its transport, from read options."""
     native_enabled()  # a wrong DURABLE_STREAMS_TRANSPORT is an error here, not later
@@ -58,6 +59,7 @@ def response_args(
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
         json=json,
+        sse_fallback=sse_fallback,
     )
     return ResponseArgs(
         session=session,

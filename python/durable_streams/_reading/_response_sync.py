@@ -24,8 +24,9 @@ from .._flavours import (
     closer,
     decide_sync,
     extend,
+    reader_id,
+    reading_elsewhere,
     resolve_sync,
-    running,
     shield,
     signal,
     wait_signal,
@@ -43,7 +44,7 @@ from .._retry import RetryPolicy
 from .._transport import Reply
 from .._transport._interrupt import Interrupt
 from .._transport._request import Verify
-from .._values import JsonBatch, LiveMode, StreamEvent
+from .._values import JsonBatch, LiveMode, SseFallback, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
 from ._session import (
     DEFAULT_MAX_BODY_BYTES,
@@ -117,6 +118,7 @@ class StreamResponse(ResponseMetadata):
         self._closed = False
         self._interrupt = Interrupt()
         self._woken: Signal | None = None  # wakes a retry's wait when closed
+        self._reader: object = None  # the thread (or task) that started the last iterator
 
     @property
     def _http(self) -> Reply | None:
@@ -150,11 +152,12 @@ class StreamResponse(ResponseMetadata):
         Called while an iterator of this response is reading in another thread (or task),
         it wakes that read at once, even one blocked on a long-poll or an SSE connection:
         the iterator ends as if the stream had (``is_closed`` tells), at ``offset`` after
-        what it handed out, and closes the connection itself."""
-        if self._closed:
+        what it handed out (the rest of a batch it was handing out still goes out first),
+        and closes the connection itself."""
+        if self._closed and not self._interrupt.fired:
             return
         self._closed = True
-        if running(self._consumer):
+        if reading_elsewhere(self._consumer, self._reader):
             self._wake_reader()
             return
         # A block left by cancellation must still give its connection back.
@@ -333,6 +336,8 @@ class StreamResponse(ResponseMetadata):
                     self._close_http()
 
     def _next_batch(self, kind: ConsumerKind) -> Batch | None:
+        if self._interrupt.fired:
+            raise _Interrupted
         delivery = self._delivery
         # Batches read together with the last one go first: the session is past them, and
         # stays so when this connection is dropped (an iterator closed, another kind wanted).
@@ -368,6 +373,7 @@ class StreamResponse(ResponseMetadata):
         previous: Iterator[Any] | None,
         out: Items,
     ) -> Iterator[Any]:
+        self._reader = reader_id()
         if previous is not None:
             # This iterator goes on where the previous one stopped, on the same connection.
             self._handing_over = True
@@ -485,17 +491,20 @@ class StreamResponse(ResponseMetadata):
         """JSON batches, each counted as handed out once the caller asks for the next (for
         consumers in this package that take a batch at a time: folding state). Ends at the
         end of a closed stream and, with ``until_up_to_date``, when up to date."""
-        self._ensure_open()
         delivery = self._delivery
-        while True:
-            batch = self._next_batch("json")
-            if batch is None:
-                return
-            delivery.current = batch
-            yield batch
-            delivery.commit()
-            if delivery.stops(until_up_to_date):
-                return
+        try:
+            self._ensure_open()
+            while True:
+                batch = self._next_batch("json")
+                if batch is None:
+                    return
+                delivery.current = batch
+                yield batch
+                delivery.commit()
+                if delivery.stops(until_up_to_date):
+                    return
+        except _Interrupted:
+            self._end_interrupted()
 
     def iter_json_batches(self) -> Iterator[JsonBatch]:
         """The messages of a JSON stream a batch at a time, each :class:`JsonBatch` with the
@@ -524,6 +533,7 @@ class StreamResponse(ResponseMetadata):
     def _json_batches(
         self, until_up_to_date: bool, previous: Iterator[Any] | None
     ) -> Iterator[JsonBatch]:
+        self._reader = reader_id()
         if previous is not None:
             self._handing_over = True
             try:
@@ -595,6 +605,7 @@ def stream(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     json: bool = False,
+    sse_fallback: SseFallback | bool = True,
     verify: bool | str | ssl.SSLContext = True,
     on_error: OnError | None = None,
 ) -> StreamResponse:
@@ -612,6 +623,11 @@ def stream(
     for the default decision, a :class:`RetryAction` to retry with new headers or params (the
     only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
     the error at once; an exception it raises propagates instead.
+
+    ``sse_fallback``: an SSE reader whose SSE answers keep ending within a second (a proxy
+    that buffers or cuts event streams) goes on by long-poll after three of them in a row,
+    with a warning in the log and ``stats().sse_fell_back``; an :class:`SseFallback` sets
+    other limits, ``False`` keeps to SSE.
 
     ``json=True`` reads the stream as JSON messages whatever content type the server gives
     it (a server that sends JSON arrays under ``text/plain`` or a type of its own).
@@ -634,6 +650,7 @@ def stream(
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
         json=json,
+        sse_fallback=sse_fallback,
     )
     return StreamResponse(
         dispatcher=dispatcher_for(client, verify), verify=verify, on_error=on_error, **args

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from .. import _core, telemetry
 from .. import _errors as errors
+from .._log import log
 from .._protocol import (
     H_CLOSED,
     H_CURSOR,
@@ -52,7 +53,15 @@ from .._protocol import (
 )
 from .._retry import RetryPolicy, RetryState
 from .._transport._exchange import body_too_large
-from .._values import STOP, ErrorDecision, LiveMode, Mode, ReaderStats, RetryAction
+from .._values import (
+    STOP,
+    ErrorDecision,
+    LiveMode,
+    Mode,
+    ReaderStats,
+    RetryAction,
+    SseFallback,
+)
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
 
@@ -133,6 +142,7 @@ class ReadSession:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         json: bool = False,
+        sse_fallback: SseFallback | bool = True,
     ) -> None:
         if live not in (False, True, "long-poll", "sse"):
             raise ValueError(f"live must be False, True, 'long-poll' or 'sse', not {live!r}")
@@ -154,6 +164,15 @@ class ReadSession:
         # The caller says the stream is JSON whatever its content type (a server that sends
         # JSON arrays under text/plain or a vendor type).
         self.json_hint = bool(json)
+        if sse_fallback is True:
+            sse_fallback = SseFallback()
+        elif sse_fallback is not False and not isinstance(sse_fallback, SseFallback):
+            raise TypeError(f"sse_fallback must be a bool or an SseFallback, not {sse_fallback!r}")
+        self._sse_fallback: SseFallback | None = sse_fallback or None
+        # When the SSE answer being read began, and how many in a row ended too soon.
+        self._sse_began: float | None = None
+        self._short_sse = 0
+        self.sse_fell_back = False
         self.consumer: ConsumerKind = "bytes"
         self._retry = RetryState(retry or (RetryPolicy.live() if live else RetryPolicy()))
         self._mode: Mode = self._first_mode()
@@ -237,6 +256,7 @@ class ReadSession:
             if self.cursor is not None:
                 query["cursor"] = self.cursor
         self._current = self._mode
+        self._sse_began = None
         self._requested_offset = self.offset
         self._bytes_at_request = self._bytes_received
         self._requests += 1
@@ -568,6 +588,7 @@ class ReadSession:
             data_mode = "text"
         self._decoder = _core.impl.SseDecoder(data_mode, self.max_event_bytes)
         self._decoder_kind = kind
+        self._sse_began = time.monotonic()
         self._pending = []
         self._controls_seen = 0
 
@@ -639,6 +660,7 @@ class ReadSession:
         """The SSE body ended. Uncovered data is dropped: the reconnect sends it again."""
         self._decoder = None
         self._pending = []
+        self._sse_ended()
         if not self.closed and self._controls_seen == 0:
             raise errors.TransportError(
                 "SSE connection ended before any control event",
@@ -687,9 +709,37 @@ class ReadSession:
             batches=self._batches,
             messages=self._messages,
             bytes_received=self._bytes_received,
+            sse_fell_back=self.sse_fell_back,
+        )
+
+    def _sse_ended(self) -> None:
+        """An SSE answer ended or broke: count it if it was short, and after too many short
+        ones in a row go on by long-poll (a proxy in between buffers or cuts them)."""
+        began, self._sse_began = self._sse_began, None
+        policy = self._sse_fallback
+        if began is None or policy is None or self.closed or self.sse_fell_back:
+            return
+        lasted = time.monotonic() - began
+        if lasted >= policy.min_connection_seconds:
+            self._short_sse = 0
+            return
+        self._short_sse += 1
+        if self._short_sse < policy.max_short_connections:
+            return
+        self.sse_fell_back = True
+        if self._mode == "sse":
+            self._mode = "long-poll"
+        log.warning(
+            "SSE answers from %s ended within %.1f s %d times in a row (a proxy that buffers "
+            "or cuts event streams?): reading by long-poll from now on",
+            errors.redact_url(self.url),
+            policy.min_connection_seconds,
+            self._short_sse,
         )
 
     def _live_mode(self) -> Mode:
+        if self.sse_fell_back:
+            return "long-poll"
         if self.live == "long-poll":
             return "long-poll"
         if self.live == "sse":
@@ -713,6 +763,7 @@ class ReadSession:
         """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
 
         ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
+        self._sse_ended()
         received = self._bytes_received != self._bytes_at_request
         burst_cut = (
             received and self._current == "sse" and (bool(self._pending) or not self._controls_seen)

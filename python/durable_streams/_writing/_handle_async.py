@@ -38,7 +38,7 @@ from .._reading._session import (
 )
 from .._retry import RetryPolicy
 from .._transport import AsyncTransport
-from .._values import AppendResult, HeadResult, LiveMode
+from .._values import AppendResult, HeadResult, LiveMode, SseFallback
 from ._handle import HandleBase
 
 # A request carrying several appends stays under this many bytes (one larger append goes
@@ -392,6 +392,7 @@ class AsyncDurableStream(HandleBase):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's connection pool."""
@@ -410,6 +411,7 @@ class AsyncDurableStream(HandleBase):
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
             json=json,
+            sse_fallback=sse_fallback,
         )
         return AsyncStreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
