@@ -43,8 +43,7 @@ __all__ = [
     "async_extend",
     "async_guard",
     "async_heartbeat",
-    "async_reader_id",
-    "async_reading_elsewhere",
+    "async_running",
     "async_shield",
     "async_signal",
     "async_sleep",
@@ -55,8 +54,7 @@ __all__ = [
     "extend",
     "guard",
     "heartbeat",
-    "reader_id",
-    "reading_elsewhere",
+    "running",
     "shield",
     "signal",
     "sleep",
@@ -138,34 +136,14 @@ def let_others_run() -> None:
     time.sleep(0)
 
 
-def async_reading_elsewhere(gen: AsyncIterator[Any] | None, reader: object) -> bool:
-    """Whether ``gen`` (an async generator that task ``reader`` started) is awaiting in
-    another task now, or waits there for its next step."""
-    if gen is None or getattr(gen, "ag_frame", None) is None:  # not made, or finished
-        return False
-    if getattr(gen, "ag_running", False):
-        return True
-    return reader is not None and reader != async_reader_id()
+def async_running(gen: AsyncIterator[Any] | None) -> bool:
+    """Whether ``gen`` (an async generator) is running now: awaiting in another task."""
+    return bool(getattr(gen, "ag_running", False))
 
 
-def reading_elsewhere(gen: Iterator[Any] | None, reader: object) -> bool:
-    """Whether ``gen`` (a generator that thread ``reader`` started) runs in another thread
-    now, or waits there for its next step."""
-    if gen is None or getattr(gen, "gi_frame", None) is None:
-        return False
-    if getattr(gen, "gi_running", False):
-        return True
-    return reader is not None and reader != reader_id()
-
-
-def async_reader_id() -> object:
-    """Who is reading: the task."""
-    return anyio.get_current_task().id
-
-
-def reader_id() -> object:
-    """Who is reading: the thread."""
-    return threading.get_ident()
+def running(gen: Iterator[Any] | None) -> bool:
+    """Whether ``gen`` (a generator) is running now: in another thread."""
+    return bool(getattr(gen, "gi_running", False))
 
 
 async def async_sleep(seconds: float) -> None:

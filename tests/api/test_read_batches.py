@@ -138,3 +138,30 @@ async def test_batches_async(stream_url: str) -> None:
     assert got[-1].stream_closed
     async with ds.astream(stream_url) as res:
         assert [b.messages for b in await res.read_json_batches()] == [[{"n": 0}, {"n": 1}]]
+
+
+def test_batches_read_before_a_failure_are_not_lost() -> None:
+    answers = iter(
+        [
+            (b"[1,2]", "0_1", {}),
+            (b"[3", "0_2", {"stream-up-to-date": "true"}),  # malformed: not retried
+            (b"[3]", "0_2", {"stream-up-to-date": "true"}),
+        ]
+    )
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        content, offset, extra = next(answers)
+        headers = {"content-type": "application/json", "stream-next-offset": offset, **extra}
+        return httpx.Response(200, headers=headers, content=content)
+
+    url = "http://streams.test/s/batches"
+    with (
+        httpx.Client(transport=httpx.MockTransport(serve)) as client,
+        ds.stream(url, client=client) as res,
+    ):
+        with pytest.raises(ds.JSONParseError):
+            res.read_json_batches()
+        # The first batch went out with the failed call: the next read hands it out again.
+        again = res.read_json_batches()
+        assert [(b.messages, b.offset) for b in again] == [([1, 2], "0_1"), ([3], "0_2")]
+        assert res.offset == "0_2"

@@ -21,8 +21,7 @@ from .._flavours import (
     AsyncSignal,
     async_closer,
     async_extend,
-    async_reader_id,
-    async_reading_elsewhere,
+    async_running,
     async_shield,
     async_signal,
     async_wait_signal,
@@ -118,7 +117,6 @@ class AsyncStreamResponse(ResponseMetadata):
         self._closed = False
         self._interrupt = Interrupt()
         self._woken: AsyncSignal | None = None  # wakes a retry's wait when closed
-        self._reader: object = None  # the thread (or task) that started the last iterator
 
     @property
     def _http(self) -> AsyncReply | None:
@@ -152,12 +150,13 @@ class AsyncStreamResponse(ResponseMetadata):
         Called while an iterator of this response is reading in another thread (or task),
         it wakes that read at once, even one blocked on a long-poll or an SSE connection:
         the iterator ends as if the stream had (``is_closed`` tells), at ``offset`` after
-        what it handed out (the rest of a batch it was handing out still goes out first),
-        and closes the connection itself."""
+        what it handed out, and closes the connection itself. An iterator that waits for
+        its next step there (its loop is handling an item) is closed from here: its next
+        step ends the loop."""
         if self._closed and not self._interrupt.fired:
             return
         self._closed = True
-        if async_reading_elsewhere(self._consumer, self._reader):
+        if async_running(self._consumer):
             self._wake_reader()
             return
         # A block left by cancellation must still give its connection back.
@@ -373,7 +372,6 @@ class AsyncStreamResponse(ResponseMetadata):
         previous: AsyncIterator[Any] | None,
         out: AsyncItems,
     ) -> AsyncIterator[Any]:
-        self._reader = async_reader_id()
         if previous is not None:
             # This iterator goes on where the previous one stopped, on the same connection.
             self._handing_over = True
@@ -523,7 +521,12 @@ class AsyncStreamResponse(ResponseMetadata):
     async def read_json_batches(self) -> list[JsonBatch]:
         """Every batch until the reader is up to date (or the stream ended)."""
         batches: list[JsonBatch] = []
-        await async_extend(batches, self._iterate_batches(until_up_to_date=True))
+        try:
+            await async_extend(batches, self._iterate_batches(until_up_to_date=True))
+        except BaseException:
+            # Handed out but not returned: the next read hands their messages out again.
+            self._delivery.carry("json", [m for batch in batches for m in batch.messages])
+            raise
         return batches
 
     def _iterate_batches(self, until_up_to_date: bool) -> AsyncItems:
@@ -535,7 +538,6 @@ class AsyncStreamResponse(ResponseMetadata):
     async def _json_batches(
         self, until_up_to_date: bool, previous: AsyncIterator[Any] | None
     ) -> AsyncIterator[JsonBatch]:
-        self._reader = async_reader_id()
         if previous is not None:
             self._handing_over = True
             try:
