@@ -9,7 +9,7 @@ import pytest
 import durable_streams as ds
 from durable_streams import DurableStream
 from durable_streams._reading import _session as _read
-from faultproxy import FaultProxy
+from durable_streams._reading._session import ReadSession
 
 pytestmark = pytest.mark.integration
 
@@ -31,21 +31,32 @@ def test_text_in_another_encoding(euc_stream: DurableStream, stream_url: str) ->
 
 
 def test_a_character_split_between_chunks_comes_out_whole(
-    euc_stream: DurableStream,
-    server_url: str,
-    stream_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The proxy sends the body in pieces of a few bytes, which cut two-byte characters in
-    # half; an odd batch size hands each piece out as it comes.
+    # Chunks of 7 bytes cut two-byte characters in half; batches of 7 bytes hand each out as
+    # it comes, so each half goes out with the chunk after it.
     monkeypatch.setattr(_read, "BODY_BATCH_BYTES", 7)
-    with (
-        FaultProxy(server_url, seed=3, max_delay=0.002) as proxy,
-        ds.stream(proxy.url + stream_url.removeprefix(server_url)) as res,
-    ):
-        pieces = list(res.iter_text(encoding="EUC_JP"))
+    data = TEXT.encode("euc-jp")
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
+    assert any(_splits_a_character(chunk) for chunk in chunks)
+    session = ReadSession("http://streams.test/s/text", offset="-1", live=False)
+    session.consumer = "text"
+    session.use_text_encoding("EUC_JP")
+    session.request({}, {})
+    headers = {"content-type": "text/plain", "stream-next-offset": "0_1"}
+    assert session.on_response(200, {**headers, "stream-up-to-date": "true"}) == "body"
+    pieces = [batch.data for chunk in chunks if (batch := session.on_body_chunk(chunk))]
+    pieces.append(session.on_body_end().data)
     assert len(pieces) > 1
     assert "".join(pieces) == TEXT
+
+
+def _splits_a_character(chunk: bytes) -> bool:
+    try:
+        chunk.decode("euc-jp")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def test_bytes_that_are_not_in_the_encoding(stream_url: str) -> None:
