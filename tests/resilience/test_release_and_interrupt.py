@@ -390,7 +390,10 @@ async def test_close_from_another_task_ends_a_waiting_read(
             closed = time.monotonic()
             await res.aclose()
         elapsed = time.monotonic() - closed
-    assert elapsed < PROMPTLY, elapsed
+    if live == "long-poll" and _transport_of(res) == "AsyncHttpxTransport":
+        assert elapsed < 1.0 + PROMPTLY, elapsed  # the answer's head wakes it (see above)
+    else:
+        assert elapsed < PROMPTLY, elapsed
     assert items == [{"n": 1}]
     assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
 
