@@ -133,6 +133,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on the stream at ``path`` (under ``base_url``, or a URL); nothing is
         sent."""
@@ -142,6 +143,7 @@ class AsyncClient:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -159,6 +161,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """Create the stream at ``path`` (or accept an identical one); see
         :meth:`AsyncDurableStream.create`."""
@@ -172,6 +175,7 @@ class AsyncClient:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -183,12 +187,14 @@ class AsyncClient:
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; :class:`StreamNotFoundError` if there is none."""
         return await AsyncDurableStream.connect(
             self.url(path),
             client=self,
             verify=self.verify,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 

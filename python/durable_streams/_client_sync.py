@@ -135,6 +135,7 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """A handle on the stream at ``path`` (under ``base_url``, or a URL); nothing is
         sent."""
@@ -144,6 +145,7 @@ class Client:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -161,6 +163,7 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """Create the stream at ``path`` (or accept an identical one); see
         :meth:`DurableStream.create`."""
@@ -174,6 +177,7 @@ class Client:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -185,12 +189,14 @@ class Client:
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """A handle on an existing stream; :class:`StreamNotFoundError` if there is none."""
         return DurableStream.connect(
             self.url(path),
             client=self,
             verify=self.verify,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 

@@ -122,13 +122,21 @@ class SseFallback:
 
 @dataclass(frozen=True, slots=True)
 class RetryAction:
-    """What an ``on_error`` hook returns to retry with other headers or query parameters.
+    """What an ``on_error`` hook returns to have the failed request sent again, whatever the
+    error (a 401 after a token refresh, a gateway's 404 or 409 that new headers mend, a stream
+    that does not exist yet), optionally with other headers or query parameters.
 
-    Each name given replaces the reader's own value (header names case-insensitively) for the
-    retry and every later request of the same read, e.g. a refreshed token after a 401. A
-    transient failure is retried as it would be anyway; a 401 or 403 is retried only because
-    of an action that changes something. Other errors are raised all the same. Retries count
-    against the reader's :class:`RetryPolicy`.
+    Each name given replaces the reader's or handle's own value (header names
+    case-insensitively) for the retry and every later request it sends, e.g. a refreshed
+    token; ``RetryAction()`` retries with the same ones. A transient failure is retried as it
+    would be anyway. An error that would otherwise be raised is retried after the policy's
+    backoff, at most :attr:`RetryPolicy.max_requested_retries` times in a row (then it is
+    raised, saying so); every retry counts against the :class:`RetryPolicy` too.
+
+    Writes keep their rule: a request that may have been stored (an append whose connection
+    was cut after it went out, a gateway's 502 or 504, an answer that cannot be read) is never
+    sent again. On such an error a :class:`RetryAction` is refused: the error is raised, its
+    message saying that the retry was not made and why.
     """
 
     headers: Mapping[str, str] | None = None

@@ -622,9 +622,10 @@ def stream(
     policy; unbounded with a 30 s cap between tries for live reads) from the last offset handed
     out, so no item is lost or repeated. ``on_error(error)`` is called with the typed error
     before each retry decision, transport errors and error statuses alike. It returns ``None``
-    for the default decision, a :class:`RetryAction` to retry with new headers or params (the
-    only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
-    the error at once; an exception it raises propagates instead.
+    for the default decision, a :class:`RetryAction` to retry whatever the error, with new
+    headers or params or the same ones (a token refreshed after a 401, a stream not created
+    yet; at most ``retry.max_requested_retries`` times in a row), or :data:`STOP` to raise the
+    error at once; an exception it raises propagates instead.
 
     ``sse_fallback``: an SSE reader whose SSE answers keep ending within a second (a proxy
     that buffers or cuts event streams) goes on by long-poll after three of them in a row,

@@ -51,7 +51,13 @@ from .._protocol import (
     retry_after_seconds,
     sse_data_is_text,
 )
-from .._retry import RetryPolicy, RetryState
+from .._retry import (
+    RetryPolicy,
+    RetryState,
+    action_values,
+    note_retries_spent,
+    replace_headers,
+)
 from .._transport._exchange import body_too_large
 from .._values import (
     STOP,
@@ -773,16 +779,14 @@ class ReadSession:
         self._decoder = None
         self._pending = []
         self._reset_body()
-        if decision is None or decision is STOP:
-            changed = False
-        elif isinstance(decision, RetryAction):
-            changed = self._apply(decision)
-        else:
+        if isinstance(decision, RetryAction):
+            self._apply(decision)
+        elif decision is not None and decision is not STOP:
             raise TypeError(
                 f"on_error must return None, a RetryAction or STOP, not {decision!r}"
             ) from exc
         grow = not received or (burst_cut and not fall_back)
-        delay = self._decide_delay(exc, decision, changed, grow)
+        delay = self._decide_delay(exc, decision, grow)
         if delay is not None:
             self._retries += 1
             if fall_back:
@@ -791,18 +795,21 @@ class ReadSession:
         return delay
 
     def _decide_delay(
-        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool, grow: bool
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, grow: bool
     ) -> float | None:
         if decision is STOP:
             return None
         if isinstance(exc, errors.TransportError):
             return self._retry.next_delay(grow=grow)
-        if not isinstance(exc, errors.ResponseError) or exc.status is None:
-            return None
-        if is_transient_status(exc.status):
+        if isinstance(exc, errors.ResponseError) and is_transient_status(exc.status or 0):
             return self._retry.next_delay(self._retry_after(exc))
-        if exc.status in (401, 403) and changed:
-            return self._retry.next_delay()
+        if isinstance(decision, RetryAction):
+            # Asked for by the hook, for an error raised otherwise (a 401, a gateway's 404):
+            # a read changes nothing, so it is always safe to ask again.
+            delay = self._retry.next_delay(requested=True)
+            if delay is None:
+                note_retries_spent(exc, self._retry)
+            return delay
         return None
 
     def _retry_after(self, exc: errors.ResponseError) -> float | None:
@@ -811,17 +818,8 @@ class ReadSession:
         # Retry-After on a 503 says as much as on a 429; the error types keep it only there.
         return retry_after_seconds(self.headers) if exc.status == self.status else None
 
-    def _apply(self, action: RetryAction) -> bool:
-        """Take the action's headers and params for every later request; whether it had any."""
-        headers = dict(action.headers or {})
-        params = dict(action.params or {})
-        for name, value in [*headers.items(), *params.items()]:
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError(f"RetryAction headers and params are str, not {name!r}: {value!r}")
-        if headers:
-            replaced = {name.lower() for name in headers}
-            kept = self._override_headers.items()
-            self._override_headers = {k: v for k, v in kept if k.lower() not in replaced}
-            self._override_headers.update(headers)
+    def _apply(self, action: RetryAction) -> None:
+        """Take the action's headers and params for every later request."""
+        headers, params = action_values(action)
+        self._override_headers = replace_headers(self._override_headers, headers)
         self._override_params.update(params)
-        return bool(headers or params)
