@@ -430,3 +430,35 @@ def test_close_from_another_thread_while_the_loop_body_runs(
     assert res._held.http is None  # the response holds no connection: the pool has them all
     client.close()
     assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+
+
+@pytest.mark.usefixtures("native_transport")
+def test_close_from_another_thread_while_the_response_opens(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    errors: list[BaseException] = []
+    with ds.Client() as client:
+        # From "now" the first request is a long-poll: `with` waits for its answer.
+        res = client.stream(_through(proxy, server_url, stream_url), live="long-poll", offset="now")
+
+        def read() -> None:
+            try:
+                with res:
+                    items.extend(res.iter_json())
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        _wait_for(lambda: res.stats().requests >= 1)
+        closed = time.monotonic()
+        res.close()
+        reader.join(WAIT)
+        elapsed = time.monotonic() - closed
+        assert not reader.is_alive()
+        assert errors == []
+        assert items == []
+        assert elapsed < PROMPTLY, elapsed
+        assert proxy.wait_open_connections(0, WAIT), proxy.open_connections

@@ -117,6 +117,7 @@ class AsyncStreamResponse(ResponseMetadata):
         self._closed = False
         self._interrupt = Interrupt()
         self._woken: AsyncSignal | None = None  # wakes a retry's wait when closed
+        self._opening = False  # a request is on its way (``with`` opening the response too)
 
     @property
     def _http(self) -> AsyncReply | None:
@@ -131,6 +132,8 @@ class AsyncStreamResponse(ResponseMetadata):
     async def __aenter__(self) -> AsyncStreamResponse:
         try:
             await self._open()
+        except _Interrupted:  # closed from elsewhere while it opened: its iterators end
+            await self.aclose()
         except BaseException:
             await self.aclose()
             raise
@@ -156,7 +159,7 @@ class AsyncStreamResponse(ResponseMetadata):
         if self._closed and not self._interrupt.fired:
             return
         self._closed = True
-        if async_running(self._consumer):
+        if self._opening or async_running(self._consumer):
             self._wake_reader()
             return
         # A block left by cancellation must still give its connection back.
@@ -212,6 +215,13 @@ class AsyncStreamResponse(ResponseMetadata):
             if self._interrupt.fired:
                 raise _Interrupted
             raise errors.DurableStreamError("the response is closed", url=self.url)
+        self._opening = True
+        try:
+            await self._send_until_answered()
+        finally:
+            self._opening = False
+
+    async def _send_until_answered(self) -> None:
         session = self._session
         dispatcher = self._dispatcher
         if dispatcher is None:

@@ -117,6 +117,7 @@ class StreamResponse(ResponseMetadata):
         self._closed = False
         self._interrupt = Interrupt()
         self._woken: Signal | None = None  # wakes a retry's wait when closed
+        self._opening = False  # a request is on its way (``with`` opening the response too)
 
     @property
     def _http(self) -> Reply | None:
@@ -131,6 +132,8 @@ class StreamResponse(ResponseMetadata):
     def __enter__(self) -> StreamResponse:
         try:
             self._open()
+        except _Interrupted:  # closed from elsewhere while it opened: its iterators end
+            self.close()
         except BaseException:
             self.close()
             raise
@@ -156,7 +159,7 @@ class StreamResponse(ResponseMetadata):
         if self._closed and not self._interrupt.fired:
             return
         self._closed = True
-        if running(self._consumer):
+        if self._opening or running(self._consumer):
             self._wake_reader()
             return
         # A block left by cancellation must still give its connection back.
@@ -212,6 +215,13 @@ class StreamResponse(ResponseMetadata):
             if self._interrupt.fired:
                 raise _Interrupted
             raise errors.DurableStreamError("the response is closed", url=self.url)
+        self._opening = True
+        try:
+            self._send_until_answered()
+        finally:
+            self._opening = False
+
+    def _send_until_answered(self) -> None:
         session = self._session
         dispatcher = self._dispatcher
         if dispatcher is None:
