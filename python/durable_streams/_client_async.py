@@ -22,7 +22,7 @@ from ._reading._session import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._retry import RetryPolicy
 from ._subscriptions._client_async import AsyncSubscriptions
 from ._transport._pool_async import PoolLimits
-from ._values import LiveMode
+from ._values import LiveMode, SseFallback
 from ._writing._handle_async import AsyncDurableStream
 from ._writing._producer_async import IdempotentProducer
 
@@ -212,6 +212,8 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read the stream at ``path``; see :func:`astream`."""
@@ -226,6 +228,8 @@ class AsyncClient:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

@@ -24,7 +24,7 @@ from ._reading._session import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._retry import RetryPolicy
 from ._subscriptions._client_sync import Subscriptions
 from ._transport._pool_sync import PoolLimits
-from ._values import LiveMode
+from ._values import LiveMode, SseFallback
 from ._writing._handle_sync import DurableStream
 from ._writing._producer_threaded import SyncIdempotentProducer
 
@@ -214,6 +214,8 @@ class Client:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read the stream at ``path``; see :func:`stream`."""
@@ -228,6 +230,8 @@ class Client:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

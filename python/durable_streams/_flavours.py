@@ -50,6 +50,7 @@ __all__ = [
     "async_extend",
     "async_guard",
     "async_heartbeat",
+    "async_running",
     "async_shield",
     "async_signal",
     "async_sleep",
@@ -61,6 +62,7 @@ __all__ = [
     "extend",
     "guard",
     "heartbeat",
+    "running",
     "shield",
     "signal",
     "sleep",
@@ -179,6 +181,16 @@ async def async_let_others_run() -> None:
 def let_others_run() -> None:
     """Let the threads woken with this one run before it goes on (the interpreter lock)."""
     time.sleep(0)
+
+
+def async_running(gen: AsyncIterator[Any] | None) -> bool:
+    """Whether ``gen`` (an async generator) is running now: awaiting in another task."""
+    return bool(getattr(gen, "ag_running", False))
+
+
+def running(gen: Iterator[Any] | None) -> bool:
+    """Whether ``gen`` (a generator) is running now: in another thread."""
+    return bool(getattr(gen, "gi_running", False))
 
 
 async def async_sleep(seconds: float) -> None:

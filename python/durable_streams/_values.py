@@ -20,12 +20,14 @@ __all__ = [
     "ConsumerStats",
     "ErrorDecision",
     "HeadResult",
+    "JsonBatch",
     "LiveMode",
     "Mode",
     "PendingStream",
     "ProducerStats",
     "ReaderStats",
     "RetryAction",
+    "SseFallback",
     "Stop",
     "StreamEvent",
     "Subscription",
@@ -54,13 +56,33 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonBatch:
+    """The messages of one batch of a JSON stream, from ``iter_json_batches()``, with where
+    the stream stands after them.
+
+    A batch is what one answer carried (a catch-up or long-poll body, or the data events
+    before one SSE control event), so ``offset`` is a position the server marked: saving it
+    once per batch resumes behind the batch, with nothing lost and nothing repeated. A batch
+    can be empty when it only moves the offset or the flags on.
+    """
+
+    messages: list[Any]
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    stream_closed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderStats:
     """A snapshot of a reader, from its ``stats()``: where it stands and what it has done.
 
     ``lag_seconds`` is how long the reader has been behind the stream's tail (0.0 when up to
     date; offsets are opaque, so how far behind is not known). ``messages`` counts JSON
     messages received (0 on other streams); ``bytes_received`` the response bytes read
-    (SSE framing included); ``retries`` the requests sent again after a failure."""
+    (SSE framing included); ``retries`` the requests sent again after a failure;
+    ``sse_fell_back`` whether SSE kept being cut short, so that the reader went on by
+    long-poll (see :class:`SseFallback`)."""
 
     offset: str
     up_to_date: bool
@@ -72,6 +94,30 @@ class ReaderStats:
     batches: int
     messages: int
     bytes_received: int
+    sse_fell_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SseFallback:
+    """When an SSE reader gives up on SSE and goes on by long-poll: after
+    ``max_short_connections`` SSE answers in a row that ended (or broke) less than
+    ``min_connection_seconds`` after they began, as behind a proxy that buffers or cuts
+    event streams. A connection that lasts longer starts the count again. The reader logs a
+    warning when it falls back and stays on long-poll; ``stats().sse_fell_back`` says so.
+    ``sse_fallback=False`` keeps reconnecting over SSE instead."""
+
+    min_connection_seconds: float = 1.0
+    max_short_connections: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.min_connection_seconds >= 0:
+            raise ValueError(
+                f"min_connection_seconds must be >= 0, not {self.min_connection_seconds!r}"
+            )
+        if not isinstance(self.max_short_connections, int) or self.max_short_connections < 1:
+            raise ValueError(
+                f"max_short_connections must be an int >= 1, not {self.max_short_connections!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

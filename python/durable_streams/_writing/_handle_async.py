@@ -48,7 +48,7 @@ from .._reading._session import (
 )
 from .._retry import RetryPolicy, RetryState
 from .._transport import AsyncTransport
-from .._values import AppendResult, HeadResult, LiveMode, ProducerStats
+from .._values import AppendResult, HeadResult, LiveMode, ProducerStats, SseFallback
 from ._handle import HandleBase, check_own_headers
 
 T = TypeVar("T")
@@ -574,6 +574,8 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's connection pool."""
@@ -591,6 +593,8 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
         )
         on_error = self._on_error if on_error is None else on_error
         return AsyncStreamResponse(
