@@ -62,6 +62,10 @@ HANDLE_PROSE: list[tuple[str, str]] = [
         '"""The sync stream handle, :class:`DurableStream`: create, append, head, close, delete,\n'
         'fork and read one stream."""',
     ),
+    (
+        "``source`` is an iterable or an async iterable of what",
+        "``source`` is an iterable of what",
+    ),
 ]
 
 CLIENT_PROSE: list[tuple[str, str]] = [

@@ -19,6 +19,8 @@ Attributes and methods:
 - ``stats``: counters, updated live: ``connections`` (accepted), ``fragments`` (response pieces
   sent separately), ``cuts_mid_response``, ``cuts_after_request``, ``cuts_mid_request``,
   ``cuts_sse``, ``requests_forwarded`` (client reads passed on upstream whole).
+- ``forwarded``: per connection, in the order they were accepted, the bytes the client sent
+  that went on upstream (its requests' heads and bodies, to check what a client sent).
 - ``wait_stat(key, at_least, timeout)``: wait until a counter reaches a value.
 - ``open_connections``: client connections not yet closed by either side.
 - ``wait_open_connections(n, timeout)``: wait until exactly ``n`` are open; returns whether
@@ -147,6 +149,7 @@ class _Link:
         self._plan = plan
         self._lock = threading.Lock()
         self._dead = False
+        self._sent = proxy._new_record()
 
     def cut(self) -> None:
         with self._lock:
@@ -199,6 +202,7 @@ class _Link:
                     self._proxy._count("cuts_mid_request")
                     return
                 first = False
+                self._proxy._record(self._sent, data)  # first: the answer may come at once
                 upstream.sendall(data)
                 self._proxy._count("requests_forwarded")
         except OSError:
@@ -286,6 +290,7 @@ class FaultProxy:
             fragment, max_delay, cut_mid_response, cut_after_request, cut_mid_request, cut_sse_after
         )
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._forwarded: list[bytearray] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._links: set[_Link] = set()
@@ -303,6 +308,11 @@ class FaultProxy:
         if self._url is None:
             raise RuntimeError("the proxy is not started")
         return self._url
+
+    @property
+    def forwarded(self) -> list[bytes]:
+        with self._lock:
+            return [bytes(record) for record in self._forwarded]
 
     @property
     def open_connections(self) -> int:
@@ -379,6 +389,16 @@ class FaultProxy:
         return f"<FaultProxy {self._url} -> {self._upstream} stats={self.stats}>"
 
     # -- internals --------------------------------------------------------------------------
+
+    def _new_record(self) -> bytearray:
+        record = bytearray()
+        with self._lock:
+            self._forwarded.append(record)
+        return record
+
+    def _record(self, record: bytearray, data: bytes) -> None:
+        with self._lock:
+            record += data
 
     def _count(self, key: str) -> None:
         with self._changed:

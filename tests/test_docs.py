@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -52,7 +54,13 @@ def test_example_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         with local_server() as url:
             source = code.replace(EXAMPLE_BASE, url)
-            exec(compile(source, "<docs example>", "exec"), {"__name__": "__docs__"})
+            # A module of its own, in sys.modules: a dataclass defined there looks itself up.
+            module = types.ModuleType("__docs__")
+            sys.modules[module.__name__] = module
+            try:
+                exec(compile(source, "<docs example>", "exec"), module.__dict__)
+            finally:
+                del sys.modules[module.__name__]
     finally:
         logger.setLevel(level)
     # An example that prints shows its output in the docs; it must have printed something.

@@ -22,7 +22,7 @@ from ._reading._session import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._retry import RetryPolicy
 from ._subscriptions._client_async import AsyncSubscriptions
 from ._transport._pool_async import PoolLimits
-from ._values import LiveMode
+from ._values import LiveMode, SseFallback
 from ._writing._handle_async import AsyncDurableStream
 from ._writing._producer_async import IdempotentProducer
 
@@ -133,6 +133,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on the stream at ``path`` (under ``base_url``, or a URL); nothing is
         sent."""
@@ -142,6 +143,7 @@ class AsyncClient:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -159,6 +161,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """Create the stream at ``path`` (or accept an identical one); see
         :meth:`AsyncDurableStream.create`."""
@@ -172,6 +175,7 @@ class AsyncClient:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -183,12 +187,14 @@ class AsyncClient:
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; :class:`StreamNotFoundError` if there is none."""
         return await AsyncDurableStream.connect(
             self.url(path),
             client=self,
             verify=self.verify,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -206,6 +212,8 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read the stream at ``path``; see :func:`astream`."""
@@ -220,6 +228,8 @@ class AsyncClient:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

@@ -24,7 +24,7 @@ from ._reading._session import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._retry import RetryPolicy
 from ._subscriptions._client_sync import Subscriptions
 from ._transport._pool_sync import PoolLimits
-from ._values import LiveMode
+from ._values import LiveMode, SseFallback
 from ._writing._handle_sync import DurableStream
 from ._writing._producer_threaded import SyncIdempotentProducer
 
@@ -135,6 +135,7 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """A handle on the stream at ``path`` (under ``base_url``, or a URL); nothing is
         sent."""
@@ -144,6 +145,7 @@ class Client:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -161,6 +163,7 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         coalesce: bool = True,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """Create the stream at ``path`` (or accept an identical one); see
         :meth:`DurableStream.create`."""
@@ -174,6 +177,7 @@ class Client:
             client=self,
             verify=self.verify,
             coalesce=coalesce,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -185,12 +189,14 @@ class Client:
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
+        on_error: OnError | None = None,
     ) -> DurableStream:
         """A handle on an existing stream; :class:`StreamNotFoundError` if there is none."""
         return DurableStream.connect(
             self.url(path),
             client=self,
             verify=self.verify,
+            on_error=on_error,
             **self._settings(headers, params, timeout, retry),
         )
 
@@ -208,6 +214,8 @@ class Client:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: OnError | None = None,
     ) -> StreamResponse:
         """Read the stream at ``path``; see :func:`stream`."""
@@ -222,6 +230,8 @@ class Client:
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
             verify=self.verify,
             on_error=on_error,
             headers=settings["headers"],

@@ -23,6 +23,7 @@ from ._protocol import ERROR_BODY_LIMIT, HttpRequest
 from ._retry import RetryPolicy, RetryState, delay_after_status
 from ._transport import AsyncReply, AsyncTransport
 from ._transport._httpx_async import AsyncHttpxTransport
+from ._transport._interrupt import Interrupt
 from ._transport._native_async import AsyncNativeTransport
 from ._transport._pool_async import PoolLimits
 from ._transport._request import TRANSPORT_VARIABLES, Verify, native_enabled, usable_for
@@ -104,9 +105,17 @@ class AsyncDispatcher:
         if own is not None:
             await own.aclose()
 
-    async def open(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool) -> AsyncReply:
-        """Send ``req`` once and return its answer as it arrives (a reader retries itself)."""
-        return await self.transport_for(req.url).send(req, timeout, live=live)
+    async def open(
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool,
+        interrupt: Interrupt | None = None,
+    ) -> AsyncReply:
+        """Send ``req`` once and return its answer as it arrives (a reader retries itself);
+        ``interrupt`` may wake it from another thread or task."""
+        return await self.transport_for(req.url).send(req, timeout, live=live, interrupt=interrupt)
 
     async def send(
         self,

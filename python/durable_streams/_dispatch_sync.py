@@ -25,6 +25,7 @@ from ._protocol import ERROR_BODY_LIMIT, HttpRequest
 from ._retry import RetryPolicy, RetryState, delay_after_status
 from ._transport import Reply, Transport
 from ._transport._httpx_sync import HttpxTransport
+from ._transport._interrupt import Interrupt
 from ._transport._native_sync import NativeTransport
 from ._transport._pool_sync import PoolLimits
 from ._transport._request import TRANSPORT_VARIABLES, Verify, native_enabled, usable_for
@@ -104,9 +105,17 @@ class Dispatcher:
         if own is not None:
             own.close()
 
-    def open(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool) -> Reply:
-        """Send ``req`` once and return its answer as it arrives (a reader retries itself)."""
-        return self.transport_for(req.url).send(req, timeout, live=live)
+    def open(
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool,
+        interrupt: Interrupt | None = None,
+    ) -> Reply:
+        """Send ``req`` once and return its answer as it arrives (a reader retries itself);
+        ``interrupt`` may wake it from another thread or task."""
+        return self.transport_for(req.url).send(req, timeout, live=live, interrupt=interrupt)
 
     def send(
         self,

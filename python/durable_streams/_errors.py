@@ -8,10 +8,13 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   └── HandleClosedError           a stream handle used after close()
     ├── TransportError                  network failure; httpx's exception is the __cause__
     │   ├── DeadlineExceededError       a read or request ran past its deadline (also TimeoutError)
+    │   │   └── TxidTimeoutError        a state view did not see a transaction id in time
     │   └── HTTPParseError              not a valid HTTP/1.1 response, or cut short (a ParseError)
     ├── ParseError                      the server sent bytes we cannot decode (also ValueError)
     │   ├── JSONParseError              a JSON body or SSE JSON batch is malformed
     │   ├── StateMessageError           a state stream's message is not a change or control
+    │   │   └── StateValueError         a change's value does not fit its type's schema
+    │   ├── GenerationError             a generation's chunk is not a UI message chunk that fits
     │   ├── SSEParseError               a malformed SSE stream or control event
     │   │   └── EventTooLargeError      one SSE event/line exceeds the configured cap
     │   └── Base64DecodeError           an SSE data event of a binary stream is not base64
@@ -23,7 +26,9 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
     │   ├── SequenceReusedError         the server already holds this producer's epoch and seq
     │   ├── ProducerStateError          the producer's state file cannot be opened or written
     │   │   └── ProducerStateLockedError another producer has the state file open
-    │   └── UndeliveredError            flush()/close(): some batches failed; see .failures
+    │   ├── UndeliveredError            flush()/close(): some batches failed; see .failures
+    │   └── AppendStreamError           append_stream() stopped: its source or a write failed;
+    │                                   .written says how far it got, the stream stays open
     └── ResponseError                   the server answered with an error status
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 for a read at a malformed offset
@@ -54,6 +59,8 @@ Every error is a :class:`DurableStreamError`; catch that to catch them all::
 
     WebhookVerificationError            a webhook request's signature does not verify (also a
                                         ValueError)
+    ModelProviderError                  a model provider's stream reported a failure (an error
+                                        event, a failed response): a generation's source failed
 
 Messages name the stream and the offset involved. URLs in messages and reprs never carry the
 query string or user info, and header values never appear: credentials do not leak into logs.
@@ -69,6 +76,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "AckOffsetError",
     "AlreadyClaimedError",
+    "AppendStreamError",
     "BadRequestError",
     "Base64DecodeError",
     "BufferFullError",
@@ -80,10 +88,12 @@ __all__ = [
     "EventTooLargeError",
     "FailedBatch",
     "FencedError",
+    "GenerationError",
     "HTTPParseError",
     "HandleClosedError",
     "InvalidOffsetError",
     "JSONParseError",
+    "ModelProviderError",
     "NoPendingWorkError",
     "ParseError",
     "PayloadTooLargeError",
@@ -103,6 +113,7 @@ __all__ = [
     "ServerError",
     "StaleEpochError",
     "StateMessageError",
+    "StateValueError",
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
@@ -110,6 +121,7 @@ __all__ = [
     "SubscriptionExistsError",
     "SubscriptionNotFoundError",
     "TransportError",
+    "TxidTimeoutError",
     "UndeliveredError",
     "UpstreamError",
     "UsageError",
@@ -224,6 +236,17 @@ class DeadlineExceededError(TransportError, TimeoutError):
     """A request or read ran past its deadline."""
 
 
+class TxidTimeoutError(DeadlineExceededError):
+    """A state view's ``wait_for_txid`` did not see a change carrying ``txid`` within its
+    deadline; ``offset`` is where the view stood."""
+
+    def __init__(
+        self, message: str, *, txid: str, url: str | None = None, offset: str | None = None
+    ) -> None:
+        super().__init__(message, url=url, offset=offset)
+        self.txid = txid
+
+
 class ParseError(DurableStreamError, ValueError):
     """The server's bytes could not be decoded. ``position`` is the byte offset in the input."""
 
@@ -260,6 +283,35 @@ class JSONParseError(ParseError):
 class StateMessageError(ParseError):
     """A message of a state stream (State Protocol) is neither a valid change nor a valid
     control message; ``offset`` is where the stream stands after the message's batch."""
+
+
+class StateValueError(StateMessageError):
+    """A change's value does not fit the schema declared for its ``type`` (entity ``key``):
+    read at ``offset``, or refused before it was written (``offset`` is then None). The
+    schema library's own error, if any, is the ``__cause__``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: str,
+        key: str,
+        offset: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message, offset=offset, url=url)
+        self.type = type
+        self.key = key
+
+
+class GenerationError(ParseError):
+    """A chunk of a generation stream is not a UI message chunk, or does not fit the message
+    so far (a delta for a part that never started, output for an unknown tool call)."""
+
+
+class ModelProviderError(DurableStreamError):
+    """A model provider's stream reported a failure in the stream itself (the Responses API's
+    ``error`` event or ``response.failed``): the generation it fed cannot go on."""
 
 
 class SSEParseError(ParseError):
@@ -322,6 +374,35 @@ class UndeliveredError(ProducerError):
     def __init__(self, message: str, failures: list[FailedBatch], **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.failures = failures
+
+
+class AppendStreamError(ProducerError):
+    """``append_stream()`` stopped before the end of its source, leaving the stream open (not
+    closed, even with ``close=True``). The cause (``__cause__``) is what stopped it: the
+    source's own exception (``source_failed`` True) or the write's error.
+
+    The stream holds the source's first ``written`` items, in order (``written_bytes`` bytes
+    as sent), up to ``offset`` (``None`` when none was stored), and nothing of the items after
+    them, except for ``uncertain`` items right after them whose request may have reached the
+    server before the connection failed (each stored once or not at all): read the stream
+    from ``offset`` to tell. Feeding the same source again from item ``written`` (and
+    ``written + uncertain`` once a read showed those stored) completes the stream."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        written: int,
+        written_bytes: int,
+        uncertain: int,
+        source_failed: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.written = written
+        self.written_bytes = written_bytes
+        self.uncertain = uncertain
+        self.source_failed = source_failed
 
 
 class ResponseError(DurableStreamError):

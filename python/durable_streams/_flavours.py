@@ -11,38 +11,46 @@ import threading
 import time
 import weakref
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
 )
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
 
 from . import _errors as errors
 from ._options import AsyncOnError, OnError
-from ._protocol import check_header
+from ._protocol import HttpRequest, check_header
 from ._values import ErrorDecision
 
 __all__ = [
+    "AsyncAttempt",
     "AsyncGuard",
     "AsyncItems",
     "AsyncSignal",
+    "AsyncSource",
+    "Attempt",
     "Beat",
     "Guard",
     "Items",
     "Signal",
+    "Source",
     "async_call",
     "async_chunks",
     "async_closer",
+    "async_each",
     "async_extend",
     "async_guard",
     "async_heartbeat",
+    "async_running",
     "async_shield",
     "async_signal",
     "async_sleep",
@@ -50,9 +58,11 @@ __all__ = [
     "call",
     "chunks",
     "closer",
+    "each",
     "extend",
     "guard",
     "heartbeat",
+    "running",
     "shield",
     "signal",
     "sleep",
@@ -74,6 +84,13 @@ _UNGUARDED = _Unguarded()
 
 AsyncGuard = _Unguarded
 Guard: TypeAlias = "threading.Lock"
+T = TypeVar("T")
+
+# One try of an operation sending a request, made again (maybe with other headers) when an
+# on_error hook asks for it.
+AsyncAttempt: TypeAlias = Callable[[HttpRequest], Awaitable[T]]
+Attempt: TypeAlias = Callable[[HttpRequest], T]
+
 AsyncSignal = anyio.Event
 Signal = threading.Event
 
@@ -98,6 +115,9 @@ def signal() -> Signal:
 
 async def async_wait_signal(signal: AsyncSignal, timeout: float | None) -> bool:
     """Wait for ``signal`` at most ``timeout`` seconds; whether it came."""
+    if timeout is None:  # a cancel scope costs each of many coalesced appends a few µs
+        await signal.wait()
+        return True
     with anyio.move_on_after(timeout):
         await signal.wait()
         return True
@@ -124,6 +144,35 @@ def chunks(source: Iterable[bytes] | AsyncIterable[bytes]) -> Iterator[bytes]:
     yield from source
 
 
+# What a source piped into a stream may be: async code takes an iterable or an async one.
+AsyncSource: TypeAlias = "Iterable[T] | AsyncIterable[T]"
+Source: TypeAlias = "Iterable[T]"
+
+
+def async_each(source: AsyncSource[T]) -> AsyncGenerator[T, None]:
+    """The items of ``source``, an iterable or an async one, as one async generator."""
+
+    async def items() -> AsyncGenerator[T, None]:
+        if isinstance(source, AsyncIterable):
+            async for item in source:
+                yield item
+        else:
+            for item in source:
+                yield item
+
+    return items()
+
+
+def each(source: Source[T]) -> Generator[T, None, None]:
+    if isinstance(source, AsyncIterable):
+        raise TypeError("an async iterable needs the async API (AsyncDurableStream)")
+
+    def items() -> Generator[T, None, None]:
+        yield from source
+
+    return items()
+
+
 async def async_let_others_run() -> None:
     """Let the tasks woken with this one run before it goes on."""
     await anyio.lowlevel.checkpoint()
@@ -132,6 +181,16 @@ async def async_let_others_run() -> None:
 def let_others_run() -> None:
     """Let the threads woken with this one run before it goes on (the interpreter lock)."""
     time.sleep(0)
+
+
+def async_running(gen: AsyncIterator[Any] | None) -> bool:
+    """Whether ``gen`` (an async generator) is running now: awaiting in another task."""
+    return bool(getattr(gen, "ag_running", False))
+
+
+def running(gen: Iterator[Any] | None) -> bool:
+    """Whether ``gen`` (a generator) is running now: in another thread."""
+    return bool(getattr(gen, "gi_running", False))
 
 
 async def async_sleep(seconds: float) -> None:

@@ -7,12 +7,21 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from . import _errors as errors
 from ._protocol import HttpRequest, is_transient_status, retry_after_seconds
+from ._values import RetryAction
 
-__all__ = ["RetryPolicy", "RetryState"]
+__all__ = [
+    "RetryPolicy",
+    "RetryState",
+    "action_values",
+    "note_retries_spent",
+    "replace_headers",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,11 @@ class RetryPolicy:
     (full jitter), or is the server's ``Retry-After`` when that is longer. ``n`` counts the
     failed attempts in a row that got nothing: a reader's connection cut after the server
     answered and sent data waits at most ``initial_delay``, and the growth starts over.
+
+    ``max_requested_retries`` bounds the retries an ``on_error`` hook asks for (by returning
+    a :class:`RetryAction`) of errors that would otherwise be raised, a 401 or a 404 say, in a
+    row: a hook that always answers "retry" stops there and the error is raised. They count
+    against ``max_retries`` and ``deadline`` as well.
     """
 
     max_retries: int | None = 8
@@ -32,6 +46,7 @@ class RetryPolicy:
     max_delay: float = 10.0
     multiplier: float = 2.0
     deadline: float | None = 60.0
+    max_requested_retries: int = 5
 
     def __post_init__(self) -> None:
         if self.max_retries is not None and (
@@ -48,6 +63,12 @@ class RetryPolicy:
             raise ValueError(f"multiplier must be >= 1, not {self.multiplier!r}")
         if self.deadline is not None and not self.deadline > 0:
             raise ValueError(f"deadline must be > 0 or None, not {self.deadline!r}")
+        if isinstance(self.max_requested_retries, bool) or not (
+            isinstance(self.max_requested_retries, int) and self.max_requested_retries >= 0
+        ):
+            raise ValueError(
+                f"max_requested_retries must be an int >= 0, not {self.max_requested_retries!r}"
+            )
 
     @classmethod
     def live(cls) -> RetryPolicy:
@@ -63,7 +84,7 @@ class RetryState:
     """One run of attempts under a policy. ``next_delay`` says how long to wait, or ``None``
     when the policy is exhausted; ``reset`` starts over after a success."""
 
-    __slots__ = ("_attempts", "_policy", "_rng", "_started", "_step")
+    __slots__ = ("_attempts", "_policy", "_requested", "_rng", "_started", "_step")
 
     def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
         self._policy = policy
@@ -73,25 +94,42 @@ class RetryState:
         # only attempts that got nothing make the waits grow.
         self._step = 0
         self._started: float | None = None
+        self._requested = 0  # retries an on_error hook asked for, of errors raised otherwise
 
     @property
     def attempts(self) -> int:
         return self._attempts
 
+    @property
+    def policy(self) -> RetryPolicy:
+        return self._policy
+
+    @property
+    def requested(self) -> int:
+        """Retries of this run an ``on_error`` hook asked for."""
+        return self._requested
+
     def reset(self) -> None:
         self._attempts = 0
         self._step = 0
         self._started = None
+        self._requested = 0
 
-    def next_delay(self, retry_after: float | None = None, *, grow: bool = True) -> float | None:
+    def next_delay(
+        self, retry_after: float | None = None, *, grow: bool = True, requested: bool = False
+    ) -> float | None:
         """The wait before the next attempt. ``grow=False`` for a failed attempt that still got
         somewhere (the server answered and sent data): its wait is the first step's, and the
-        growth starts over. Every attempt counts against ``max_retries`` and ``deadline``."""
+        growth starts over. Every attempt counts against ``max_retries`` and ``deadline``;
+        ``requested=True`` for one an ``on_error`` hook asked for, which also counts against
+        ``max_requested_retries``."""
         policy = self._policy
         now = time.monotonic()
         if self._started is None:
             self._started = now
         if policy.max_retries is not None and self._attempts >= policy.max_retries:
+            return None
+        if requested and self._requested >= policy.max_requested_retries:
             return None
         step = self._step if grow else 0
         ceiling = min(policy.max_delay, policy.initial_delay * policy.multiplier**step)
@@ -101,6 +139,7 @@ class RetryState:
         if policy.deadline is not None and now + delay - self._started > policy.deadline:
             return None
         self._attempts += 1
+        self._requested += requested
         self._step = step + 1 if grow else 0
         return delay
 
@@ -128,3 +167,33 @@ def delay_after_status(
     if not (req.idempotent or status in (429, 500, 503)):
         return None
     return retry.next_delay(retry_after_seconds(headers))
+
+
+def action_values(action: RetryAction) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers and params an ``on_error`` hook's :class:`RetryAction` gives, checked."""
+    headers = dict(action.headers or {})
+    params = dict(action.params or {})
+    for name, value in [*headers.items(), *params.items()]:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"RetryAction headers and params are str, not {name!r}: {value!r}")
+    return headers, params
+
+
+def replace_headers(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``new`` in place of the headers of the same names, whatever their case."""
+    if not new:
+        return dict(base)
+    replaced = {name.lower() for name in new}
+    return {**{k: v for k, v in base.items() if k.lower() not in replaced}, **new}
+
+
+def note_retries_spent(exc: errors.DurableStreamError, state: RetryState) -> None:
+    """Say in ``exc``'s message that the retries an ``on_error`` hook asked for ran out."""
+    done = state.requested
+    exc.message = (
+        f"{exc.message}; on_error asked for a retry again after {done} "
+        f"{'retry' if done == 1 else 'retries'} it had asked for, and the RetryPolicy allows no "
+        f"more (max_requested_retries={state.policy.max_requested_retries}, "
+        f"max_retries={state.policy.max_retries})"
+    )
+    exc.args = (exc.message,)

@@ -20,12 +20,14 @@ __all__ = [
     "ConsumerStats",
     "ErrorDecision",
     "HeadResult",
+    "JsonBatch",
     "LiveMode",
     "Mode",
     "PendingStream",
     "ProducerStats",
     "ReaderStats",
     "RetryAction",
+    "SseFallback",
     "Stop",
     "StreamEvent",
     "Subscription",
@@ -54,13 +56,33 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonBatch:
+    """The messages of one batch of a JSON stream, from ``iter_json_batches()``, with where
+    the stream stands after them.
+
+    A batch is what one answer carried (a catch-up or long-poll body, or the data events
+    before one SSE control event), so ``offset`` is a position the server marked: saving it
+    once per batch resumes behind the batch, with nothing lost and nothing repeated. A batch
+    can be empty when it only moves the offset or the flags on.
+    """
+
+    messages: list[Any]
+    offset: str
+    cursor: str | None
+    up_to_date: bool
+    stream_closed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderStats:
     """A snapshot of a reader, from its ``stats()``: where it stands and what it has done.
 
     ``lag_seconds`` is how long the reader has been behind the stream's tail (0.0 when up to
     date; offsets are opaque, so how far behind is not known). ``messages`` counts JSON
     messages received (0 on other streams); ``bytes_received`` the response bytes read
-    (SSE framing included); ``retries`` the requests sent again after a failure."""
+    (SSE framing included); ``retries`` the requests sent again after a failure;
+    ``sse_fell_back`` whether SSE kept being cut short, so that the reader went on by
+    long-poll (see :class:`SseFallback`)."""
 
     offset: str
     up_to_date: bool
@@ -72,17 +94,49 @@ class ReaderStats:
     batches: int
     messages: int
     bytes_received: int
+    sse_fell_back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SseFallback:
+    """When an SSE reader gives up on SSE and goes on by long-poll: after
+    ``max_short_connections`` SSE answers in a row that ended (or broke) less than
+    ``min_connection_seconds`` after they began, as behind a proxy that buffers or cuts
+    event streams. A connection that lasts longer starts the count again. The reader logs a
+    warning when it falls back and stays on long-poll; ``stats().sse_fell_back`` says so.
+    ``sse_fallback=False`` keeps reconnecting over SSE instead."""
+
+    min_connection_seconds: float = 1.0
+    max_short_connections: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.min_connection_seconds >= 0:
+            raise ValueError(
+                f"min_connection_seconds must be >= 0, not {self.min_connection_seconds!r}"
+            )
+        if not isinstance(self.max_short_connections, int) or self.max_short_connections < 1:
+            raise ValueError(
+                f"max_short_connections must be an int >= 1, not {self.max_short_connections!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class RetryAction:
-    """What an ``on_error`` hook returns to retry with other headers or query parameters.
+    """What an ``on_error`` hook returns to have the failed request sent again, whatever the
+    error (a 401 after a token refresh, a gateway's 404 or 409 that new headers mend, a stream
+    that does not exist yet), optionally with other headers or query parameters.
 
-    Each name given replaces the reader's own value (header names case-insensitively) for the
-    retry and every later request of the same read, e.g. a refreshed token after a 401. A
-    transient failure is retried as it would be anyway; a 401 or 403 is retried only because
-    of an action that changes something. Other errors are raised all the same. Retries count
-    against the reader's :class:`RetryPolicy`.
+    Each name given replaces the reader's or handle's own value (header names
+    case-insensitively) for the retry and every later request it sends, e.g. a refreshed
+    token; ``RetryAction()`` retries with the same ones. A transient failure is retried as it
+    would be anyway. An error that would otherwise be raised is retried after the policy's
+    backoff, at most :attr:`RetryPolicy.max_requested_retries` times in a row (then it is
+    raised, saying so); every retry counts against the :class:`RetryPolicy` too.
+
+    Writes keep their rule: a request that may have been stored (an append whose connection
+    was cut after it went out, a gateway's 502 or 504, an answer that cannot be read) is never
+    sent again. On such an error a :class:`RetryAction` is refused: the error is raised, its
+    message saying that the retry was not made and why.
     """
 
     headers: Mapping[str, str] | None = None

@@ -257,15 +257,37 @@ def test_long_poll_204_means_no_data_yet_and_cursor_is_echoed() -> None:
 
 def test_sse_ending_without_control_backs_off_and_gives_up() -> None:
     # The first such answer may be a cut catch-up burst: the reader asks for the backlog with
-    # a catch-up request, once; when that finds nothing more, the SSE answers are just broken.
+    # a catch-up request, once; when that finds nothing more, the SSE answers are just broken
+    # (kept to SSE here: by default the reader would go on by long-poll, see below).
     broken = _sse("event: data\ndata:[1]\n\n")
     script = Script([_json_response([], "0_0"), broken, _json_response([], "0_0")] + [broken] * 4)
     with (
-        stream(URL, live="sse", client=_client(script), retry=FAST_RETRY) as res,
+        stream(
+            URL, live="sse", client=_client(script), retry=FAST_RETRY, sse_fallback=False
+        ) as res,
         pytest.raises(ds.TransportError),
     ):
         list(res.iter_json())
     assert [r.url.params.get("live") for r in script.requests] == [None, "sse", None, *["sse"] * 4]
+
+
+def test_sse_ending_without_control_three_times_goes_on_by_long_poll() -> None:
+    broken = _sse("event: data\ndata:[1]\n\n")
+    end = _json_response([1], "0_1", **{"stream-closed": "true"})
+    script = Script(
+        [_json_response([], "0_0"), broken, _json_response([], "0_0"), broken, broken, end]
+    )
+    with stream(URL, live="sse", client=_client(script), retry=FAST_RETRY) as res:
+        assert list(res.iter_json()) == [1]
+        assert res.stats().sse_fell_back
+    assert [r.url.params.get("live") for r in script.requests] == [
+        None,
+        "sse",
+        None,
+        "sse",
+        "sse",
+        "long-poll",
+    ]
 
 
 def test_retry_policy_rejects_bad_values() -> None:

@@ -317,6 +317,7 @@ async def test_closing_through_a_producer_twice_and_by_another_producer(stream_u
     ):
         closed = await producer.close_stream()  # the server answers a close-only with 204
         assert closed.closed
+        assert not closed.duplicate  # which is how it answers a first close, too
         assert await producer.close_stream("ignored") == closed
         other = IdempotentProducer(handle, producer_id="two")
         with pytest.raises(StreamClosedError):

@@ -91,7 +91,10 @@ def test_a_batch_refused_in_the_middle_stops_what_follows_unless_fire_and_forget
         assert sum(f.count for f in failed) == taken
         assert all(isinstance(f.error, ProducerClosedError) for f in failed[1:])
     else:
-        assert len(failed) == 1 and failed[0].count == 10
+        # The refused batch is the first after the fault was armed: how many messages it
+        # carried depends on how fast they came (at most max_batch_items).
+        assert len(failed) == 1 and 1 <= failed[0].count <= 10
+        assert failed[0].messages()[0] == {"n": 100}
         assert held == [m for m in first + rest if m not in failed[0].messages()]
 
 

@@ -14,6 +14,7 @@ import random
 import pytest
 
 import durable_streams as ds
+from durable_streams._reading import _session as _read
 from durable_streams._reading._session import ReadSession
 from durable_streams._retry import RetryPolicy, RetryState
 
@@ -35,8 +36,8 @@ class Longest(random.Random):
         return b
 
 
-def _session(live: ds.LiveMode) -> ReadSession:
-    session = ReadSession(URL, offset="-1", live=live, retry=POLICY)
+def _session(live: ds.LiveMode, sse_fallback: bool = True) -> ReadSession:
+    session = ReadSession(URL, offset="-1", live=live, retry=POLICY, sse_fallback=sse_fallback)
     session._retry = RetryState(POLICY, Longest())
     session.consumer = "json"
     return session
@@ -114,13 +115,24 @@ def test_a_burst_cut_after_a_commit_on_the_same_connection_falls_back_too() -> N
 def test_sse_that_fails_again_where_the_catch_up_found_nothing_backs_off() -> None:
     """Falling back happens once per offset: an SSE answer that breaks before its first
     control event where a catch-up request just said there is nothing more is broken SSE, not
-    a long burst, and is retried with growing waits, not in a loop of quick requests."""
-    session = _session("sse")
+    a long burst, and is retried with growing waits, not in a loop of quick requests (here
+    without the fallback to long-poll, which would end it after three: see below)."""
+    session = _session("sse", sse_fallback=False)
     _caught_up(session)
     assert _cut_mid_burst(session) == 1.0
     _caught_up(session)  # the catch-up found nothing newer: still at 0_5
     assert [_cut_mid_burst(session) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
     assert _mode(session) == "sse"
+
+
+def test_broken_sse_ends_in_long_poll() -> None:
+    session = _session("sse")
+    _caught_up(session)
+    assert _cut_mid_burst(session) == 1.0
+    _caught_up(session)
+    assert [_cut_mid_burst(session) for _ in range(2)] == [1.0, 2.0]
+    assert _mode(session) == "long-poll"
+    assert session.stats().sse_fell_back
 
 
 def test_an_sse_connection_cut_between_events_reconnects_to_sse() -> None:
@@ -143,3 +155,62 @@ def test_error_statuses_back_off_as_before(status: int) -> None:
         assert session.on_response(status, {}) == "error"
         delays.append(session.retry_delay(session.error(status, {}, b"")))
     assert delays == [1.0, 2.0, 4.0]
+
+
+# -- SSE answers that keep ending too soon: the reader goes on by long-poll ---------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sse_answer_lasting(session: ReadSession, clock: Clock, seconds: float, n: int) -> None:
+    """One SSE answer that delivers a batch, then ends cleanly ``seconds`` after it began."""
+    assert _mode(session) == "sse"
+    session.on_response(200, SSE)
+    control = b'event: control\ndata: {"streamNextOffset": "0_%d", "upToDate": true}\n\n' % n
+    (batch,) = session.feed(b"event: data\ndata: [%d]\n\n" % n + control)
+    assert batch.data == [n]
+    clock.now += seconds
+    session.on_sse_end()
+
+
+@pytest.mark.parametrize("fallback", [True, ds.SseFallback(0.5, 2), False])
+def test_short_sse_answers_in_a_row_move_the_reader_to_long_poll(
+    fallback: ds.SseFallback | bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(_read.time, "monotonic", clock)
+    session = ReadSession(URL, offset="-1", live="sse", retry=POLICY, sse_fallback=fallback)
+    session.consumer = "json"
+    _caught_up(session)
+    policy = fallback if isinstance(fallback, ds.SseFallback) else ds.SseFallback()
+    short = policy.min_connection_seconds / 2
+    # Short answers, one long one (which starts the count again), then short ones.
+    for n in range(policy.max_short_connections - 1):
+        _sse_answer_lasting(session, clock, short, n)
+    _sse_answer_lasting(session, clock, policy.min_connection_seconds, 10)
+    for n in range(policy.max_short_connections - 1):
+        _sse_answer_lasting(session, clock, short, 20 + n)
+        assert not session.stats().sse_fell_back
+    _sse_answer_lasting(session, clock, short, 30)
+    if fallback is False:
+        assert _mode(session) == "sse"
+        assert not session.stats().sse_fell_back
+    else:
+        assert _mode(session) == "long-poll"
+        assert session.stats().sse_fell_back
+        assert session.stats().mode == "long-poll"
+
+
+def test_sse_fallback_takes_a_bool_or_limits() -> None:
+    with pytest.raises(TypeError, match="sse_fallback"):
+        ReadSession(URL, offset="-1", live="sse", sse_fallback=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_short_connections"):
+        ds.SseFallback(max_short_connections=0)
+    with pytest.raises(ValueError, match="min_connection_seconds"):
+        ds.SseFallback(min_connection_seconds=-1)

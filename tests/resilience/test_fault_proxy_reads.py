@@ -163,6 +163,57 @@ async def test_closed_stream_async(
         assert proxy.stats["fragments"] > 0
 
 
+# -- the same, a batch at a time: each batch once, with an offset that resumes behind it ------
+
+
+def _check_batches(url: str, batches: list[ds.JsonBatch]) -> list[Any]:
+    """The batches' messages, after checking that each batch's offset resumes right behind it
+    (read again without faults: what follows the offset is the rest of the stream)."""
+    assert batches[-1].stream_closed
+    messages = [m for batch in batches for m in batch.messages]
+    middle = len(batches) // 2
+    seen = sum(len(batch.messages) for batch in batches[: middle + 1])
+    with ds.stream(url, offset=batches[middle].offset) as res:
+        assert res.read_json() == messages[seen:]
+    return messages
+
+
+@pytest.mark.parametrize("live", LIVE_MODES)
+def test_closed_stream_in_batches_sync(
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
+) -> None:
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
+        url = _through(proxy, server_url, closed_stream)
+        reads = 0
+        while _cuts(proxy) < MIN_CUTS and reads < MAX_READS:
+            with ds.Client() as client, client.stream(url, live=live, retry=RETRY) as res:
+                batches = list(res.iter_json_batches())
+                assert res.offset == batches[-1].offset
+            assert _check_batches(closed_stream, batches) == EXPECTED
+            reads += 1
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", LIVE_MODES)
+async def test_closed_stream_in_batches_async(
+    closed_stream: str, server_url: str, seed: int, live: ds.LiveMode, body_batches: str
+) -> None:
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **CUTS) as proxy:
+        url = _through(proxy, server_url, closed_stream)
+        reads = 0
+        while _cuts(proxy) < MIN_CUTS and reads < MAX_READS:
+            async with (
+                ds.AsyncClient() as client,
+                client.stream(url, live=live, retry=RETRY) as res,
+            ):
+                batches = [batch async for batch in res.iter_json_batches()]
+                assert res.offset == batches[-1].offset
+            assert _check_batches(closed_stream, batches) == EXPECTED
+            reads += 1
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
 # -- a live tail: the writer appends while the reader follows through the faulty proxy -------
 
 
@@ -258,6 +309,45 @@ async def test_live_tail_async(
         assert _cuts(proxy) >= MIN_CUTS, proxy.stats
 
 
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+def test_live_tail_in_batches_sync(
+    writer: Writer, stream_url: str, server_url: str, seed: int, live: ds.LiveMode
+) -> None:
+    batches = []
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **LIVE_CUTS) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with ds.stream(url, live=live, retry=RETRY, timeout=10) as res:
+            for batch in res.iter_json_batches():
+                batches.append(batch)
+                for _ in batch.messages:
+                    writer.advance()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert _check_batches(stream_url, batches) == EXPECTED
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+async def test_live_tail_in_batches_async(
+    writer: Writer, stream_url: str, server_url: str, seed: int, live: ds.LiveMode
+) -> None:
+    batches = []
+    with FaultProxy(server_url, seed=seed, max_delay=0.0003, **LIVE_CUTS) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        async with ds.astream(url, live=live, retry=RETRY, timeout=10) as res:
+            async for batch in res.iter_json_batches():
+                batches.append(batch)
+                for _ in batch.messages:
+                    writer.advance()
+        await anyio.to_thread.run_sync(writer.join, 10)
+        assert writer.error is None, writer.error
+        assert _check_batches(stream_url, batches) == EXPECTED
+        assert _cuts(proxy) >= MIN_CUTS, proxy.stats
+
+
 # -- far behind a writer, through a proxy that cuts every SSE answer after a few KB -----------
 
 # A catch-up burst over SSE carries one control event, at its end: cut anywhere, it commits
@@ -321,6 +411,77 @@ async def test_far_behind_async(
         assert items == EXPECTED
         if live == "sse":
             assert proxy.stats["cuts_sse"] > 0
+
+
+# -- SSE answers cut short every time (a buffering proxy): the reader goes on by long-poll ----
+
+
+def _check_fallback(
+    proxy: FaultProxy, stats: ds.ReaderStats, fallback: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    warned = [r for r in caplog.records if "by long-poll from now on" in r.getMessage()]
+    assert stats.sse_fell_back is fallback
+    if fallback:
+        assert stats.mode == "long-poll"
+        assert len(warned) == 1
+        assert warned[0].levelname == "WARNING"
+        # Three short SSE answers, then no more SSE: every later cut would be another one.
+        assert proxy.stats["cuts_sse"] == ds.SseFallback().max_short_connections
+    else:
+        assert warned == []
+        assert proxy.stats["cuts_sse"] > ds.SseFallback().max_short_connections
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sse_cut_short_falls_back_to_long_poll_sync(
+    writer: Writer,
+    stream_url: str,
+    server_url: str,
+    fallback: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    items = []
+    caplog.set_level("WARNING", logger="durable_streams")
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with ds.stream(url, live="sse", retry=RETRY, sse_fallback=fallback) as res:
+            for item in res.iter_json():
+                items.append(item)
+                writer.advance()
+            assert res.stream_closed
+            stats = res.stats()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert items == EXPECTED
+        _check_fallback(proxy, stats, fallback, caplog)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fallback", [True, False])
+async def test_sse_cut_short_falls_back_to_long_poll_async(
+    writer: Writer,
+    stream_url: str,
+    server_url: str,
+    fallback: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    items = []
+    caplog.set_level("WARNING", logger="durable_streams")
+    with FaultProxy(server_url, fragment=False, cut_sse_after=SSE_CUT) as proxy:
+        writer.start()
+        url = _through(proxy, server_url, stream_url)
+        with anyio.fail_after(45):
+            async with ds.astream(url, live="sse", retry=RETRY, sse_fallback=fallback) as res:
+                async for item in res.iter_json():
+                    items.append(item)
+                    writer.advance()
+                assert res.stream_closed
+                stats = res.stats()
+        await anyio.to_thread.run_sync(writer.join, 10)
+        assert writer.error is None, writer.error
+        assert items == EXPECTED
+        _check_fallback(proxy, stats, fallback, caplog)
 
 
 # -- the server's own injected faults (POST /_test/inject-error) --------------------------------

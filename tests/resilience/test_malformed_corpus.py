@@ -255,6 +255,9 @@ def sse_case(
 
     kw.setdefault("requests", 1 + fallback + repeat)
     kw.setdefault("offset", "0_0")
+    # Each SSE answer here is short: these cases are about what the reader makes of them on
+    # SSE, not about its going over to long-poll after a few (tests/resilience has those).
+    kw["options"] = {"sse_fallback": False, **kw.get("options", {})}
     return Case(id, answers, call, live="sse", error=error, **kw)
 
 
@@ -727,6 +730,70 @@ CASES: list[Case] = [
         None,
         expect=[1],
         in_async=True,
+    ),
+    # -- 304 Not Modified (a cache answering a conditional request): nothing new, no error ----
+    Case(
+        "not-modified-is-nothing-new",
+        lambda: [status(304, **{"stream-next-offset": "9_9", "stream-closed": "true"})],
+        "read_json",
+        expect=[],
+        requests=1,
+        in_async=True,
+    ),
+    Case(
+        "not-modified-while-tailing",
+        lambda: [
+            body(b"[1]", offset="0_1"),
+            status(304),
+            body(b"[2]", offset="0_2", closed=True),
+        ],
+        "iter_json",
+        live="long-poll",
+        expect=[1, 2],
+        requests=3,
+        in_async=True,
+    ),
+    Case(
+        "not-modified-instead-of-sse",
+        lambda: [caught_up(), status(304), sse(event("data", "[1]") + CLOSE)],
+        "iter_json",
+        live="sse",
+        expect=[1],
+        requests=3,
+        in_async=True,
+    ),
+    # -- json=True: JSON under another content type -------------------------------------------
+    Case(
+        "json-hint-on-a-text-stream",
+        lambda: [body(b'[1,{"a":2}]', ct=TEXT)],
+        "read_json",
+        expect=[1, {"a": 2}],
+        requests=1,
+        options={"json": True},
+        in_async=True,
+    ),
+    Case(
+        "json-hint-over-sse",
+        lambda: [caught_up(ct="text/vnd.custom"), sse(event("data", "[1,2]") + CLOSE)],
+        "iter_json",
+        live="sse",
+        expect=[1, 2],
+        requests=2,
+        options={"json": True},
+        in_async=True,
+    ),
+    Case(
+        "json-hint-cannot-read-base64-sse",
+        lambda: [
+            caught_up(ct=BINARY),
+            sse(event("data", "WzFd") + CLOSE, **{"stream-sse-data-encoding": "base64"}),
+        ],
+        "iter_json",
+        live="sse",
+        error=ds.ContentTypeError,
+        offset="0_0",
+        requests=2,
+        options={"json": True},
     ),
     Case(
         "json-body-with-whitespace",

@@ -89,13 +89,21 @@ def test_sees_every_error_before_the_default_decision() -> None:
     assert hook.seen[1].__cause__ is refused
 
 
-def test_a_401_is_raised_when_the_hook_changes_nothing() -> None:
-    for decision in (None, RetryAction(), RetryAction(headers={}, params={})):
+def test_a_401_is_raised_when_the_hook_says_nothing() -> None:
+    hook = Recorder(None)
+    with pytest.raises(ds.ResponseError) as info:
+        read([status(401), ok([1])], hook)
+    assert info.value.status == 401
+    assert hook.seen == [info.value]
+
+
+def test_an_empty_retry_action_retries_with_the_same_values() -> None:
+    for decision in (RetryAction(), RetryAction(headers={}, params={})):
         hook = Recorder(decision)
-        with pytest.raises(ds.ResponseError) as info:
-            read([status(401), ok([1])], hook)
-        assert info.value.status == 401
-        assert hook.seen == [info.value]
+        items, script = read([status(401), ok([1])], hook, headers={"authorization": "a"})
+        assert items == [1]
+        assert [r.headers["authorization"] for r in script.requests] == ["a", "a"]
+        assert len(hook.seen) == 1
 
 
 def test_new_headers_retry_a_401_and_stay_for_later_requests() -> None:
@@ -132,11 +140,50 @@ def test_new_params_retry_a_403_in_sorted_order() -> None:
     assert str(script.requests[1].url) == f"{URL}?a=x&offset=-1&token=t2"
 
 
-def test_a_retry_action_does_not_retry_other_permanent_errors() -> None:
-    hook = Recorder(RetryAction(headers={"authorization": "x"}))
-    with pytest.raises(ds.StreamNotFoundError):
-        read([status(404), ok([1])], hook)
-    assert len(hook.seen) == 1
+def test_a_retry_action_retries_any_error() -> None:
+    # A gateway's 404 or 409 that new headers mend, or a stream not created yet.
+    hook = Recorder(RetryAction(headers={"authorization": "x"}), RetryAction())
+    items, script = read([status(404), status(409), ok([1])], hook)
+    assert items == [1]
+    assert [type(e) for e in hook.seen] == [ds.StreamNotFoundError, ds.ConflictError]
+    assert [r.headers.get("authorization") for r in script.requests] == [None, "x", "x"]
+
+
+def test_a_hook_that_always_retries_stops_at_max_requested_retries() -> None:
+    seen: list[DurableStreamError] = []
+
+    def always(error: DurableStreamError) -> ErrorDecision:
+        seen.append(error)
+        return RetryAction()
+
+    policy = RetryPolicy(
+        max_retries=None,
+        initial_delay=0.001,
+        max_delay=0.002,
+        deadline=None,
+        max_requested_retries=3,
+    )
+    with pytest.raises(ds.StreamNotFoundError) as info:
+        read([status(404)] * 10, always, retry=policy)
+    assert len(seen) == 4  # the first try and three retries
+    assert "max_requested_retries=3" in str(info.value)
+    # A request that succeeds starts the count over.
+    seen.clear()
+    answers = [status(404)] * 3 + [ok([1], "0_1")] + [status(404)] * 3 + [ok([2], "0_2")]
+    script = Script(answers)
+    with (
+        httpx.Client(transport=httpx.MockTransport(script)) as client,
+        ds.stream(URL, client=client, live="long-poll", retry=policy, on_error=always) as res,
+    ):
+        iterator = res.iter_json()
+        assert [next(iterator), next(iterator)] == [1, 2]
+    assert len(seen) == 6
+
+
+def test_max_requested_retries_is_checked() -> None:
+    for wrong in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="max_requested_retries"):
+            RetryPolicy(max_requested_retries=wrong)  # type: ignore[arg-type]
 
 
 def test_a_retry_action_on_a_transient_error_retries_with_its_headers() -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -285,3 +286,179 @@ def test_ctrl_c_stops_a_blocked_sync_reader_at_once(
     assert "KeyboardInterrupt" in stderr
     assert "durable_streams" in stderr  # it was inside the read, waiting for the server
     assert elapsed < 1.5, elapsed
+
+
+# -- close() from another thread (a watchdog, a shutdown handler) or another task -------------
+
+# The reference server here ends an idle long-poll after 1 s: a read it did not wake would
+# end no sooner than that.
+PROMPTLY = 0.5
+
+
+def _transport_of(res: Any) -> str:
+    dispatcher = res._dispatcher or default_dispatcher(True)
+    return type(dispatcher.transport_for(res.url)).__name__
+
+
+def _wait_for(condition: Any, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.005)
+
+
+@pytest.fixture(params=["native", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    from durable_streams._transport._request import TRANSPORT_VARIABLES
+
+    for name in TRANSPORT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    if request.param == "httpx":
+        monkeypatch.setenv("DURABLE_STREAMS_TRANSPORT", "httpx")
+    return str(request.param)
+
+
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+def test_close_from_another_thread_ends_a_blocked_read(
+    proxy: FaultProxy,
+    server_url: str,
+    stream_url: str,
+    live: ds.LiveMode,
+    transport: str,
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    errors: list[BaseException] = []
+    with ds.Client() as client:
+        res = client.stream(_through(proxy, server_url, stream_url), live=live)
+        assert _transport_of(res).lower().startswith(transport)
+
+        def read() -> None:
+            try:
+                for item in res.iter_json():
+                    items.append(item)
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        # The catch-up is read; the live request is on its way or waiting for the server.
+        _wait_for(lambda: items and res.stats().requests >= 2)
+        closed = time.monotonic()
+        res.close()
+        assert res.is_closed
+        reader.join(WAIT)
+        elapsed = time.monotonic() - closed
+        assert not reader.is_alive()
+        assert errors == []  # the loop just ends
+        assert items == [{"n": 1}]
+        assert res.offset == res.stats().offset  # where to resume: after what it handed out
+        if transport == "native" or live == "sse":
+            assert elapsed < PROMPTLY, elapsed
+        else:
+            # httpx shows no socket until the answer's head: the long-poll ends when the
+            # server answers it (its timeout at most).
+            assert elapsed < 1.0 + PROMPTLY, elapsed
+        # Nothing is left open, and the response refuses to read on.
+        assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+        with pytest.raises(ds.DurableStreamError, match="closed"):
+            res.read_json()
+    # A new read resumes where the closed one stopped.
+    _append(stream_url, {"n": 2})
+    with ds.stream(stream_url, offset=res.offset) as again:
+        assert again.read_json() == [{"n": 2}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("live", ["long-poll", "sse"])
+async def test_close_from_another_task_ends_a_waiting_read(
+    proxy: FaultProxy, server_url: str, stream_url: str, live: ds.LiveMode
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    async with ds.astream(_through(proxy, server_url, stream_url), live=live) as res:
+
+        async def read() -> None:
+            async for item in res.iter_json():
+                items.append(item)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            with anyio.fail_after(WAIT):
+                while not (items and res.stats().requests >= 2):
+                    await anyio.sleep(0.005)
+            closed = time.monotonic()
+            await res.aclose()
+        elapsed = time.monotonic() - closed
+    if live == "long-poll" and _transport_of(res) == "AsyncHttpxTransport":
+        assert elapsed < 1.0 + PROMPTLY, elapsed  # the answer's head wakes it (see above)
+    else:
+        assert elapsed < PROMPTLY, elapsed
+    assert items == [{"n": 1}]
+    assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+
+
+def test_close_from_another_thread_while_the_loop_body_runs(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    errors: list[BaseException] = []
+    in_body, closed = threading.Event(), threading.Event()
+    client = ds.Client()
+    res = client.stream(_through(proxy, server_url, stream_url), live="sse")
+
+    def read() -> None:
+        try:
+            for item in res.iter_json():
+                items.append(item)
+                in_body.set()
+                assert closed.wait(WAIT)  # the close comes while the loop handles an item
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert in_body.wait(WAIT)
+    res.close()  # the iterator waits in the other thread: it is woken, not closed from here
+    closed.set()
+    reader.join(WAIT)
+    assert not reader.is_alive()
+    assert errors == []
+    assert items == [{"n": 1}]
+    assert res.is_closed
+    assert res._held.http is None  # the response holds no connection: the pool has them all
+    client.close()
+    assert proxy.wait_open_connections(0, WAIT), proxy.open_connections
+
+
+@pytest.mark.usefixtures("native_transport")
+def test_close_from_another_thread_while_the_response_opens(
+    proxy: FaultProxy, server_url: str, stream_url: str
+) -> None:
+    _json_stream(stream_url, {"n": 1})
+    items: list[Any] = []
+    errors: list[BaseException] = []
+    with ds.Client() as client:
+        # From "now" the first request is a long-poll: `with` waits for its answer.
+        res = client.stream(_through(proxy, server_url, stream_url), live="long-poll", offset="now")
+
+        def read() -> None:
+            try:
+                with res:
+                    items.extend(res.iter_json())
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        _wait_for(lambda: res.stats().requests >= 1)
+        closed = time.monotonic()
+        res.close()
+        reader.join(WAIT)
+        elapsed = time.monotonic() - closed
+        assert not reader.is_alive()
+        assert errors == []
+        assert items == []
+        assert elapsed < PROMPTLY, elapsed
+        assert proxy.wait_open_connections(0, WAIT), proxy.open_connections

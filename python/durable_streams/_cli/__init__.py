@@ -2,8 +2,10 @@
 
 ``serve`` runs the embedded server and prints its URL, alone, on the first line of stdout;
 it stops on Ctrl+C or SIGTERM. ``create``, ``append``, ``read``, ``head``, ``close``,
-``fork`` and ``delete`` work on streams (``_streams`` has them and their exit codes,
-``_serve`` the server)."""
+``fork`` and ``delete`` work on streams (``_streams`` has them), ``subscription ...`` on
+subscriptions (``_subs``), ``state materialize`` on State Protocol streams (``_state``);
+``bench`` load-tests a server (``_bench``); ``_common`` has the shared options and exit
+statuses, ``_serve`` the server."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from . import _streams
+from . import _bench, _state, _streams, _subs
 from ._serve import _DEFAULT_PORT, _serve
 
 
@@ -26,8 +28,18 @@ def _parser() -> argparse.ArgumentParser:
         "stream, 4 server unreachable, 5 bad input, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"durable-streams {__version__}")
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="VALUE",
+        help="the Authorization header of every request (also after the command; default: "
+        "$DURABLE_STREAMS_AUTH, else $STREAM_AUTH); never printed",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _streams.add_commands(commands)
+    _bench.add_command(commands)
+    _subs.add_commands(commands)
+    _state.add_commands(commands)
     serve = commands.add_parser(
         "serve",
         help="run a local Durable Streams server",
@@ -108,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench.run(args, sys.stdout, sys.stderr)
+    if args.command == "subscription":
+        return _subs.run(args, sys.stdin, sys.stdout, sys.stderr)
+    if args.command == "state":
+        return _state.run(args, sys.stdin, sys.stdout, sys.stderr)
     if args.command != "serve":
         return _streams.run(args, sys.stdin, sys.stdout, sys.stderr)
     try:

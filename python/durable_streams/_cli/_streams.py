@@ -3,17 +3,7 @@ fork and delete, from a shell.
 
 Streams are named by URL, or by a path under a base URL (``--url`` or
 ``DURABLE_STREAMS_URL``). JSON streams are read and written as NDJSON, one message per line;
-other streams as bytes. Errors are one line on stderr and an exit status:
-
-====  ===============================================================================
-0     done
-1     the server refused (a conflict, a closed stream, ...) or another failure
-2     the command line is wrong (also: a URL or a header that cannot be sent)
-3     no such stream
-4     the server could not be reached (connection refused, timed out)
-5     the input is not valid (a line of NDJSON that is not JSON: its number is named)
-130   interrupted (Ctrl+C)
-====  ===============================================================================
+other streams as bytes. Errors and exit statuses: see ``_common``.
 """
 
 from __future__ import annotations
@@ -21,8 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
-import math
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -31,69 +19,23 @@ from typing import Any, BinaryIO, TextIO
 
 from .. import _errors as errors
 from .._errors import FailedBatch
-from .._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type, join_url
+from .._protocol import DEFAULT_CONTENT_TYPE, is_json_content_type
 from .._reading._response_sync import stream
-from .._retry import RetryPolicy
 from .._writing._handle_sync import DurableStream
 from .._writing._producer_threaded import SyncIdempotentProducer
+from . import _common as common
+from ._common import EXIT, JSON, InputError, headers, retry, url
 
 __all__ = ["EXIT", "add_commands", "run"]
 
-EXIT = {"ok": 0, "failed": 1, "usage": 2, "not-found": 3, "unreachable": 4, "bad-input": 5}
-INTERRUPTED = 130
-JSON = "application/json"
 _PROGRESS_EVERY = 0.25  # seconds between progress lines on a terminal
-# A command at a shell gives up on an unreachable server within seconds, not a minute, but
-# rides out a server restart: this long by default (--retry-for), tries at most 1 s apart.
-_RETRY_FOR = 10.0
-
-
-def _retry(args: argparse.Namespace) -> RetryPolicy:
-    seconds = args.retry_for
-    if seconds == 0:
-        return RetryPolicy.never()
-    return RetryPolicy(max_retries=None, max_delay=1.0, deadline=seconds)
-
-
-class InputError(Exception):
-    """The user's input (a line of NDJSON, a header) is not valid."""
 
 
 def add_commands(commands: Any) -> None:
     """The stream commands, on the ``durable-streams`` parser's subcommands."""
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help)
-        parser.add_argument(
-            "--url",
-            default=os.environ.get("DURABLE_STREAMS_URL"),
-            help="base URL that stream paths are relative to (default: $DURABLE_STREAMS_URL)",
-        )
-        parser.add_argument(
-            "-H",
-            "--header",
-            action="append",
-            default=[],
-            metavar="'NAME: VALUE'",
-            help="a header for every request (repeatable), e.g. -H 'Authorization: Bearer T'",
-        )
-        parser.add_argument("--timeout", type=_seconds, default=30.0, help="seconds (default 30)")
-        parser.add_argument(
-            "--retry-for",
-            type=float,
-            default=_RETRY_FOR,
-            metavar="SECONDS",
-            help="keep retrying what failed on the way (server down or restarting) for this "
-            f"long (default {_RETRY_FOR:g}; 0: never retry)",
-        )
-        parser.add_argument(
-            "-v",
-            "--verbose",
-            action="count",
-            default=0,
-            help="show retries, reconnects and epoch moves on stderr (-vv: debug)",
-        )
-        return parser
+        return common.command(commands, name, help)
 
     create = command("create", "create a stream (or confirm an identical one)")
     create.add_argument("stream", help="the stream's URL, or a path under --url")
@@ -113,6 +55,12 @@ def add_commands(commands: Any) -> None:
         "data", nargs="*", help="messages (JSON text on JSON streams, else lines of text)"
     )
     append.add_argument("--raw", action="store_true", help="stdin as raw bytes, not lines")
+    append.add_argument(
+        "--batch-json",
+        action="store_true",
+        help="a JSON array (an argument or a line) is one message per element: [1,[2]] "
+        "appends 1 and [2]",
+    )
     append.add_argument(
         "--producer-id",
         metavar="ID",
@@ -146,42 +94,24 @@ def add_commands(commands: Any) -> None:
     fork.add_argument("stream")
     fork.add_argument("new")
     fork.add_argument("--offset", help="the fork point (default: the tail)")
+    fork.add_argument(
+        "--sub-offset",
+        type=common.count,
+        metavar="N",
+        help="also inherit N messages (JSON streams) or bytes past --offset",
+    )
+    fork.add_argument(
+        "--ttl", type=int, metavar="SECONDS", help="delete the fork after this idle time"
+    )
+    fork.add_argument("--expires-at", metavar="RFC3339", help="delete the fork at this time")
 
     delete = command("delete", "delete a stream")
     delete.add_argument("stream")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
-
-
-def _url(args: argparse.Namespace, name: str) -> str:
-    if name.startswith(("http://", "https://")):
-        return name
-    if not args.url:
-        raise InputError(f"{name!r} is not a URL: give a full URL, or a base with --url")
-    return join_url(args.url, name)
-
-
-def _headers(args: argparse.Namespace) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for text in args.header:
-        name, sep, value = text.partition(":")
-        if not sep or not name.strip():
-            raise InputError(f"a header is 'Name: value', not {text!r}")
-        headers[name.strip()] = value.strip()
-    return headers
-
-
 def _handle(args: argparse.Namespace, name: str) -> DurableStream:
     return DurableStream(
-        _url(args, name), headers=_headers(args), timeout=args.timeout, retry=_retry(args)
+        url(args, name), headers=headers(args), timeout=args.timeout, retry=retry(args)
     )
 
 
@@ -192,6 +122,12 @@ def _message(text: str, json_mode: bool, where: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise InputError(f"{where} is not JSON: {exc}") from None
+
+
+def _messages(value: Any, batch: bool) -> list[Any]:
+    """What one JSON input is: one message, or with --batch-json an array's elements (one
+    level: [[1, 2]] is the message [1, 2]), as a server takes a JSON append's array."""
+    return list(value) if batch and isinstance(value, list) else [value]
 
 
 def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
@@ -239,15 +175,23 @@ def _append(args: argparse.Namespace, stdin: TextIO, stderr: TextIO) -> int:
     with handle:
         handle.head()
         json_mode = is_json_content_type(handle.content_type)
+        if args.batch_json and not json_mode:
+            raise errors.UsageError(
+                f"--batch-json is for JSON streams; this one is {handle.content_type}"
+            )
         if args.data:
             for i, text in enumerate(args.data, 1):
                 # Each argument is a line, as each line of stdin is.
-                handle.append(
-                    _message(text, json_mode, f"argument {i}") if json_mode else text + "\n"
-                )
+                if not json_mode:
+                    handle.append(text + "\n")
+                    continue
+                for message in _messages(_message(text, True, f"argument {i}"), args.batch_json):
+                    handle.append(message)
             return EXIT["ok"]
         progress = _Progress(stderr, enabled=stderr.isatty() and not args.quiet)
         if args.raw:
+            if args.batch_json:
+                raise errors.UsageError("--batch-json takes lines of JSON, not --raw bytes")
             body = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
             if body:
                 handle.append(body)
@@ -288,13 +232,22 @@ def _append_lines(
         handle,
         producer_id=producer_id or f"cli-{os.getpid()}-{time.time_ns()}",
         state=state,
-        retry=_retry(args),
+        retry=retry(args),
     )
     skip = producer.messages_taken
     seen = 0
     try:
         with producer:
             for number, text in _lines(stdin):
+                if args.batch_json:  # a line may hold many messages: count them
+                    value = _message(text, True, f"line {number}")
+                    for message in _messages(value, True):
+                        seen += 1
+                        if seen > skip:
+                            producer.append_nowait(message)
+                    if seen > skip:
+                        progress.add(len(text) + 1)
+                    continue
                 seen += 1
                 if seen <= skip:
                     continue
@@ -365,12 +318,12 @@ def _read(args: argparse.Namespace, stdout: BinaryIO) -> int:
     if args.live and not args.follow:
         raise InputError("--live goes with --follow")
     with stream(
-        _url(args, args.stream),
+        url(args, args.stream),
         offset=args.offset,
         live=live,
-        headers=_headers(args),
+        headers=headers(args),
         timeout=args.timeout,
-        retry=None if args.follow else _retry(args),
+        retry=None if args.follow else retry(args),
     ) as res:
         content_type = res.content_type  # the first answer says, unless it was empty
         if content_type is None:
@@ -404,76 +357,46 @@ def _head(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """One stream command; the exit status."""
-    # The library's log (see durable_streams._log) on stderr with -v, for this command only.
-    # Without it, a handler that shows nothing: else Python's last-resort handler prints
-    # the library's warnings (a retry, then success) beside the command's own one line.
-    logger = logging.getLogger("durable_streams")
-    handler: logging.Handler = logging.NullHandler()
-    level = logger.level
-    if args.verbose:
-        handler = logging.StreamHandler(stderr)
-        handler.setFormatter(logging.Formatter("durable-streams: %(levelname)s: %(message)s"))
-        logger.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        return _run(args, stdin, stdout, stderr)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return common.run(args, stderr, lambda: _run(args, stdin, stdout, stderr))
 
 
 def _run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    try:
-        if args.command == "create":
-            content_type = JSON if args.json else args.content_type
-            DurableStream.create(
-                _url(args, args.stream),
-                content_type=content_type,
+    if args.command == "create":
+        content_type = JSON if args.json else args.content_type
+        DurableStream.create(
+            url(args, args.stream),
+            content_type=content_type,
+            ttl_seconds=args.ttl,
+            expires_at=args.expires_at,
+            closed=args.closed,
+            headers=headers(args),
+            timeout=args.timeout,
+            retry=retry(args),
+        ).close()
+    elif args.command == "append":
+        return _append(args, stdin, stderr)
+    elif args.command == "read":
+        return _read(args, stdout.buffer if hasattr(stdout, "buffer") else stdout)  # type: ignore[arg-type]
+    elif args.command == "head":
+        return _head(args, stdout)
+    elif args.command == "close":
+        with _handle(args, args.stream) as handle:
+            data = args.data
+            if data is not None:
+                handle.head()
+                data = _message(data, is_json_content_type(handle.content_type), "DATA")
+            result = handle.close_stream(data)
+        stdout.write(f"closed at {result.offset}\n")
+    elif args.command == "fork":
+        with _handle(args, args.stream) as handle:
+            handle.fork(
+                url(args, args.new),
+                offset=args.offset,
+                sub_offset=args.sub_offset,
                 ttl_seconds=args.ttl,
                 expires_at=args.expires_at,
-                closed=args.closed,
-                headers=_headers(args),
-                timeout=args.timeout,
-                retry=_retry(args),
             ).close()
-        elif args.command == "append":
-            return _append(args, stdin, stderr)
-        elif args.command == "read":
-            return _read(args, stdout.buffer if hasattr(stdout, "buffer") else stdout)  # type: ignore[arg-type]
-        elif args.command == "head":
-            return _head(args, stdout)
-        elif args.command == "close":
-            with _handle(args, args.stream) as handle:
-                data = args.data
-                if data is not None:
-                    handle.head()
-                    data = _message(data, is_json_content_type(handle.content_type), "DATA")
-                result = handle.close_stream(data)
-            stdout.write(f"closed at {result.offset}\n")
-        elif args.command == "fork":
-            with _handle(args, args.stream) as handle:
-                handle.fork(_url(args, args.new), offset=args.offset).close()
-        elif args.command == "delete":
-            with _handle(args, args.stream) as handle:
-                handle.delete()
-        return EXIT["ok"]
-    except KeyboardInterrupt:
-        stderr.write("\n")
-        return INTERRUPTED
-    except BrokenPipeError:  # `read ... | head`: the reader went away, nothing more to say
-        return EXIT["ok"]
-    except InputError as exc:
-        stderr.write(f"durable-streams: {exc}\n")
-        return EXIT["bad-input"]
-    except errors.UsageError as exc:  # a URL or header that cannot work: the command line
-        stderr.write(f"durable-streams: {exc}\n")
-        return EXIT["usage"]
-    except errors.StreamNotFoundError as exc:
-        stderr.write(f"durable-streams: {exc}\n")
-        return EXIT["not-found"]
-    except errors.TransportError as exc:
-        stderr.write(f"durable-streams: cannot reach the server: {exc}\n")
-        return EXIT["unreachable"]
-    except (errors.DurableStreamError, ValueError, TypeError) as exc:
-        stderr.write(f"durable-streams: {exc}\n")
-        return EXIT["failed"]
+    elif args.command == "delete":
+        with _handle(args, args.stream) as handle:
+            handle.delete()
+    return EXIT["ok"]

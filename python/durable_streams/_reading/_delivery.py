@@ -16,12 +16,9 @@ import httpx
 from .. import _core
 from .. import _errors as errors
 from .._options import Headers
-from .._protocol import (
-    is_json_content_type,
-)
 from .._retry import RetryPolicy
 from .._transport._request import native_enabled
-from .._values import LiveMode, ReaderStats, StreamEvent
+from .._values import JsonBatch, LiveMode, ReaderStats, SseFallback, StreamEvent
 from ._session import READ_AS, Batch, ConsumerKind, ReadSession
 
 
@@ -48,6 +45,8 @@ def response_args(
     retry: RetryPolicy | None,
     max_event_bytes: int,
     max_body_bytes: int,
+    json: bool = False,
+    sse_fallback: SseFallback | bool = True,
 ) -> ResponseArgs:
     """The arguments of a stream response, apart from its transport, from read options."""
     native_enabled()  # a wrong DURABLE_STREAMS_TRANSPORT is an error here, not later
@@ -59,6 +58,8 @@ def response_args(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        json=json,
+        sse_fallback=sse_fallback,
     )
     return ResponseArgs(
         session=session,
@@ -162,6 +163,23 @@ class Delivery:
             self.kind = kind
         return True
 
+    def leftover(self, kind: ConsumerKind) -> list[Any] | None:
+        """What item-by-item reading left for a batch reader: the carried items, then the rest
+        of the batch it stopped in (which then counts as handed out); ``None`` if nothing."""
+        items = list(self.drain_carried(kind))
+        if self.part_way(kind):
+            taken = len(self.items) - operator.length_hint(self.rest)
+            items.extend(self.items[taken:])
+            items.append(self.last)
+            self.has_last = False
+            self.last = None
+            self.items = ()
+            self.rest = iter(())
+            self.commit()
+        elif not items:
+            return None
+        return items
+
     def queue(self, batches: list[Batch], kind: ConsumerKind) -> None:
         """The batches of one read after its first, which is being handed out."""
         self.queued = batches
@@ -236,6 +254,13 @@ class Delivery:
         self.up_to_date = batch.up_to_date
         self.stream_closed = batch.closed
 
+    def position(self) -> tuple[str, bool, bool]:
+        return (self.offset, self.up_to_date, self.stream_closed)
+
+    def json_batch(self, messages: list[Any]) -> JsonBatch:
+        """``messages``, handed out, with where the stream stands after them."""
+        return JsonBatch(messages, self.offset, self.cursor, self.up_to_date, self.stream_closed)
+
     def stops(self, until_up_to_date: bool) -> bool:
         """Whether the reader stops after the batch handed out last: at the end of a closed
         stream, or up to date when that was asked for."""
@@ -299,7 +324,7 @@ class ResponseMetadata:
     def _event_kind(self, raw_json: bool = False) -> ConsumerKind:
         """What items of this stream are: messages (raw bytes each with ``raw_json``) for JSON
         streams, byte chunks otherwise."""
-        if not is_json_content_type(self._session.content_type):
+        if not self._session.is_json:
             return "bytes"
         return "json-raw" if raw_json else "json"
 

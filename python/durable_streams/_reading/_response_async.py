@@ -18,10 +18,13 @@ from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, AsyncDispatcher, dispatcher_for
 from .._flavours import (
     AsyncItems,
+    AsyncSignal,
     async_closer,
     async_extend,
+    async_running,
     async_shield,
-    async_sleep,
+    async_signal,
+    async_wait_signal,
     decide_async,
     resolve_async,
 )
@@ -36,8 +39,9 @@ from .._options import (
 from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
 from .._transport import AsyncReply
+from .._transport._interrupt import Interrupt
 from .._transport._request import Verify
-from .._values import LiveMode, StreamEvent
+from .._values import JsonBatch, LiveMode, SseFallback, StreamEvent
 from ._delivery import Delivery, ResponseMetadata, response_args
 from ._session import (
     DEFAULT_MAX_BODY_BYTES,
@@ -46,6 +50,11 @@ from ._session import (
     ConsumerKind,
     ReadSession,
 )
+
+
+class _Interrupted(Exception):
+    """The response was closed while an iterator was reading it (from another thread or
+    task): the iterator ends."""
 
 
 class _Held:
@@ -106,6 +115,9 @@ class AsyncStreamResponse(ResponseMetadata):
         self._consumer: AsyncIterator[Any] | None = None
         self._handing_over = False
         self._closed = False
+        self._interrupt = Interrupt()
+        self._woken: AsyncSignal | None = None  # wakes a retry's wait when closed
+        self._opening = False  # a request is on its way (``with`` opening the response too)
 
     @property
     def _http(self) -> AsyncReply | None:
@@ -120,6 +132,8 @@ class AsyncStreamResponse(ResponseMetadata):
     async def __aenter__(self) -> AsyncStreamResponse:
         try:
             await self._open()
+        except _Interrupted:  # closed from elsewhere while it opened: its iterators end
+            await self.aclose()
         except BaseException:
             await self.aclose()
             raise
@@ -134,13 +148,46 @@ class AsyncStreamResponse(ResponseMetadata):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Give the connection back (closed, if the answer was not read to its end)."""
-        if self._closed:
+        """Give the connection back (closed, if the answer was not read to its end).
+
+        Called while an iterator of this response is reading in another thread (or task),
+        it wakes that read at once, even one blocked on a long-poll or an SSE connection:
+        the iterator ends as if the stream had (``is_closed`` tells), at ``offset`` after
+        what it handed out, and closes the connection itself. An iterator that waits for
+        its next step there (its loop is handling an item) is closed from here: its next
+        step ends the loop."""
+        if self._closed and not self._interrupt.fired:
             return
         self._closed = True
+        if self._opening or async_running(self._consumer):
+            self._wake_reader()
+            return
         # A block left by cancellation must still give its connection back.
         with async_shield():
-            await self._drop_source()
+            try:
+                await self._drop_source()
+            except (RuntimeError, ValueError):  # the reader went on meanwhile: wake it
+                self._wake_reader()
+                return
+            await self._release()
+
+    def _wake_reader(self) -> None:
+        self._interrupt.fire()
+        woken = self._woken
+        if woken is not None:
+            woken.set()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the response was closed (its iterators then end)."""
+        return self._closed
+
+    async def _end_interrupted(self) -> None:
+        """An iterator woken by a close from elsewhere lets go of what the close left; reads
+        after it are refused, as on any closed response."""
+        self._interrupt = Interrupt()
+        with async_shield():
+            await self._drop_connection()
             await self._release()
 
     async def _drop_source(self) -> None:
@@ -165,7 +212,16 @@ class AsyncStreamResponse(ResponseMetadata):
     async def _open(self) -> None:
         """Send requests until one is answered with data to read (retrying what may be)."""
         if self._closed:
+            if self._interrupt.fired:
+                raise _Interrupted
             raise errors.DurableStreamError("the response is closed", url=self.url)
+        self._opening = True
+        try:
+            await self._send_until_answered()
+        finally:
+            self._opening = False
+
+    async def _send_until_answered(self) -> None:
         session = self._session
         dispatcher = self._dispatcher
         if dispatcher is None:
@@ -181,7 +237,9 @@ class AsyncStreamResponse(ResponseMetadata):
             if otel is not None:
                 req, span = otel.request("read", req, session.attempts + 1)
             try:
-                http = await dispatcher.open(req, timeout, live=session.live_request)
+                http = await dispatcher.open(
+                    req, timeout, live=session.live_request, interrupt=self._interrupt
+                )
             except errors.TransportError as exc:
                 if span is not None:
                     span.failed(exc)
@@ -216,12 +274,19 @@ class AsyncStreamResponse(ResponseMetadata):
             await self._open()
 
     async def _wait_or_raise(self, exc: errors.DurableStreamError) -> None:
+        if self._interrupt.fired:  # what failed is the read the close woke
+            raise _Interrupted from exc
         session = self._session
         delay = session.retry_delay(exc, await decide_async(self._on_error, exc))
         if delay is None:
             raise exc
         retrying("reading", session.url, exc, session.attempts, delay, "read")
-        await async_sleep(delay)
+        if self._woken is None:
+            self._woken = async_signal()
+        if self._interrupt.fired:
+            raise _Interrupted from exc
+        if await async_wait_signal(self._woken, delay):
+            raise _Interrupted from exc
 
     async def _batches(self) -> AsyncIterator[list[Batch]]:
         """The batches of each read, never an empty list: one chunk of SSE may carry several,
@@ -280,6 +345,8 @@ class AsyncStreamResponse(ResponseMetadata):
                     await self._close_http()
 
     async def _next_batch(self, kind: ConsumerKind) -> Batch | None:
+        if self._interrupt.fired:
+            raise _Interrupted
         delivery = self._delivery
         # Batches read together with the last one go first: the session is past them, and
         # stays so when this connection is dropped (an iterator closed, another kind wanted).
@@ -322,11 +389,11 @@ class AsyncStreamResponse(ResponseMetadata):
                 await previous.aclose()  # type: ignore[attr-defined]
             finally:
                 self._handing_over = False
-        await self._ensure_open()
-        if kind is None:  # iterating the response itself, or iter_events
-            kind = self._event_kind(raw_json=transform is not None)
         delivery = self._delivery
         try:
+            await self._ensure_open()
+            if kind is None:  # iterating the response itself, or iter_events
+                kind = self._event_kind(raw_json=transform is not None)
             for item in delivery.drain_carried(kind):
                 yield item
             while True:
@@ -355,6 +422,8 @@ class AsyncStreamResponse(ResponseMetadata):
                     delivery.commit()
                 if delivery.stops(until_up_to_date):
                     return
+        except _Interrupted:
+            await self._end_interrupted()
         except GeneratorExit:
             if not self._handing_over:
                 with async_shield():
@@ -386,8 +455,11 @@ class AsyncStreamResponse(ResponseMetadata):
         """The stream's bytes, chunk by chunk (base64 over SSE is decoded)."""
         return self._iterate("bytes")
 
-    def iter_text(self) -> AsyncIterator[str]:
-        """The stream's data as text, decoded as UTF-8 across chunk boundaries."""
+    def iter_text(self, encoding: str = "utf-8") -> AsyncIterator[str]:
+        """The stream's data as text, decoded with ``encoding`` across chunk boundaries (a
+        character split between chunks comes out whole). Bytes that are not valid in that
+        encoding raise :class:`ParseError`; an unknown encoding raises :class:`UsageError`."""
+        self._session.use_text_encoding(encoding)
         return self._iterate("text")
 
     def iter_events(
@@ -419,25 +491,113 @@ class AsyncStreamResponse(ResponseMetadata):
         """All bytes until the reader is up to date (or the stream ended)."""
         return b"".join(await self._read_all("bytes"))
 
-    async def read_text(self) -> str:
-        """All text until the reader is up to date (or the stream ended)."""
+    async def read_text(self, encoding: str = "utf-8") -> str:
+        """All text until the reader is up to date (or the stream ended), decoded with
+        ``encoding``."""
+        self._session.use_text_encoding(encoding)
         return "".join(await self._read_all("text"))
 
     async def _whole_batches(self, until_up_to_date: bool = True) -> AsyncIterator[Batch]:
         """JSON batches, each counted as handed out once the caller asks for the next (for
         consumers in this package that take a batch at a time: folding state). Ends at the
         end of a closed stream and, with ``until_up_to_date``, when up to date."""
-        await self._ensure_open()
         delivery = self._delivery
-        while True:
-            batch = await self._next_batch("json")
-            if batch is None:
-                return
-            delivery.current = batch
-            yield batch
-            delivery.commit()
-            if delivery.stops(until_up_to_date):
-                return
+        try:
+            await self._ensure_open()
+            while True:
+                batch = await self._next_batch("json")
+                if batch is None:
+                    return
+                delivery.current = batch
+                yield batch
+                delivery.commit()
+                if delivery.stops(until_up_to_date):
+                    return
+        except _Interrupted:
+            await self._end_interrupted()
+
+    def iter_json_batches(self) -> AsyncIterator[JsonBatch]:
+        """The messages of a JSON stream a batch at a time, each :class:`JsonBatch` with the
+        offset after it: save ``batch.offset`` once per batch to resume behind it.
+
+        A batch is what one answer carried (a long body's parts are put back together, so a
+        batch can be as large as ``max_body_bytes``). It counts as handed out when it is
+        yielded, and ``res.offset`` is its offset from then on. Answers that change nothing
+        (a long-poll that timed out) are left out; one that only moves the offset or the
+        flags on is an empty batch. Ends at the end of a closed stream, and when up to date
+        if the read is not live."""
+        return self._iterate_batches(until_up_to_date=False)
+
+    async def read_json_batches(self) -> list[JsonBatch]:
+        """Every batch until the reader is up to date (or the stream ended)."""
+        batches: list[JsonBatch] = []
+        try:
+            await async_extend(batches, self._iterate_batches(until_up_to_date=True))
+        except BaseException:
+            # Handed out but not returned: the next read hands their messages out again.
+            self._delivery.carry("json", [m for batch in batches for m in batch.messages])
+            raise
+        return batches
+
+    def _iterate_batches(self, until_up_to_date: bool) -> AsyncItems:
+        items = AsyncItems(None)
+        gen = self._json_batches(until_up_to_date, self._consumer)
+        self._consumer = items._gen = gen
+        return items
+
+    async def _json_batches(
+        self, until_up_to_date: bool, previous: AsyncIterator[Any] | None
+    ) -> AsyncIterator[JsonBatch]:
+        if previous is not None:
+            self._handing_over = True
+            try:
+                await previous.aclose()  # type: ignore[attr-defined]
+            finally:
+                self._handing_over = False
+        delivery = self._delivery
+        try:
+            await self._ensure_open()
+            left = delivery.leftover("json")
+            if left is not None:
+                yield delivery.json_batch(left)
+                if delivery.stops(until_up_to_date):
+                    return
+            while True:
+                batch = await self._next_batch("json")
+                if batch is None:
+                    return
+                messages = batch.data
+                if batch.partial:
+                    # A long body's parts share the offset before it: only the whole body
+                    # has an offset after it, so its parts are handed out together.
+                    messages = list(messages)
+                    try:
+                        while batch is not None and batch.partial:
+                            batch = await self._next_batch("json")
+                            if batch is not None:
+                                messages.extend(batch.data)
+                    except BaseException:
+                        # The session is past these messages: the next read hands them out.
+                        delivery.carry("json", messages)
+                        raise
+                    if batch is None:  # pragma: no cover - a body ends in a whole batch
+                        delivery.carry("json", messages)
+                        return
+                batch.data = None
+                before = delivery.position()
+                delivery.current = batch
+                delivery.commit()
+                if messages or delivery.position() != before:
+                    yield delivery.json_batch(messages)
+                if delivery.stops(until_up_to_date):
+                    return
+        except _Interrupted:
+            await self._end_interrupted()
+        except GeneratorExit:
+            if not self._handing_over:
+                with async_shield():
+                    await self._drop_connection()
+            raise
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """Iterating the response itself: messages for JSON streams, byte chunks otherwise."""
@@ -458,6 +618,8 @@ def astream(
     retry: RetryPolicy | None = None,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    json: bool = False,
+    sse_fallback: SseFallback | bool = True,
     verify: bool | str | ssl.SSLContext = True,
     on_error: AsyncOnError | None = None,
 ) -> AsyncStreamResponse:
@@ -472,12 +634,21 @@ def astream(
     policy; unbounded with a 30 s cap between tries for live reads) from the last offset handed
     out, so no item is lost or repeated. ``on_error(error)`` is called with the typed error
     before each retry decision, transport errors and error statuses alike. It returns ``None``
-    for the default decision, a :class:`RetryAction` to retry with new headers or params (the
-    only way a 401 or 403 is retried, e.g. after refreshing a token), or :data:`STOP` to raise
-    the error at once; an exception it raises propagates instead.
+    for the default decision, a :class:`RetryAction` to retry whatever the error, with new
+    headers or params or the same ones (a token refreshed after a 401, a stream not created
+    yet; at most ``retry.max_requested_retries`` times in a row), or :data:`STOP` to raise the
+    error at once; an exception it raises propagates instead.
 
     In async code, ``on_error`` may also be an async function, and ``headers`` and ``params``
     values async callables.
+
+    ``sse_fallback``: an SSE reader whose SSE answers keep ending within a second (a proxy
+    that buffers or cuts event streams) goes on by long-poll after three of them in a row,
+    with a warning in the log and ``stats().sse_fell_back``; an :class:`SseFallback` sets
+    other limits, ``False`` keeps to SSE.
+
+    ``json=True`` reads the stream as JSON messages whatever content type the server gives
+    it (a server that sends JSON arrays under ``text/plain`` or a type of its own).
 
     A ``url`` that is not http(s) with a host, or a header that cannot be sent, raises
     :class:`UsageError` here.
@@ -496,6 +667,8 @@ def astream(
         retry=retry,
         max_event_bytes=max_event_bytes,
         max_body_bytes=max_body_bytes,
+        json=json,
+        sse_fallback=sse_fallback,
     )
     return AsyncStreamResponse(
         dispatcher=dispatcher_for(client, verify), verify=verify, on_error=on_error, **args

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from .. import _core, telemetry
 from .. import _errors as errors
+from .._log import log
 from .._protocol import (
     H_CLOSED,
     H_CURSOR,
@@ -50,9 +51,23 @@ from .._protocol import (
     retry_after_seconds,
     sse_data_is_text,
 )
-from .._retry import RetryPolicy, RetryState
+from .._retry import (
+    RetryPolicy,
+    RetryState,
+    action_values,
+    note_retries_spent,
+    replace_headers,
+)
 from .._transport._exchange import body_too_large
-from .._values import STOP, ErrorDecision, LiveMode, Mode, ReaderStats, RetryAction
+from .._values import (
+    STOP,
+    ErrorDecision,
+    LiveMode,
+    Mode,
+    ReaderStats,
+    RetryAction,
+    SseFallback,
+)
 
 ConsumerKind = Literal["json", "json-raw", "bytes", "text"]
 
@@ -96,6 +111,8 @@ class Batch:
     """What one response (or one SSE control event) delivered, and where the stream stands after.
 
     ``data`` is a list of messages for the ``json``/``json-raw`` consumers, else bytes or str.
+    ``partial``: a part of a long body handed out before the body ended, at the offset before
+    it; the body's last batch carries the offset after all its parts.
     """
 
     data: Any
@@ -103,6 +120,7 @@ class Batch:
     cursor: str | None
     up_to_date: bool
     closed: bool
+    partial: bool = False
 
 
 """What an ``on_error`` hook returns to give up: the error is raised now, without retrying."""
@@ -129,6 +147,8 @@ class ReadSession:
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
     ) -> None:
         if live not in (False, True, "long-poll", "sse"):
             raise ValueError(f"live must be False, True, 'long-poll' or 'sse', not {live!r}")
@@ -147,6 +167,18 @@ class ReadSession:
         self.headers: Mapping[str, str] = {}
         self.max_event_bytes = max_event_bytes
         self.max_body_bytes = max_body_bytes
+        # The caller says the stream is JSON whatever its content type (a server that sends
+        # JSON arrays under text/plain or a vendor type).
+        self.json_hint = bool(json)
+        if sse_fallback is True:
+            sse_fallback = SseFallback()
+        elif sse_fallback is not False and not isinstance(sse_fallback, SseFallback):
+            raise TypeError(f"sse_fallback must be a bool or an SseFallback, not {sse_fallback!r}")
+        self._sse_fallback: SseFallback | None = sse_fallback or None
+        # When the SSE answer being read began, and how many in a row ended too soon.
+        self._sse_began: float | None = None
+        self._short_sse = 0
+        self.sse_fell_back = False
         self.consumer: ConsumerKind = "bytes"
         self._retry = RetryState(retry or (RetryPolicy.live() if live else RetryPolicy()))
         self._mode: Mode = self._first_mode()
@@ -157,6 +189,7 @@ class ReadSession:
         self._held: errors.DurableStreamError | None = None
         self._controls_seen = 0
         self._text_decoder: codecs.IncrementalDecoder | None = None
+        self.text_encoding = "utf-8"
         self._requested_offset = offset
         # _bytes_received when the request in flight was made: whether its answer sent data.
         self._bytes_at_request = 0
@@ -229,6 +262,7 @@ class ReadSession:
             if self.cursor is not None:
                 query["cursor"] = self.cursor
         self._current = self._mode
+        self._sse_began = None
         self._requested_offset = self.offset
         self._bytes_at_request = self._bytes_received
         self._requests += 1
@@ -252,6 +286,10 @@ class ReadSession:
         self.status = status
         self.headers = headers
         if status == 204 and self._current == "long-poll":
+            return "empty"
+        if status == 304:
+            # Not modified: a cache (or the server) answering a conditional request says the
+            # reader has all there is, as a long-poll timing out does.
             return "empty"
         if status != 200:
             return "error"
@@ -282,13 +320,25 @@ class ReadSession:
             status, headers, body, url=self.url, operation="read", offset=self._requested_offset
         )
 
+    @property
+    def is_json(self) -> bool:
+        """Whether the stream's items are JSON messages: by its content type, or the hint."""
+        return self.json_hint or is_json_content_type(self.content_type)
+
     def _check_consumer_fits(self, binary_sse: bool = False) -> None:
-        if self.consumer in ("json", "json-raw") and (
-            binary_sse
-            or (self.content_type is not None and not is_json_content_type(self.content_type))
-        ):
+        if self.consumer not in ("json", "json-raw"):
+            return
+        if binary_sse:
             raise errors.ContentTypeError(
-                f"iter_json needs an application/json stream; this one is {self.content_type!r}",
+                f"this stream ({self.content_type!r}) comes over SSE as base64, not as JSON "
+                "messages: read it with live='long-poll'",
+                url=self.url,
+                offset=self._requested_offset,
+            )
+        if self.content_type is not None and not self.is_json:
+            raise errors.ContentTypeError(
+                f"iter_json needs an application/json stream; this one is "
+                f"{self.content_type!r} (pass json=True if its server sends JSON anyway)",
                 url=self.url,
                 offset=self._requested_offset,
             )
@@ -333,7 +383,7 @@ class ReadSession:
         if not data:
             return None
         self._count(data)
-        return Batch(data, self.offset, self.cursor, False, False)
+        return Batch(data, self.offset, self.cursor, False, False, True)
 
     def next_body_part(self) -> Batch | None:
         """The next batch of the body bytes given so far (one chunk can hold many), or
@@ -354,7 +404,7 @@ class ReadSession:
             data = self._fresh_items(items) if items else items
             if data:
                 self._count(data)
-                return Batch(data, self.offset, self.cursor, False, False)
+                return Batch(data, self.offset, self.cursor, False, False, True)
 
     def _next_piece(self) -> bytes:
         """The next piece of the chunk being read: the JSON reader is fed a piece at a time,
@@ -384,9 +434,12 @@ class ReadSession:
                 items = self._json_call(reader.feed, rest)
             last = self._json_call(reader.finish)
             data: Any = self._fresh_items(items + last if items else last)
-            if not reader.saw_array:
+            framed = not self.json_hint or is_json_content_type(self.content_type)
+            if not reader.saw_array and framed:
                 # A JSON read always answers an array, "[]" when empty; nothing at all is a
-                # body lost on the way (a truncated one decompresses to nothing).
+                # body lost on the way (a truncated one decompresses to nothing). A stream
+                # read as JSON by the caller's word is not framed by its server: empty is
+                # nothing new.
                 raise errors.ProtocolError(
                     "JSON read answered with an empty body, not a JSON array",
                     url=self.url,
@@ -458,8 +511,11 @@ class ReadSession:
         self._produced_kind = self._body_kind
 
     def on_empty(self) -> Batch:
-        """A long-poll 204: nothing new before the server's timeout, or EOF."""
+        """A long-poll 204: nothing new before the server's timeout, or EOF. Or a 304, which
+        moves nothing on: its headers may be those of an answer cached long ago."""
         headers = self.headers
+        if self.status == 304:
+            headers = {}
         next_offset = headers.get(H_NEXT_OFFSET, self.offset)
         closed = header_true(headers, H_CLOSED)
         data = _empty_data(self.consumer)
@@ -487,14 +543,33 @@ class ReadSession:
             raise exc.with_context(url=self.url, offset=self._requested_offset) from None
         return body
 
+    def use_text_encoding(self, encoding: str) -> None:
+        """Decode text with ``encoding`` from here on (``iter_text(encoding=...)``)."""
+        try:
+            name = codecs.lookup(encoding).name
+        except (LookupError, TypeError):
+            raise errors.UsageError(f"unknown text encoding {encoding!r}", url=self.url) from None
+        if name == self.text_encoding:
+            return
+        decoder = self._text_decoder
+        if decoder is not None and decoder.getstate()[0]:
+            raise errors.UsageError(
+                f"text read so far ends inside a {self.text_encoding} character: read on with "
+                f"that encoding before changing to {encoding!r}",
+                url=self.url,
+                offset=self.offset,
+            )
+        self.text_encoding = name
+        self._text_decoder = None
+
     def _decode_text(self, body: bytes, *, final: bool) -> str:
         if self._text_decoder is None:
-            self._text_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            self._text_decoder = codecs.getincrementaldecoder(self.text_encoding)("strict")
         try:
             return self._text_decoder.decode(body, final=final)
         except UnicodeDecodeError as exc:
             raise errors.ParseError(
-                f"stream data is not valid UTF-8: {exc.reason}",
+                f"stream data is not valid {self.text_encoding}: {exc.reason}",
                 position=exc.start,
                 url=self.url,
                 offset=self._requested_offset,
@@ -504,6 +579,13 @@ class ReadSession:
         base64_data = headers.get(H_SSE_ENCODING, "").strip().lower() == "base64"
         self._check_consumer_fits(binary_sse=base64_data)
         kind = self.consumer
+        if kind == "text" and not base64_data and self.text_encoding != "utf-8":
+            raise errors.UsageError(
+                f"SSE carries a text stream as UTF-8, not {self.text_encoding}: read it with "
+                "live='long-poll'",
+                url=self.url,
+                offset=self.offset,
+            )
         if base64_data:
             data_mode = "base64"
         elif kind in ("json", "json-raw"):
@@ -512,6 +594,7 @@ class ReadSession:
             data_mode = "text"
         self._decoder = _core.impl.SseDecoder(data_mode, self.max_event_bytes)
         self._decoder_kind = kind
+        self._sse_began = time.monotonic()
         self._pending = []
         self._controls_seen = 0
 
@@ -583,6 +666,7 @@ class ReadSession:
         """The SSE body ended. Uncovered data is dropped: the reconnect sends it again."""
         self._decoder = None
         self._pending = []
+        self._sse_ended()
         if not self.closed and self._controls_seen == 0:
             raise errors.TransportError(
                 "SSE connection ended before any control event",
@@ -631,14 +715,45 @@ class ReadSession:
             batches=self._batches,
             messages=self._messages,
             bytes_received=self._bytes_received,
+            sse_fell_back=self.sse_fell_back,
+        )
+
+    def _sse_ended(self) -> None:
+        """An SSE answer ended or broke: count it if it was short, and after too many short
+        ones in a row go on by long-poll (a proxy in between buffers or cuts them)."""
+        began, self._sse_began = self._sse_began, None
+        policy = self._sse_fallback
+        if began is None or policy is None or self.closed or self.sse_fell_back:
+            return
+        lasted = time.monotonic() - began
+        if lasted >= policy.min_connection_seconds:
+            self._short_sse = 0
+            return
+        self._short_sse += 1
+        if self._short_sse < policy.max_short_connections:
+            return
+        self.sse_fell_back = True
+        if self._mode == "sse":
+            self._mode = "long-poll"
+        log.warning(
+            "SSE answers from %s ended within %.1f s %d times in a row (a proxy that buffers "
+            "or cuts event streams?): reading by long-poll from now on",
+            errors.redact_url(self.url),
+            policy.min_connection_seconds,
+            self._short_sse,
         )
 
     def _live_mode(self) -> Mode:
+        if self.sse_fell_back:
+            return "long-poll"
         if self.live == "long-poll":
             return "long-poll"
         if self.live == "sse":
             return "sse"
-        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE.
+        # live=True: SSE where data travels as text; binary streams would pay base64 over SSE,
+        # and text in another encoding than UTF-8 cannot travel over SSE as it is.
+        if self.consumer == "text" and self.text_encoding != "utf-8":
+            return "long-poll"
         return "sse" if sse_data_is_text(self.content_type) else "long-poll"
 
     # -- failures -----------------------------------------------------------------------------
@@ -654,6 +769,7 @@ class ReadSession:
         """Seconds to wait before asking again, or ``None`` when ``exc`` should be raised.
 
         ``decision`` is what the reader's ``on_error`` hook returned for ``exc``."""
+        self._sse_ended()
         received = self._bytes_received != self._bytes_at_request
         burst_cut = (
             received and self._current == "sse" and (bool(self._pending) or not self._controls_seen)
@@ -663,16 +779,14 @@ class ReadSession:
         self._decoder = None
         self._pending = []
         self._reset_body()
-        if decision is None or decision is STOP:
-            changed = False
-        elif isinstance(decision, RetryAction):
-            changed = self._apply(decision)
-        else:
+        if isinstance(decision, RetryAction):
+            self._apply(decision)
+        elif decision is not None and decision is not STOP:
             raise TypeError(
                 f"on_error must return None, a RetryAction or STOP, not {decision!r}"
             ) from exc
         grow = not received or (burst_cut and not fall_back)
-        delay = self._decide_delay(exc, decision, changed, grow)
+        delay = self._decide_delay(exc, decision, grow)
         if delay is not None:
             self._retries += 1
             if fall_back:
@@ -681,18 +795,21 @@ class ReadSession:
         return delay
 
     def _decide_delay(
-        self, exc: errors.DurableStreamError, decision: ErrorDecision, changed: bool, grow: bool
+        self, exc: errors.DurableStreamError, decision: ErrorDecision, grow: bool
     ) -> float | None:
         if decision is STOP:
             return None
         if isinstance(exc, errors.TransportError):
             return self._retry.next_delay(grow=grow)
-        if not isinstance(exc, errors.ResponseError) or exc.status is None:
-            return None
-        if is_transient_status(exc.status):
+        if isinstance(exc, errors.ResponseError) and is_transient_status(exc.status or 0):
             return self._retry.next_delay(self._retry_after(exc))
-        if exc.status in (401, 403) and changed:
-            return self._retry.next_delay()
+        if isinstance(decision, RetryAction):
+            # Asked for by the hook, for an error raised otherwise (a 401, a gateway's 404):
+            # a read changes nothing, so it is always safe to ask again.
+            delay = self._retry.next_delay(requested=True)
+            if delay is None:
+                note_retries_spent(exc, self._retry)
+            return delay
         return None
 
     def _retry_after(self, exc: errors.ResponseError) -> float | None:
@@ -701,17 +818,8 @@ class ReadSession:
         # Retry-After on a 503 says as much as on a 429; the error types keep it only there.
         return retry_after_seconds(self.headers) if exc.status == self.status else None
 
-    def _apply(self, action: RetryAction) -> bool:
-        """Take the action's headers and params for every later request; whether it had any."""
-        headers = dict(action.headers or {})
-        params = dict(action.params or {})
-        for name, value in [*headers.items(), *params.items()]:
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError(f"RetryAction headers and params are str, not {name!r}: {value!r}")
-        if headers:
-            replaced = {name.lower() for name in headers}
-            kept = self._override_headers.items()
-            self._override_headers = {k: v for k, v in kept if k.lower() not in replaced}
-            self._override_headers.update(headers)
+    def _apply(self, action: RetryAction) -> None:
+        """Take the action's headers and params for every later request."""
+        headers, params = action_values(action)
+        self._override_headers = replace_headers(self._override_headers, headers)
         self._override_params.update(params)
-        return bool(headers or params)

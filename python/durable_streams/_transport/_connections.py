@@ -21,6 +21,7 @@ import anyio
 import anyio.abc
 
 from .._errors import HTTPParseError
+from ._interrupt import shut_down
 
 RECV_BYTES = 256 * 1024
 
@@ -136,6 +137,10 @@ class BlockingConnection:
     def abort(self) -> None:
         self.sock.close()
 
+    def interrupt(self) -> None:
+        """Wake a receive blocked on this connection in another thread."""
+        shut_down(self.sock)
+
 
 def connect(
     origin: Origin, timeout: float | None, tls: ssl.SSLContext | None
@@ -186,6 +191,10 @@ class AnyioConnection:
 
     def unsent(self) -> int:
         return 0  # send returns once the stream took every byte
+
+    def interrupt(self) -> None:
+        """Wake a receive waiting on this connection in another task."""
+        shut_down(self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None))
 
     async def abort(self) -> None:
         """Close without waiting on the peer (a TLS close_notify could block), even when the
@@ -342,6 +351,12 @@ class AsyncioConnection(asyncio.BufferedProtocol):
                     timer.cancel()
             if self._ended:
                 raise self._error or ConnectionResetError("the connection closed while sending")
+
+    def interrupt(self) -> None:
+        """Wake a receive waiting on this connection in another task."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            shut_down(transport.get_extra_info("socket"))
 
     async def abort(self) -> None:
         if self._timer is not None:

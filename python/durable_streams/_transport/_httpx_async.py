@@ -13,13 +13,28 @@ from .._protocol import HttpRequest
 from ._exchange import Gathered
 from ._failures import transport_error
 from ._httpx import NOT_SENT, build_httpx_request, compressed_body_cut_short, lower_headers
+from ._interrupt import Interrupt, shut_down
 
 
 class AsyncHttpxReply:
     """An httpx response, seen as an :class:`AsyncReply`."""
 
-    def __init__(self, http: httpx.Response, *, url: str, offset: str | None) -> None:
+    def __init__(
+        self,
+        http: httpx.Response,
+        *,
+        url: str,
+        offset: str | None,
+        interrupt: Interrupt | None = None,
+    ) -> None:
         self._http = http
+        self._interrupt = interrupt
+        if interrupt is not None:
+            # httpx shows the socket only once the answer's head is in: a wait for the head
+            # ends with the server's answer (a long-poll's timeout at most).
+            stream = http.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            interrupt.watch(lambda: shut_down(sock))
         self.status_code = http.status_code
         self.headers = lower_headers(http.headers)
         self._url = url
@@ -55,6 +70,8 @@ class AsyncHttpxReply:
         return gathered.body()
 
     async def aclose(self) -> None:
+        if self._interrupt is not None:
+            self._interrupt.unwatch()
         await self._http.aclose()
 
 
@@ -66,7 +83,12 @@ class AsyncHttpxTransport:
         self._owns = owns
 
     async def send(
-        self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool = False,
+        interrupt: Interrupt | None = None,
     ) -> AsyncHttpxReply:
         if self.client.is_closed:  # httpx says RuntimeError; a handle kept it past close
             raise errors.HandleClosedError("the client is closed", url=req.url)
@@ -79,7 +101,7 @@ class AsyncHttpxTransport:
             failure = transport_error(exc, url=req.url, offset=offset)
             failure.request_sent = not isinstance(exc, NOT_SENT)
             raise failure from exc
-        return AsyncHttpxReply(http, url=req.url, offset=offset)
+        return AsyncHttpxReply(http, url=req.url, offset=offset, interrupt=interrupt)
 
     async def aclose(self) -> None:
         if self._owns:

@@ -15,13 +15,28 @@ from .._protocol import HttpRequest
 from ._exchange import Gathered
 from ._failures import transport_error
 from ._httpx import NOT_SENT, build_httpx_request, compressed_body_cut_short, lower_headers
+from ._interrupt import Interrupt, shut_down
 
 
 class HttpxReply:
     """An httpx response, seen as an :class:`Reply`."""
 
-    def __init__(self, http: httpx.Response, *, url: str, offset: str | None) -> None:
+    def __init__(
+        self,
+        http: httpx.Response,
+        *,
+        url: str,
+        offset: str | None,
+        interrupt: Interrupt | None = None,
+    ) -> None:
         self._http = http
+        self._interrupt = interrupt
+        if interrupt is not None:
+            # httpx shows the socket only once the answer's head is in: a wait for the head
+            # ends with the server's answer (a long-poll's timeout at most).
+            stream = http.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            interrupt.watch(lambda: shut_down(sock))
         self.status_code = http.status_code
         self.headers = lower_headers(http.headers)
         self._url = url
@@ -57,6 +72,8 @@ class HttpxReply:
         return gathered.body()
 
     def close(self) -> None:
+        if self._interrupt is not None:
+            self._interrupt.unwatch()
         self._http.close()
 
 
@@ -67,7 +84,14 @@ class HttpxTransport:
         self.client = client
         self._owns = owns
 
-    def send(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False) -> HttpxReply:
+    def send(
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool = False,
+        interrupt: Interrupt | None = None,
+    ) -> HttpxReply:
         if self.client.is_closed:  # httpx says RuntimeError; a handle kept it past close
             raise errors.HandleClosedError("the client is closed", url=req.url)
         offset = dict(req.params).get("offset")
@@ -77,7 +101,7 @@ class HttpxTransport:
             failure = transport_error(exc, url=req.url, offset=offset)
             failure.request_sent = not isinstance(exc, NOT_SENT)
             raise failure from exc
-        return HttpxReply(http, url=req.url, offset=offset)
+        return HttpxReply(http, url=req.url, offset=offset, interrupt=interrupt)
 
     def close(self) -> None:
         if self._owns:

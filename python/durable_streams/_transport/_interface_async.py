@@ -9,6 +9,7 @@ from typing import Protocol
 import httpx
 
 from .._protocol import HttpRequest
+from ._interrupt import Interrupt
 
 __all__ = ["AsyncReply", "AsyncTransport"]
 
@@ -26,6 +27,11 @@ class AsyncReply(Protocol):
 
 class AsyncTransport(Protocol):
     async def send(
-        self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool = False,
+        interrupt: Interrupt | None = None,
     ) -> AsyncReply: ...
     async def aclose(self) -> None: ...

@@ -11,6 +11,7 @@ from typing import Protocol
 import httpx
 
 from .._protocol import HttpRequest
+from ._interrupt import Interrupt
 
 __all__ = ["Reply", "Transport"]
 
@@ -27,5 +28,12 @@ class Reply(Protocol):
 
 
 class Transport(Protocol):
-    def send(self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False) -> Reply: ...
+    def send(
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool = False,
+        interrupt: Interrupt | None = None,
+    ) -> Reply: ...
     def close(self) -> None: ...

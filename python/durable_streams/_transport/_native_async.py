@@ -29,6 +29,7 @@ from .._protocol import HttpRequest
 from ._connections import FAILURES, AsyncConnection, Origin
 from ._exchange import Exchange, Gathered
 from ._failures import nothing_arrived, transport_error
+from ._interrupt import Interrupt
 from ._pool_async import AsyncConnectionPool, PoolLimits
 from ._request import Prepared, Verify, prepare, ssl_context
 
@@ -64,8 +65,10 @@ class AsyncNativeReply:
         *,
         live: bool,
         reusable: bool,
+        interrupt: Interrupt | None = None,
     ) -> None:
         self.status_code = exchange.status
+        self._interrupt = interrupt
         self.headers = exchange.headers
         self._pool = pool
         self._connection: AsyncConnection | None = connection
@@ -121,6 +124,8 @@ class AsyncNativeReply:
         """Done with the response: its connection goes back for the next request if the
         body ended cleanly, else (read only in part, or close-delimited) it is closed."""
         connection, self._connection = self._connection, None
+        if self._interrupt is not None:
+            self._interrupt.unwatch()
         if connection is not None:
             reusable = self._reusable and self._exchange.keep_alive
             await self._pool.release(connection, live=self._live, reusable=reusable)
@@ -162,11 +167,17 @@ class AsyncNativeTransport:
             await pool.aclose()
 
     async def send(
-        self, req: HttpRequest, timeout: httpx.Timeout, *, live: bool = False
+        self,
+        req: HttpRequest,
+        timeout: httpx.Timeout,
+        *,
+        live: bool = False,
+        interrupt: Interrupt | None = None,
     ) -> AsyncNativeReply:
         """Send ``req`` and read up to the end of the answer's head. ``live``: the server may
         hold the answer open (long-poll, SSE), so its connection is not counted by the pool's
-        bound."""
+        bound. ``interrupt``: what may wake the request, while it waits and while its answer
+        is read (the reply lets go of it when closed)."""
         prepared = prepare(req)
         pool = self._pool(prepared.origin)
         # A connection kept from an earlier request may have been closed by the server just
@@ -181,6 +192,8 @@ class AsyncNativeTransport:
             except FAILURES as exc:
                 raise _failure(exc, prepared, sent=False) from exc
             complete = False
+            if interrupt is not None:
+                interrupt.watch(connection.interrupt)
             try:
                 complete = await self._send_request(connection, prepared, timeout)
                 exchange = Exchange(
@@ -189,22 +202,37 @@ class AsyncNativeTransport:
                 first = await self._read_head(connection, exchange, timeout.read)
             except FAILURES as exc:
                 sent = complete and connection.unsent() == 0
+                if interrupt is not None:
+                    interrupt.unwatch()
                 await pool.release(connection, live=live, reusable=False)
+                if interrupt is not None and interrupt.fired:
+                    raise _failure(exc, prepared, sent) from exc
                 if retry_stale and reused and nothing_arrived(exc) and (req.idempotent or not sent):
                     retry_stale = False
                     continue
                 raise _failure(exc, prepared, sent) from exc
             except BaseException:
+                if interrupt is not None:
+                    interrupt.unwatch()
                 await pool.release(connection, live=live, reusable=False)
                 raise
             if exchange.done:  # the whole answer came with its head: the connection is free
+                if interrupt is not None:
+                    interrupt.unwatch()
                 reusable = complete and exchange.keep_alive
                 await pool.release(connection, live=live, reusable=reusable)
                 return AsyncNativeReply(
                     pool, None, exchange, first, timeout.read, live=live, reusable=complete
                 )
             return AsyncNativeReply(
-                pool, connection, exchange, first, timeout.read, live=live, reusable=complete
+                pool,
+                connection,
+                exchange,
+                first,
+                timeout.read,
+                live=live,
+                reusable=complete,
+                interrupt=interrupt,
             )
 
     async def _send_request(

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,9 +17,57 @@ from .. import _errors as errors
 from .. import _protocol as proto
 from .._options import Headers, make_timeout
 from .._protocol import HttpRequest
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, RetryState, action_values, note_retries_spent, replace_headers
+from .._values import STOP, ErrorDecision, RetryAction
 
-__all__ = ["HandleBase"]
+__all__ = ["HandleBase", "may_have_been_applied"]
+
+# What an append's own headers may not set: what its parameters and the protocol say.
+_RESERVED = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        proto.H_SEQ,
+        proto.H_CLOSED,
+        proto.H_PRODUCER_ID,
+        proto.H_PRODUCER_EPOCH,
+        proto.H_PRODUCER_SEQ,
+    }
+)
+
+
+def check_own_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """One request's own headers (an append's ``headers=``): text that can be sent, none of
+    the headers the protocol sets itself."""
+    if not headers:
+        return {}
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise errors.UsageError(
+                f"an append's header {name!r} must be a str, not {type(value).__name__}"
+            )
+        proto.check_header(name, value)
+        if name.lower() in _RESERVED:
+            raise errors.UsageError(
+                f"{name!r} cannot be an append's own header: the client sets it (use the "
+                "stream's content type, seq=, close_stream() or a producer instead)"
+            )
+        out[name] = value
+    return out
+
+
+def may_have_been_applied(exc: errors.DurableStreamError) -> bool:
+    """Whether the request that failed with ``exc`` may have been applied: anything but a
+    failure before it all went out, or an answer from the server that says it was not (a 4xx,
+    429, 500, 503). A gateway's 502 or 504, or an answer that cannot be read, say nothing."""
+    if isinstance(exc, errors.TransportError):
+        return exc.request_sent
+    if isinstance(exc, errors.ResponseError) and exc.status is not None:
+        return not (400 <= exc.status < 500 or exc.status in (500, 503))
+    return True
 
 
 class HandleBase:
@@ -67,7 +117,52 @@ class HandleBase:
             "params": self._params,
             "timeout": self._timeout,
             "retry": self._retry,
+            "on_error": self._on_error,
         }
+
+    _on_error: Any = None
+
+    def _requested_delay(
+        self,
+        exc: errors.DurableStreamError,
+        decision: ErrorDecision,
+        req: HttpRequest,
+        run: RetryState,
+    ) -> tuple[float, HttpRequest] | None:
+        """Seconds before sending ``req`` again because the ``on_error`` hook asked to, and
+        the request to send (the hook's headers and params then stay the handle's, and beat
+        the request's own), or ``None`` to raise ``exc``."""
+        if decision is None or decision is STOP:
+            return None
+        if not isinstance(decision, RetryAction):
+            raise TypeError(
+                f"on_error must return None, a RetryAction or STOP, not {decision!r}"
+            ) from exc
+        headers, params = action_values(decision)
+        if not req.idempotent and may_have_been_applied(exc):
+            what = "append" if req.method == "POST" else "request"
+            exc.message = (
+                f"{exc.message}; on_error asked for a retry, but this {what} may have been "
+                "stored, so it was not sent again (read the stream to see whether it was; an "
+                "IdempotentProducer's appends are safe to retry)"
+            )
+            exc.args = (exc.message,)
+            return None
+        retry_after = None
+        if isinstance(exc, (errors.RateLimitedError, errors.ServerError)):
+            retry_after = exc.retry_after
+        delay = run.next_delay(retry_after, requested=True)
+        if delay is None:
+            note_retries_spent(exc, run)
+            return None
+        if headers:
+            self._headers = replace_headers(self._headers or {}, headers)
+            req = dataclasses.replace(req, headers=replace_headers(req.headers, headers))
+        if params:
+            self._params = {**(self._params or {}), **params}
+            kept = [(k, v) for k, v in req.params if k not in params]
+            req = dataclasses.replace(req, params=kept)
+        return delay, req
 
     @property
     def content_type(self) -> str | None:
@@ -82,6 +177,15 @@ class HandleBase:
     def _learn_content_type(self, content_type: str | None) -> None:
         if content_type:
             self.content_type = content_type
+
+    def _check_source(self, source: object) -> None:
+        """Refuse what iterates but is one value: append_stream would write its characters,
+        bytes or keys one by one."""
+        if isinstance(source, (str, bytes, bytearray, memoryview, Mapping)):
+            raise errors.UsageError(
+                f"append_stream takes an iterable of items, not one {type(source).__name__}: "
+                "use append() for one value, or pass [value]"
+            )
 
     def _body(self, data: Any) -> bytes:
         return proto.encode_append_body(data, json_mode=self._json)
@@ -103,14 +207,16 @@ class HandleBase:
             headers={},
         )
 
-    def _append_request(self, data: Any, *, seq: str | None = None) -> HttpRequest:
-        """The POST appending ``data`` (``None`` is JSON null here). ``content_type`` must be
-        known (the drivers ask HEAD first when it is not)."""
+    def _append_request(
+        self, data: Any, *, seq: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> HttpRequest:
+        """The POST appending ``data`` (``None`` is JSON null here), with its own ``headers``
+        (checked). ``content_type`` must be known (the drivers ask HEAD first when it is not)."""
         return proto.append_request(
             self.url,
             self._body(data),
             content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
+            headers=check_own_headers(headers),
             seq=seq,
         )
 
@@ -130,13 +236,13 @@ class HandleBase:
             headers={},
         )
 
-    def _close_request(self, final: Any) -> HttpRequest:
+    def _close_request(self, final: Any, headers: Mapping[str, str] | None = None) -> HttpRequest:
         """The POST closing the stream, appending ``final`` first unless it is ``None``."""
         return proto.append_request(
             self.url,
             b"" if final is None else self._body(final),
             content_type=self.content_type or proto.DEFAULT_CONTENT_TYPE,
-            headers={},
+            headers=check_own_headers(headers),
             close=True,
         )
 

@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import datetime as _dt
 import ssl
+import uuid
+from collections import deque
+from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from .. import _errors as errors
 from .. import _protocol as proto
+from .. import telemetry
 from .._defaults import async_default_dispatcher
 from .._dispatch_async import AsyncClientLike, dispatcher_for
 from .._flavours import (
+    AsyncAttempt,
     AsyncSignal,
+    AsyncSource,
+    async_each,
     async_guard,
     async_let_others_run,
     async_signal,
+    async_sleep,
     async_wait_signal,
+    decide_async,
 )
+from .._log import retrying
 from .._options import (
     DEFAULT_LIVE_READ_TIMEOUT,
     AsyncOnError,
@@ -36,10 +46,12 @@ from .._reading._session import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_EVENT_BYTES,
 )
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, RetryState
 from .._transport import AsyncTransport
-from .._values import AppendResult, HeadResult, LiveMode
-from ._handle import HandleBase
+from .._values import AppendResult, HeadResult, LiveMode, ProducerStats, SseFallback
+from ._handle import HandleBase, check_own_headers
+
+T = TypeVar("T")
 
 # A request carrying several appends stays under this many bytes (one larger append goes
 # alone).
@@ -64,6 +76,47 @@ class _Pending:
             raise outcome
         assert outcome is not None
         return outcome
+
+
+def _settled(waiting: deque[Any], last: AppendResult | None) -> AppendResult | None:
+    """Take the settled acknowledgements off the front of ``waiting`` (batches settle in
+    order); the result of the last one stored, else ``last``."""
+    while waiting and waiting[0].done():
+        try:
+            last = waiting.popleft().result()
+        except Exception:
+            continue
+    return last
+
+
+def _stopped(
+    stats: ProducerStats,
+    cause: Exception,
+    failed: Exception | None,
+    source_failed: bool,
+    last: AppendResult | None,
+    url: str,
+) -> errors.AppendStreamError:
+    """The error of an ``append_stream`` that stopped, saying how far it got."""
+    failures = failed.failures if isinstance(failed, errors.UndeliveredError) else []
+    uncertain = sum(f.count for f in failures if f.maybe_delivered)
+    written = stats.messages_acknowledged
+    what = "the source failed" if source_failed else "writing failed"
+    message = (
+        f"append_stream stopped: {what} ({type(cause).__name__}: {cause}); the stream holds "
+        f"the source's first {written} items ({stats.bytes_acknowledged} bytes)"
+        + (f", and the next {uncertain} may or may not be stored" if uncertain else "")
+        + "; it was left open"
+    )
+    return errors.AppendStreamError(
+        message,
+        written=written,
+        written_bytes=stats.bytes_acknowledged,
+        uncertain=uncertain,
+        source_failed=source_failed,
+        url=url,
+        offset=None if last is None else last.offset,
+    )
 
 
 class AsyncDurableStream(HandleBase):
@@ -94,8 +147,10 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> None:
         self._configure(url, content_type, headers, params, timeout, retry)
+        self._on_error = on_error
         self._verify = verify
         self._client = client
         self._dispatcher = dispatcher_for(client, verify)
@@ -140,6 +195,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """Create the stream (or accept an identical existing one) and return its handle.
 
@@ -156,10 +212,15 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
+        req = handle._create_request(ttl_seconds, expires_at, data, closed)
+
+        async def attempt(req: HttpRequest) -> bool:
+            return proto.create_result(*await handle._send(req), url=url).created
+
         try:
-            req = handle._create_request(ttl_seconds, expires_at, data, closed)
-            handle.created = proto.create_result(*await handle._send(req), url=url).created
+            handle.created = await handle._request(req, attempt)
         except BaseException:
             await handle.aclose()
             raise
@@ -177,6 +238,7 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         verify: bool | str | ssl.SSLContext = True,
         coalesce: bool = True,
+        on_error: AsyncOnError | None = None,
     ) -> AsyncDurableStream:
         """A handle on an existing stream; raises :class:`StreamNotFoundError` if there is none."""
         handle = cls(
@@ -188,6 +250,7 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             verify=verify,
             coalesce=coalesce,
+            on_error=on_error,
         )
         try:
             await handle.head()
@@ -218,10 +281,36 @@ class AsyncDurableStream(HandleBase):
             resent=resent,
         )
 
+    async def _request(self, req: HttpRequest, attempt: AsyncAttempt[T]) -> T:
+        """``attempt()`` (which sends ``req`` and reads its answer), made again while the
+        ``on_error`` hook asks for it and the rules allow (see :class:`RetryAction`)."""
+        run: RetryState | None = None
+        while True:
+            try:
+                return await attempt(req)
+            except errors.DurableStreamError as exc:
+                if self._on_error is None or isinstance(exc, errors.UsageError):
+                    raise
+                run = run or RetryState(self._retry)
+                decision = await decide_async(self._on_error, exc)
+                again = self._requested_delay(exc, decision, req, run)
+                if again is None:
+                    raise
+                delay, req = again
+                failure = exc
+            operation = telemetry.operation_of(req)
+            retrying(req.method, self.url, failure, run.attempts, delay, operation)
+            await async_sleep(delay)
+
     async def head(self) -> HeadResult:
         """The stream's metadata: tail offset, content type, TTL, expiry, closed, ETag."""
-        status, headers, _ = await self._send(HttpRequest("HEAD", self.url))
-        result = proto.head_result(status, headers, url=self.url)
+        req = HttpRequest("HEAD", self.url)
+
+        async def attempt(req: HttpRequest) -> HeadResult:
+            status, headers, _ = await self._send(req)
+            return proto.head_result(status, headers, url=self.url)
+
+        result = await self._request(req, attempt)
         self._learn_content_type(result.content_type)
         return result
 
@@ -229,25 +318,31 @@ class AsyncDurableStream(HandleBase):
         if self.content_type is None:
             await self.head()
 
-    async def append(self, data: Any, *, seq: str | None = None) -> AppendResult:
+    async def append(
+        self, data: Any, *, seq: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Append one message (JSON streams: any JSON value, a list stays one message; str or
         bytes are taken as serialized JSON) or raw bytes/str to other streams. Appends made
-        while one is in flight go out together in the next request (see the class)."""
+        while one is in flight go out together in the next request (see the class).
+
+        ``headers`` are this append's own (an ``If-Match`` a gateway checks, a per-request
+        token), over the handle's of the same names; such an append goes in a request of its
+        own, never with others."""
+        check_own_headers(headers)  # before anything is sent
         await self._know_content_type()
-        if seq is not None or not self._coalesce:
-            answer = await self._send(self._append_request(data, seq=seq))
-            return proto.append_result(*answer, url=self.url, seq=seq is not None)
+        if seq is not None or headers or not self._coalesce:
+            req = self._append_request(data, seq=seq, headers=headers)
+            return await self._append_alone(req, seq is not None)
         body = self._body(data)
         with self._guard:
             alone = not self._sending
             self._sending = True
         if alone:  # nothing in flight: this one goes now, by itself
             try:
-                answer = await self._send(self._batch_request([body]))
+                return await self._append_alone(self._batch_request([body]))
             finally:
                 with self._guard:
                     self._hand_over()
-            return proto.append_result(*answer, url=self.url)
         pending = _Pending(body)
         with self._guard:
             self._queue.append(pending)
@@ -271,8 +366,7 @@ class AsyncDurableStream(HandleBase):
             batch = self._take_batch()
         outcome: AppendResult | BaseException
         try:
-            answer = await self._send(self._batch_request([p.body for p in batch]))
-            outcome = proto.append_result(*answer, url=self.url)
+            outcome = await self._append_alone(self._batch_request([p.body for p in batch]))
         except Exception as exc:
             outcome = exc
         except BaseException:
@@ -292,6 +386,14 @@ class AsyncDurableStream(HandleBase):
                     other.signal.set()
         pending.outcome = outcome
         return pending.result()
+
+    async def _append_alone(self, req: HttpRequest, seq: bool = False) -> AppendResult:
+        """Send one append request (which may carry several appends) and read its answer."""
+
+        async def attempt(req: HttpRequest) -> AppendResult:
+            return proto.append_result(*await self._send(req), url=self.url, seq=seq)
+
+        return await self._request(req, attempt)
 
     def _hand_over(self) -> None:
         """A request is done (under the guard): the first append waiting sends what is
@@ -324,21 +426,98 @@ class AsyncDurableStream(HandleBase):
         del queue[:count]
         return batch
 
-    async def close_stream(self, data: Any = None) -> AppendResult:
+    async def close_stream(
+        self, data: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> AppendResult:
         """Close the stream, optionally appending ``data`` as its final message, atomically.
-        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset."""
+        Closing a closed stream again (without data) succeeds. ``offset`` is the final offset.
+        ``headers``: the request's own, as :meth:`append` takes them."""
         if data is not None:
             await self._know_content_type()
-        answer = await self._send(self._close_request(data))
-        return proto.append_result(*answer, url=self.url, operation="close")
+        req = self._close_request(data, headers)
+
+        async def attempt(req: HttpRequest) -> AppendResult:
+            return proto.append_result(*await self._send(req), url=self.url, operation="close")
+
+        return await self._request(req, attempt)
+
+    async def append_stream(
+        self,
+        source: AsyncSource[Any],
+        *,
+        close: bool = False,
+        producer_id: str | None = None,
+    ) -> AppendResult:
+        """Write every item of ``source`` to the stream as it is produced, in order, then close
+        the stream if ``close`` is true; the result of the last write (with ``close``: the
+        final offset). One call for what TypeScript's ``appendStream`` and ``writable()`` do.
+
+        ``source`` is an iterable or an async iterable of what :meth:`append` takes:
+        messages on a JSON stream, ``bytes`` or ``str`` chunks (UTF-8, nothing added between
+        them) on others. Items go out through an :class:`IdempotentProducer`
+        (``producer_id``, default a new one per call, with ``auto_claim``): while one request
+        is on its way the next items gather into one batch, and a batch resent after a cut
+        connection is stored once. If the source raises, or a write fails for good, what was
+        taken before is delivered, the stream is left open, and :class:`AppendStreamError`
+        says how far it got (its cause is the source's exception or the write's error)."""
+        from ._producer_async import IdempotentProducer
+
+        self._check_open()
+        self._check_source(source)
+        items = async_each(source)
+        await self._know_content_type()
+        producer = IdempotentProducer(
+            self, producer_id=producer_id or f"append-stream-{uuid.uuid4().hex}", auto_claim=True
+        )
+        waiting: deque[Any] = deque()  # acknowledgements not yet settled, in order
+        last: AppendResult | None = None
+        stopped: Exception | None = None  # what the source raised
+        failed: Exception | None = None  # what writing raised
+        source_failed = False
+        closed: AppendResult | None = None
+        try:
+            async with producer:
+                try:
+                    while True:
+                        try:
+                            item = await items.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        except Exception as exc:
+                            stopped, source_failed = exc, True
+                            break
+                        waiting.append(await producer.append(item))
+                        last = _settled(waiting, last)
+                finally:
+                    await items.aclose()
+                if stopped is None and close:
+                    closed = await producer.close_stream()
+        except Exception as exc:  # a write failed (or the source gave what cannot be written)
+            failed = exc
+        last = _settled(waiting, last)
+        cause = stopped or failed
+        if cause is not None:
+            stats = producer.stats()
+            raise _stopped(stats, cause, failed, source_failed, last, self.url) from cause
+        if closed is not None:
+            return closed
+        if last is None:  # nothing written
+            head = await self.head()
+            return AppendResult(status=200, offset=head.offset, closed=head.closed)
+        return last
 
     async def delete(self) -> None:
         """Delete the stream and its data."""
+        req = HttpRequest("DELETE", self.url)
         resent: list[bool] = []
-        status, headers, body = await self._send(HttpRequest("DELETE", self.url), resent)
-        if status == 404 and resent:
-            return  # an earlier attempt deleted it: its answer was lost on the way
-        proto.delete_result(status, headers, body, url=self.url)
+
+        async def attempt(req: HttpRequest) -> None:
+            status, headers, body = await self._send(req, resent)
+            if status == 404 and resent:
+                return  # an earlier attempt deleted it: its answer was lost on the way
+            proto.delete_result(status, headers, body, url=self.url)
+
+        await self._request(req, attempt)
 
     async def fork(
         self,
@@ -359,21 +538,25 @@ class AsyncDurableStream(HandleBase):
         )
         fork._dispatcher = self._dispatcher
         req = self._fork_request(url, offset, sub_offset, ttl_seconds, expires_at)
-        status, headers, body = await fork._send(req)
-        source_status = None
-        if status == 409:
-            # Also the answer when the source was deleted: only the source can tell which.
-            with suppress(errors.DurableStreamError):
-                source_status = (await self._send(HttpRequest("HEAD", self.url)))[0]
-        result = proto.fork_result(
-            status,
-            headers,
-            body,
-            url=url,
-            source=self.url,
-            offset=offset,
-            source_status=source_status,
-        )
+
+        async def attempt(req: HttpRequest) -> proto.CreateResult:
+            status, headers, body = await fork._send(req)
+            source_status = None
+            if status == 409:
+                # Also the answer when the source was deleted: only the source can tell which.
+                with suppress(errors.DurableStreamError):
+                    source_status = (await self._send(HttpRequest("HEAD", self.url)))[0]
+            return proto.fork_result(
+                status,
+                headers,
+                body,
+                url=url,
+                source=self.url,
+                offset=offset,
+                source_status=source_status,
+            )
+
+        result = await fork._request(req, attempt)
         fork.created = result.created
         fork._learn_content_type(result.content_type)
         return fork
@@ -391,6 +574,8 @@ class AsyncDurableStream(HandleBase):
         retry: RetryPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        json: bool = False,
+        sse_fallback: SseFallback | bool = True,
         on_error: AsyncOnError | None = None,
     ) -> AsyncStreamResponse:
         """Read this stream; see :func:`astream`. Uses the handle's connection pool."""
@@ -408,7 +593,10 @@ class AsyncDurableStream(HandleBase):
             retry=retry,
             max_event_bytes=max_event_bytes,
             max_body_bytes=max_body_bytes,
+            json=json,
+            sse_fallback=sse_fallback,
         )
+        on_error = self._on_error if on_error is None else on_error
         return AsyncStreamResponse(
             dispatcher=self._dispatcher, verify=self._verify, on_error=on_error, **args
         )

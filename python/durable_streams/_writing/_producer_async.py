@@ -20,7 +20,7 @@ import httpx
 from .. import _errors as errors
 from .. import telemetry
 from .._defaults import async_default_dispatcher
-from .._dispatch_async import ANSWER_LIMIT, AsyncClientLike, dispatcher_for
+from .._dispatch_async import ANSWER_LIMIT, AsyncClientLike, AsyncDispatcher, dispatcher_for
 from .._errors import FailedBatch
 from .._flavours import resolve_async
 from .._log import log, retrying
@@ -30,7 +30,6 @@ from .._retry import RetryPolicy, RetryState
 from .._transport._request import Verify
 from .._values import AppendResult, ProducerStats
 from ._handle import HandleBase
-from ._handle_async import AsyncDurableStream
 from ._sequencer import Batch, ProducerSettings, Sequencer, Waiter, settle, undelivered
 from ._state_file import StateFile
 
@@ -268,8 +267,11 @@ class IdempotentProducer:
             self._timeout = make_timeout(getattr(handle, "_timeout", None))
         self._verify: Verify = getattr(handle, "_verify", True)
         self._dispatcher = dispatcher_for(client, self._verify)
-        if client is None and isinstance(handle, AsyncDurableStream):
-            self._dispatcher = handle._dispatcher
+        # An async handle's pool is shared (not imported by name: the handle's append_stream
+        # imports this module).
+        handle_dispatcher = getattr(handle, "_dispatcher", None)
+        if client is None and isinstance(handle_dispatcher, AsyncDispatcher):
+            self._dispatcher = handle_dispatcher
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered_group: anyio.abc.TaskGroup | None = None
         self._asyncio_task: asyncio.Task[None] | None = None
@@ -440,7 +442,10 @@ class IdempotentProducer:
         if changes is None:
             return True
         try:
-            await anyio.to_thread.run_sync(self._state_file.write, changes)
+            # The changes are taken: cancelled before the write (Ctrl+C, abandon), they would
+            # never reach the file, and the next session would not know these messages.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._state_file.write, changes)
         except errors.ProducerStateError as exc:
             self._state_broken = True
             self._core.abort(exc, unsent)

@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import _core, telemetry
@@ -466,6 +466,10 @@ class Sequencer:
                 return None
             if status in (200, 204):
                 result = proto.append_result(status, headers, body, url=url, producer=True)
+                if batch.close and not batch.body and result.duplicate:
+                    # A close without data is answered 204 when it closes the stream, too: it
+                    # says nothing of a duplicate (PROTOCOL.md 5.6).
+                    result = replace(result, duplicate=False)
                 if (
                     status == 204
                     and not batch.maybe_stored

@@ -6,7 +6,9 @@ A state stream is a JSON stream of change messages (``insert``, ``update``, ``up
 ``snapshot-end``, ``reset``). :func:`materialize` folds one into ``{type: {key: value}}``;
 :class:`StateWriter` writes changes through a stream handle or an idempotent producer;
 :func:`compact` writes the latest value of every key into a new stream as a snapshot;
-:class:`StateView` keeps the state up to date while tailing the stream. Everything has an
+:class:`StateView` keeps the state up to date while tailing the stream. A
+:class:`StateSchema` declares a model (dataclass, pydantic model, msgspec Struct) per entity
+type: writers and readers given it check values and hold instances of the models. Everything has an
 async twin (``amaterialize``, ``aload_state``, ``acompact``, :class:`AsyncStateWriter`,
 :class:`AsyncStateView`).
 """
@@ -14,7 +16,7 @@ async twin (``amaterialize``, ``aload_state``, ``acompact``, :class:`AsyncStateW
 from __future__ import annotations
 
 from .. import _name_public_module
-from .._errors import StateMessageError
+from .._errors import StateMessageError, StateValueError
 from ._protocol import (
     Change,
     Control,
@@ -24,6 +26,7 @@ from ._protocol import (
     control_message,
     parse_message,
 )
+from ._schema import StateSchema
 from ._streams_async import AsyncStateWriter, acompact, aload_compacted, aload_state, amaterialize
 from ._streams_sync import StateWriter, compact, load_compacted, load_state, materialize
 from ._view_async import AsyncStateView
@@ -37,6 +40,8 @@ __all__ = [
     "Operation",
     "State",
     "StateMessageError",
+    "StateSchema",
+    "StateValueError",
     "StateView",
     "StateWriter",
     "acompact",

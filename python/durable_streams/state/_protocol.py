@@ -14,6 +14,7 @@ offset, unless the reader chose to skip and count them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,6 +23,7 @@ from typing import Any, Literal, cast
 
 from .. import _core
 from .. import _errors as errors
+from ._schema import StateSchema, _as_schema
 
 __all__ = [
     "CONTROLS",
@@ -216,22 +218,32 @@ class State:
     true between a ``snapshot-start`` and its ``snapshot-end``, whose ``offset`` is kept as
     ``snapshot_covers`` (the source offset a compacted snapshot stands for); ``txids`` are
     the transaction ids seen. ``skipped`` counts malformed messages passed over when the
-    state was made with ``on_malformed="skip"`` (the default raises)."""
+    state was made with ``on_malformed="skip"`` (the default raises). With a ``schema``
+    (:class:`StateSchema`, or a mapping of entity types to models), each value of a type it
+    names is checked and held as an instance of its model; one that does not fit is a
+    :class:`StateValueError` (a malformed message: skipped and counted under "skip")."""
 
     __slots__ = (
         "_on_malformed",
         "in_snapshot",
         "offset",
+        "schema",
         "skipped",
         "snapshot_covers",
         "txids",
         "types",
     )
 
-    def __init__(self, *, on_malformed: Literal["raise", "skip"] = "raise") -> None:
+    def __init__(
+        self,
+        *,
+        on_malformed: Literal["raise", "skip"] = "raise",
+        schema: StateSchema | Mapping[str, type] | None = None,
+    ) -> None:
         if on_malformed not in ("raise", "skip"):
             raise ValueError(f"on_malformed is 'raise' or 'skip', not {on_malformed!r}")
         self._on_malformed = on_malformed
+        self.schema = _as_schema(schema)
         self.types: dict[str, dict[str, Any]] = {}
         self.offset: str | None = None
         self.in_snapshot = False
@@ -254,6 +266,15 @@ class State:
         """Fold one decoded message; returns it parsed (``None`` when skipped as malformed)."""
         try:
             parsed = parse_message(message, offset)
+            schema = self.schema
+            if (
+                schema is not None
+                and isinstance(parsed, Change)
+                and parsed.operation != "delete"
+                and parsed.type in schema
+            ):
+                value = schema.load(parsed.type, parsed.key, parsed.value, offset)
+                parsed = dataclasses.replace(parsed, value=value)
         except errors.StateMessageError:
             if self._on_malformed == "raise":
                 raise
@@ -279,6 +300,9 @@ class State:
         does not take, goes through :meth:`apply`, which checks it and names what is wrong.
         When a message raises, the messages before it stay applied and ``offset`` does not
         move: folding the batch again from its start gives the same state."""
+        if self.schema is not None:  # each value checked and made an instance of its model
+            self.apply_batch(messages, offset)
+            return
         if type(messages) is not list:
             messages = list(messages)
         fold = _core.impl.fold_changes
@@ -314,6 +338,9 @@ class State:
 
     def changes(self) -> Iterator[dict[str, Any]]:
         """The state as insert messages, type by type and key by key in insertion order."""
+        schema = self.schema
         for kind, keys in self.types.items():
             for key, value in keys.items():
+                if schema is not None:
+                    value = schema.dump(kind, key, value)
                 yield change_message("insert", kind, key, value)

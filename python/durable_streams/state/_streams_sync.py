@@ -11,8 +11,8 @@ import contextvars
 import datetime as _dt
 import ssl
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -20,11 +20,13 @@ from .. import _errors as errors
 from .._options import Headers
 from .._protocol import OFFSET_BEGINNING
 from .._reading._response_sync import stream
+from .._reading._session import Batch
 from .._retry import RetryPolicy
 from .._writing._handle_sync import DurableStream
 from .._writing._producer_threaded import SyncIdempotentProducer
 from . import _protocol as core
 from ._protocol import State
+from ._schema import StateSchema, _as_schema
 
 __all__ = ["StateWriter", "compact", "load_compacted", "load_state", "materialize"]
 
@@ -38,6 +40,7 @@ def load_state(
     start: State | None = None,
     offset: str | None = None,
     on_malformed: Literal["raise", "skip"] = "raise",
+    schema: StateSchema | Mapping[str, type] | None = None,
     headers: Headers | None = None,
     params: Headers | None = None,
     timeout: float | httpx.Timeout | None = None,
@@ -50,8 +53,10 @@ def load_state(
     ``offset`` (default: ``start.offset``, which must then be an offset of this stream);
     :func:`load_compacted` does this for a compacted snapshot and its source. A malformed
     message raises :class:`StateMessageError` naming its offset (``on_malformed="skip"``
-    counts it in ``state.skipped`` instead; with ``start``, that state's own choice holds)."""
-    state = start if start is not None else State(on_malformed=on_malformed)
+    counts it in ``state.skipped`` instead; with ``start``, that state's own choice holds).
+    With a ``schema`` (:class:`StateSchema`), values of the types it names are checked and
+    held as instances of their models (:class:`StateValueError` when one does not fit)."""
+    state = start if start is not None else State(on_malformed=on_malformed, schema=schema)
     begin = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
     state.offset = begin  # until the read moves it: where this stream's state stands
     with stream(
@@ -63,8 +68,12 @@ def load_state(
         retry=retry,
         verify=verify,
     ) as res:
-        for batch in res._whole_batches():
-            state.fold_batch(batch.data, batch.offset)
+        # Closed at once when a batch fails to apply (a malformed message, a value that does
+        # not fit the schema), not left to the garbage collector.
+        batches = cast(Generator[Batch, None, None], res._whole_batches())
+        with contextlib.closing(batches):
+            for batch in batches:
+                state.fold_batch(batch.data, batch.offset)
         state.offset = res.offset
     return state
 
@@ -73,6 +82,7 @@ def materialize(
     url: str,
     *,
     on_malformed: Literal["raise", "skip"] = "raise",
+    schema: StateSchema | Mapping[str, type] | None = None,
     headers: Headers | None = None,
     params: Headers | None = None,
     timeout: float | httpx.Timeout | None = None,
@@ -81,10 +91,12 @@ def materialize(
 ) -> dict[str, dict[str, Any]]:
     """The entities of the state stream at ``url`` at its current tail, ``{type: {key:
     value}}``: every change folded in stream order (insert, update and upsert store the
-    value, delete removes the key, ``reset`` clears all)."""
+    value, delete removes the key, ``reset`` clears all). With a ``schema``, values are
+    instances of their types' models."""
     state = load_state(
         url,
         on_malformed=on_malformed,
+        schema=schema,
         headers=headers,
         params=params,
         timeout=timeout,
@@ -103,13 +115,23 @@ class StateWriter:
     ``txid`` groups changes: ``with writer.transaction() as txid:`` gives every write in the
     block one transaction id (readers see it in ``state.txids``; the protocol does not apply
     a transaction atomically). ``timestamps=True`` stamps every change with the time it is
-    written, as JavaScript's ``Date.toISOString()`` writes it."""
+    written, as JavaScript's ``Date.toISOString()`` writes it.
+
+    With a ``schema`` (:class:`StateSchema`), the ``value`` and ``old_value`` of a type it
+    names are checked against the type's model before anything is sent (an instance of the
+    model, or JSON that fits it) and written as JSON; one that does not fit raises
+    :class:`StateValueError`."""
 
     def __init__(
-        self, target: DurableStream | SyncIdempotentProducer, *, timestamps: bool = False
+        self,
+        target: DurableStream | SyncIdempotentProducer,
+        *,
+        timestamps: bool = False,
+        schema: StateSchema | Mapping[str, type] | None = None,
     ) -> None:
         self._target = target
         self._timestamps = timestamps
+        self.schema = _as_schema(schema)
         # Per task (and thread): concurrent transactions on one writer do not mix.
         self._txid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
             "durable_streams_state_txid", default=None
@@ -146,6 +168,12 @@ class StateWriter:
     ) -> Any:
         if timestamp is None and self._timestamps:
             timestamp = _dt.datetime.now(_dt.timezone.utc)
+        schema = self.schema
+        if schema is not None and type in schema:
+            if value is not MISSING:
+                value = schema.dump(type, key, value)
+            if old_value is not MISSING:
+                old_value = schema.dump(type, key, old_value)
         message = core.change_message(
             operation,
             type,

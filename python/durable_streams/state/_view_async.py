@@ -14,13 +14,14 @@ resuming after the last batch applied, so nothing is applied twice or skipped.""
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import math
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -31,10 +32,12 @@ from .. import _protocol as proto
 from .._options import Headers, make_timeout
 from .._protocol import OFFSET_BEGINNING
 from .._reading._response_async import astream
+from .._reading._session import Batch
 from .._retry import RetryPolicy
 from .._values import LiveMode
 from .._writing._handle_async import AsyncDurableStream
 from ._protocol import Change, Control, State
+from ._schema import StateSchema
 
 T = TypeVar("T")
 
@@ -48,6 +51,9 @@ OnChange = Callable[[Applied], Any]
 # How far a subscriber of changes() may fall behind before it is cut off (with an error when
 # it reaches the cut): the view itself never waits for a subscriber.
 CHANGES_BUFFER = 65_536
+# How long wait_for_txid waits by default: a txid that never comes (a write that failed, a
+# typo) must not hang its caller.
+TXID_TIMEOUT = 30.0
 
 
 class ViewOptions(TypedDict):
@@ -58,6 +64,7 @@ class ViewOptions(TypedDict):
     live: LiveMode
     on_change: OnChange | None
     on_malformed: Literal["raise", "skip"]
+    schema: StateSchema | Mapping[str, type] | None
     headers: Headers | None
     params: Headers | None
     timeout: float | httpx.Timeout | None
@@ -77,7 +84,9 @@ class AsyncStateView:
     ``start`` and ``offset`` begin from a state already loaded (a compacted snapshot:
     ``offset=start.snapshot_covers``). ``on_change(message)`` (plain or async) is called
     after each message is applied. ``live`` is the live mode of the tail (``True``: SSE for
-    JSON streams).
+    JSON streams). ``schema`` (:class:`StateSchema`) checks each value of the types it names
+    and holds it as an instance of its model; a value that does not fit stops the view with
+    :class:`StateValueError` (counted instead under ``on_malformed="skip"``).
 
     Entering the view checks that the stream exists with one HEAD request, bounded by
     ``timeout`` and retried only under an explicit ``retry``: a missing stream or an
@@ -92,6 +101,7 @@ class AsyncStateView:
         live: LiveMode = True,
         on_change: OnChange | None = None,
         on_malformed: Literal["raise", "skip"] = "raise",
+        schema: StateSchema | Mapping[str, type] | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
@@ -102,7 +112,7 @@ class AsyncStateView:
             raise ValueError("a view tails its stream: live must be True, 'sse' or 'long-poll'")
         self.url = proto.check_url(url)
         proto.check_headers(headers)
-        self.state = start if start is not None else State(on_malformed=on_malformed)
+        self.state = start if start is not None else State(on_malformed=on_malformed, schema=schema)
         self._from = offset or (start.offset if start is not None else None) or OFFSET_BEGINNING
         self._live = live
         self._on_change = on_change
@@ -204,8 +214,17 @@ class AsyncStateView:
 
     async def _read(self, offset: str, live: LiveMode) -> str:
         state = self.state
-        async with astream(self.url, offset=offset, live=live, **self._read_options) as res:
-            async for batch in res._whole_batches(until_up_to_date=live is False):
+        async with (
+            astream(self.url, offset=offset, live=live, **self._read_options) as res,
+            # Closed here when a batch fails to apply, not left to the garbage collector.
+            contextlib.aclosing(
+                cast(
+                    AsyncGenerator[Batch, None],
+                    res._whole_batches(until_up_to_date=live is False),
+                )
+            ) as batches,
+        ):
+            async for batch in batches:
                 if self._on_change is None and not self._subscribers:
                     with self.lock:
                         state.fold_batch(batch.data, batch.offset)
@@ -248,7 +267,13 @@ class AsyncStateView:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    async def _wait(self, reached: Callable[[], bool], timeout: float | None, what: str) -> None:
+    async def _wait(
+        self,
+        reached: Callable[[], bool],
+        timeout: float | None,
+        what: str,
+        late: Callable[[], errors.DeadlineExceededError] | None = None,
+    ) -> None:
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             while True:
                 if reached():
@@ -261,6 +286,8 @@ class AsyncStateView:
                         final_offset=self.offset,
                     )
                 await self._moved.wait()
+        if late is not None:
+            raise late()
         raise errors.DeadlineExceededError(f"the view did not {what} within {timeout} s")
 
     async def wait_current(self, timeout: float | None = None) -> None:
@@ -273,6 +300,28 @@ class AsyncStateView:
             lambda: self.state.offset is not None and self.state.offset >= offset,
             timeout,
             f"reach offset {offset}",
+        )
+
+    async def wait_for_txid(self, txid: str, timeout: float | None = TXID_TIMEOUT) -> None:
+        """Until the view has applied a change carrying ``txid`` (a
+        :meth:`AsyncStateWriter.transaction`'s id, written by anyone): that transaction's
+        changes up to there are then visible. Txids the view has seen already, its ``start``
+        included, return at once. Past ``timeout`` seconds (default 30; ``None``: no limit)
+        it raises :class:`TxidTimeoutError`; at the end of a closed stream that lacks it,
+        :class:`StreamClosedError`."""
+        if not isinstance(txid, str) or not txid:
+            raise ValueError(f"txid is a non-empty string, not {txid!r}")
+        await self._wait(
+            lambda: txid in self.state.txids,
+            timeout,
+            f"see transaction {txid!r}",
+            lambda: errors.TxidTimeoutError(
+                f"the view did not see transaction {txid!r} within {timeout} s (it stands at "
+                f"{self.offset})",
+                txid=txid,
+                url=self.url,
+                offset=self.offset,
+            ),
         )
 
     def changes(self, max_behind: int = CHANGES_BUFFER) -> _Changes:

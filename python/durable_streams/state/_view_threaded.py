@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -19,7 +19,16 @@ from .._options import Headers
 from .._retry import RetryPolicy
 from .._values import LiveMode
 from ._protocol import State
-from ._view_async import Applied, AsyncStateView, OnChange, T, ViewOptions, _Changes
+from ._schema import StateSchema
+from ._view_async import (
+    TXID_TIMEOUT,
+    Applied,
+    AsyncStateView,
+    OnChange,
+    T,
+    ViewOptions,
+    _Changes,
+)
 
 # How long closing a view waits for its background thread once the tail has stopped.
 _THREAD_JOIN_TIMEOUT = 10.0
@@ -40,6 +49,7 @@ class StateView:
         live: LiveMode = True,
         on_change: OnChange | None = None,
         on_malformed: Literal["raise", "skip"] = "raise",
+        schema: StateSchema | Mapping[str, type] | None = None,
         headers: Headers | None = None,
         params: Headers | None = None,
         timeout: float | httpx.Timeout | None = None,
@@ -53,6 +63,7 @@ class StateView:
             live=live,
             on_change=on_change,
             on_malformed=on_malformed,
+            schema=schema,
             headers=headers,
             params=params,
             timeout=timeout,
@@ -132,6 +143,11 @@ class StateView:
 
     def wait_for(self, offset: str, timeout: float | None = None) -> None:
         self._call(self._view.wait_for(offset, timeout), None)
+
+    def wait_for_txid(self, txid: str, timeout: float | None = TXID_TIMEOUT) -> None:
+        """Until the view has applied a change carrying ``txid``
+        (:meth:`AsyncStateView.wait_for_txid`); :class:`TxidTimeoutError` past ``timeout``."""
+        self._call(self._view.wait_for_txid(txid, timeout), None)
 
     def changes(self, timeout: float | None = None) -> SyncChanges:
         """Every message applied from now on (the subscription starts here); each wait for
