@@ -46,6 +46,7 @@ Send = Callable[[Message], Awaitable[None]]
 _MAX_BUFFER = 8 * 1024 * 1024
 _MAX_WRITE = 1024 * 1024
 _SETTLE_SECONDS = 30.0
+_MAX_KNOWN_TYPES = 100_000  # upstream content types remembered (in memory)
 _STORAGE_TIMEOUT = 30.0
 _STREAM_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _READ_PARAMS = ("cursor", "live", "offset")
@@ -108,10 +109,10 @@ class ProxyApp:
     ``header_timeout`` bounds the wait for the upstream's response headers (``504
     UPSTREAM_TIMEOUT``), ``idle_timeout`` the wait for each next piece of its body; the read
     URLs expire after ``url_ttl`` seconds and the streams after ``stream_ttl``. Redirects are
-    never followed. The app keeps its upstream fetches and their streams' content types in
-    memory: ``aclose()`` (or the ASGI lifespan's shutdown) aborts the fetches in flight.
-    ``retry`` is the policy of its requests to the Durable Streams server (default: the
-    package's bounded one).
+    never followed. Streams hold the upstream's bytes as ``application/octet-stream``; the
+    app keeps its upstream fetches and their content types in memory. ``aclose()`` (or the
+    ASGI lifespan's shutdown) stops the fetches in flight. ``retry`` is the policy of its
+    requests to the Durable Streams server (default: the package's bounded one).
     """
 
     def __init__(
@@ -358,14 +359,12 @@ class ProxyApp:
             )
             return
         stream_id = uuid.uuid4().hex
-        # A JSON upstream body is bytes cut anywhere, not messages: its stream is binary.
-        stored_type = (
-            proto.DEFAULT_CONTENT_TYPE if proto.is_json_content_type(content_type) else content_type
-        )
         try:
             handle = await AsyncDurableStream.create(
                 self.stream_url(stream_id),
-                content_type=stored_type,
+                # Bytes, whatever the upstream's type: an SSE or JSON body stored under its own
+                # type would be taken for SSE framing or JSON messages by readers.
+                content_type=proto.DEFAULT_CONTENT_TYPE,
                 ttl_seconds=self.stream_ttl,
                 client=self._http(),
                 retry=self.retry,
@@ -374,6 +373,8 @@ class ProxyApp:
         except errors.DurableStreamError as exc:
             raise _Reply(502, "STORAGE_ERROR", f"the stream could not be created: {exc}") from None
         self._content_types[stream_id] = content_type
+        if len(self._content_types) > _MAX_KNOWN_TYPES:  # the oldest are forgotten first
+            del self._content_types[next(iter(self._content_types))]
         pipe = _Pipe()
         self._pipes[stream_id] = pipe
         task = asyncio.get_running_loop().create_task(self._pipe(stream_id, pipe, handle, upstream))
@@ -484,14 +485,6 @@ class ProxyApp:
 
     # -- read, head, delete -------------------------------------------------------------------
 
-    def _upstream_type(self, stream_id: str, stored: str | None) -> str | None:
-        known = self._content_types.get(stream_id)
-        if known is not None:
-            return known
-        if stored and proto.media_type(stored) != proto.DEFAULT_CONTENT_TYPE:
-            return stored
-        return None
-
     async def _read(
         self,
         stream_id: str,
@@ -544,7 +537,7 @@ class ProxyApp:
             for name, value in headers.multi_items()
             if name in _PASSED_BACK or name.startswith("stream-")
         ]
-        upstream_type = self._upstream_type(stream_id, headers.get("content-type"))
+        upstream_type = self._content_types.get(stream_id)
         if upstream_type is not None:
             out.append((b"upstream-content-type", upstream_type.encode("latin-1")))
         return out
