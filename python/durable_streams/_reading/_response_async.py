@@ -382,13 +382,7 @@ class AsyncStreamResponse(ResponseMetadata):
         previous: AsyncIterator[Any] | None,
         out: AsyncItems,
     ) -> AsyncIterator[Any]:
-        if previous is not None:
-            # This iterator goes on where the previous one stopped, on the same connection.
-            self._handing_over = True
-            try:
-                await previous.aclose()  # type: ignore[attr-defined]
-            finally:
-                self._handing_over = False
+        await self._take_over_from(previous)
         delivery = self._delivery
         try:
             await self._ensure_open()
@@ -545,15 +539,20 @@ class AsyncStreamResponse(ResponseMetadata):
         self._consumer = items._gen = gen
         return items
 
+    async def _take_over_from(self, previous: AsyncIterator[Any] | None) -> None:
+        """A new iterator goes on where ``previous`` stopped, on the same connection."""
+        if previous is None:
+            return
+        self._handing_over = True
+        try:
+            await previous.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._handing_over = False
+
     async def _json_batches(
         self, until_up_to_date: bool, previous: AsyncIterator[Any] | None
     ) -> AsyncIterator[JsonBatch]:
-        if previous is not None:
-            self._handing_over = True
-            try:
-                await previous.aclose()  # type: ignore[attr-defined]
-            finally:
-                self._handing_over = False
+        await self._take_over_from(previous)
         delivery = self._delivery
         try:
             await self._ensure_open()

@@ -382,13 +382,7 @@ class StreamResponse(ResponseMetadata):
         previous: Iterator[Any] | None,
         out: Items,
     ) -> Iterator[Any]:
-        if previous is not None:
-            # This iterator goes on where the previous one stopped, on the same connection.
-            self._handing_over = True
-            try:
-                previous.close()  # type: ignore[attr-defined]
-            finally:
-                self._handing_over = False
+        self._take_over_from(previous)
         delivery = self._delivery
         try:
             self._ensure_open()
@@ -543,15 +537,20 @@ class StreamResponse(ResponseMetadata):
         self._consumer = items._gen = gen
         return items
 
+    def _take_over_from(self, previous: Iterator[Any] | None) -> None:
+        """A new iterator goes on where ``previous`` stopped, on the same connection."""
+        if previous is None:
+            return
+        self._handing_over = True
+        try:
+            previous.close()  # type: ignore[attr-defined]
+        finally:
+            self._handing_over = False
+
     def _json_batches(
         self, until_up_to_date: bool, previous: Iterator[Any] | None
     ) -> Iterator[JsonBatch]:
-        if previous is not None:
-            self._handing_over = True
-            try:
-                previous.close()  # type: ignore[attr-defined]
-            finally:
-                self._handing_over = False
+        self._take_over_from(previous)
         delivery = self._delivery
         try:
             self._ensure_open()

@@ -106,13 +106,20 @@ class AsyncNativeReply:
 
     async def aread(self, limit: int) -> bytes:
         """The whole body, refusing one over ``limit`` bytes."""
-        gathered = Gathered(limit, url=self._exchange.url, offset=self._exchange.offset)
+        exchange = self._exchange
         if self._connection is None:  # the whole answer came with its head
             body, self._first = self._first, b""
+            more = exchange.more()
+            if not more and len(body) <= limit:  # most answers: no gathering to do
+                return body
+            gathered = Gathered(limit, url=exchange.url, offset=exchange.offset)
+            gathered.add(body)
+            body = more
             while body:
                 gathered.add(body)
-                body = self._exchange.more()
+                body = exchange.more()
             return gathered.body()
+        gathered = Gathered(limit, url=exchange.url, offset=exchange.offset)
         try:
             async for chunk in self.aiter_bytes():
                 gathered.add(chunk)
