@@ -86,14 +86,27 @@ class AsyncConsumerGroup:
         for different partitions may overlap; those for one partition come one at a time,
         in order. A handler error stops every partition's consumer (each releasing its
         wake) and propagates."""
+        # The first error is the one raised (not an exception group): it stops the other
+        # partitions' consumers, which release their wakes as they are cancelled.
+        failures: list[Exception] = []
         async with anyio.create_task_group() as group:
             for consumer in self.consumers:
-                group.start_soon(self._run_one, consumer, handler, until_idle)
+                group.start_soon(
+                    self._run_one, consumer, handler, until_idle, failures, group.cancel_scope
+                )
+        if failures:
+            raise failures[0]
 
     @staticmethod
     async def _run_one(
         consumer: AsyncSubscriptionConsumer,
         handler: Callable[[SubscriptionMessage], Any],
         until_idle: bool,
+        failures: list[Exception],
+        scope: anyio.CancelScope,
     ) -> None:
-        await consumer.run(handler, until_idle=until_idle)
+        try:
+            await consumer.run(handler, until_idle=until_idle)
+        except Exception as exc:
+            failures.append(exc)
+            scope.cancel()
