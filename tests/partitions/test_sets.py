@@ -4,6 +4,8 @@ one call each; written through the key-routing producer; consumed by a group."""
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
+from typing import Any
 
 import anyio
 import pytest
@@ -25,7 +27,7 @@ def each_core(core_impl: str) -> str:
     return core_impl
 
 
-def read_partition(url: str) -> list[dict[str, object]]:
+def read_partition(url: str) -> list[dict[str, Any]]:
     with ds.stream(url) as res:
         return res.read_json()
 
@@ -79,7 +81,7 @@ def test_the_producer_routes_by_key_and_keeps_each_keys_order(root: str, name: s
     assert result.offset == partition_set.info().partitions[partition_for("last", 4)].tail_offset
     for p in range(4):
         messages = read_partition(partition_set.url(p))
-        by_key: dict[object, list[object]] = defaultdict(list)
+        by_key: dict[Any, list[Any]] = defaultdict(list)
         for m in messages:
             by_key[m["key"]].append(m["seq"])
         assert len(by_key.pop(None)) == 2  # round robin: two keyless messages each
@@ -101,9 +103,7 @@ async def test_async_set_producer_and_group(root: str, name: str, anyio_backend:
     handled: dict[str, list[int]] = defaultdict(list)
 
     async def handle(message: ds.SubscriptionMessage) -> None:
-        assert partition_set.partition_of(message.stream) == partition_for(
-            message.data["key"], 3
-        )
+        assert partition_set.partition_of(message.stream) == partition_for(message.data["key"], 3)
         handled[message.data["key"]].append(message.data["seq"])
         await anyio.sleep(0)
 
@@ -111,7 +111,7 @@ async def test_async_set_producer_and_group(root: str, name: str, anyio_backend:
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             for worker in workers:
-                group.start_soon(lambda w=worker: w.run(handle, until_idle=True))
+                group.start_soon(partial(worker.run, handle, until_idle=True))
     assert handled == {k: list(range(51 if k == "a" else 50)) for k in "abcd"}
     assert sum(w.stats.messages for w in workers) == 201
     await partition_set.delete_group("billing")
