@@ -14,7 +14,7 @@ import durable_streams
 
 PACKAGE = Path(durable_streams.__file__).resolve().parent
 # The documented submodules, each with the public names it owns.
-SUBMODULES = ["state", "generations", "webhooks", "telemetry", "testing", "server"]
+SUBMODULES = ["state", "generations", "partitions", "webhooks", "telemetry", "testing", "server"]
 # The names of the official client's README, which must keep working as they are.
 OFFICIAL = ["stream", "astream", "DurableStream", "AsyncDurableStream", "IdempotentProducer"]
 
