@@ -3,6 +3,11 @@ one call each; written through the key-routing producer; consumed by a group."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections import defaultdict
 from functools import partial
 from typing import Any
@@ -20,6 +25,7 @@ from durable_streams.partitions import (
     SyncPartitionedProducer,
     partition_for,
 )
+from durable_streams.partitions._layout import group_subscription
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +174,70 @@ def test_bad_input_is_refused_before_anything_is_sent(root: str, name: str) -> N
         ConsumerGroup(partition_set, "a/b", worker="w")
     with pytest.raises(ds.UsageError, match="producer_id"):
         SyncPartitionedProducer(PartitionSet.create(root, name, 2), producer_id="")
+
+
+def test_what_one_partition_could_not_take_is_reported_with_the_rest_delivered(
+    root: str, name: str
+) -> None:
+    partition_set = PartitionSet.create(root, name, 3)
+    ds.DurableStream.connect(partition_set.url(1)).delete()
+    producer = SyncPartitionedProducer(partition_set, producer_id="p")
+    for i in range(6):
+        producer.append_nowait({"i": i})  # round robin: 1 and 4 go to the deleted partition
+    with pytest.raises(ds.UndeliveredError, match="partitions 1") as raised:
+        producer.close(10)
+    failed = sorted(m["i"] for f in raised.value.failures for m in f.messages())
+    assert failed == [1, 4]
+    assert isinstance(raised.value.__cause__, ds.UndeliveredError)
+    assert [m["i"] for m in read_partition(partition_set.url(0))] == [0, 3]
+    assert [m["i"] for m in read_partition(partition_set.url(2))] == [2, 5]
+
+
+INTERRUPTED_WORKER = textwrap.dedent(
+    """
+    import sys, threading
+    from durable_streams.partitions import ConsumerGroup, PartitionSet
+
+    partition_set = PartitionSet.connect(sys.argv[1], sys.argv[2])
+    go_on = threading.Event()
+
+    def handle(message):
+        print("handling", flush=True)
+        go_on.wait(30)  # a handler that does not return on its own
+
+    try:
+        ConsumerGroup(partition_set, "g", worker="w1").run(handle)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        go_on.set()
+    """
+)
+
+
+def test_ctrl_c_stops_a_worker_in_a_handler_and_releases_its_partition(
+    root: str, name: str
+) -> None:
+    partition_set = PartitionSet.create(root, name, 2)
+    partition_set.create_group("g", lease_ttl_ms=60_000)
+    with SyncPartitionedProducer(partition_set, producer_id="p") as producer:
+        partition = producer.append_nowait({"n": 1}, key="k")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_WORKER, root, name],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == "handling\n"
+        worker.send_signal(signal.SIGINT)
+        out, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert out == "interrupted\n" and worker.returncode == 0
+    # Released, not left to its lease (60 s): another worker has the partition at once.
+    with ds.Subscriptions(root) as subs:
+        claim = subs.claim(group_subscription(name, "g", partition), "w2")
+        assert [s.has_pending for s in claim.streams] == [True]

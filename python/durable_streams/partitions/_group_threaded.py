@@ -79,7 +79,9 @@ class ConsumerGroup:
             raise TypeError(f"handler is a callable, not {type(handler).__name__}")
 
         async def on_a_thread(message: SubscriptionMessage) -> None:
-            await anyio.to_thread.run_sync(handler, message)
+            # Ctrl+C must not wait for a handler that may never return: its call is left to
+            # finish on its thread while the wakes are released.
+            await anyio.to_thread.run_sync(handler, message, abandon_on_cancel=True)
 
         runner = LoopThread(f"durable-streams-group-{self.group}-{self.worker}")
         try:

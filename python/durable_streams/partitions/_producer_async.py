@@ -178,6 +178,17 @@ class PartitionedProducer:
             raise error
 
     async def __aenter__(self) -> PartitionedProducer:
+        # Each partition's producer sends from a task group of the caller's: entered in
+        # order, so they are left in the reverse order.
+        entered: list[IdempotentProducer] = []
+        try:
+            for producer in self.producers:
+                await producer.__aenter__()
+                entered.append(producer)
+        except BaseException as exc:
+            for producer in reversed(entered):
+                await producer.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -186,4 +197,15 @@ class PartitionedProducer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        """Close every partition's producer; leaving by cancellation or Ctrl+C stops each at
+        once instead (see :class:`IdempotentProducer`)."""
+        failures: list[tuple[int, BaseException]] = []
+        for partition in reversed(range(len(self.producers))):
+            try:
+                await self.producers[partition].__aexit__(exc_type, exc, tb)
+            except errors.DurableStreamError as exc_of_one:
+                failures.append((partition, exc_of_one))
+        failures.reverse()
+        error = undelivered_of_all(self.producers, failures)
+        if error is not None:
+            raise error
