@@ -42,8 +42,12 @@ def test_create_inspect_and_delete_a_set(root: str, name: str) -> None:
     made = PartitionSet.create(root, name, 3)
     assert made.paths == (f"{name}/0", f"{name}/1", f"{name}/2")
     assert PartitionSet.create(root, name, 3).partitions == 3  # again, as it is: harmless
-    with pytest.raises(ds.StreamExistsError, match="exists with 3 partitions, not 4"):
+    with pytest.raises(
+        ds.StreamExistsError, match="exists with 3 partitions of application/json, not 4"
+    ):
         PartitionSet.create(root, name, 4)
+    with pytest.raises(ds.StreamExistsError, match="not 3 of text/plain"):
+        PartitionSet.create(root, name, 3, content_type="text/plain")
     found = PartitionSet.connect(root, name)
     assert (found.partitions, found.content_type) == (3, "application/json")
     with ds.DurableStream.connect(found.url(1)) as handle:

@@ -76,17 +76,18 @@ class AsyncPartitionSet(SetBase):
     ) -> AsyncPartitionSet:
         """Create the set's partitions (JSON streams unless ``content_type`` says otherwise),
         then its metadata stream (so a set that can be
-        connected to is complete), and return its handle. Creating a set that exists with
-        as many partitions is harmless; with another number it raises
+        connected to is complete), and return its handle. Creating a set that exists as
+        it is is harmless; with another number of partitions or content type it raises
         :class:`StreamExistsError` and creates nothing."""
         check_name(name)
         check_partitions(partitions)
         found = await cls._existing(
             root, name, headers=headers, params=params, timeout=timeout, verify=verify
         )
-        if found is not None and found[0] != partitions:
+        if found is not None and (found[0], found[1] or content_type) != (partitions, content_type):
             raise errors.StreamExistsError(
-                f"the partition set {name!r} exists with {found[0]} partitions, not {partitions}",
+                f"the partition set {name!r} exists with {found[0]} partitions of "
+                f"{found[1]}, not {partitions} of {content_type}",
                 url=f"{root.rstrip('/')}/{name}",
                 status=409,
             )
