@@ -124,10 +124,16 @@ async def test_async_set_producer_and_group(root: str, name: str, anyio_backend:
                 group.start_soon(partial(worker.run, handle, until_idle=True))
     assert handled == {k: list(range(51 if k == "a" else 50)) for k in "abcd"}
     assert sum(w.stats.messages for w in workers) == 201
+    found = await AsyncPartitionSet.connect(root, name)
+    info = await found.info()
+    assert [p.path for p in info.partitions] == list(partition_set.paths)
+    assert all(p.tail_offset not in (None, "-1") for p in info.partitions)
     await partition_set.delete_group("billing")
     with pytest.raises(ds.SubscriptionNotFoundError):
         await workers[0].run(handle, until_idle=True)
-    await partition_set.delete()
+    await found.delete()
+    with pytest.raises(ds.StreamNotFoundError):
+        await AsyncPartitionSet.connect(root, name)
 
 
 def test_a_group_sees_what_comes_after_it_was_created(root: str, name: str) -> None:
