@@ -38,8 +38,15 @@ EXAMPLES = blocks()
 
 def test_the_docs_have_examples() -> None:
     pages = {page for page, _, _ in EXAMPLES}
-    assert {"index.md", "reading.md", "writing.md", "state.md", "subscriptions.md"} <= pages
-    assert "proxy.md" in pages
+    assert {
+        "index.md",
+        "reading.md",
+        "writing.md",
+        "state.md",
+        "subscriptions.md",
+        "partitions.md",
+        "proxy.md",
+    } <= pages
     # Examples reach no server but the one the tests stand in for.
     urls = [url for _, _, code in EXAMPLES for url in re.findall(r"https?://[^\s\"']+", code)]
     assert urls and all(url.startswith(EXAMPLE_BASE) for url in urls)

@@ -14,7 +14,16 @@ import durable_streams
 
 PACKAGE = Path(durable_streams.__file__).resolve().parent
 # The documented submodules, each with the public names it owns.
-SUBMODULES = ["state", "generations", "webhooks", "telemetry", "testing", "server", "proxy"]
+SUBMODULES = [
+    "state",
+    "generations",
+    "partitions",
+    "proxy",
+    "webhooks",
+    "telemetry",
+    "testing",
+    "server",
+]
 # The names of the official client's README, which must keep working as they are.
 OFFICIAL = ["stream", "astream", "DurableStream", "AsyncDurableStream", "IdempotentProducer"]
 
