@@ -80,6 +80,11 @@ class RetryPolicy:
         return cls(max_retries=0, deadline=None)
 
 
+# One generator for every run's jitter: a new random.Random() seeds itself from the OS, about
+# 15 µs, and runs start with every read and every producer batch.
+_JITTER = random.Random()
+
+
 class RetryState:
     """One run of attempts under a policy. ``next_delay`` says how long to wait, or ``None``
     when the policy is exhausted; ``reset`` starts over after a success."""
@@ -88,7 +93,7 @@ class RetryState:
 
     def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
         self._policy = policy
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._attempts = 0
         # The exponent of the next growing wait: attempts counts every retry of the run, but
         # only attempts that got nothing make the waits grow.
