@@ -51,6 +51,7 @@ import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -89,6 +90,12 @@ def sampled(generations: int, readers: int) -> list[int]:
     return [j * generations // k for j in range(k)]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """Another process's user + system CPU (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -99,11 +106,15 @@ def cpu_seconds() -> float:
 
 async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
     import durable_streams
-    from durable_streams import AsyncDurableStream
+    from durable_streams import AsyncClient, AsyncDurableStream
     from durable_streams.generations import write_generation
 
     g_total, rate, n = args.generations, args.rate, args.chunks
     period_ns = 1e9 / rate
+    lateness: list[int] = []  # how late each delta left its source: the loop's own delay
+    client = (
+        None if args.max_connections is None else AsyncClient(max_connections=args.max_connections)
+    )
 
     async def source(g: int, start_ns: int) -> AsyncIterator[str]:
         for i in range(n):
@@ -111,16 +122,22 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
             wait = (due - time.monotonic_ns()) / 1e9
             if wait > 0:
                 await asyncio.sleep(wait)
+            lateness.append(time.monotonic_ns() - due)
             yield f"{due} "
 
-    warm = await AsyncDurableStream.connect(f"{args.url}-0")  # the pool and imports warm
+    warm = await AsyncDurableStream.connect(f"{args.url}-0", client=client)  # imports, pool
     await warm.head()
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     start_ns = time.monotonic_ns() + LEAD_NS
     results = await asyncio.gather(
-        *(write_generation(source(g, start_ns), f"{args.url}-{g}") for g in range(g_total))
+        *(
+            write_generation(source(g, start_ns), f"{args.url}-{g}", client=client)
+            for g in range(g_total)
+        )
     )
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+    if client is not None:
+        await client.aclose()
     bad = [r for r in results if r.status != "finished"]
     if bad:
         raise SystemExit(f"{len(bad)} generations did not finish: {bad[0]}")
@@ -129,6 +146,7 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": cpu,
         "wall_s": wall,
         "overrun_s": wall - (LEAD_NS / 1e9 + n / rate),
+        "source_lateness": summarize(lateness),
         "info": {
             "python": sys.version.split()[0],
             "core": durable_streams.IMPLEMENTATION,
@@ -219,6 +237,8 @@ def role_command(side: str, role: str, args: argparse.Namespace, prefix: str) ->
         str(args.readers),
     ]
     if side == "python":
+        if args.max_connections is not None:
+            common += ["--max-connections", str(args.max_connections)]
         return [sys.executable, str(Path(__file__).resolve()), "--role", role, *common]
     node = node_ready()
     tail = ["--writer", "producer" if side == "ts" else "aisdk", "--aisdk-dir", str(AISDK_DIR)]
@@ -232,7 +252,7 @@ def last_json(out: str, what: str) -> dict[str, Any]:
     raise SystemExit(f"{what} printed no result:\n{out}")
 
 
-def run_side(side: str, args: argparse.Namespace, base: str) -> dict[str, Any]:
+def run_side(side: str, args: argparse.Namespace, base: str, server_pid: int) -> dict[str, Any]:
     import httpx
 
     prefix = f"{base}/v1/stream/gen-{side}-{uuid.uuid4().hex[:8]}"
@@ -242,6 +262,7 @@ def run_side(side: str, args: argparse.Namespace, base: str) -> dict[str, Any]:
                 f"{prefix}-{g}", headers={"content-type": "application/json"}
             ).raise_for_status()
     load = os.getloadavg()
+    server_cpu0 = process_cpu_seconds(server_pid)
     reader = subprocess.Popen(
         role_command(side, "reader", args, prefix),
         stdout=subprocess.PIPE,
@@ -261,6 +282,7 @@ def run_side(side: str, args: argparse.Namespace, base: str) -> dict[str, Any]:
         if writer.returncode != 0:
             raise SystemExit(f"{side} writer failed:\n{writer.stderr}")
         rest, _ = reader.communicate(timeout=CHILD_TIMEOUT)
+        server_cpu = process_cpu_seconds(server_pid) - server_cpu0
     finally:
         if reader.poll() is None:
             reader.kill()
@@ -281,43 +303,53 @@ def run_side(side: str, args: argparse.Namespace, base: str) -> dict[str, Any]:
         "readers": r,
         "cpu_us_per_chunk": w["cpu_s"] / w["chunks"] * 1e6,
         "reader_cpu_us_per_chunk": r["cpu_s"] / r["chunks"] * 1e6,
-        "chunks_per_s": w["chunks"] / w["wall_s"],
+        # the server's CPU over the side's run (its readers' and writers' requests) per chunk
+        # written: how much the writer's batching saves the server
+        "server_cpu_us_per_chunk": server_cpu / w["chunks"] * 1e6,
+        # over the generations' own time: the lead before the first due chunk left out
+        "chunks_per_s": w["chunks"] / (w["wall_s"] - LEAD_NS / 1e9),
     }
+
+
+COLUMNS = (  # (title, width, format, value of a run)
+    ("load", 5, ".2f", lambda r: r["load"][0]),
+    ("cpu µs/chunk", 12, ".1f", lambda r: r["cpu_us_per_chunk"]),
+    ("chunks/s", 9, ",.0f", lambda r: r["chunks_per_s"]),
+    ("overrun s", 9, ".2f", lambda r: r["writer"]["overrun_s"]),
+    ("p50 ms", 8, ".1f", lambda r: r["readers"]["latency"]["p50_ms"]),
+    ("p99 ms", 8, ".1f", lambda r: r["readers"]["latency"]["p99_ms"]),
+    ("max ms", 8, ".1f", lambda r: r["readers"]["latency"]["max_ms"]),
+    ("src p99", 8, ".1f", lambda r: r["writer"]["source_lateness"]["p99_ms"]),
+    ("reader µs", 9, ".1f", lambda r: r["reader_cpu_us_per_chunk"]),
+    ("server µs", 9, ".1f", lambda r: r["server_cpu_us_per_chunk"]),
+)
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {title: statistics.median(value(r) for r in rows) for title, _, _, value in COLUMNS}
 
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     due = args.generations * args.rate
     print(
-        f"\n{args.generations} generations x {args.rate:g} chunks/s x {args.chunks} deltas "
+        f"\n{args.generations} generations x {args.rate:g} deltas/s x {args.chunks} deltas "
         f"({args.chunks / args.rate:g} s; {due:,.0f} deltas/s due), "
-        f"{rows[0]['readers']['readers']} live SSE readers per side"
+        f"{rows[0]['readers']['readers']} live SSE readers per side; "
+        f"{args.repeat} run(s) per side, median"
     )
-    head = (
-        f"{'side':<8} {'load':>5} {'cpu µs/chunk':>12} {'chunks/s':>9} {'overrun s':>9} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'reader µs/chunk':>15}"
-    )
-    print(head)
-    for row in rows:
-        lat = row["readers"]["latency"]
-        print(
-            f"{row['side']:<8} {row['load'][0]:>5.2f} {row['cpu_us_per_chunk']:>12.1f} "
-            f"{row['chunks_per_s']:>9,.0f} {row['writer']['overrun_s']:>9.2f} "
-            f"{lat['p50_ms']:>8.2f} {lat['p99_ms']:>8.2f} {lat['max_ms']:>8.2f} "
-            f"{row['reader_cpu_us_per_chunk']:>15.1f}"
-        )
-    by = {row["side"]: row for row in rows}
-    if "python" in by:
-        ours = by["python"]
-        for other in (s for s in ("ts", "aisdk") if s in by):
-            them = by[other]
-
-            def ratio(key: str, ours: dict[str, Any] = ours, them: dict[str, Any] = them) -> float:
-                return float(ours["readers"]["latency"][key] / them["readers"]["latency"][key])
-
-            cpu = ours["cpu_us_per_chunk"] / them["cpu_us_per_chunk"]
+    print(f"{'side':<8} " + " ".join(f"{t:>{w}}" for t, w, _, _ in COLUMNS))
+    sides = list(dict.fromkeys(r["side"] for r in rows))
+    med = {side: medians([r for r in rows if r["side"] == side]) for side in sides}
+    for side in sides:
+        print(f"{side:<8} " + " ".join(f"{med[side][t]:>{w}{f}}" for t, w, f, _ in COLUMNS))
+    if "python" in med:
+        ours = med["python"]
+        for other in (s for s in ("ts", "aisdk") if s in med):
+            them = med[other]
+            cpu, p50, p99 = (ours[k] / them[k] for k in ("cpu µs/chunk", "p50 ms", "p99 ms"))
             print(
-                f"ratio python/{other}: CPU per chunk {cpu:.2f}x, latency p50 "
-                f"{ratio('p50_ms'):.2f}x, p99 {ratio('p99_ms'):.2f}x (below 1: python better)"
+                f"ratio python/{other}: CPU per chunk {cpu:.2f}x, latency p50 {p50:.2f}x, "
+                f"p99 {p99:.2f}x (below 1: python spends less, or is faster)"
             )
 
 
@@ -329,6 +361,12 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, help="deltas per generation (default: rate x seconds)")
     ap.add_argument("--readers", type=int, help="live readers, spread evenly (default: one each)")
     ap.add_argument("--sides", default=",".join(SIDES), help=f"some of {','.join(SIDES)}")
+    ap.add_argument(
+        "--max-connections",
+        type=int,
+        help="the Python writer's pool (default: the library's, 64); Node's fetch has no bound",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="runs per side (medians are shown)")
     ap.add_argument("--json", metavar="OUT", help="write every side's measurements here")
     ap.add_argument("--role", choices=("writer", "reader"), help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -337,8 +375,8 @@ def main() -> None:
         args.chunks = max(1, round(args.rate * args.seconds))
     if args.readers is None:
         args.readers = args.generations
-    if min(args.generations, args.chunks, args.readers) < 1 or args.rate <= 0:
-        ap.error("--generations, --chunks, --readers and --rate must be positive")
+    if min(args.generations, args.chunks, args.readers, args.repeat) < 1 or args.rate <= 0:
+        ap.error("--generations, --chunks, --readers, --repeat and --rate must be positive")
 
     if args.role is not None:
         run = python_writer if args.role == "writer" else python_reader
@@ -353,9 +391,11 @@ def main() -> None:
 
     rows = []
     with ReferenceServer(compression=False) as server:
-        for side in sides:
-            print(f"{side} ...", file=sys.stderr, flush=True)
-            rows.append(run_side(side, args, server.url))
+        assert server.pid is not None
+        for k in range(args.repeat):  # the sides in turn, so a change of load hits them alike
+            for side in sides:
+                print(f"{side} (run {k + 1}) ...", file=sys.stderr, flush=True)
+                rows.append(run_side(side, args, server.url, server.pid))
     report(args, rows)
     if args.json:
         Path(args.json).write_text(

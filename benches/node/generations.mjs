@@ -64,6 +64,8 @@ function clientVersion() {
   return JSON.parse(readFileSync(file)).version
 }
 
+const lateness = [] // how late each delta left its source: the event loop's own delay
+
 // The chunks of generation g: due times in nanoseconds from startNs.
 async function* source(g, startNs) {
   const textId = newId("text")
@@ -74,6 +76,7 @@ async function* source(g, startNs) {
     const due = startNs + BigInt(Math.round((i + g / G) * periodNs))
     const waitMs = Number(due - nowNs()) / 1e6
     if (waitMs > 0) await sleep(waitMs)
+    lateness.push(Number(nowNs() - due))
     yield { type: "text-delta", id: textId, delta: `${due} ` }
   }
   yield { type: "text-end", id: textId }
@@ -171,6 +174,7 @@ async function writer() {
       wall_s: wall,
       // past its schedule: how long the writers took to finish after the last chunk was due
       overrun_s: wall - scheduled,
+      source_lateness: summarize(lateness),
       info,
     })}\n`,
   )
