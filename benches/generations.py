@@ -107,7 +107,18 @@ def cpu_seconds() -> float:
 async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
     import durable_streams
     from durable_streams import AsyncClient, AsyncDurableStream
-    from durable_streams.generations import write_generation
+    from durable_streams.generations import _writer, write_generation
+
+    producers: list[Any] = []
+
+    class CountedProducer(_writer.IdempotentProducer):  # type: ignore[misc]
+        """write_generation's producer, kept for its stats (batches sent), counted per batch."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            producers.append(self)
+
+    _writer.IdempotentProducer = CountedProducer  # type: ignore[misc]
 
     g_total, rate, n = args.generations, args.rate, args.chunks
     period_ns = 1e9 / rate
@@ -138,6 +149,7 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
     cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
     if client is not None:
         await client.aclose()
+    stats = [p.stats() for p in producers]
     bad = [r for r in results if r.status != "finished"]
     if bad:
         raise SystemExit(f"{len(bad)} generations did not finish: {bad[0]}")
@@ -147,6 +159,8 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": wall,
         "overrun_s": wall - (LEAD_NS / 1e9 + n / rate),
         "source_lateness": summarize(lateness),
+        "appends": sum(st.messages_acknowledged for st in stats),
+        "append_requests": sum(st.batches_acknowledged for st in stats),
         "info": {
             "python": sys.version.split()[0],
             "core": durable_streams.IMPLEMENTATION,
@@ -320,6 +334,7 @@ COLUMNS = (  # (title, width, format, value of a run)
     ("p99 ms", 8, ".1f", lambda r: r["readers"]["latency"]["p99_ms"]),
     ("max ms", 8, ".1f", lambda r: r["readers"]["latency"]["max_ms"]),
     ("src p99", 8, ".1f", lambda r: r["writer"]["source_lateness"]["p99_ms"]),
+    ("chunks/POST", 11, ".2f", lambda r: r["writer"]["appends"] / r["writer"]["append_requests"]),
     ("reader µs", 9, ".1f", lambda r: r["reader_cpu_us_per_chunk"]),
     ("server µs", 9, ".1f", lambda r: r["server_cpu_us_per_chunk"]),
 )

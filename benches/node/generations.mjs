@@ -64,6 +64,17 @@ function clientVersion() {
   return JSON.parse(readFileSync(file)).version
 }
 
+// Append requests (POSTs but the closes) and the chunks they carried, counted around fetch,
+// which both writers call at each request.
+const counted = { append_requests: 0 }
+const realFetch = globalThis.fetch
+globalThis.fetch = (input, init) => {
+  const method = init?.method ?? input?.method ?? "GET"
+  const headers = new Headers(init?.headers ?? input?.headers ?? {})
+  if (method === "POST" && !headers.has("stream-closed")) counted.append_requests++
+  return realFetch(input, init)
+}
+
 const lateness = [] // how late each delta left its source: the event loop's own delay
 
 // The chunks of generation g: due times in nanoseconds from startNs.
@@ -74,8 +85,10 @@ async function* source(g, startNs) {
   const periodNs = 1e9 / RATE
   for (let i = 0; i < N; i++) {
     const due = startNs + BigInt(Math.round((i + g / G) * periodNs))
-    const waitMs = Number(due - nowNs()) / 1e6
-    if (waitMs > 0) await sleep(waitMs)
+    // setTimeout counts whole milliseconds and may fire up to one early: wait again until due
+    for (let waitMs = Number(due - nowNs()) / 1e6; waitMs > 0; waitMs = Number(due - nowNs()) / 1e6) {
+      await sleep(Math.ceil(waitMs))
+    }
     lateness.push(Number(nowNs() - due))
     yield { type: "text-delta", id: textId, delta: `${due} ` }
   }
@@ -175,6 +188,8 @@ async function writer() {
       // past its schedule: how long the writers took to finish after the last chunk was due
       overrun_s: wall - scheduled,
       source_lateness: summarize(lateness),
+      appends: counts.reduce((a, b) => a + b, 0),
+      append_requests: counted.append_requests,
       info,
     })}\n`,
   )
