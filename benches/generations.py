@@ -3,7 +3,8 @@ proof): CPU per chunk and chunk latency from the source to a live reader, this p
 ``durable_streams.generations`` against the same loop in Node with the TypeScript packages.
 
     python benches/generations.py [--generations 500] [--rate 50] [--seconds 10 | --chunks N]
-                                  [--readers K] [--sides python,ts,aisdk] [--json OUT]
+                                  [--readers K] [--sides python,ts,aisdk] [--repeat N]
+                                  [--max-connections N] [--json OUT]
 
 A generation is what ``useChat`` reads: ``start``, ``text-start``, N ``text-delta``,
 ``text-end``, ``finish``, one JSON message each, in a stream of its own. Every source is open
@@ -33,13 +34,29 @@ one pinned reference server (``refserver/``, in memory, compression off) started
   client joins overlapping appends into one POST) and closes the stream; Node readers.
 
 The streams (``PREFIX-0`` ...) are created by this script before the readers connect; the
-writers create them again as they would (an identical stream is accepted). Measured: the
-writer process's CPU (user + system, every thread) from launching the generations to the
-last stream closed, per chunk written (the N + 4 messages of each generation); chunks/s
-stored over that wall time; the readers' CPU per chunk read; latency p50/p99/max over every
-delta the readers got (nearest rank). ``--readers K`` reads K of the G generations, spread
-evenly (default: all of them). The load average is recorded when each side starts: the
-machine may be shared, so compare the sides of one run rather than runs.
+writers create them again as they would (an identical stream is accepted). Columns:
+
+- ``cpu µs/chunk``: the writer process's CPU (user + system, every thread) from launching
+  the generations to the last stream closed, per chunk written (the N + 4 messages of each
+  generation); ``chunks/s``: chunks written over that time less the 1 s lead before the
+  first delta is due; ``overrun s``: how long the writers ran past the last due time;
+- ``p50 ms``/``p99 ms``/``max ms``: receive time - due time over every delta the readers got
+  (nearest rank); ``src p99``: how late the sources themselves yielded (the writer's event
+  loop behind its timers), part of that latency;
+- ``chunks/POST``: chunks per append request (the Python producers' ``stats()``; Node: POSTs
+  counted around ``fetch``, closes left out): when a writer falls behind, its batches grow
+  and CPU per chunk falls, so compare CPU at similar batching;
+- ``reader µs``: the reader process's CPU per chunk read; ``server µs``: the reference
+  server's CPU over the side's run (writes and reads) per chunk written.
+
+``--readers K`` reads K of the G generations, spread evenly (default: all of them);
+``--reader python`` or ``node`` gives every side the same readers, to tell a writer's share
+of the latency from a reader's.
+``--max-connections N`` sizes the Python writer's pool (the library's default is 64 sockets
+per server; Node's fetch keeps no bound). ``--repeat N`` runs the sides in turn N times and
+shows medians. The load average is recorded when each side starts: the machine may be
+shared, so compare the sides of one run rather than runs. A run fails unless the writers
+wrote all N + 4 chunks of every generation and every reader read all of its stream's.
 """
 
 from __future__ import annotations
@@ -277,8 +294,9 @@ def run_side(side: str, args: argparse.Namespace, base: str, server_pid: int) ->
             ).raise_for_status()
     load = os.getloadavg()
     server_cpu0 = process_cpu_seconds(server_pid)
+    reader_side = side if args.reader == "own" else {"python": "python", "node": "ts"}[args.reader]
     reader = subprocess.Popen(
-        role_command(side, "reader", args, prefix),
+        role_command(reader_side, "reader", args, prefix),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -312,6 +330,7 @@ def run_side(side: str, args: argparse.Namespace, base: str, server_pid: int) ->
         raise SystemExit(f"{side}: the readers got {r['chunks']} chunks of {r['readers']} streams")
     return {
         "side": side,
+        "reader_side": reader_side,
         "load": load,
         "writer": w,
         "readers": r,
@@ -349,7 +368,7 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     print(
         f"\n{args.generations} generations x {args.rate:g} deltas/s x {args.chunks} deltas "
         f"({args.chunks / args.rate:g} s; {due:,.0f} deltas/s due), "
-        f"{rows[0]['readers']['readers']} live SSE readers per side; "
+        f"{rows[0]['readers']['readers']} live SSE readers per side ({args.reader}); "
         f"{args.repeat} run(s) per side, median"
     )
     print(f"{'side':<8} " + " ".join(f"{t:>{w}}" for t, w, _, _ in COLUMNS))
@@ -380,6 +399,12 @@ def main() -> None:
         "--max-connections",
         type=int,
         help="the Python writer's pool (default: the library's, 64); Node's fetch has no bound",
+    )
+    ap.add_argument(
+        "--reader",
+        choices=("own", "python", "node"),
+        default="own",
+        help="whose readers every side gets (default: its own language's)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="runs per side (medians are shown)")
     ap.add_argument("--json", metavar="OUT", help="write every side's measurements here")
