@@ -129,7 +129,7 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
     producers: list[Any] = []
 
     class CountedProducer(_writer.IdempotentProducer):  # type: ignore[misc]
-        """write_generation's producer, kept for its stats (batches sent), counted per batch."""
+        """write_generation's producers, kept to read their stats() (append requests)."""
 
         def __init__(self, *a: Any, **kw: Any) -> None:
             super().__init__(*a, **kw)
@@ -155,6 +155,7 @@ async def python_writer(args: argparse.Namespace) -> dict[str, Any]:
 
     warm = await AsyncDurableStream.connect(f"{args.url}-0", client=client)  # imports, pool
     await warm.head()
+    await warm.aclose()
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     start_ns = time.monotonic_ns() + LEAD_NS
     results = await asyncio.gather(
@@ -212,6 +213,7 @@ async def python_reader(args: argparse.Namespace) -> dict[str, Any]:
 
     warm = await AsyncDurableStream.connect(f"{args.url}-0")
     await warm.head()
+    await warm.aclose()
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     tasks = [asyncio.create_task(read(g)) for g in picks]
     waiter = asyncio.create_task(all_connected.wait())
@@ -370,6 +372,13 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         f"({args.chunks / args.rate:g} s; {due:,.0f} deltas/s due), "
         f"{rows[0]['readers']['readers']} live SSE readers per side ({args.reader}); "
         f"{args.repeat} run(s) per side, median"
+    )
+    versions = {r["side"]: r["writer"]["info"] for r in rows}
+    print(
+        "; ".join(
+            f"{side}: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "module")
+            for side, info in versions.items()
+        )
     )
     print(f"{'side':<8} " + " ".join(f"{t:>{w}}" for t, w, _, _ in COLUMNS))
     sides = list(dict.fromkeys(r["side"] for r in rows))
