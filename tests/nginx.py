@@ -26,7 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -271,6 +271,18 @@ class NginxCache:
                 raise AssertionError(f"unexpected access log line: {line!r}")
             lines.append(match.groupdict())
         return lines
+
+    def wait_for_lines(
+        self, wanted: Callable[[list[dict[str, str]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, str]]:
+        """The access log once ``wanted`` holds for it: nginx writes a request's line when the
+        request is finalized, which for a long answer can come after its reader has left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log_lines()
+            if wanted(lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)  # polling the file: nginx says nothing when it writes
 
     def stop(self) -> None:
         proc, self._proc, self._url = self._proc, None, None

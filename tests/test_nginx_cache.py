@@ -121,7 +121,15 @@ def test_sse_passes_through_unstored(server_url: str, cache: NginxCache) -> None
         handle.close_stream()
         assert list(items) == []
         assert res.stream_closed
-    sse = [line for line in _lines(cache, path) if _query(line).get("live") == "sse"]
+
+    def sse_lines(lines: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [
+            line
+            for line in lines
+            if urlsplit(line["uri"]).path == path and _query(line).get("live") == "sse"
+        ]
+
+    sse = sse_lines(cache.wait_for_lines(lambda lines: bool(sse_lines(lines))))
     assert sse and all(line["cache"] == "-" and line["status"] == "200" for line in sse)
 
 
