@@ -21,9 +21,8 @@ from ._log import retrying
 from ._options import CLIENT_LIMITS, Headers, with_dynamic
 from ._protocol import ERROR_BODY_LIMIT, HttpRequest
 from ._retry import RetryPolicy, RetryState, delay_after_status
-from ._transport import AsyncReply, AsyncTransport
+from ._transport import AsyncTransport
 from ._transport._httpx_async import AsyncHttpxTransport
-from ._transport._interrupt import Interrupt
 from ._transport._native_async import AsyncNativeTransport
 from ._transport._pool_async import PoolLimits
 from ._transport._request import TRANSPORT_VARIABLES, Verify, native_enabled, usable_for
@@ -104,18 +103,6 @@ class AsyncDispatcher:
         own, self._own_httpx = self._own_httpx, None
         if own is not None:
             await own.aclose()
-
-    async def open(
-        self,
-        req: HttpRequest,
-        timeout: httpx.Timeout,
-        *,
-        live: bool,
-        interrupt: Interrupt | None = None,
-    ) -> AsyncReply:
-        """Send ``req`` once and return its answer as it arrives (a reader retries itself);
-        ``interrupt`` may wake it from another thread or task."""
-        return await self.transport_for(req.url).send(req, timeout, live=live, interrupt=interrupt)
 
     async def send(
         self,

@@ -23,9 +23,8 @@ from ._log import retrying
 from ._options import CLIENT_LIMITS, Headers, with_dynamic
 from ._protocol import ERROR_BODY_LIMIT, HttpRequest
 from ._retry import RetryPolicy, RetryState, delay_after_status
-from ._transport import Reply, Transport
+from ._transport import Transport
 from ._transport._httpx_sync import HttpxTransport
-from ._transport._interrupt import Interrupt
 from ._transport._native_sync import NativeTransport
 from ._transport._pool_sync import PoolLimits
 from ._transport._request import TRANSPORT_VARIABLES, Verify, native_enabled, usable_for
@@ -104,18 +103,6 @@ class Dispatcher:
         own, self._own_httpx = self._own_httpx, None
         if own is not None:
             own.close()
-
-    def open(
-        self,
-        req: HttpRequest,
-        timeout: httpx.Timeout,
-        *,
-        live: bool,
-        interrupt: Interrupt | None = None,
-    ) -> Reply:
-        """Send ``req`` once and return its answer as it arrives (a reader retries itself);
-        ``interrupt`` may wake it from another thread or task."""
-        return self.transport_for(req.url).send(req, timeout, live=live, interrupt=interrupt)
 
     def send(
         self,

@@ -40,7 +40,7 @@ from .._options import (
 )
 from .._protocol import OFFSET_BEGINNING
 from .._retry import RetryPolicy
-from .._transport import Reply
+from .._transport import Reply, Transport
 from .._transport._interrupt import Interrupt
 from .._transport._request import Verify
 from .._values import JsonBatch, LiveMode, SseFallback, StreamEvent
@@ -100,6 +100,9 @@ class StreamResponse(ResponseMetadata):
     ) -> None:
         self._session = session
         self._dispatcher = dispatcher
+        # Chosen at the first request and kept, as a handle keeps its own: every request of
+        # a read goes to the same origin.
+        self._transport: Transport | None = None
         self._verify = verify
         self._headers = headers
         self._params = params
@@ -236,8 +239,11 @@ class StreamResponse(ResponseMetadata):
             span = None
             if otel is not None:
                 req, span = otel.request("read", req, session.attempts + 1)
+            transport = self._transport
             try:
-                http = dispatcher.open(
+                if transport is None:
+                    transport = self._transport = dispatcher.transport_for(req.url)
+                http = transport.send(
                     req, timeout, live=session.live_request, interrupt=self._interrupt
                 )
             except errors.TransportError as exc:

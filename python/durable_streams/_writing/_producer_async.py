@@ -27,6 +27,7 @@ from .._log import log, retrying
 from .._options import Headers, make_timeout, with_dynamic
 from .._protocol import ERROR_BODY_LIMIT, check_headers, check_url, encode_append_body
 from .._retry import RetryPolicy, RetryState
+from .._transport import AsyncTransport
 from .._transport._request import Verify
 from .._values import AppendResult, ProducerStats
 from ._handle import HandleBase
@@ -266,6 +267,7 @@ class IdempotentProducer:
         else:
             self._timeout = make_timeout(getattr(handle, "_timeout", None))
         self._verify: Verify = getattr(handle, "_verify", True)
+        self._transport: AsyncTransport | None = None
         self._dispatcher = dispatcher_for(client, self._verify)
         # An async handle's pool is shared (not imported by name: the handle's append_stream
         # imports this module).
@@ -469,7 +471,9 @@ class IdempotentProducer:
         dispatcher = self._dispatcher
         if dispatcher is None:
             dispatcher = self._dispatcher = await async_default_dispatcher(self._verify)
-        transport = dispatcher.transport_for(self.url)
+        transport = self._transport
+        if transport is None:  # chosen once, as a handle's: every batch goes to one origin
+            transport = self._transport = dispatcher.transport_for(self.url)
         retry = RetryState(self._retry)
         otel = telemetry.active
         span = None
