@@ -89,6 +89,61 @@ pub fn push_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&digits[start..]);
 }
 
+/// When the shortest digits are not unique and `v` lies exactly halfway between two
+/// candidates, CPython (David Gay's dtoa) takes the one ending in an even digit, where Rust's
+/// formatter may take the other: "562949953421312.2", not ".3". Both read back as `v`; the
+/// bytes must still be CPython's.
+fn prefer_even_on_tie(digits: &mut [u8], exp: i32, v: f64) {
+    let n = digits.len();
+    let last = digits[n - 1];
+    if n < 2 || last.is_multiple_of(2) {
+        return; // already even, or a single digit whose neighbour changes the exponent
+    }
+    let mut text = [0u8; 48];
+    let candidate = |digits: &[u8], text: &mut [u8; 48]| -> Option<f64> {
+        let mut cursor = &mut text[..];
+        let _ = write!(
+            cursor,
+            "0.{}e{}",
+            std::str::from_utf8(digits).ok()?,
+            exp + 1
+        );
+        let len = 48 - cursor.len();
+        std::str::from_utf8(&text[..len]).ok()?.parse::<f64>().ok()
+    };
+    for neighbour in [last - 1, last + 1] {
+        if neighbour > b'9' {
+            continue;
+        }
+        digits[n - 1] = neighbour;
+        let reads_back = candidate(digits, &mut text) == Some(v.abs());
+        digits[n - 1] = last;
+        if !reads_back {
+            continue;
+        }
+        // Both read back as v: the tie is real only if v is exactly their midpoint.
+        let low = last.min(neighbour);
+        let exact = format!("{:.800e}", v.abs());
+        let (mantissa, exact_exp) = exact.split_once('e').expect("LowerExp has an exponent");
+        if exact_exp.parse::<i32>().ok() != Some(exp) {
+            continue;
+        }
+        let exact_digits: Vec<u8> = mantissa.bytes().filter(|&c| c != b'.').collect();
+        let exact_digits = match exact_digits.iter().rposition(|&c| c != b'0') {
+            Some(end) => &exact_digits[..=end],
+            None => &exact_digits[..1],
+        };
+        let midpoint_matches = exact_digits.len() == n + 1
+            && exact_digits[..n - 1] == digits[..n - 1]
+            && exact_digits[n - 1] == low
+            && exact_digits[n] == b'5';
+        if midpoint_matches {
+            digits[n - 1] = neighbour; // the even one of the two
+        }
+        return;
+    }
+}
+
 /// Appends a finite float as CPython's `repr(float)` spells it (shortest round-trip digits,
 /// fixed notation for decimal exponents -4..16, otherwise `d.ddde+XX`). Returns false for
 /// NaN and infinities, which JSON cannot carry.
@@ -125,6 +180,7 @@ pub fn push_f64(out: &mut Vec<u8>, v: f64) -> bool {
             n_digits += 1;
         }
     }
+    prefer_even_on_tie(&mut digit_buf[..n_digits], exp, v);
     let digits = &digit_buf[..n_digits];
     if negative {
         out.push(b'-');
@@ -191,6 +247,8 @@ mod tests {
             (5e-324, "5e-324"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (123.456, "123.456"),
+            (562949953421312.2, "562949953421312.2"),
+            (-562949953421312.2, "-562949953421312.2"),
         ];
         for (v, want) in cases {
             assert_eq!(f(v), want, "{v}");

@@ -7,7 +7,7 @@ import json
 from types import ModuleType
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import durable_streams._core._native as native
@@ -132,6 +132,7 @@ def test_parsed_values_are_json_loads_values(items: list[Any], ascii: bool) -> N
 
 @SETTINGS
 @given(json_values)
+@example(562949953421312.2)  # halfway between two shortest spellings: CPython takes the even
 def test_encode_agrees_with_json_dumps(value: Any) -> None:
     want = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
