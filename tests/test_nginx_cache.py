@@ -46,8 +46,14 @@ def cache(origin: FaultProxy) -> Iterator[NginxCache]:
         nginx.stop()
 
 
-def _lines(cache: NginxCache, path: str) -> list[dict[str, str]]:
-    return [line for line in cache.log_lines() if urlsplit(line["uri"]).path == path]
+def _lines(cache: NginxCache, path: str, at_least: int = 0) -> list[dict[str, str]]:
+    """The access log's lines for ``path``, once there are ``at_least`` of them: nginx writes
+    a line when it finalizes the request, which can come after the client has its answer."""
+
+    def of_path(lines: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [line for line in lines if urlsplit(line["uri"]).path == path]
+
+    return of_path(cache.wait_for_lines(lambda lines: len(of_path(lines)) >= at_least))
 
 
 def _query(line: dict[str, str]) -> dict[str, str]:
@@ -89,7 +95,19 @@ async def test_long_poll_readers_share_one_origin_request_per_offset(
     await handle.aclose()
 
     assert received == [list(range(MESSAGES))] * READERS
-    long_polls = [line for line in _lines(cache, path) if _query(line).get("live") == "long-poll"]
+
+    def long_polls_in(lines: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [
+            line
+            for line in lines
+            if urlsplit(line["uri"]).path == path and _query(line).get("live") == "long-poll"
+        ]
+
+    def enough_answered(lines: list[dict[str, str]]) -> bool:
+        answered = [line for line in long_polls_in(lines) if line["status"] == "200"]
+        return len(answered) >= READERS * (MESSAGES - 1)
+
+    long_polls = long_polls_in(cache.wait_for_lines(enough_answered))
     upstream = [line for line in long_polls if line["upstream"] != "-"]
     offsets = {_query(line)["offset"] for line in long_polls}
     answered = [line for line in long_polls if line["status"] == "200"]
@@ -151,7 +169,8 @@ def test_what_must_be_fresh_is_not_stored(server_url: str, cache: NginxCache) ->
         third = handle.append({"n": 2}).offset
         assert DurableStream(cache.url + path).head().offset == third
     seen = [
-        (line["method"], _query(line).get("offset"), line["cache"]) for line in _lines(cache, path)
+        (line["method"], _query(line).get("offset"), line["cache"])
+        for line in _lines(cache, path, at_least=5)
     ]
     assert seen == [
         ("GET", first, "MISS"),
