@@ -74,6 +74,30 @@ impl Batch {
         true
     }
 
+    /// Adds one message written straight into the body by `write` (a single JSON value in
+    /// JSON mode), saving the copy [`Batch::push_encoded`] makes. False (and nothing added) if
+    /// it does not fit; an error from `write` leaves the batch as it was.
+    pub fn push_written<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let mark = self.buf.len();
+        if self.json_mode {
+            self.buf.push(if self.count == 0 { b'[' } else { b',' });
+        }
+        if let Err(e) = write(&mut self.buf) {
+            self.buf.truncate(mark);
+            return Err(e);
+        }
+        let closing = usize::from(self.json_mode);
+        if self.count > 0 && self.buf.len() + closing > self.max_bytes {
+            self.buf.truncate(mark);
+            return Ok(false);
+        }
+        self.count += 1;
+        Ok(true)
+    }
+
     /// Adds one pre-serialized JSON text (JSON mode), validated and trimmed of whitespace.
     pub fn push_json_text(&mut self, text: &[u8]) -> JsonResult<bool> {
         let (a, b) = json::validate_value(text)?;
@@ -109,6 +133,35 @@ mod tests {
         assert_eq!(b.take(), b"[[1,2,3,4,5,6]]");
         assert!(b.push_json_text(b"[1,").is_err());
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn written_messages_count_as_pushed_ones() {
+        let mut b = Batch::new(true, 10);
+        let write = |text: &'static [u8]| {
+            move |buf: &mut Vec<u8>| -> Result<(), ()> {
+                buf.extend_from_slice(text);
+                Ok(())
+            }
+        };
+        assert_eq!(b.push_written(write(b"123")), Ok(true));
+        assert_eq!(b.push_written(write(b"\"ab\"")), Ok(true));
+        assert_eq!(b.nbytes(), 10);
+        assert_eq!(b.push_written(write(b"1")), Ok(false));
+        let failing = |buf: &mut Vec<u8>| -> Result<(), ()> {
+            buf.extend_from_slice(b"{\"half");
+            Err(())
+        };
+        assert_eq!(b.push_written(failing), Err(()));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.take(), b"[123,\"ab\"]");
+        assert_eq!(b.push_written(failing), Err(()));
+        assert_eq!(b.push_written(write(b"[1,2,3,4,5,6]")), Ok(true));
+        assert_eq!(b.take(), b"[[1,2,3,4,5,6]]");
+        let mut raw = Batch::new(false, 4);
+        assert_eq!(raw.push_written(write(b"ab")), Ok(true));
+        assert_eq!(raw.push_written(write(b"cde")), Ok(false));
+        assert_eq!(raw.take(), b"ab");
     }
 
     #[test]

@@ -2,21 +2,41 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
 use crate::batch::Batch;
 
 use super::encode::encode_value;
 use super::errors::{json_err, type_name};
 
+/// What [`BatchBuilder::offer`] leaves the producer to do.
+const TAKEN: u8 = 0;
+const TAKEN_FIRST: u8 = 1;
+const TAKEN_FILLED: u8 = 2;
+const NOT_TAKEN: u8 = 3;
+
 #[pyclass(module = "durable_streams._core._native", name = "BatchBuilder")]
 pub(crate) struct BatchBuilder {
     core: Batch,
-    scratch: Vec<u8>,
+    /// `offer` takes a message only while the open batch is below this many bytes.
+    #[pyo3(get, set)]
+    room: i64,
+    /// `offer` says when the open batch reaches this many messages (0: no limit).
+    #[pyo3(get, set)]
+    max_items: usize,
+    /// `offer` takes nothing while false.
+    #[pyo3(get, set)]
+    accepting: bool,
 }
 
 impl BatchBuilder {
     fn push_one(&mut self, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let json_mode = self.core.json_mode();
+        // The usual JSON message first, written straight into the body.
+        if json_mode && (item.cast_exact::<PyDict>().is_ok() || item.cast_exact::<PyList>().is_ok())
+        {
+            return self.core.push_written(|buf| encode_value(buf, item, 0));
+        }
         if let Ok(b) = item.cast::<PyBytes>() {
             return self.push_bytes(b.as_bytes());
         }
@@ -30,15 +50,13 @@ impl BatchBuilder {
             let bytes = item.call_method0("tobytes")?;
             return self.push_bytes(bytes.cast::<PyBytes>()?.as_bytes());
         }
-        if !self.core.json_mode() {
+        if !json_mode {
             return Err(PyTypeError::new_err(format!(
                 "BatchBuilder without json_mode takes str or bytes-like items, not {}",
                 type_name(item)
             )));
         }
-        self.scratch.clear();
-        encode_value(&mut self.scratch, item, 0)?;
-        Ok(self.core.push_encoded(&self.scratch))
+        self.core.push_written(|buf| encode_value(buf, item, 0))
     }
 
     fn push_bytes(&mut self, b: &[u8]) -> PyResult<bool> {
@@ -60,7 +78,9 @@ impl BatchBuilder {
         let cap = usize::try_from(max_batch_bytes).unwrap_or(usize::MAX);
         Ok(Self {
             core: Batch::new(json_mode, cap),
-            scratch: Vec::new(),
+            room: i64::MAX,
+            max_items: 0,
+            accepting: true,
         })
     }
 
@@ -85,6 +105,27 @@ impl BatchBuilder {
 
     fn push(&mut self, item: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.push_one(item)
+    }
+
+    /// One message for a producer, in one call: `NOT_TAKEN` (3) while not accepting, when
+    /// the open batch has `room` bytes or more, or when the message does not fit it (seal,
+    /// then push); otherwise taken, and `TAKEN_FIRST` (1) when it opened the batch,
+    /// `TAKEN_FILLED` (2) when the batch now has `max_items`, else `TAKEN` (0).
+    fn offer(&mut self, item: &Bound<'_, PyAny>) -> PyResult<u8> {
+        if !self.accepting || i64::try_from(self.core.nbytes()).unwrap_or(i64::MAX) >= self.room {
+            return Ok(NOT_TAKEN);
+        }
+        if !self.push_one(item)? {
+            return Ok(NOT_TAKEN);
+        }
+        let count = self.core.len();
+        Ok(if count == self.max_items {
+            TAKEN_FILLED
+        } else if count == 1 {
+            TAKEN_FIRST
+        } else {
+            TAKEN
+        })
     }
 
     fn push_many(&mut self, items: &Bound<'_, PyAny>) -> PyResult<usize> {

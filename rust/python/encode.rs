@@ -3,7 +3,8 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::{ffi, Borrowed};
 
 use crate::encode;
 
@@ -36,12 +37,16 @@ pub(crate) fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize
     if let Ok(l) = v.cast_exact::<PyList>() {
         return encode_list(out, l, depth);
     }
-    if let Ok(s) = v.cast::<PyString>() {
-        encode::push_str(out, s.to_str()?);
+    // The three singletons are compared by address; bool cannot be subclassed.
+    let ptr = v.as_ptr();
+    if ptr == unsafe { ffi::Py_True() } {
+        out.extend_from_slice(b"true");
+    } else if ptr == unsafe { ffi::Py_False() } {
+        out.extend_from_slice(b"false");
     } else if v.is_none() {
         out.extend_from_slice(b"null");
-    } else if let Ok(b) = v.cast::<PyBool>() {
-        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if let Ok(s) = v.cast::<PyString>() {
+        encode::push_str(out, s.to_str()?);
     } else if let Ok(i) = v.cast::<PyInt>() {
         match i.extract::<i64>() {
             Ok(n) => encode::push_i64(out, n),
@@ -87,19 +92,31 @@ pub(crate) fn encode_value(out: &mut Vec<u8>, v: &Bound<'_, PyAny>, depth: usize
 fn encode_dict(out: &mut Vec<u8>, d: &Bound<'_, PyDict>, depth: usize) -> PyResult<()> {
     enter(depth)?;
     out.push(b'{');
-    for (n, (k, val)) in d.iter().enumerate() {
-        if n > 0 {
+    let py = d.py();
+    let (mut pos, mut key, mut value) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    let mut first = true;
+    // Safety: the entries are borrowed, without a reference count of their own: nothing
+    // below runs Python code that could change the dict (the encoder calls no user code and
+    // never lets go of the GIL), so each stays alive and in place while it is written.
+    while unsafe { ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+        if !first {
             out.push(b',');
         }
-        let Ok(k) = k.cast::<PyString>() else {
+        first = false;
+        let k = unsafe { Borrowed::from_ptr(py, key) };
+        if let Ok(s) = k.cast_exact::<PyString>() {
+            encode::push_str(out, s.to_str()?);
+        } else if let Ok(s) = k.cast::<PyString>() {
+            encode::push_str(out, s.to_str()?);
+        } else {
             return Err(PyTypeError::new_err(format!(
                 "keys must be str, not {}",
                 type_name(&k)
             )));
-        };
-        encode::push_str(out, k.to_str()?);
+        }
         out.push(b':');
-        encode_value(out, &val, depth + 1)?;
+        let v = unsafe { Borrowed::from_ptr(py, value) };
+        encode_value(out, &v, depth + 1)?;
     }
     out.push(b'}');
     Ok(())

@@ -311,6 +311,46 @@ def test_push_many_agrees(cap: int, items: list[str]) -> None:
         items = items[max(na, 1) :]
 
 
+offer_steps = st.lists(
+    st.one_of(
+        batch_items.map(lambda item: ("offer", item)),
+        st.integers(-5, 200).map(lambda room: ("room", room)),
+        st.integers(0, 4).map(lambda n: ("max_items", n)),
+        st.booleans().map(lambda on: ("accepting", on)),
+        st.just(("take", None)),
+    ),
+    max_size=30,
+)
+
+
+@SETTINGS
+@given(st.booleans(), st.integers(1, 120), offer_steps)
+def test_offers_agree(json_mode: bool, cap: int, steps: list[tuple[str, Any]]) -> None:
+    builders: list[Any] = [native.BatchBuilder(json_mode, cap), pure.BatchBuilder(json_mode, cap)]
+    for step, value in steps:
+        if step == "offer":
+            before = builders[0].nbytes, len(builders[0])
+            results = [outcome(b.offer, value) for b in builders]
+            assert results[0] == results[1], value
+            kind, answer = results[0]
+            taken = kind == "ok" and answer != 3
+            assert (len(builders[0]) == before[1] + 1) == taken
+            if taken:
+                assert before[0] < builders[0].room and builders[0].accepting
+                assert (answer == 2) == (len(builders[0]) == builders[0].max_items)
+                assert answer == 2 or (answer == 1) == (len(builders[0]) == 1)
+            elif kind == "ok":
+                assert builders[0].nbytes == before[0]
+        elif step == "take":
+            assert builders[0].take() == builders[1].take()
+        else:
+            for b in builders:
+                setattr(b, step, value)
+        assert [b.nbytes for b in builders] == [builders[0].nbytes] * 2
+        assert len(builders[0]) == len(builders[1])
+    assert builders[0].take() == builders[1].take()
+
+
 # --- JSON bodies read as they arrive ----------------------------------------------------------
 
 

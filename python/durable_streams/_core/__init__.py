@@ -12,8 +12,24 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Final
 
-__all__ = ["IMPLEMENTATION", "impl", "load", "use"]
+__all__ = [
+    "IMPLEMENTATION",
+    "NOT_TAKEN",
+    "TAKEN",
+    "TAKEN_FILLED",
+    "TAKEN_FIRST",
+    "impl",
+    "load",
+    "use",
+]
+
+# What BatchBuilder.offer leaves the producer to do (both cores answer these numbers).
+TAKEN: Final = 0
+TAKEN_FIRST: Final = 1
+TAKEN_FILLED: Final = 2
+NOT_TAKEN: Final = 3
 
 
 def load(name: str) -> ModuleType:

@@ -107,8 +107,17 @@ class BatchBuilder:
 
     json_mode: Final[bool]
     max_batch_bytes: Final[int]
+    room: int
+    max_items: int
+    accepting: bool
     def __new__(cls, json_mode: bool, max_batch_bytes: int) -> Self: ...
     def push(self, item: Any) -> bool: ...
+    def offer(self, item: Any) -> int:
+        """One message for a producer: ``NOT_TAKEN`` (3) while not ``accepting``, when the
+        open batch has ``room`` bytes or more, or when the message does not fit it (seal,
+        then push); otherwise taken, and ``TAKEN_FIRST`` (1) when it opened the batch,
+        ``TAKEN_FILLED`` (2) when the batch now has ``max_items`` (0: no limit), else
+        ``TAKEN`` (0)."""
     def push_many(self, items: list[Any]) -> int: ...
     @property
     def nbytes(self) -> int: ...

@@ -254,6 +254,7 @@ class IdempotentProducer:
             gapless=gapless,
         )
         self._core = Sequencer(settings)
+        self._offer = self._core.offer
         self._state_file: StateFile | None = None
         self._state_broken = False  # a write failed: the producer stopped, sends nothing more
         self._close_result: AppendResult | None = None
@@ -572,7 +573,14 @@ class IdempotentProducer:
         added), :class:`ProducerClosedError` after close or a fatal error."""
         if self._runner_done is None:
             self._start()  # before taking the message: without an event loop it is refused
-        if self._core.add(data):
+        outcome = self._offer(data)  # straight into the core: no Python frame between
+        if outcome and self._core.settle_offer(outcome, data):
+            self._notify()
+
+    def _append_nowait_shared(self, data: Any) -> None:
+        if self._runner_done is None:
+            self._start()
+        if self._core.add(data):  # the sequencer's lock held throughout
             self._notify()
 
     def append_many_nowait(self, items: Iterable[Any]) -> None:
@@ -626,6 +634,7 @@ class IdempotentProducer:
 
         self._notify = notify
         self._core.share_between_threads()
+        self.append_nowait = self._append_nowait_shared  # type: ignore[method-assign]
 
     def start_sending(self) -> None:
         """Start the sender now, on the running event loop, rather than at the first message."""

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from .. import _core, telemetry
 from .. import _errors as errors
 from .. import _protocol as proto
+from .._core import NOT_TAKEN, TAKEN, TAKEN_FILLED, TAKEN_FIRST
 from .._errors import FailedBatch
 from .._protocol import HttpRequest
 from .._values import AppendResult, ProducerStats
@@ -176,9 +177,12 @@ class Sequencer:
         self.lock = threading.Lock()
         self._json = settings.json_mode
         self._builder = _core.impl.BatchBuilder(self._json, settings.max_batch_bytes)
+        self._builder.max_items = settings.max_batch_items or 0
+        # add() in two steps for a caller on the sender's thread that wants no Python frame
+        # in between: ``offer(data)``, then settle_offer() unless the answer was TAKEN.
+        self.offer: Callable[[Any], int] = self._builder.offer
         self._open_waiters: list[Waiter] = []
         self._open_since = 0.0
-        self._open_count = 0
         self._next_id = 0
         self.epoch = max(settings.epoch, fresh_epoch()) if settings.auto_claim else settings.epoch
         self.next_seq = 0
@@ -191,11 +195,7 @@ class Sequencer:
         self._unresolved: dict[int, Batch] = {}  # by id; ids only grow, so the first is the oldest
         self._sealed_bytes = 0
         self._max_buffered = settings.max_buffered_bytes
-        # The open batch stays under max_batch_bytes (but for one big message), so below this
-        # many sealed bytes the buffer cannot be full and add() skips asking the builder.
-        self._check_room_from = settings.max_buffered_bytes - settings.max_batch_bytes
-        self._refusing = False
-        self._max_items = settings.max_batch_items or 0
+        self._builder.room = self._max_buffered
         self._new_epoch_at_least: int | None = None
         self._fatal: errors.DurableStreamError | None = None
         # Set when a batch failed in a gap-less session: the error every batch after it fails
@@ -203,7 +203,7 @@ class Sequencer:
         self._halted: errors.ProducerClosedError | None = None
         self._halt_keeps = False
         self._closed = False
-        # Messages taken and not dropped (sealed ones; the open batch's are _open_count).
+        # Messages taken and not dropped (sealed ones; the open batch's are in the builder).
         self._taken_sealed = 0
         self.failures: list[FailedBatch] = []
         # Outcomes to hand to user code outside the lock: (waiter, result-or-error) pairs and
@@ -237,7 +237,7 @@ class Sequencer:
     def messages_taken(self) -> int:
         """Messages taken and not dropped: each is acknowledged, on its way, or kept in the
         state file for the next session. With a state file, earlier sessions' count too."""
-        return self._taken_sealed + self._open_count
+        return self._taken_sealed + len(self._builder)
 
     @property
     def halted(self) -> bool:
@@ -257,7 +257,7 @@ class Sequencer:
                 batches_failed=self._failed_batches,
                 batches_in_flight=len(self._in_flight),
                 batches_queued=len(self._ready),
-                buffered_messages=sum(b.count for b in unresolved) + self._open_count,
+                buffered_messages=sum(b.count for b in unresolved) + len(self._builder),
                 buffered_bytes=self.buffered_bytes,
                 attempts_failed=self._attempts_failed,
                 epoch_changes=self._epoch_changes,
@@ -278,33 +278,41 @@ class Sequencer:
         """Buffer one message. Returns whether the sender should wake up (a batch was sealed,
         or a linger period starts). Raises :class:`BufferFullError` and leaves nothing behind
         when the buffer is full (it may exceed ``max_buffered_bytes`` by one message)."""
-        if self._refusing:
-            self.check_open()
+        outcome = self._builder.offer(data)
+        if outcome == TAKEN and waiter is None:
+            return False
+        return self.settle_offer(outcome, data, waiter)
+
+    def settle_offer(self, outcome: int, data: Any, waiter: Waiter | None = None) -> bool:
+        """The rest of :meth:`add` after the builder's ``offer(data)`` answered ``outcome``
+        (what a producer calls itself when the builder's answer leaves something to do)."""
         builder = self._builder
-        if (
-            self._sealed_bytes >= self._check_room_from
-            and self._sealed_bytes + builder.nbytes >= self._max_buffered
-        ):
-            raise errors.BufferFullError(
-                f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
-                f"{self._max_buffered} (max_buffered_bytes)",
-                url=self.settings.url,
-            )
-        wake = False
-        if not builder.push(data):
-            self._seal()
-            builder.push(data)
-            wake = True
-        if not self._open_count:
-            self._open_since = time.monotonic()
-            wake = True
-        self._open_count += 1
+        if outcome == NOT_TAKEN:
+            if not builder.accepting:
+                self.check_open()
+            if self._sealed_bytes + builder.nbytes >= self._max_buffered:
+                raise errors.BufferFullError(
+                    f"the producer's buffer holds {self.buffered_bytes} bytes, its limit is "
+                    f"{self._max_buffered} (max_buffered_bytes)",
+                    url=self.settings.url,
+                )
+            if not builder.push(data):
+                self._seal()
+                builder.push(data)
+            count = len(builder)
+            if count == builder.max_items:
+                outcome = TAKEN_FILLED
+            else:
+                outcome = TAKEN_FIRST if count == 1 else TAKEN
         if waiter is not None:
             self._open_waiters.append(waiter)
-        if self._open_count == self._max_items:
+        if outcome == TAKEN_FIRST:
+            self._open_since = time.monotonic()
+            return True
+        if outcome == TAKEN_FILLED:
             self._seal()
-            wake = True
-        return wake
+            return True
+        return False
 
     def add_many(self, items: Iterable[Any]) -> bool:
         """Buffer a group of messages at once: the sender cannot seal a batch part-way through
@@ -312,7 +320,7 @@ class Sequencer:
         deduplicated by sequence number needs). The buffer limit is checked once, before the
         group. If a message is refused (e.g. invalid JSON), those before it stay buffered and
         the error says how many."""
-        if self._refusing:
+        if not self._builder.accepting:
             self.check_open()
         if self.full():
             raise errors.BufferFullError(
@@ -329,12 +337,12 @@ class Sequencer:
                     self._seal()
                     builder.push(item)
                     wake = True
-                if not self._open_count:
+                count = len(builder)
+                if count == 1:
                     self._open_since = time.monotonic()
                     wake = True
-                self._open_count += 1
                 taken += 1
-                if self._open_count == self._max_items:
+                if count == builder.max_items:
                     self._seal()
                     wake = True
         except Exception as exc:
@@ -357,12 +365,23 @@ class Sequencer:
         self.add = self._add_locked  # type: ignore[method-assign]
         self.add_many = self._add_many_locked  # type: ignore[method-assign]
 
+    def _refuse(self, *, closed: bool = False) -> None:
+        """Take no more messages (check_open says why: closed, or a fatal error)."""
+        if closed:
+            self._closed = True
+        self._builder.accepting = False
+
+    def _count_sealed(self, nbytes: int) -> None:
+        self._sealed_bytes += nbytes
+        self._builder.room = self._max_buffered - self._sealed_bytes
+
     def _seal(self, *, close: bool = False) -> Batch:
+        count = len(self._builder)
         body = self._builder.take()
         batch = Batch(
             id=self._next_id,
             body=body,
-            count=self._open_count,
+            count=count,
             waiters=self._open_waiters or None,
             seq=self.next_seq,
             epoch=self.epoch,
@@ -371,10 +390,9 @@ class Sequencer:
         self._next_id += 1
         self.next_seq += 1
         self._open_waiters = []
-        self._open_count = 0
         self._ready.append(batch)
         self._unresolved[batch.id] = batch
-        self._sealed_bytes += len(body)
+        self._count_sealed(len(body))
         self._taken_sealed += batch.count
         if self._tracking:
             self._dirty[batch.id] = batch
@@ -383,7 +401,7 @@ class Sequencer:
     def seal_all(self) -> int:
         """Seal the open batch now (flush); returns the id every earlier batch is below."""
         with self.lock:
-            if self._open_count:
+            if len(self._builder):
                 self._seal()
             return self._next_id
 
@@ -391,19 +409,19 @@ class Sequencer:
         """Queue the request that closes the stream, after everything buffered."""
         with self.lock:
             self.check_open()
-            if self._open_count:
+            if len(self._builder):
                 self._seal()
             batch = self._seal(close=True)
             batch.body = body
             batch.count = 1 if body else 0
             self._taken_sealed += batch.count
             batch.waiters = [waiter]
-            self._sealed_bytes += len(body)
-            self._closed = self._refusing = True
+            self._count_sealed(len(body))
+            self._refuse(closed=True)
 
     def close(self) -> None:
         with self.lock:
-            self._closed = self._refusing = True
+            self._refuse(closed=True)
 
     # -- what to send -------------------------------------------------------------------------
 
@@ -428,7 +446,7 @@ class Sequencer:
                 in_flight[batch.seq] = batch
                 out.append(batch)
             wake_at = None
-            if self._open_count and not ready and len(in_flight) < window:
+            if len(self._builder) and not ready and len(in_flight) < window:
                 deadline = self._open_since + self.settings.linger
                 if now >= deadline or self._closed:
                     batch = self._seal()
@@ -554,14 +572,14 @@ class Sequencer:
         """Fail everything not yet settled (close() ran out of time); ``kept``: they stay in
         the state file, for the next session on it to resend."""
         with self.lock:
-            if self._open_count:
+            if len(self._builder):
                 self._seal()
             for batch in list(self._unresolved.values()):
                 if batch.seq in self._in_flight and self._in_flight[batch.seq] is batch:
                     batch.maybe_stored = True  # its request may still reach the server
                 self._fail(batch, error, kept=kept)
             self._ready.clear()
-            self._closed = self._refusing = True
+            self._refuse(closed=True)
 
     def _failed(
         self,
@@ -601,8 +619,8 @@ class Sequencer:
         self._halted = halted
         self._halt_keeps = keep
         self._fatal = error
-        self._refusing = True
-        if self._open_count:
+        self._refuse()
+        if len(self._builder):
             self._seal()
         while self._ready:
             self._fail(self._ready.popleft(), halted, kept=keep)
@@ -629,7 +647,7 @@ class Sequencer:
     def _resolve(self, batch: Batch, *, kept: bool = False) -> None:
         del self._unresolved[batch.id]
         self._in_flight.pop(batch.seq, None)
-        self._sealed_bytes -= len(batch.body)
+        self._count_sealed(-len(batch.body))
         if self._tracking and not kept:
             self._dirty.pop(batch.id, None)
             self._gone.append(batch.id)
@@ -740,10 +758,10 @@ class Sequencer:
         """A fatal error: ``batches`` and everything not yet sent fail with it, and the
         producer takes no more messages; batches in flight settle by their own answers."""
         self._fatal = error
-        self._refusing = True
+        self._refuse()
         for batch in batches:
             self._fail(batch, error)
-        if self._open_count:
+        if len(self._builder):
             self._seal()
         while self._ready:
             self._fail(self._ready.popleft(), error)
@@ -779,10 +797,10 @@ class Sequencer:
                 )
                 self._ready.append(batch)
                 self._unresolved[batch.id] = batch
-                self._sealed_bytes += len(batch.body)
+                self._count_sealed(len(batch.body))
                 self._next_id = max(self._next_id, batch.id + 1)
             if any(b.close for b in self._ready):
-                self._closed = self._refusing = True
+                self._refuse(closed=True)
 
     def track_changes(self) -> None:
         """Keep what :meth:`take_changes` returns, for a state file."""
@@ -824,7 +842,7 @@ class Sequencer:
 
     def idle(self) -> bool:
         with self.lock:
-            return not self._unresolved and not self._open_count
+            return not self._unresolved and not len(self._builder)
 
     def has_outcomes(self) -> bool:
         return bool(self._settle or self._report)

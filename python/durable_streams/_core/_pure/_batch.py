@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, final
 
 from ..._errors import JSONParseError
+from .. import NOT_TAKEN, TAKEN, TAKEN_FILLED, TAKEN_FIRST
 from . import _json
 
 __all__ = ["BatchBuilder"]
@@ -16,7 +17,15 @@ _WS = b" \t\n\r"
 class BatchBuilder:
     """Assembles append bodies: a JSON array for JSON streams, concatenation otherwise."""
 
-    __slots__ = ("_count", "_parts", "_size", "json_mode", "max_batch_bytes")
+    __slots__ = (
+        "_parts",
+        "_size",
+        "accepting",
+        "json_mode",
+        "max_batch_bytes",
+        "max_items",
+        "room",
+    )
 
     json_mode: Final[bool]
     max_batch_bytes: Final[int]
@@ -31,6 +40,11 @@ class BatchBuilder:
         self.max_batch_bytes = cap
         self._parts: list[bytes] = []
         self._size = 0  # sum of the message lengths
+        # offer() takes a message only while accepting and the open batch is below room
+        # bytes, and says when the batch reaches max_items messages (0: no limit).
+        self.room = (1 << 63) - 1
+        self.max_items = 0
+        self.accepting = True
 
     @property
     def nbytes(self) -> int:
@@ -78,6 +92,18 @@ class BatchBuilder:
         self._parts.append(msg)
         self._size += len(msg)
         return True
+
+    def offer(self, item: Any) -> int:
+        """One message for a producer: ``NOT_TAKEN`` while not accepting, when the open batch
+        has ``room`` bytes or more, or when the message does not fit it (seal, then push);
+        otherwise taken, and ``TAKEN_FIRST`` when it opened the batch, ``TAKEN_FILLED`` when
+        the batch now has ``max_items``, else ``TAKEN``."""
+        if not self.accepting or self.nbytes >= self.room or not self.push(item):
+            return NOT_TAKEN
+        count = len(self._parts)
+        if count == self.max_items:
+            return TAKEN_FILLED
+        return TAKEN_FIRST if count == 1 else TAKEN
 
     def push_many(self, items: Any) -> int:
         """Pushes items until one does not fit; how many were taken."""
