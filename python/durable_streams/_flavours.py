@@ -5,6 +5,7 @@ written once, in the async file."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import threading
@@ -91,7 +92,46 @@ T = TypeVar("T")
 AsyncAttempt: TypeAlias = Callable[[HttpRequest], Awaitable[T]]
 Attempt: TypeAlias = Callable[[HttpRequest], T]
 
-AsyncSignal = anyio.Event
+
+class AsyncSignal:
+    """A wake-up one task waits for and another gives (once; waiting again after it came
+    returns at once). On asyncio a bare future of the running loop: an ``anyio.Event`` costs
+    each of many coalesced appends a backend lookup and an ``asyncio.Event`` of its own."""
+
+    __slots__ = ("_event", "_future", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future[None] | None = None
+        self._event: anyio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+            return
+        future = self._future
+        if future is None or future.done():  # the first wait, or an earlier one gave up
+            future = self._future = loop.create_future()
+        await future
+
+
 Signal = threading.Event
 
 
@@ -106,7 +146,7 @@ def guard() -> Guard:
 
 
 def async_signal() -> AsyncSignal:
-    return anyio.Event()
+    return AsyncSignal()
 
 
 def signal() -> Signal:

@@ -102,6 +102,46 @@ async def test_requests_wait_for_a_connection_instead_of_opening_more(
         assert sorted(m["m"] for m in read_all(f"{base}/s{n}")) == list(range(5))
 
 
+@pytest.mark.anyio
+async def test_a_request_cancelled_while_waiting_for_a_connection_passes_its_turn_on(
+    server_url: str,
+) -> None:
+    base = f"{server_url}/test/{uuid.uuid4().hex}"
+    async with AsyncClient(base, max_connections=1, timeout=30) as client:
+        slow = await client.create("slow", content_type=JSON)
+        other = await client.create("other", content_type=JSON)
+        third = await client.create("third", content_type=JSON)
+        inject_delay(server_url, slow.url.removeprefix(server_url), delay_ms=300, count=1,
+                     method="POST")  # fmt: skip
+        (pool,) = client.dispatcher.native.pools()
+        done: list[str] = []
+
+        async def append(handle: Any, value: str) -> None:
+            await handle.append({"v": value})
+            done.append(value)
+
+        async def until(condition: Any) -> None:
+            while not condition():
+                await anyio.lowlevel.checkpoint()
+
+        # Without passing it on, the wake-up went to the cancelled request and "next" waited
+        # out the 30 s pool timeout with the connection idle.
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(append, slow, "slow")  # holds the only connection a while
+                await until(lambda: pool.connections == 1 and not pool._idle)
+                async with anyio.create_task_group() as waiting:
+                    waiting.start_soon(append, other, "cancelled")
+                    await until(lambda: len(pool._waiting) == 1)
+                    group.start_soon(append, third, "next")  # another handle: no coalescing
+                    await until(lambda: len(pool._waiting) == 2)
+                    waiting.cancel_scope.cancel()
+        assert sorted(done) == ["next", "slow"]
+        assert not pool._waiting
+    assert read_all(f"{base}/other") == []
+    assert [m["v"] for m in read_all(f"{base}/third")] == ["next"]
+
+
 def test_an_idle_connection_past_its_expiry_is_not_reused(stream_url: str) -> None:
     with Client(keepalive_expiry=30) as client:
         handle = client.create(stream_url, content_type=JSON)

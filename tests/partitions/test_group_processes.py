@@ -86,7 +86,7 @@ class Worker:
             self.process.stdout.close()
 
 
-def test_four_worker_processes_share_four_partitions_and_survive_a_kill(
+def test_four_worker_processes_consume_four_partitions_and_survive_a_kill(
     root: str, name: str
 ) -> None:
     partition_set = PartitionSet.create(root, name, 4)
@@ -180,7 +180,10 @@ def test_four_worker_processes_share_four_partitions_and_survive_a_kill(
     assert {(key, seq) for *_, key, seq, _ in victim.lines} & unacked <= set(again)
     assert len(unacked) < len(expected), "acks were in before the kill: the check means something"
     assert len(victim.lines) >= 150
+    # The victim's partitions went on with a survivor. (How many survivors share them is up
+    # to whoever claims each partition's wakes first: the group does not balance, so under
+    # load one worker can hold every partition; CI saw it once.)
     survivors = {d[0] for d in deliveries if d[0] != victim.name}
-    assert len(survivors) >= 2, "the partitions were shared"
+    assert survivors, "no survivor took the victim's partitions over"
     partition_set.delete_group("g")
     partition_set.delete()

@@ -112,7 +112,16 @@ class AsyncConnectionPool:
                     if not live:
                         self._give_back_slot()
                     raise
-            if not await async_wait_signal(waiter, pool_timeout):
+            try:
+                came = await async_wait_signal(waiter, pool_timeout)
+            except BaseException:  # cancelled: a wake-up meant for it goes to the next in line
+                with self._guard:
+                    if waiter in self._waiting:
+                        self._waiting.remove(waiter)
+                    elif waiter.is_set():
+                        self._wake_one()
+                raise
+            if not came:
                 with self._guard:
                     if waiter in self._waiting:
                         self._waiting.remove(waiter)

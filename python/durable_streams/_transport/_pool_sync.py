@@ -114,7 +114,16 @@ class ConnectionPool:
                     if not live:
                         self._give_back_slot()
                     raise
-            if not wait_signal(waiter, pool_timeout):
+            try:
+                came = wait_signal(waiter, pool_timeout)
+            except BaseException:  # cancelled: a wake-up meant for it goes to the next in line
+                with self._guard:
+                    if waiter in self._waiting:
+                        self._waiting.remove(waiter)
+                    elif waiter.is_set():
+                        self._wake_one()
+                raise
+            if not came:
                 with self._guard:
                     if waiter in self._waiting:
                         self._waiting.remove(waiter)
