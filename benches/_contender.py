@@ -334,7 +334,7 @@ def _ours_sync_produce(ds: Any, args: argparse.Namespace, m: Meter, pool: list[A
 # handle with ``append`` and ``head``, a context manager), ``AsyncDurableStream`` (its asyncio
 # twin, an async context manager) and ``astream(url, live="sse")``; the official client's
 # async ``append`` coalesces calls that overlap (the first caller sends, the others queue
-# behind it and go in its next request), this project's sends each on its own.
+# behind it and go in its next request), and so does this project's (``coalesce=True``).
 
 
 def run_requests(
@@ -859,6 +859,8 @@ def run_socket(args: argparse.Namespace, m: Meter) -> int:
         return _socket_one_after_another(args, m)
     if args.workload == "many-streams-append":
         return asyncio.run(_socket_many_streams(args, m))
+    if args.workload == "throughput-small":
+        return asyncio.run(_socket_throughput_small(args, m))
     workload = {"sse": "sse-small", "long-poll-small": "long-poll-small"}.get(args.workload)
     if workload is None or args.per_event != 1:
         raise SystemExit(f"no bare-socket floor for {args.workload}")
@@ -902,6 +904,52 @@ def _socket_one_after_another(args: argparse.Namespace, m: Meter) -> int:
             _answered(*request("HEAD", url)[:2], (200,))
         m.stop()
     floor.close()
+    return n
+
+
+async def _socket_throughput_small(args: argparse.Namespace, m: Meter) -> int:
+    """The floor of ``throughput-small``: the same waves of concurrent appends, joined the
+    way the clients join them (the first waits one turn of the loop, then sends every append
+    queued by then in one POST; the others wait on a bare future), on one asyncio
+    connection (``_floor.SocketFloorAsync``)."""
+    from _floor import SocketFloorAsync
+
+    n = args.messages
+    conc = args.concurrency
+    url = args.url
+    payload = P.throughput_payload(args.message_bytes)
+    floor = SocketFloorAsync()
+    request = floor.request
+    loop = asyncio.get_running_loop()
+    queue: list[tuple[bytes, asyncio.Future[None]]] = []
+    sending = False
+
+    async def append(body: bytes) -> None:
+        nonlocal sending
+        done = loop.create_future()
+        queue.append((body, done))
+        if sending:
+            return await done
+        sending = True
+        await asyncio.sleep(0)
+        while queue:
+            batch = queue[:]
+            del queue[:]
+            status, headers, _ = await request("POST", url, b"".join(b for b, _ in batch), OCTET_CT)
+            _answered(status, headers, (200, 204))
+            for _, waiter in batch:
+                if waiter is not done:
+                    waiter.set_result(None)
+        sending = False
+
+    try:
+        m.start()
+        for start in range(0, n, conc):
+            await asyncio.gather(*[append(payload) for _ in range(min(conc, n - start))])
+        m.stop()
+    finally:
+        await floor.close()
+    m.info["concurrency"] = conc
     return n
 
 

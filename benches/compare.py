@@ -37,7 +37,9 @@ and peak memory a row reports belong to that client alone:
   Python reader can spend per event or answer; on ``append-one`` / ``head-one`` (``socket``)
   and ``many-streams-append`` (``socket-async``) the same connection code sending each
   request by hand (``_floor.SocketFloor.request``), the least CPU a Python client can spend
-  per request;
+  per request; on ``throughput-small`` (``socket-async``) that code under the same waves of
+  asyncio tasks, the appends joined as the clients join them: the least an asyncio client
+  can spend there;
 - ``native-async`` / ``official-async``: the live workloads read through ``astream`` on
   asyncio, and the asyncio workloads below through each client's ``AsyncDurableStream``;
 - ``native-nogc``: ``native`` with the garbage collector off (``gc.disable()``), for
@@ -83,8 +85,9 @@ itself rather than a read:
   100, upstream's ``Uint8Array(100).fill(42)``) on one handle, in waves of
   ``--throughput-concurrency`` (default 75) concurrent ``append`` calls, each wave awaited
   before the next (upstream: ``Promise.all``). Messages per second and client CPU per
-  message. The official Python and the TypeScript handles join overlapping appends into one
-  request; this project's sends each. ``--throughput-messages 100000``: a steady state.
+  message. All three clients' handles join overlapping appends into one request (this
+  project's with ``coalesce=True``, its default). ``--throughput-messages 100000``: a steady
+  state.
   (Upstream's loop, ``batch < 1000 / 75``, runs 14 waves, so it sends 1,050 appends and
   reports 1,000; here the last wave is cut short: exactly N appends.)
 - ``catchup-nested``: a catch-up read of ``--nested-messages`` (default 200,000) nested JSON
@@ -214,7 +217,7 @@ ROWS = {
     "append-one": [*CLIENTS, "socket"],
     "head-one": [*CLIENTS, "socket"],
     "many-streams-append": ["native-async", "official-async", "ts", "socket-async"],
-    "throughput-small": ["native-async", "official-async", "ts"],
+    "throughput-small": ["native-async", "official-async", "ts", "socket-async"],
     "catchup-nested": [
         "native",
         "native-nogc",

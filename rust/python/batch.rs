@@ -3,6 +3,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::batch::Batch;
 
@@ -27,6 +28,9 @@ pub(crate) struct BatchBuilder {
     /// `offer` takes nothing while false.
     #[pyo3(get, set)]
     accepting: bool,
+    /// What `add` calls with `(item, outcome)` when `offer` leaves something to do.
+    #[pyo3(get, set)]
+    on_outcome: Option<Py<PyAny>>,
 }
 
 impl BatchBuilder {
@@ -81,6 +85,7 @@ impl BatchBuilder {
             room: i64::MAX,
             max_items: 0,
             accepting: true,
+            on_outcome: None,
         })
     }
 
@@ -126,6 +131,38 @@ impl BatchBuilder {
         } else {
             TAKEN
         })
+    }
+
+    /// `offer(item)`, then `on_outcome(item, outcome)` unless the outcome is `TAKEN`: a
+    /// producer's `append_nowait` in one call from Python, its own code run only when there
+    /// is something to do (a batch to open or seal, or the slow path).
+    fn add(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        let outcome = slf.borrow_mut().offer(item)?;
+        if outcome == TAKEN {
+            return Ok(());
+        }
+        let on_outcome = slf
+            .borrow()
+            .on_outcome
+            .as_ref()
+            .map(|f| f.clone_ref(slf.py()));
+        match on_outcome {
+            Some(f) => f.call1(slf.py(), (item, outcome)).map(drop),
+            None => Err(PyValueError::new_err(
+                "BatchBuilder.add needs on_outcome for what offer leaves to do",
+            )),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(f) = &self.on_outcome {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.on_outcome = None;
     }
 
     fn push_many(&mut self, items: &Bound<'_, PyAny>) -> PyResult<usize> {

@@ -587,6 +587,52 @@ def test_batch_push_many_stops_at_first_misfit(core: ModuleType) -> None:
     assert b.push_many(iter(["4"])) == 1
 
 
+def test_batch_add_calls_on_outcome_only_when_something_is_left_to_do(core: ModuleType) -> None:
+    b = core.BatchBuilder(True, 12)
+    with pytest.raises(ValueError, match="on_outcome"):
+        b.add({"a": 1})  # the first message opens the batch: something to do, nobody to do it
+    assert b.take() == b'[{"a":1}]'
+    calls: list[tuple[Any, int]] = []
+    b.on_outcome = lambda item, outcome: calls.append((item, outcome))
+    b.max_items = 3
+    for item in (1, 2, 3, 4444444444):
+        b.add(item)
+    b.accepting = False
+    b.add(5)
+    assert calls == [(1, 1), (3, 2), (4444444444, 3), (5, 3)]  # opened, filled, no fit, refused
+    assert b.take() == b"[1,2,3]"
+    b.accepting = True
+    with pytest.raises(JSONParseError):
+        b.add("[1,")  # a refused message raises before anything is called
+    assert len(calls) == 5 - 1
+
+
+def test_a_producer_dropped_without_closing_is_collected(core: ModuleType) -> None:
+    """The builder calls back into its producer (a reference cycle the collector must see)."""
+    import asyncio
+    import gc
+    import weakref
+
+    import durable_streams as ds
+    from durable_streams import _core
+
+    async def make() -> weakref.ref[Any]:
+        producer = ds.IdempotentProducer(
+            "http://127.0.0.1:9/s", producer_id="p", epoch=0, content_type="application/json"
+        )
+        assert isinstance(producer._core._builder, core.BatchBuilder)
+        return weakref.ref(producer)
+
+    before = _core.impl
+    _core.use("native" if core.__name__.endswith("_native") else "pure")
+    try:
+        gone = asyncio.run(make())
+    finally:
+        _core.impl = before
+    gc.collect()
+    assert gone() is None
+
+
 def test_batch_constructor_validation(core: ModuleType) -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError):

@@ -1,5 +1,6 @@
 """Stubs of the native core. ``durable_streams._pure`` implements the same names in Python."""
 
+from collections.abc import Callable
 from typing import Any, Final, Literal, final
 
 from typing_extensions import Self
@@ -110,7 +111,11 @@ class BatchBuilder:
     room: int
     max_items: int
     accepting: bool
+    on_outcome: Callable[[Any, int], object] | None
     def __new__(cls, json_mode: bool, max_batch_bytes: int) -> Self: ...
+    def add(self, item: Any) -> None:
+        """``offer(item)``, then ``on_outcome(item, outcome)`` unless the outcome is
+        ``TAKEN``: a producer's ``append_nowait`` in one call."""
     def push(self, item: Any) -> bool: ...
     def offer(self, item: Any) -> int:
         """One message for a producer: ``NOT_TAKEN`` (3) while not ``accepting``, when the

@@ -254,7 +254,8 @@ class IdempotentProducer:
             gapless=gapless,
         )
         self._core = Sequencer(settings)
-        self._offer = self._core.offer
+        # Each message goes straight into the core; Python runs only when there is more to do.
+        self.append_nowait = self._core.intake(self._settle_nowait)  # type: ignore[method-assign,assignment]
         self._state_file: StateFile | None = None
         self._state_broken = False  # a write failed: the producer stopped, sends nothing more
         self._close_result: AppendResult | None = None
@@ -378,6 +379,7 @@ class IdempotentProducer:
             self._runner_done = anyio.Event()
             self._wake = anyio.Event()
             self._progress = anyio.Event()
+            self._core.sender_started()
 
     def _start(self) -> None:
         """Start sending in the background, when not entered as a context manager."""
@@ -573,8 +575,14 @@ class IdempotentProducer:
         added), :class:`ProducerClosedError` after close or a fatal error."""
         if self._runner_done is None:
             self._start()  # before taking the message: without an event loop it is refused
-        outcome = self._offer(data)  # straight into the core: no Python frame between
-        if outcome and self._core.settle_offer(outcome, data):
+        if self._core.add(data):
+            self._notify()
+
+    def _settle_nowait(self, data: Any, outcome: int) -> None:
+        # What the core left to do for append_nowait (the instance's own, see __init__).
+        if self._runner_done is None:
+            self._start()  # no message is taken before: without an event loop it is refused
+        if self._core.settle_offer(outcome, data):
             self._notify()
 
     def _append_nowait_shared(self, data: Any) -> None:

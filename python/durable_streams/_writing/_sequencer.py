@@ -178,9 +178,8 @@ class Sequencer:
         self._json = settings.json_mode
         self._builder = _core.impl.BatchBuilder(self._json, settings.max_batch_bytes)
         self._builder.max_items = settings.max_batch_items or 0
-        # add() in two steps for a caller on the sender's thread that wants no Python frame
-        # in between: ``offer(data)``, then settle_offer() unless the answer was TAKEN.
-        self.offer: Callable[[Any], int] = self._builder.offer
+        # Nothing is taken before the sender is there to send it (see sender_started).
+        self._builder.accepting = False
         self._open_waiters: list[Waiter] = []
         self._open_since = 0.0
         self._next_id = 0
@@ -282,6 +281,20 @@ class Sequencer:
         if outcome == TAKEN and waiter is None:
             return False
         return self.settle_offer(outcome, data, waiter)
+
+    def intake(self, on_outcome: Callable[[Any, int], object]) -> Callable[[Any], None]:
+        """:meth:`add` in one native call, for a caller on the sender's thread: the builder
+        offers the message and calls ``on_outcome(data, outcome)`` only when that leaves
+        something to do, which passes it to :meth:`settle_offer`."""
+        self._builder.on_outcome = on_outcome
+        add: Callable[[Any], None] = self._builder.add
+        return add
+
+    def sender_started(self) -> None:
+        """The sender runs: messages are taken from now on (unless closed or stopped)."""
+        with self.lock:
+            if not self._closed and self._fatal is None:
+                self._builder.accepting = True
 
     def settle_offer(self, outcome: int, data: Any, waiter: Waiter | None = None) -> bool:
         """The rest of :meth:`add` after the builder's ``offer(data)`` answered ``outcome``

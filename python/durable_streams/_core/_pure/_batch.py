@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, final
 
 from ..._errors import JSONParseError
@@ -24,6 +25,7 @@ class BatchBuilder:
         "json_mode",
         "max_batch_bytes",
         "max_items",
+        "on_outcome",
         "room",
     )
 
@@ -45,6 +47,8 @@ class BatchBuilder:
         self.room = (1 << 63) - 1
         self.max_items = 0
         self.accepting = True
+        # What add() calls with (item, outcome) when offer() leaves something to do.
+        self.on_outcome: Callable[[Any, int], object] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -104,6 +108,15 @@ class BatchBuilder:
         if count == self.max_items:
             return TAKEN_FILLED
         return TAKEN_FIRST if count == 1 else TAKEN
+
+    def add(self, item: Any) -> None:
+        """``offer(item)``, then ``on_outcome(item, outcome)`` unless the outcome is ``TAKEN``."""
+        outcome = self.offer(item)
+        if outcome == TAKEN:
+            return
+        if self.on_outcome is None:
+            raise ValueError("BatchBuilder.add needs on_outcome for what offer leaves to do")
+        self.on_outcome(item, outcome)
 
     def push_many(self, items: Any) -> int:
         """Pushes items until one does not fit; how many were taken."""
