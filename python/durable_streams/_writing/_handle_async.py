@@ -25,6 +25,7 @@ from .._flavours import (
     AsyncSource,
     async_each,
     async_guard,
+    async_let_others_join,
     async_let_others_run,
     async_signal,
     async_sleep,
@@ -128,7 +129,9 @@ class AsyncDurableStream(HandleBase):
     is. Closing the handle (or leaving its ``async with`` block) ends it; the pool stays.
 
     Appends made while another is in flight on the same handle are sent together in the
-    next request, as the official clients do (``coalesce=False`` sends each alone): each
+    next request, as the official clients do (under an event loop an append with nothing in
+    flight first lets the loop run once, so that appends started together go in one request;
+    ``coalesce=False`` sends each alone): each
     returns once that request is answered, with its result (the offset after the whole
     request), or raises its error. Such a request is never resent once it may have been
     stored, so every append it carried fails alike with ``request_sent`` True, or none is
@@ -337,19 +340,34 @@ class AsyncDurableStream(HandleBase):
         with self._guard:
             alone = not self._sending
             self._sending = True
-        if alone:  # nothing in flight: this one goes now, by itself
+        if alone:  # nothing in flight: this one goes next, with whatever joins it meanwhile
             try:
-                return await self._append_alone(self._batch_request([body]))
-            finally:
+                await async_let_others_join()
+            except BaseException:
                 with self._guard:
                     self._hand_over()
-        pending = _Pending(body)
-        with self._guard:
-            self._queue.append(pending)
-            lead = not self._sending
-            self._sending = True
-            if not lead:
-                pending.signal = wake = async_signal()
+                raise
+            pending = _Pending(body)
+            with self._guard:
+                joined = bool(self._queue)
+                if joined:
+                    pending.lead = True
+                    self._queue.insert(0, pending)
+            if not joined:
+                try:
+                    return await self._append_alone(self._batch_request([body]))
+                finally:
+                    with self._guard:
+                        self._hand_over()
+            lead = True
+        else:
+            pending = _Pending(body)
+            with self._guard:
+                self._queue.append(pending)
+                lead = not self._sending
+                self._sending = True
+                if not lead:
+                    pending.signal = wake = async_signal()
         if not lead:
             try:
                 await async_wait_signal(wake, None)
