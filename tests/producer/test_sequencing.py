@@ -556,3 +556,22 @@ def test_a_group_with_a_bad_message_keeps_those_before_it_and_says_so() -> None:
     if sys.version_info >= (3, 11):
         assert "the 2 message(s) before it in the group were taken" in info.value.__notes__
     assert sent(core)[0].body == b"[1,2]"
+
+
+def test_with_the_pool_saturated_the_open_batch_grows_while_one_is_on_its_way() -> None:
+    core = make(max_in_flight=3, max_batch_bytes=1000)
+    core.add(0)
+    (zero,) = sent(core)
+    assert core.on_answer(zero, *OK) is None  # the epoch is confirmed: three may be on their way
+    core.add(1)
+    (one,) = sent(core)
+    core.add(2)
+    core.add(3)
+    assert core.due(now=1e9, hold_open=True) == ([], None)  # woken by the answer, not a timer
+    core.add(4)
+    assert core.due(now=1e9, hold_open=True) == ([], None)
+    assert core.on_answer(one, *OK) is None
+    (two,) = core.due(now=1e9, hold_open=True)[0]
+    assert two.body == b"[2,3,4]"
+    core.add(5)  # a connection free: the window applies as always
+    assert [b.body for b in core.due(now=1e9)[0]] == [b"[5]"]

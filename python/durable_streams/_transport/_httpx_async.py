@@ -103,6 +103,9 @@ class AsyncHttpxTransport:
             raise failure from exc
         return AsyncHttpxReply(http, url=req.url, offset=offset, interrupt=interrupt)
 
+    def saturated(self, url: str) -> bool:
+        return False  # httpx's pool does not say; requests wait in it unseen
+
     async def aclose(self) -> None:
         if self._owns:
             await self.client.aclose()

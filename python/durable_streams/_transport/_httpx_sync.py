@@ -103,6 +103,9 @@ class HttpxTransport:
             raise failure from exc
         return HttpxReply(http, url=req.url, offset=offset, interrupt=interrupt)
 
+    def saturated(self, url: str) -> bool:
+        return False  # httpx's pool does not say; requests wait in it unseen
+
     def close(self) -> None:
         if self._owns:
             self.client.close()

@@ -34,4 +34,9 @@ class AsyncTransport(Protocol):
         live: bool = False,
         interrupt: Interrupt | None = None,
     ) -> AsyncReply: ...
+    def saturated(self, url: str) -> bool:
+        """Whether a request to ``url`` would now wait for a connection (every one the
+        pool may open to its server is busy)."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -36,4 +36,9 @@ class Transport(Protocol):
         live: bool = False,
         interrupt: Interrupt | None = None,
     ) -> Reply: ...
+    def saturated(self, url: str) -> bool:
+        """Whether a request to ``url`` would now wait for a connection (every one the
+        pool may open to its server is busy)."""
+        ...
+
     def close(self) -> None: ...

@@ -31,7 +31,7 @@ from ._exchange import Exchange, Gathered
 from ._failures import nothing_arrived, transport_error
 from ._interrupt import Interrupt
 from ._pool_async import AsyncConnectionPool, PoolLimits
-from ._request import Prepared, Verify, prepare, ssl_context
+from ._request import Prepared, Verify, origin_of, prepare, ssl_context
 
 __all__ = ["AsyncNativeReply", "AsyncNativeTransport"]
 
@@ -166,6 +166,10 @@ class AsyncNativeTransport:
 
     def pools(self) -> list[AsyncConnectionPool]:
         return list(self._pools.values())
+
+    def saturated(self, url: str) -> bool:
+        pool = self._pools.get(origin_of(url))
+        return pool is not None and pool.saturated
 
     async def aclose(self) -> None:
         self.closed = True

@@ -33,7 +33,7 @@ from ._exchange import Exchange, Gathered
 from ._failures import nothing_arrived, transport_error
 from ._interrupt import Interrupt
 from ._pool_sync import ConnectionPool, PoolLimits
-from ._request import Prepared, Verify, prepare, ssl_context
+from ._request import Prepared, Verify, origin_of, prepare, ssl_context
 
 __all__ = ["NativeReply", "NativeTransport"]
 
@@ -168,6 +168,10 @@ class NativeTransport:
 
     def pools(self) -> list[ConnectionPool]:
         return list(self._pools.values())
+
+    def saturated(self, url: str) -> bool:
+        pool = self._pools.get(origin_of(url))
+        return pool is not None and pool.saturated
 
     def close(self) -> None:
         self.closed = True

@@ -69,6 +69,11 @@ class ConnectionPool:
         self._closed = False
 
     @property
+    def saturated(self) -> bool:
+        """Every connection the bound allows is busy: a request now would wait."""
+        return self._bounded >= self._limits.max_connections
+
+    @property
     def connections(self) -> int:
         """Sockets the bound counts: busy with requests that end on their own, or idle."""
         return self._bounded + len(self._idle)

@@ -149,6 +149,11 @@ def _header_lines(fields: tuple[tuple[str, str], ...]) -> str:
     return block
 
 
+def origin_of(url: str) -> Origin:
+    """The scheme, host and port of the server ``url`` goes to."""
+    return _locate(url)[0]
+
+
 def prepare(req: HttpRequest) -> Prepared:
     """The request head of ``req``, its target encoded as httpx would encode it, and its body
     framed. A header that could not travel as given (a line break or NUL in it, a name that

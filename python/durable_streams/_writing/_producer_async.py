@@ -422,7 +422,9 @@ class IdempotentProducer:
                 while not self._stopping:
                     self._wake = anyio.Event()
                     now = time.monotonic()
-                    batches, wake_at = self._core.due(now)
+                    transport = self._transport
+                    saturated = transport is not None and transport.saturated(self.url)
+                    batches, wake_at = self._core.due(now, hold_open=saturated)
                     if self._core.has_outcomes():  # due() failed batches it could not renumber
                         self._after_change()
                     if self._state_file is not None and not await self._record(batches):

@@ -438,9 +438,11 @@ class Sequencer:
 
     # -- what to send -------------------------------------------------------------------------
 
-    def due(self, now: float) -> tuple[list[Batch], float | None]:
+    def due(self, now: float, *, hold_open: bool = False) -> tuple[list[Batch], float | None]:
         """The batches to send now, and when to look again if nothing else happens first
-        (``None``: only when woken)."""
+        (``None``: only when woken). ``hold_open``: a request now would wait for a connection,
+        so while one of this producer's is on its way the open batch keeps growing (sealed
+        when that one is answered) rather than queue as one more small request."""
         with self.lock:
             if self._new_epoch_at_least is not None:
                 if self._in_flight:
@@ -460,6 +462,8 @@ class Sequencer:
                 out.append(batch)
             wake_at = None
             if len(self._builder) and not ready and len(in_flight) < window:
+                if hold_open and in_flight:
+                    return out, None  # woken when an answer comes
                 deadline = self._open_since + self.settings.linger
                 if now >= deadline or self._closed:
                     batch = self._seal()
