@@ -347,10 +347,10 @@ class AsyncDurableStream(HandleBase):
                 with self._guard:
                     self._hand_over()
                 raise
-            pending = _Pending(body)
             with self._guard:
                 joined = bool(self._queue)
                 if joined:
+                    pending = _Pending(body)
                     pending.lead = True
                     self._queue.insert(0, pending)
             if not joined:

@@ -587,12 +587,6 @@ class IdempotentProducer:
         if self._core.settle_offer(outcome, data):
             self._notify()
 
-    def _append_nowait_shared(self, data: Any) -> None:
-        if self._runner_done is None:
-            self._start()
-        if self._core.add(data):  # the sequencer's lock held throughout
-            self._notify()
-
     def append_many_nowait(self, items: Iterable[Any]) -> None:
         """Buffer a group of messages at once; their batches do not depend on when the sender
         runs, so a later session replaying the same group under the same producer id and
@@ -644,7 +638,9 @@ class IdempotentProducer:
 
         self._notify = notify
         self._core.share_between_threads()
-        self.append_nowait = self._append_nowait_shared  # type: ignore[method-assign]
+        # The class's append_nowait again (the instance's own goes): the sequencer's add(),
+        # which takes its lock.
+        vars(self).pop("append_nowait", None)
 
     def start_sending(self) -> None:
         """Start the sender now, on the running event loop, rather than at the first message."""

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from .. import _core, telemetry
 from .. import _errors as errors
 from .. import _protocol as proto
-from .._core import NOT_TAKEN, TAKEN, TAKEN_FILLED, TAKEN_FIRST
+from .._core import NOT_TAKEN, TAKEN
 from .._errors import FailedBatch
 from .._protocol import HttpRequest
 from .._values import AppendResult, ProducerStats
@@ -312,18 +312,19 @@ class Sequencer:
             if not builder.push(data):
                 self._seal()
                 builder.push(data)
-            count = len(builder)
-            if count == builder.max_items:
-                outcome = TAKEN_FILLED
-            else:
-                outcome = TAKEN_FIRST if count == 1 else TAKEN
         if waiter is not None:
             self._open_waiters.append(waiter)
-        if outcome == TAKEN_FIRST:
-            self._open_since = time.monotonic()
-            return True
-        if outcome == TAKEN_FILLED:
+        return self._took()
+
+    def _took(self) -> bool:
+        """A message went into the open batch: seal the batch if that filled it, start its
+        linger if that opened it. Whether the sender should wake up."""
+        count = len(self._builder)
+        if count == self._builder.max_items:
             self._seal()
+            return True
+        if count == 1:
+            self._open_since = time.monotonic()
             return True
         return False
 
@@ -349,15 +350,8 @@ class Sequencer:
                 if not builder.push(item):
                     self._seal()
                     builder.push(item)
-                    wake = True
-                count = len(builder)
-                if count == 1:
-                    self._open_since = time.monotonic()
-                    wake = True
                 taken += 1
-                if count == builder.max_items:
-                    self._seal()
-                    wake = True
+                wake = self._took() or wake
         except Exception as exc:
             add_note = getattr(exc, "add_note", None)  # Python 3.11+
             if add_note is not None:
