@@ -5,14 +5,12 @@ side-by-side table is the median of the runs it keeps."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,57 +18,19 @@ from typing import Any
 import pytest
 
 from launch import ReferenceServer
+from npm_packages import ensure_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "benches" / "node"
 SCRIPT = NODE_DIR / "bench_scenarios.mjs"
 SIDE_BY_SIDE = ROOT / "benches" / "bench_side_by_side.py"
-INSTALL_TIMEOUT = 300.0
 ORDERED = ("min", "p50", "p75", "p99", "p999", "max")
-
-
-def _installed() -> bool:
-    pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
-    for name, version in pinned.items():
-        try:
-            found = json.loads((NODE_DIR / "node_modules" / name / "package.json").read_text())
-        except (OSError, ValueError):
-            return False
-        if found.get("version") != version:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def node_client() -> None:
-    """``npm ci`` of benches/node from its lockfile, once (a lock keeps two workers apart)."""
-    if _installed():
-        return
-    npm = shutil.which("npm")
-    assert npm is not None, "npm is needed for the TypeScript side"
-    with open(NODE_DIR / ".install.lock", "a+b") as lock:
-        deadline = time.monotonic() + INSTALL_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, "another worker's npm ci hangs"
-                time.sleep(0.2)  # polling a lock: there is nothing to wait on
-        try:
-            if not _installed():
-                done = subprocess.run(
-                    [npm, "ci", "--no-audit", "--no-fund", "--update-notifier=false"],
-                    cwd=NODE_DIR,
-                    capture_output=True,
-                    text=True,
-                    timeout=INSTALL_TIMEOUT,
-                    check=False,
-                )
-                assert done.returncode == 0, done.stdout + done.stderr
-                assert _installed(), done.stdout + done.stderr
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    """``npm ci`` of benches/node from its lockfile, once."""
+    ensure_installed(NODE_DIR, ["ci"], "the TypeScript side")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from npm_packages import ensure_installed
+
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND = Path(__file__).resolve().parent / "backend.py"
 AISDK = ROOT / "interop" / "aisdk"
 CHAT_SCRIPT = AISDK / "chat.mjs"
-INSTALL_TIMEOUT = 300.0
 STARTUP_TIMEOUT = 30.0
 
 
@@ -74,55 +74,9 @@ def running_backend(streams: str, *options: str) -> Iterator[RunningBackend]:
                 pipe.close()
 
 
-def _pinned() -> dict[str, str]:
-    manifest = json.loads((AISDK / "package.json").read_text(encoding="utf-8"))
-    return dict(manifest["dependencies"])
-
-
-def _installed() -> bool:
-    for name, version in _pinned().items():
-        try:
-            found = json.loads((AISDK / "node_modules" / name / "package.json").read_text())
-        except (OSError, ValueError):
-            return False
-        if found.get("version") != version:
-            return False
-    return True
-
-
 def ensure_aisdk_installed() -> None:
-    """npm install the pinned packages of interop/aisdk from its lockfile, once (a lock keeps
-    two test workers from installing at the same time)."""
-    if _installed():
-        return
-    import fcntl
-
-    npm = shutil.which("npm")
-    assert npm is not None, "npm is needed for the AI SDK interop tests"
-    with open(AISDK / ".install.lock", "a+b") as lock:
-        deadline = time.monotonic() + INSTALL_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < deadline, "another worker's npm install hangs"
-                time.sleep(0.2)  # polling a lock: there is nothing to wait on
-        try:
-            if _installed():
-                return
-            done = subprocess.run(
-                [npm, "install", "--no-save", "--no-audit", "--no-fund", "--update-notifier=false"],
-                cwd=AISDK,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-            assert _installed(), done.stdout + done.stderr
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    """npm install the pinned packages of interop/aisdk from its lockfile, once."""
+    ensure_installed(AISDK, ["install", "--no-save"], "the AI SDK interop tests")
 
 
 def node_chat(*args: str, timeout: float = 90.0) -> dict[str, Any]:
