@@ -211,6 +211,15 @@ class SetBase:
     def meta_url(self) -> str:
         return f"{self.root}/{self.name}"
 
+    def known_content_type(self) -> str:
+        """The partitions' content type, which a producer needs before it writes."""
+        if self.content_type is None:
+            raise errors.UsageError(
+                "the partition set's content type is unknown: open it with create(), or give "
+                "content_type to its constructor"
+            )
+        return self.content_type
+
     def path(self, partition: int) -> str:
         """The path of partition ``partition`` under the stream root."""
         if not 0 <= partition < self.partitions:

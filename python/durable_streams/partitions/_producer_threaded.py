@@ -49,12 +49,7 @@ class SyncPartitionedProducer:
     ) -> None:
         self.partition_set = partition_set
         self.router = Router(partition_set.partitions)
-        content_type = partition_set.content_type
-        if content_type is None:
-            raise errors.UsageError(
-                "the partition set's content type is unknown: open it with create(), or give "
-                "content_type to its constructor"
-            )
+        content_type = partition_set.known_content_type()
         partition_producer_id(producer_id, 0)  # checked before any thread starts
         producers: list[SyncIdempotentProducer] = []
         try:
