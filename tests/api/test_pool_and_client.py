@@ -352,6 +352,31 @@ async def test_a_coalesced_request_refused_fails_every_append_it_carried(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the order of the tasks' turns is fixed
+async def test_an_append_cancelled_in_its_joining_turn_hands_over_to_those_that_joined(
+    stream_url: str,
+) -> None:
+    handle = await ds.AsyncDurableStream.create(stream_url, content_type=JSON)
+    done: list[str] = []
+
+    async def append(value: str) -> None:
+        await handle.append({"v": value})
+        done.append(value)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group, anyio.create_task_group() as first:
+            first.start_soon(append, "cancelled")  # alone: it lets the loop run once
+            group.start_soon(append, "joined")  # queued behind it in that turn
+            while len(handle._queue) != 1:
+                await anyio.lowlevel.checkpoint()
+            first.cancel_scope.cancel()  # before the first one sends
+    assert done == ["joined"]
+    assert [m["v"] for m in read_all(stream_url)] == ["joined"]
+    assert not handle._sending and not handle._queue
+    await handle.aclose()
+
+
+@pytest.mark.anyio
 async def test_a_cancelled_append_waiting_its_turn_is_not_sent_and_the_next_still_goes(
     server_url: str, stream_url: str
 ) -> None:
