@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from durable_streams import (
+    AsyncClient,
     AsyncDurableStream,
     BufferFullError,
     ContentTypeMismatchError,
@@ -641,3 +642,30 @@ async def test_the_handles_retry_policy_applies() -> None:
             await producer.flush()
         await producer.close()
     assert len(recorder.bodies) == 3  # the first attempt and the policy's two retries
+
+
+@pytest.mark.anyio
+async def test_producers_sharing_a_saturated_pool_deliver_everything_once(
+    stream_url: str, native_transport: None
+) -> None:
+    """Eight producers, one connection, so that each producer's next request would wait (its
+    open batch is held while one of its batches is on its way): every message is stored
+    once, in order, and closing delivers what was held, within the bound."""
+    paths = [f"{stream_url}-{n}" for n in range(8)]
+    async with AsyncClient(max_connections=1) as client:
+        producers = []
+        for n, path in enumerate(paths):
+            handle = await client.create(path, content_type="application/json")
+            producers.append(client.producer(handle, producer_id=f"p{n}", epoch=0))
+        with anyio.fail_after(60):
+            for i in range(200):
+                for producer in producers:
+                    producer.append_nowait({"i": i})
+                await anyio.lowlevel.checkpoint()  # the senders run between rounds
+            for producer in producers:
+                await producer.close()
+        (pool,) = client.dispatcher.native.pools()
+        assert pool.connections <= 1
+    for path, producer in zip(paths, producers, strict=True):
+        assert [m["i"] for m in read_all(path)] == list(range(200))
+        assert producer.stats().batches_acknowledged < 200  # batched, not a request each
